@@ -1,0 +1,534 @@
+//! The fields of each step kind, their types, and the step's result type.
+
+use super::items::ModuleCx;
+use super::scope::{Mode, NodeScope};
+use super::skill::SkillCx;
+use crate::diag::{Code, Diagnostic};
+use crate::ir::{self, Backoff, Command, Record, StepKind, Ty, Value};
+use crate::syntax::ast::{self, ExprKind, Field, FieldValue};
+use std::sync::Arc;
+
+const COMMON: &[&str] = &["after", "when", "accept", "feedback", "attempts", "backoff", "timeout", "on_failure", "env", "description"];
+
+/// The fields a step kind takes besides the common ones.
+fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "run" => &["command", "argv", "stdin", "cwd", "output", "snapshot", "sandbox"],
+        "llm" => &["model", "system", "prompt", "output", "temperature", "max_tokens"],
+        "approval" => &["prompt", "default"],
+        "call" => &["with"],
+        "script" => &["code", "output"],
+        "wait" => &["duration", "until", "interval"],
+        _ => return None,
+    })
+}
+
+const KINDS: &[&str] = &["run", "llm", "approval", "call", "script", "wait"];
+
+fn result_record(name: &str, fields: Vec<(&str, Ty)>) -> Ty {
+    Ty::Record(Arc::new(Record {
+        name: Some(name.to_string()),
+        fields: fields.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
+    }))
+}
+
+impl<'a> ModuleCx<'a> {
+    /// The result type of a step (E0310 for an unknown kind).
+    pub fn result_type(&mut self, step: &ast::StepDef) -> Ty {
+        let output = step.fields.iter().find_map(|f| match &f.value {
+            FieldValue::Type(t) => Some(t),
+            _ => None,
+        });
+        let output = output.map(|t| self.resolve_type(t));
+        match step.kind.name.as_str() {
+            "run" => {
+                let mut fields = vec![("exit_code", Ty::Int), ("stdout", Ty::String), ("stderr", Ty::String), ("duration", Ty::Duration)];
+                if let Some(o) = output {
+                    fields.push(("output", o));
+                }
+                result_record("run result", fields)
+            }
+            "llm" => {
+                let mut fields = vec![("text", Ty::String)];
+                if let Some(o) = output {
+                    fields.push(("output", o));
+                }
+                fields.extend([("tokens_in", Ty::Int), ("tokens_out", Ty::Int), ("cost_usd", Ty::Float)]);
+                result_record("llm result", fields)
+            }
+            "approval" => result_record("approval result", vec![("approved", Ty::Bool), ("by", Ty::String), ("comment", Ty::String)]),
+            "wait" => result_record("wait result", vec![("waited", Ty::Duration)]),
+            "script" => output.unwrap_or(Ty::Json),
+            "call" => match &step.callee {
+                Some(q) => match self.sig(q) {
+                    Some(sig) => sig.ret.clone().unwrap_or(Ty::Json),
+                    None => Ty::Error,
+                },
+                None => Ty::Error,
+            },
+            other => {
+                self.diags.push(
+                    Diagnostic::new(Code::E0310, self.file, step.kind.span, format!("unknown step kind `{other}`"))
+                        .label("not a step kind")
+                        .maybe_help(crate::diag::did_you_mean(other, KINDS.iter().copied()).or_else(|| {
+                            Some(format!("the kinds are {}", KINDS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")))
+                        })),
+                );
+                Ty::Error
+            }
+        }
+    }
+
+    /// Checks a step's fields and compiles it.
+    pub fn step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> ir::Step {
+        let kind = def.kind.name.as_str();
+        let policy = sk.sig.policy.clone();
+        if let Some(own) = kind_fields(kind) {
+            let allowed: Vec<&str> = COMMON.iter().chain(own).copied().collect();
+            let what = format!("a `{kind}` step");
+            self.known_fields(&def.fields, &allowed, &what, |k| {
+                KINDS
+                    .iter()
+                    .find(|other| kind_fields(other).is_some_and(|f| f.contains(&k)))
+                    .map(|other| format!("`{k}` belongs to `{other}` steps"))
+            });
+        }
+        if def.callee.is_some() && kind != "call" {
+            let span = def.callee.as_ref().map_or(def.kind.span, |c| c.span);
+            self.diags.push(
+                Diagnostic::new(Code::E0102, self.file, span, format!("only `call` steps name a skill after the kind, not `{kind}` steps"))
+                    .label("unexpected name")
+                    .help(format!("write `step {}: {kind} {{ ... }}`", def.name.name)),
+            );
+        }
+        let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
+        let mut step = ir::Step {
+            kind: StepKind::Wait {
+                duration_ms: None,
+                until: None,
+                interval_ms: 0,
+            },
+            attempts: 1,
+            backoff: None,
+            timeout_ms: policy.step_timeout_ms,
+            accept: Vec::new(),
+            feedback: None,
+            env: Vec::new(),
+            result: sk.state.nodes[id].ty.clone(),
+            fingerprint: self.source(def.span),
+        };
+        if let Some(f) = get("attempts")
+            && let Some(n) = self.lit_int(f, 1, Code::E0318)
+        {
+            step.attempts = n.min(u32::MAX as i64) as u32;
+            self.attempt_cap(f, step.attempts, &format!("step `{}`", def.name.name), &policy);
+        }
+        if let Some(f) = get("backoff") {
+            step.backoff = self.backoff(f);
+        }
+        if let Some(f) = get("timeout")
+            && let Some(ms) = self.lit_duration(f, Code::E0318)
+        {
+            if kind == "approval" {
+                // Approvals wait on a person; their timeout is not a step timeout.
+            } else if ms > policy.step_timeout_ms {
+                self.diags.push(
+                    Diagnostic::new(
+                        Code::E0602,
+                        self.file,
+                        f.span,
+                        format!(
+                            "timeout {} of step `{}` is longer than `step_timeout` {} of policy `{}`",
+                            ir::format_ms(ms),
+                            def.name.name,
+                            ir::format_ms(policy.step_timeout_ms),
+                            policy.name
+                        ),
+                    )
+                    .label("exceeds the policy cap")
+                    .help(format!("lower it to at most {}", ir::format_ms(policy.step_timeout_ms))),
+                );
+            } else {
+                step.timeout_ms = ms;
+            }
+        }
+        if let Some(f) = get("accept")
+            && let Some(expr) = self.value(f)
+        {
+            let conditions: Vec<&ast::Expr> = match &expr.kind {
+                ExprKind::List(items) => items.iter().collect(),
+                _ => vec![expr],
+            };
+            for cond in conditions {
+                let mut scope = NodeScope { state: &mut sk.state, at: Some(id), mode: Mode::Accept(id) };
+                let mut checker = super::expr::ExprChecker { file: self.file, diags: &mut self.diags };
+                checker.condition(cond, &mut scope, "`accept`");
+                step.accept.push(self.compile(cond, Ty::Bool));
+            }
+        }
+        if let Some(f) = get("feedback")
+            && let Some(expr) = self.value(f)
+        {
+            let mut scope = NodeScope { state: &mut sk.state, at: Some(id), mode: Mode::Accept(id) };
+            let mut checker = super::expr::ExprChecker { file: self.file, diags: &mut self.diags };
+            let ty = checker.expect(expr, &mut scope, &Ty::String, "`feedback`");
+            step.feedback = Some(self.compile(expr, ty));
+        }
+        if let Some(f) = get("env")
+            && let Some(expr) = self.value(f)
+        {
+            match &expr.kind {
+                ExprKind::Map(entries) => {
+                    for (key, value) in entries {
+                        let (v, _) = self.data_value(value, sk, Some(id), Mode::Plain, None, &format!("`env.{}`", key.name));
+                        step.env.push((key.name.clone(), v));
+                    }
+                }
+                _ => self.diags.push(
+                    Diagnostic::new(Code::E0301, self.file, expr.span, "`env` expects a map of variables")
+                        .label("not a map")
+                        .help("write `env { RUST_LOG: \"debug\" }`"),
+                ),
+            }
+        }
+        step.kind = match kind {
+            "run" => self.run_step(id, def, sk, &policy),
+            "llm" => self.llm_step(id, def, sk),
+            "approval" => self.approval_step(id, def, sk),
+            "call" => self.call_step(id, def, sk),
+            "script" => self.script_step(id, def, sk),
+            _ => self.wait_step(id, def, sk),
+        };
+        step
+    }
+
+    fn text(&mut self, field: Option<&Field>, id: usize, sk: &mut SkillCx<'a>) -> Option<Value> {
+        let field = field?;
+        let expr = self.value(field)?;
+        Some(self.data_value(expr, sk, Some(id), Mode::Plain, Some(&Ty::String), &format!("`{}`", field.key.name)).0)
+    }
+
+    fn output_type(&mut self, def: &ast::StepDef) -> Option<Ty> {
+        def.fields.iter().find_map(|f| match &f.value {
+            FieldValue::Type(_) => match &self.sk_result_output(def) {
+                Some(t) => Some(t.clone()),
+                None => Some(Ty::Json),
+            },
+            _ => None,
+        })
+    }
+
+    fn sk_result_output(&mut self, def: &ast::StepDef) -> Option<Ty> {
+        let t = def.fields.iter().find_map(|f| match &f.value {
+            FieldValue::Type(t) => Some(t.clone()),
+            _ => None,
+        })?;
+        // Types were reported when the result type was computed; resolve quietly.
+        let before = self.diags.len();
+        let ty = self.resolve_type(&t);
+        self.diags.truncate(before);
+        Some(ty)
+    }
+
+    fn run_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>, policy: &ir::Policy) -> StepKind {
+        let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
+        let command = match (get("command"), get("argv")) {
+            (Some(c), Some(a)) => {
+                self.diags.push(
+                    Diagnostic::new(Code::E0317, self.file, a.key.span, "a `run` step takes `command` or `argv`, not both")
+                        .label("second way to name the program")
+                        .with(c.key.span, "`command` is also given")
+                        .help("use `command` for a shell line, `argv` to run a program without a shell"),
+                );
+                Command::Shell(self.text(Some(c), id, sk).unwrap_or(Value::Const(serde_json::Value::Null)))
+            }
+            (Some(c), None) => Command::Shell(self.text(Some(c), id, sk).unwrap_or(Value::Const(serde_json::Value::Null))),
+            (None, Some(a)) => {
+                let want = Ty::String.list_of();
+                match self.value(a) {
+                    Some(expr) => match self.data_value(expr, sk, Some(id), Mode::Plain, Some(&want), "`argv`") {
+                        (Value::List(items), _) => Command::Argv(items),
+                        (other, _) => Command::Argv(vec![other]),
+                    },
+                    None => Command::Argv(Vec::new()),
+                }
+            }
+            (None, None) => {
+                self.missing(def.name.span, &format!("`run` step `{}`", def.name.name), "command", "command: \"cargo test\"");
+                Command::Argv(Vec::new())
+            }
+        };
+        let stdin = self.text(get("stdin"), id, sk);
+        let cwd = self.text(get("cwd"), id, sk);
+        let snapshot = get("snapshot").and_then(|f| self.lit_strings(f)).unwrap_or_default();
+        let sandbox = match get("sandbox") {
+            Some(f) => {
+                let narrowed = self.sandbox(f, &policy.sandbox);
+                self.check_narrowing(f, &narrowed, policy);
+                narrowed
+            }
+            None => policy.sandbox.clone(),
+        };
+        StepKind::Run(ir::RunStep {
+            command,
+            stdin,
+            cwd,
+            output: self.output_type(def),
+            snapshot,
+            sandbox,
+        })
+    }
+
+    fn check_narrowing(&mut self, field: &Field, step: &ir::Sandbox, policy: &ir::Policy) {
+        let base = &policy.sandbox;
+        let mut widened: Vec<String> = Vec::new();
+        if step.network == Some(true) && base.network == Some(false) {
+            widened.push("`network: true` where the policy denies the network".into());
+        }
+        let more = |s: Option<u64>, b: Option<u64>| matches!((s, b), (Some(s), Some(b)) if s > b);
+        for (name, s, b) in [
+            ("memory", step.memory, base.memory),
+            ("cpu", step.cpu_ms, base.cpu_ms),
+            ("processes", step.processes, base.processes),
+            ("open_files", step.open_files, base.open_files),
+            ("file_size", step.file_size, base.file_size),
+        ] {
+            if more(s, b) {
+                widened.push(format!("a larger `{name}` than the policy's"));
+            }
+        }
+        if let (Some(s), Some(b)) = (&step.writable, &base.writable) {
+            for path in s {
+                if !b.iter().any(|allowed| path_within(path, allowed)) {
+                    widened.push(format!("writable path `{path}` outside the policy's {b:?}"));
+                }
+            }
+        }
+        if let (Some(s), Some(b)) = (&step.readable, &base.readable) {
+            for path in s {
+                if !b.iter().any(|allowed| path_within(path, allowed)) {
+                    widened.push(format!("readable path `{path}` outside the policy's {b:?}"));
+                }
+            }
+        }
+        if let Some(first) = widened.first() {
+            self.diags.push(
+                Diagnostic::new(Code::E0604, self.file, field.span, format!("step sandbox widens policy `{}`: {first}", policy.name))
+                    .label("a step may narrow the policy's sandbox, never widen it")
+                    .help("remove the setting, or change the policy"),
+            );
+        }
+    }
+
+    fn llm_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
+        let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
+        let model = match get("model") {
+            Some(f) => self.value(f).and_then(|e| self.qualified_of(e, "`model`")).and_then(|q| self.model(&q)),
+            None => {
+                self.missing(def.name.span, &format!("`llm` step `{}`", def.name.name), "model", "model: planner");
+                None
+            }
+        };
+        if get("prompt").is_none() {
+            self.missing(def.name.span, &format!("`llm` step `{}`", def.name.name), "prompt", "prompt: \"...\"");
+        }
+        let prompt = self.text(get("prompt"), id, sk).unwrap_or(Value::Const(serde_json::Value::Null));
+        let system = self.text(get("system"), id, sk);
+        let temperature = get("temperature").and_then(|f| self.lit_float(f, 0.0, 2.0, Code::E0318));
+        let max_tokens = get("max_tokens").and_then(|f| self.lit_int(f, 1, Code::E0318)).map(|n| n as u64);
+        let model = model.unwrap_or_else(|| {
+            Arc::new(ir::Model {
+                key: String::new(),
+                name: "{unknown}".into(),
+                provider: ir::Provider::Fake,
+                model: None,
+                base_url: None,
+                api_key: None,
+                temperature: None,
+                max_tokens: None,
+                input_price: None,
+                output_price: None,
+                structured_output: false,
+                timeout_ms: None,
+                command: None,
+                script: None,
+                requests_per_minute: None,
+                tokens_per_minute: None,
+            })
+        });
+        StepKind::Llm(ir::LlmStep {
+            model,
+            system,
+            prompt,
+            output: self.output_type(def),
+            temperature,
+            max_tokens,
+        })
+    }
+
+    fn approval_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
+        let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
+        if get("prompt").is_none() {
+            self.missing(def.name.span, &format!("`approval` step `{}`", def.name.name), "prompt", "prompt: \"Deploy?\"");
+        }
+        let prompt = self.text(get("prompt"), id, sk).unwrap_or(Value::Const(serde_json::Value::Null));
+        let timeout_ms = get("timeout").and_then(|f| match &f.value {
+            FieldValue::Expr(ast::Expr { kind: ExprKind::Duration(ms), .. }) => Some(*ms),
+            _ => None,
+        });
+        let default_approve = get("default").and_then(|f| self.word(f, &["reject", "approve"])).as_deref() == Some("approve");
+        StepKind::Approval {
+            prompt,
+            timeout_ms,
+            default_approve,
+        }
+    }
+
+    fn call_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
+        let Some(callee) = &def.callee else {
+            self.diags.push(
+                Diagnostic::new(Code::E0308, self.file, def.kind.span, format!("`call` step `{}` does not name a skill", def.name.name))
+                    .label("which skill?")
+                    .help(format!("write `step {}: call other_skill {{ with {{ ... }} }}`", def.name.name)),
+            );
+            return StepKind::Call { skill: String::new(), args: Vec::new() };
+        };
+        let Some(sig) = self.sig(callee) else {
+            return StepKind::Call { skill: String::new(), args: Vec::new() };
+        };
+        self.calls.push(super::module::CallEdge {
+            caller: sk.sig.key.clone(),
+            callee: sig.key.clone(),
+            file: self.file,
+            span: callee.span,
+        });
+        let mut args = Vec::new();
+        let with = def.fields.iter().find(|f| f.key.name == "with");
+        let entries: Vec<(ast::MapKey, ast::Expr)> = match with.and_then(|f| self.value(f)) {
+            Some(ast::Expr { kind: ExprKind::Map(entries), .. }) => entries.clone(),
+            Some(other) => {
+                self.diags.push(
+                    Diagnostic::new(Code::E0301, self.file, other.span, "`with` expects the arguments as a map")
+                        .label("not a map")
+                        .help("write `with { name: value }`"),
+                );
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        for (key, value) in &entries {
+            match sig.params.iter().find(|(n, _, _)| *n == key.name) {
+                Some((name, ty, _)) => {
+                    let (v, _) = self.data_value(value, sk, Some(id), Mode::Plain, Some(ty), &format!("parameter `{name}`"));
+                    args.push((name.clone(), v));
+                }
+                None => {
+                    let names: Vec<&str> = sig.params.iter().map(|(n, _, _)| n.as_str()).collect();
+                    self.diags.push(
+                        Diagnostic::new(Code::E0312, self.file, key.span, format!("skill `{}` has no parameter `{}`", sig.name, key.name))
+                            .label("unknown argument")
+                            .maybe_help(crate::diag::did_you_mean(&key.name, names.iter().copied()).or_else(|| {
+                                Some(if names.is_empty() {
+                                    format!("`{}` takes no parameters", sig.name)
+                                } else {
+                                    format!("its parameters are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                                })
+                            })),
+                    );
+                }
+            }
+        }
+        for (name, ty, has_default) in &sig.params {
+            if !has_default && !entries.iter().any(|(k, _)| k.name == *name) {
+                self.diags.push(
+                    Diagnostic::new(Code::E0311, self.file, callee.span, format!("missing argument `{name}` for skill `{}`", sig.name))
+                        .label(format!("`{name}: {ty}` has no default"))
+                        .help(format!("add it: `with {{ {name}: ... }}`")),
+                );
+            }
+        }
+        StepKind::Call { skill: sig.key.clone(), args }
+    }
+
+    fn script_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
+        let field = def.fields.iter().find(|f| f.key.name == "code");
+        let output = self.output_type(def);
+        let Some(field) = field else {
+            self.missing(def.name.span, &format!("`script` step `{}`", def.name.name), "code", "code: \"\"\"\\n  40 + 2\\n\"\"\"");
+            return StepKind::Script { code: String::new(), ast: Arc::new(rhai::AST::empty()), output };
+        };
+        let Some(ast::Expr { kind: ExprKind::Str(lit), .. }) = self.value(field) else {
+            if let Some(e) = self.value(field) {
+                self.diags.push(
+                    Diagnostic::new(Code::E0301, self.file, e.span, "`code` expects the script as a string")
+                        .label("not a string")
+                        .help("write the script in a `\"\"\"` block"),
+                );
+            }
+            return StepKind::Script { code: String::new(), ast: Arc::new(rhai::AST::empty()), output };
+        };
+        let ast = super::script::compile_script(self, lit, id, sk);
+        StepKind::Script { code: lit.value.clone(), ast: Arc::new(ast), output }
+    }
+
+    fn wait_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
+        let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
+        let duration_ms = get("duration").and_then(|f| self.lit_duration(f, Code::E0318));
+        let until = match get("until") {
+            Some(f) => self.value(f).map(|expr| {
+                let mut scope = NodeScope { state: &mut sk.state, at: Some(id), mode: Mode::Plain };
+                let mut checker = super::expr::ExprChecker { file: self.file, diags: &mut self.diags };
+                checker.condition(expr, &mut scope, "`until`");
+                self.compile(expr, Ty::Bool)
+            }),
+            None => None,
+        };
+        match (get("duration"), get("until")) {
+            (Some(d), Some(u)) => self.diags.push(
+                Diagnostic::new(Code::E0317, self.file, u.key.span, "a `wait` step takes `duration` or `until`, not both")
+                    .label("second condition")
+                    .with(d.key.span, "`duration` is also given"),
+            ),
+            (None, None) => self.missing(def.name.span, &format!("`wait` step `{}`", def.name.name), "duration", "duration: 5m"),
+            _ => {}
+        }
+        let interval_ms = get("interval").and_then(|f| self.lit_duration(f, Code::E0318)).unwrap_or(5_000);
+        StepKind::Wait { duration_ms, until, interval_ms }
+    }
+
+    fn backoff(&mut self, field: &Field) -> Option<Backoff> {
+        let expr = self.value(field)?;
+        match &expr.kind {
+            ExprKind::Duration(ms) => Some(Backoff { initial_ms: *ms, factor: 2.0, max_ms: ms.saturating_mul(32) }),
+            ExprKind::Map(entries) => {
+                let sub: Vec<Field> = entries.iter().map(|(k, v)| super::items::map_field(k, v)).collect();
+                self.known_fields(&sub, &["initial", "factor", "max"], "`backoff`", |_| None);
+                let mut b = Backoff { initial_ms: 1_000, factor: 2.0, max_ms: 60_000 };
+                for f in &sub {
+                    match f.key.name.as_str() {
+                        "initial" => b.initial_ms = self.lit_duration(f, Code::E0318).unwrap_or(b.initial_ms),
+                        "factor" => b.factor = self.lit_float(f, 1.0, 100.0, Code::E0318).unwrap_or(b.factor),
+                        "max" => b.max_ms = self.lit_duration(f, Code::E0318).unwrap_or(b.max_ms),
+                        _ => {}
+                    }
+                }
+                Some(b)
+            }
+            _ => {
+                self.diags.push(
+                    Diagnostic::new(Code::E0301, self.file, expr.span, "`backoff` expects a duration or `{ initial, factor, max }`")
+                        .label("not a duration")
+                        .help("write `backoff: 10s` or `backoff { initial: 1s, factor: 2, max: 1m }`"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Whether `path` lies inside `allowed` (lexically).
+fn path_within(path: &str, allowed: &str) -> bool {
+    let p = super::normalize(std::path::Path::new(path));
+    let a = super::normalize(std::path::Path::new(allowed));
+    a == std::path::Path::new(".") && !p.starts_with("..") && !p.is_absolute() || p.starts_with(&a)
+}

@@ -1,0 +1,104 @@
+//! Dependency graphs per skill and block, and cycle detection.
+
+use super::items::ModuleCx;
+use super::scope::{NodeDefRef, SkillState};
+use crate::diag::{Code, Diagnostic};
+use crate::ir::{Graph, NodeId};
+use petgraph::graph::{DiGraph, NodeIndex};
+use std::collections::HashMap;
+
+/// The skill's top-level graph and one graph per block; reports cycles (E0501).
+pub fn build(cx: &mut ModuleCx<'_>, state: &SkillState<'_>) -> (Graph, Vec<(NodeId, Graph)>) {
+    let mut containers: Vec<Option<usize>> = vec![None];
+    containers.extend(
+        state
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !matches!(n.def, NodeDefRef::Step(_)))
+            .map(|(i, _)| Some(i)),
+    );
+    let mut root = Graph::default();
+    let mut bodies = Vec::new();
+    for container in containers {
+        let mut dag: DiGraph<NodeId, ()> = DiGraph::new();
+        let mut index: HashMap<usize, NodeIndex> = HashMap::new();
+        for (id, node) in state.nodes.iter().enumerate() {
+            if node.parent == container {
+                index.insert(id, dag.add_node(id));
+            }
+        }
+        let mut spans: HashMap<(usize, usize), crate::span::Span> = HashMap::new();
+        for edge in state.edges.iter().filter(|e| e.container == container) {
+            if let (Some(&a), Some(&b)) = (index.get(&edge.from), index.get(&edge.to))
+                && !spans.contains_key(&(edge.from, edge.to))
+            {
+                spans.insert((edge.from, edge.to), edge.span);
+                dag.add_edge(a, b, ());
+            }
+        }
+        for scc in petgraph::algo::tarjan_scc(&dag) {
+            if scc.len() < 2 {
+                continue;
+            }
+            report_cycle(cx, state, &dag, &scc, &spans);
+        }
+        match container {
+            None => root = Graph { dag },
+            Some(id) => bodies.push((id, Graph { dag })),
+        }
+    }
+    (root, bodies)
+}
+
+fn report_cycle(
+    cx: &mut ModuleCx<'_>,
+    state: &SkillState<'_>,
+    dag: &DiGraph<NodeId, ()>,
+    scc: &[NodeIndex],
+    spans: &HashMap<(usize, usize), crate::span::Span>,
+) {
+    // Walk the component from its first node in source order, following edges
+    // that stay inside it, until the walk returns: that is one cycle.
+    let start = *scc.iter().min_by_key(|i| dag[**i]).unwrap_or(&scc[0]);
+    let mut path = vec![start];
+    let mut cur = start;
+    loop {
+        let next = dag
+            .neighbors(cur)
+            .filter(|n| scc.contains(n))
+            .min_by_key(|n| (path.contains(n) && *n != start, dag[*n]));
+        let Some(next) = next else { break };
+        if next == start || path.contains(&next) {
+            if let Some(pos) = path.iter().position(|p| *p == next) {
+                path.drain(..pos);
+            }
+            break;
+        }
+        path.push(next);
+        cur = next;
+    }
+    let name = |i: NodeIndex| format!("`{}`", state.nodes[dag[i]].name);
+    let mut chain: Vec<String> = path.iter().map(|&i| name(i)).collect();
+    chain.push(name(path[0]));
+    let mut diag = Diagnostic::new(
+        Code::E0501,
+        cx.file,
+        state.nodes[dag[path[0]]].name_span,
+        format!("dependency cycle: {}", chain.join(" → ")),
+    )
+    .label("this step is part of the cycle");
+    for w in 0..path.len() {
+        let (a, b) = (dag[path[w]], dag[path[(w + 1) % path.len()]]);
+        if let Some(span) = spans.get(&(a, b)) {
+            diag = diag.with(*span, format!("`{}` reads `{}` here", state.nodes[b].name, state.nodes[a].name));
+        }
+    }
+    let others: Vec<String> = scc.iter().filter(|i| !path.contains(i)).map(|&i| name(i)).collect();
+    let help = if others.is_empty() {
+        "break the cycle: a step can only read steps that run before it".to_string()
+    } else {
+        format!("break the cycle (it also involves {}): a step can only read steps that run before it", others.join(", "))
+    };
+    cx.diags.push(diag.help(help));
+}

@@ -1,0 +1,274 @@
+//! What names mean inside a skill, and the dataflow edges their use creates.
+
+use super::expr::{Lookup, Scope};
+use crate::diag::{Code, Diagnostic, FileId};
+use crate::ir::Ty;
+use crate::span::Span;
+use crate::syntax::ast;
+use std::collections::HashMap;
+
+/// A step or block of the skill being checked.
+pub struct NodeInfo<'a> {
+    /// Its name (`for x` blocks get `for_x`).
+    pub name: String,
+    /// The span of its name.
+    pub name_span: Span,
+    /// The enclosing block.
+    pub parent: Option<usize>,
+    /// Its definition.
+    pub def: NodeDefRef<'a>,
+    /// Steps: the result type. Loops: `{ feedback, iteration }`. For: the element type.
+    pub ty: Ty,
+    /// How many expressions or templates read it.
+    pub reads: usize,
+}
+
+/// A node's definition.
+#[derive(Clone, Copy)]
+pub enum NodeDefRef<'a> {
+    /// A step.
+    Step(&'a ast::StepDef),
+    /// A loop block.
+    Loop(&'a ast::LoopDef),
+    /// A for block.
+    For(&'a ast::ForDef),
+}
+
+/// A dependency found in an expression, template or `after`.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// The block whose graph holds the edge (`None`: the skill).
+    pub container: Option<usize>,
+    /// The node depended on.
+    pub from: usize,
+    /// The dependent node.
+    pub to: usize,
+    /// Where the dependency is written.
+    pub span: Span,
+}
+
+/// The mutable state of one skill's check.
+pub struct SkillState<'a> {
+    /// The file of the skill.
+    pub file: FileId,
+    /// All nodes, parents first.
+    pub nodes: Vec<NodeInfo<'a>>,
+    /// Node index by name.
+    pub by_name: HashMap<String, usize>,
+    /// Parameters: name, type, used.
+    pub params: Vec<(String, Ty, bool)>,
+    /// Dependencies found.
+    pub edges: Vec<Edge>,
+}
+
+/// Which names a position sees.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fields of a step, and `when`.
+    Plain,
+    /// A template (adds `attempt.number`, `attempt.feedback`).
+    Template,
+    /// `accept` and `feedback` of step `0` (its result fields by bare name, and `attempt`).
+    Accept(usize),
+    /// A block's own header (`for x in EXPR`, the block's `when`): the block's inner names are not in scope.
+    Header,
+}
+
+impl<'a> SkillState<'a> {
+    /// Ancestors of `node`, nearest first (not including `node`).
+    pub fn ancestors(&self, node: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut cur = self.nodes[node].parent;
+        while let Some(p) = cur {
+            out.push(p);
+            cur = self.nodes[p].parent;
+        }
+        out
+    }
+
+    fn containers(&self, node: usize) -> Vec<Option<usize>> {
+        let mut out: Vec<Option<usize>> = self.ancestors(node).into_iter().map(Some).collect();
+        out.push(None);
+        out
+    }
+
+    /// The top of `node`'s chain directly inside `container`.
+    fn top_in(&self, node: usize, container: Option<usize>) -> usize {
+        let mut cur = node;
+        while self.nodes[cur].parent != container {
+            match self.nodes[cur].parent {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        cur
+    }
+
+    /// Records that `at` (a node, or the skill's return when `None`) depends on `target`.
+    pub fn depend(&mut self, target: usize, at: Option<usize>, span: Span, counts_as_read: bool, diags: &mut Vec<Diagnostic>) {
+        let Some(at) = at else {
+            if counts_as_read {
+                self.nodes[target].reads += 1;
+            }
+            return;
+        };
+        if target == at || self.ancestors(target).contains(&at) {
+            let what = if target == at {
+                format!("step `{}` refers to itself", self.nodes[at].name)
+            } else {
+                format!("block `{}` refers to its own inner step `{}`", self.nodes[at].name, self.nodes[target].name)
+            };
+            diags.push(
+                Diagnostic::new(Code::E0502, self.file, span, what)
+                    .label("self-reference")
+                    .help("inside `accept` and `feedback`, read the step's own result by bare name, such as `exit_code` or `output`"),
+            );
+            return;
+        }
+        if counts_as_read {
+            self.nodes[target].reads += 1;
+        }
+        let mine = self.containers(at);
+        let container = self
+            .containers(target)
+            .into_iter()
+            .find(|c| mine.contains(c))
+            .unwrap_or(None);
+        let from = self.top_in(target, container);
+        let to = self.top_in(at, container);
+        if from != to {
+            self.edges.push(Edge { container, from, to, span });
+        }
+    }
+}
+
+/// The scope at one position of a skill.
+pub struct NodeScope<'s, 'a> {
+    /// The skill's state.
+    pub state: &'s mut SkillState<'a>,
+    /// The node being checked (`None`: the skill's `return`).
+    pub at: Option<usize>,
+    /// Which names are visible.
+    pub mode: Mode,
+}
+
+impl NodeScope<'_, '_> {
+    /// The blocks enclosing the position.
+    fn enclosing(&self) -> Vec<usize> {
+        let Some(at) = self.at else { return Vec::new() };
+        match self.mode {
+            Mode::Header => self.state.ancestors(at),
+            _ => {
+                let mut v = self.state.ancestors(at);
+                if !matches!(self.state.nodes[at].def, NodeDefRef::Step(_)) {
+                    v.insert(0, at);
+                }
+                v
+            }
+        }
+    }
+
+    fn own_fields(&self) -> Option<&crate::ir::Record> {
+        let Mode::Accept(own) = self.mode else { return None };
+        match &self.state.nodes[own].ty {
+            Ty::Record(rec) => Some(rec),
+            _ => None,
+        }
+    }
+}
+
+impl Scope for NodeScope<'_, '_> {
+    fn lookup(&mut self, name: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Lookup {
+        if let Mode::Accept(own) = self.mode {
+            if name == "attempt" {
+                return Lookup::Found(Ty::Int);
+            }
+            if let Some(ty) = self.own_fields().and_then(|r| r.field(name)).cloned() {
+                return Lookup::Found(ty);
+            }
+            if matches!(self.state.nodes[own].ty, Ty::Json | Ty::Error) && name == "output" {
+                return Lookup::Found(self.state.nodes[own].ty.clone());
+            }
+        }
+        if self.mode == Mode::Template && name == "attempt" {
+            return Lookup::Found(Ty::record(vec![("number", Ty::Int), ("feedback", Ty::String)]));
+        }
+        let enclosing = self.enclosing();
+        for &block in &enclosing {
+            if let NodeDefRef::For(f) = self.state.nodes[block].def
+                && f.var.name == name
+            {
+                return Lookup::Found(self.state.nodes[block].ty.clone());
+            }
+        }
+        if let Some(&node) = self.state.by_name.get(name) {
+            return match self.state.nodes[node].def {
+                NodeDefRef::Loop(_) => {
+                    if enclosing.contains(&node) {
+                        Lookup::Found(self.state.nodes[node].ty.clone())
+                    } else {
+                        diags.push(
+                            Diagnostic::new(Code::E0505, self.state.file, span, format!("`{name}` is a loop: its `feedback` and `iteration` exist only inside it"))
+                                .label("outside the loop")
+                                .help(format!("read an inner step of `{name}` instead; outside the loop it holds the last iteration's result")),
+                        );
+                        Lookup::Reported
+                    }
+                }
+                _ => {
+                    let mut ty = self.state.nodes[node].ty.clone();
+                    for anc in self.state.ancestors(node) {
+                        if matches!(self.state.nodes[anc].def, NodeDefRef::For(_)) && !enclosing.contains(&anc) {
+                            ty = ty.list_of();
+                        }
+                    }
+                    let at = self.at;
+                    self.state.depend(node, at, span, true, diags);
+                    Lookup::Found(ty)
+                }
+            };
+        }
+        if let Some(p) = self.state.params.iter_mut().find(|p| p.0 == name) {
+            p.2 = true;
+            return Lookup::Found(p.1.clone());
+        }
+        for node in &self.state.nodes {
+            if let NodeDefRef::For(f) = node.def
+                && f.var.name == name
+            {
+                diags.push(
+                    Diagnostic::new(Code::E0505, self.state.file, span, format!("`{name}` exists only inside its `for` block"))
+                        .label("used outside the block")
+                        .with(f.var.span, "defined here"),
+                );
+                return Lookup::Reported;
+            }
+        }
+        Lookup::Missing
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.state.params.iter().map(|p| p.0.clone()).collect();
+        names.extend(
+            self.state
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.def, NodeDefRef::Step(_)))
+                .map(|n| n.name.clone()),
+        );
+        for block in self.enclosing() {
+            match self.state.nodes[block].def {
+                NodeDefRef::For(f) => names.push(f.var.name.clone()),
+                NodeDefRef::Loop(_) => names.push(self.state.nodes[block].name.clone()),
+                NodeDefRef::Step(_) => {}
+            }
+        }
+        if let Some(rec) = self.own_fields() {
+            names.extend(rec.fields.iter().map(|(n, _)| n.clone()));
+        }
+        if matches!(self.mode, Mode::Template | Mode::Accept(_)) {
+            names.push("attempt".into());
+        }
+        names
+    }
+}

@@ -1,0 +1,106 @@
+//! `script` steps: rhai code compiled at check time, its names resolved.
+
+use super::expr::{Lookup, Scope};
+use super::items::ModuleCx;
+use super::scope::{Mode, NodeScope};
+use super::skill::SkillCx;
+use crate::diag::{Code, Diagnostic};
+use crate::syntax::ast::StrLit;
+use std::collections::BTreeSet;
+
+/// Compiles a script with strict variables: every name it reads must be a
+/// parameter, a step, or a loop name or variable in scope. The steps it names
+/// become its dependencies.
+pub fn compile_script<'a>(cx: &mut ModuleCx<'a>, lit: &StrLit, id: usize, sk: &mut SkillCx<'a>) -> rhai::AST {
+    let mut rhai_scope = rhai::Scope::new();
+    {
+        let mut scope = NodeScope { state: &mut sk.state, at: Some(id), mode: Mode::Plain };
+        let known: BTreeSet<String> = scope.names().into_iter().collect();
+        for ident in identifiers(&lit.value) {
+            if known.contains(ident) {
+                let span = lit.span;
+                if let Lookup::Found(_) = scope.lookup(ident, span, &mut cx.diags) {
+                    rhai_scope.push_dynamic(ident.to_string(), rhai::Dynamic::UNIT);
+                }
+            }
+        }
+    }
+    let mut engine = rhai::Engine::new_raw();
+    engine.set_strict_variables(true);
+    engine.set_max_expr_depths(128, 64);
+    match engine.compile_with_scope(&rhai_scope, &lit.value) {
+        Ok(ast) => ast,
+        Err(err) => {
+            let pos = err.position();
+            let span = match (pos.line(), pos.position()) {
+                (Some(line), col) => {
+                    let offset = line_col_offset(&lit.value, line, col.unwrap_or(1));
+                    cx.span_in_literal(lit, offset..offset + 1)
+                }
+                _ => lit.span,
+            };
+            let message = err.err_type().to_string();
+            let help = if message.contains("Variable not found") {
+                Some("scripts read parameters, steps and loop names in scope by their names".to_string())
+            } else {
+                None
+            };
+            cx.diags.push(
+                Diagnostic::new(Code::E0316, cx.file, span, format!("script does not compile: {message}"))
+                    .label("here")
+                    .maybe_help(help),
+            );
+            rhai::AST::empty()
+        }
+    }
+}
+
+/// Byte offset of 1-based `line`/`col` (in characters) in `text`.
+fn line_col_offset(text: &str, line: usize, col: usize) -> usize {
+    let start: usize = text.split('\n').take(line.saturating_sub(1)).map(|l| l.len() + 1).sum();
+    let start = start.min(text.len());
+    let rest = &text[start..];
+    rest.char_indices().nth(col.saturating_sub(1)).map_or(text.len(), |(i, _)| start + i)
+}
+
+/// The identifiers of rhai code outside strings and comments.
+fn identifiers(code: &str) -> BTreeSet<&str> {
+    let bytes = code.as_bytes();
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'/' && bytes.get(i + 1) == Some(&b'/') {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+        } else if b == b'/' && bytes.get(i + 1) == Some(&b'*') {
+            i += 2;
+            while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                i += 1;
+            }
+            i += 2;
+        } else if b == b'"' || b == b'`' || b == b'\'' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != b {
+                if bytes[i] == b'\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+        } else if b.is_ascii_alphabetic() || b == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            // `x.name` is a property access, not a variable.
+            if start == 0 || bytes[start - 1] != b'.' {
+                out.insert(&code[start..i]);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}

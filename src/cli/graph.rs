@@ -1,0 +1,162 @@
+//! `flowc graph`: a skill's compiled graph as Graphviz dot or Mermaid.
+
+use super::{EXIT_FAILED, EXIT_USAGE, term_width, write_stdout};
+use crate::check::{FsLoader, check_files};
+use crate::diag::{Format, RenderOptions, Severity, render};
+use crate::ir::{Graph, NodeId, NodeKind, Skill, StepKind};
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// Output formats of `flowc graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz dot (`dot -Tsvg`).
+    Dot,
+    /// Mermaid flowchart (renders in GitHub Markdown).
+    Mermaid,
+}
+
+/// Arguments of `flowc graph`.
+#[derive(Debug, clap::Args)]
+pub struct GraphArgs {
+    /// The .flow file.
+    pub file: PathBuf,
+    /// The skill (default: `main`, or the file's only skill).
+    pub skill: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+/// Compiles the file and prints the graph.
+pub fn run(args: &GraphArgs, color: bool) -> u8 {
+    let out = check_files(&FsLoader, std::slice::from_ref(&args.file));
+    for (path, reason) in &out.unreadable {
+        eprintln!("error: cannot read `{path}`: {reason}");
+        return EXIT_USAGE;
+    }
+    let opts = RenderOptions { color, width: term_width() };
+    for diag in out.diagnostics.iter().filter(|d| d.severity() == Severity::Error) {
+        eprint!("{}", render(diag, &out.sources, Format::Human, opts));
+    }
+    let Some(program) = out.files.first().and_then(|f| f.program.as_ref()) else {
+        eprintln!("error: `{}` does not compile", args.file.display());
+        return EXIT_FAILED;
+    };
+    let Some(skill) = program.entry_skill(args.skill.as_deref()) else {
+        let names: Vec<String> = program.entry.iter().filter_map(|k| program.skills.get(k)).map(|s| format!("`{}`", s.name)).collect();
+        match &args.skill {
+            Some(name) => eprintln!("error: no skill `{name}` in `{}`; it has {}", args.file.display(), names.join(", ")),
+            None if names.is_empty() => eprintln!("error: `{}` defines no skill", args.file.display()),
+            None => eprintln!("error: `{}` has several skills ({}); name one", args.file.display(), names.join(", ")),
+        }
+        return EXIT_USAGE;
+    };
+    let text = match args.format {
+        GraphFormat::Dot => dot(skill),
+        GraphFormat::Mermaid => mermaid(skill),
+    };
+    write_stdout(text.as_bytes())
+}
+
+fn label(skill: &Skill, id: NodeId) -> String {
+    let node = &skill.nodes[id];
+    match &node.kind {
+        NodeKind::Step(step) => {
+            let kind = match &step.kind {
+                StepKind::Run(_) => "run".to_string(),
+                StepKind::Llm(l) => format!("llm {}", l.model.name),
+                StepKind::Approval { .. } => "approval".to_string(),
+                StepKind::Call { skill, .. } => format!("call {}", skill.rsplit('#').next().unwrap_or(skill)),
+                StepKind::Script { .. } => "script".to_string(),
+                StepKind::Wait { .. } => "wait".to_string(),
+            };
+            format!("{}: {kind}", node.name)
+        }
+        NodeKind::Loop { max, .. } => format!("loop {} (max {max})", node.name),
+        NodeKind::For { var, iter, parallel, .. } => format!("for {var} in {} (parallel {parallel})", iter.source),
+    }
+}
+
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A step that stands for `id` when an edge touches a block.
+fn anchor(skill: &Skill, id: NodeId) -> String {
+    match &skill.nodes[id].kind {
+        NodeKind::Step(_) => format!("n_{}", skill.nodes[id].name),
+        NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => match body.topo_order().first() {
+            Some(&first) => anchor(skill, first),
+            None => format!("empty_{}", skill.nodes[id].name),
+        },
+    }
+}
+
+fn dot(skill: &Skill) -> String {
+    let mut out = format!("digraph {} {{\n  compound=true;\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", quote(&skill.name));
+    dot_graph(skill, &skill.graph, 1, &mut out);
+    out.push_str("}\n");
+    out
+}
+
+fn dot_graph(skill: &Skill, graph: &Graph, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    for id in graph.topo_order() {
+        let node = &skill.nodes[id];
+        match &node.kind {
+            NodeKind::Step(_) => {
+                let _ = writeln!(out, "{pad}n_{} [label={}];", node.name, quote(&label(skill, id)));
+            }
+            NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => {
+                let _ = writeln!(out, "{pad}subgraph cluster_{} {{\n{pad}  label={};", node.name, quote(&label(skill, id)));
+                if body.dag.node_count() == 0 {
+                    let _ = writeln!(out, "{pad}  empty_{} [shape=point];", node.name);
+                }
+                dot_graph(skill, body, depth + 1, out);
+                let _ = writeln!(out, "{pad}}}");
+            }
+        }
+    }
+    for edge in graph.dag.edge_indices() {
+        let Some((a, b)) = graph.dag.edge_endpoints(edge) else { continue };
+        let (a, b) = (graph.dag[a], graph.dag[b]);
+        let mut attrs = Vec::new();
+        if !matches!(skill.nodes[a].kind, NodeKind::Step(_)) {
+            attrs.push(format!("ltail=cluster_{}", skill.nodes[a].name));
+        }
+        if !matches!(skill.nodes[b].kind, NodeKind::Step(_)) {
+            attrs.push(format!("lhead=cluster_{}", skill.nodes[b].name));
+        }
+        let attrs = if attrs.is_empty() { String::new() } else { format!(" [{}]", attrs.join(", ")) };
+        let _ = writeln!(out, "{pad}{} -> {}{attrs};", anchor(skill, a), anchor(skill, b));
+    }
+}
+
+fn mermaid(skill: &Skill) -> String {
+    let mut out = String::from("flowchart LR\n");
+    mermaid_graph(skill, &skill.graph, 1, &mut out);
+    out
+}
+
+fn mermaid_graph(skill: &Skill, graph: &Graph, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    for id in graph.topo_order() {
+        let node = &skill.nodes[id];
+        let text = label(skill, id).replace('"', "#quot;");
+        match &node.kind {
+            NodeKind::Step(_) => {
+                let _ = writeln!(out, "{pad}n_{}[\"{text}\"]", node.name);
+            }
+            NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => {
+                let _ = writeln!(out, "{pad}subgraph n_{}[\"{text}\"]", node.name);
+                mermaid_graph(skill, body, depth + 1, out);
+                let _ = writeln!(out, "{pad}end");
+            }
+        }
+    }
+    for edge in graph.dag.edge_indices() {
+        let Some((a, b)) = graph.dag.edge_endpoints(edge) else { continue };
+        let _ = writeln!(out, "{pad}n_{} --> n_{}", skill.nodes[graph.dag[a]].name, skill.nodes[graph.dag[b]].name);
+    }
+}

@@ -1,0 +1,409 @@
+//! The compiled program: everything the executor needs, nothing from the AST.
+//!
+//! Expressions arrive compiled to rhai ASTs and templates compiled into one
+//! minijinja environment per skill; the executor only evaluates them.
+
+mod policy;
+mod summary;
+mod ty;
+
+pub use policy::{Policy, Sandbox};
+pub use summary::format_ms;
+pub use ty::{Record, Ty};
+
+use crate::span::Span;
+use petgraph::graph::DiGraph;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Index of a node in [`Skill::nodes`].
+pub type NodeId = usize;
+
+/// The compiled form of one checked file and everything it imports.
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    /// The display path of the checked file.
+    pub file: String,
+    /// Every skill reachable from the file, keyed by [`Skill::key`].
+    pub skills: BTreeMap<String, Arc<Skill>>,
+    /// Keys of the skills defined in the file itself, in source order.
+    pub entry: Vec<String>,
+    /// Models defined in the file itself.
+    pub models: Vec<Arc<Model>>,
+    /// Policies defined in the file itself.
+    pub policies: Vec<Arc<Policy>>,
+    /// Triggers defined in the file itself.
+    pub triggers: Vec<Trigger>,
+}
+
+impl Program {
+    /// The skill the file names `name`, or its only/`main` skill when `name` is `None`.
+    pub fn entry_skill(&self, name: Option<&str>) -> Option<&Arc<Skill>> {
+        let local = || self.entry.iter().filter_map(|k| self.skills.get(k));
+        match name {
+            Some(n) => local().find(|s| s.name == n),
+            None => local()
+                .find(|s| s.name == "main")
+                .or_else(|| if self.entry.len() == 1 { local().next() } else { None }),
+        }
+    }
+}
+
+/// A compiled expression: its source text, its type and its rhai form.
+#[derive(Debug, Clone)]
+pub struct CompiledExpr {
+    /// The expression as the author wrote it (for messages).
+    pub source: String,
+    /// The rhai code it was translated to; names are `v_NAME`, methods `m_NAME`, functions `f_NAME`.
+    pub code: String,
+    /// The compiled rhai AST.
+    pub ast: Arc<rhai::AST>,
+    /// Its static type.
+    pub ty: Ty,
+    /// Where it is written.
+    pub span: Span,
+}
+
+/// A template compiled into its skill's environment.
+#[derive(Debug, Clone)]
+pub struct TemplateRef {
+    /// The template's name in [`Skill::templates`].
+    pub name: String,
+    /// Its source text.
+    pub source: String,
+}
+
+/// A value built at run time: a constant, a template, an expression, or a list or map of them.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// Known at compile time.
+    Const(serde_json::Value),
+    /// A string template to render.
+    Template(TemplateRef),
+    /// An expression to evaluate.
+    Expr(CompiledExpr),
+    /// A list of values.
+    List(Vec<Value>),
+    /// A map of values, in source order.
+    Map(Vec<(String, Value)>),
+}
+
+/// A skill parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: Ty,
+    /// Its default, if any.
+    pub default: Option<Value>,
+}
+
+/// One compiled skill: its parameters, policy and graph of nodes.
+#[derive(Debug, Clone)]
+pub struct Skill {
+    /// Its unique key, `FILE#name`.
+    pub key: String,
+    /// Its name.
+    pub name: String,
+    /// Its description, if it has one.
+    pub description: Option<String>,
+    /// Its parameters.
+    pub params: Vec<Param>,
+    /// Its declared result type.
+    pub returns: Option<Ty>,
+    /// The value of its `return`.
+    pub output: Option<Value>,
+    /// The effective policy.
+    pub policy: Arc<Policy>,
+    /// Every step and block, parents before children.
+    pub nodes: Vec<Node>,
+    /// The graph of the top-level nodes.
+    pub graph: Graph,
+    /// All templates of the skill, compiled once.
+    pub templates: Arc<minijinja::Environment<'static>>,
+}
+
+/// A dependency graph over the direct children of a skill or block.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// Edge `a → b`: `b` waits for `a`. Weights are [`NodeId`]s.
+    pub dag: DiGraph<NodeId, ()>,
+}
+
+impl Graph {
+    /// The nodes in a dependency order.
+    pub fn topo_order(&self) -> Vec<NodeId> {
+        match petgraph::algo::toposort(&self.dag, None) {
+            Ok(order) => order.into_iter().map(|i| self.dag[i]).collect(),
+            Err(_) => self.dag.node_weights().copied().collect(),
+        }
+    }
+
+    /// The nodes `id` depends on directly.
+    pub fn dependencies(&self, id: NodeId) -> Vec<NodeId> {
+        let Some(ix) = self.dag.node_indices().find(|&i| self.dag[i] == id) else {
+            return Vec::new();
+        };
+        let mut deps: Vec<NodeId> = self
+            .dag
+            .neighbors_directed(ix, petgraph::Direction::Incoming)
+            .map(|i| self.dag[i])
+            .collect();
+        deps.sort_unstable();
+        deps
+    }
+}
+
+/// What happens when a step's or block's attempts are spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// The run fails.
+    Fail,
+    /// The node fails and the run goes on.
+    Continue,
+    /// A person decides (retry, skip or abort).
+    Escalate,
+}
+
+/// A step or a block.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Its index in [`Skill::nodes`].
+    pub id: NodeId,
+    /// Its name, unique in the skill.
+    pub name: String,
+    /// The enclosing block, if any.
+    pub parent: Option<NodeId>,
+    /// Skip the node when this is false.
+    pub when: Option<CompiledExpr>,
+    /// What to do when it fails for good.
+    pub on_failure: OnFailure,
+    /// Shown in progress and graphs.
+    pub description: Option<String>,
+    /// Step or block specifics.
+    pub kind: NodeKind,
+    /// Where it is defined (for messages).
+    pub span: Span,
+}
+
+/// Step or block specifics.
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// A step.
+    Step(Box<Step>),
+    /// `loop name { max: N, ... }`
+    Loop {
+        /// Iterations at most.
+        max: u32,
+        /// The inner nodes.
+        body: Graph,
+    },
+    /// `for var in iter { parallel: N, ... }`
+    For {
+        /// The loop variable.
+        var: String,
+        /// The list iterated over.
+        iter: CompiledExpr,
+        /// Element type.
+        elem: Ty,
+        /// At most this many elements at once.
+        parallel: u32,
+        /// The inner nodes.
+        body: Graph,
+    },
+}
+
+/// Exponential wait between attempts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first wait, in milliseconds.
+    pub initial_ms: u64,
+    /// Multiplier per attempt.
+    pub factor: f64,
+    /// The longest wait, in milliseconds.
+    pub max_ms: u64,
+}
+
+/// A step: its kind, retry settings and acceptance criteria.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Kind-specific settings.
+    pub kind: StepKind,
+    /// Total attempts (at least 1).
+    pub attempts: u32,
+    /// Wait between attempts.
+    pub backoff: Option<Backoff>,
+    /// Per-attempt timeout in milliseconds (the policy's `step_timeout` when not set).
+    pub timeout_ms: u64,
+    /// All must hold for an attempt to be accepted; empty means the kind's default.
+    pub accept: Vec<CompiledExpr>,
+    /// Text handed to the next attempt when rejected; `None` means the kind's default.
+    pub feedback: Option<CompiledExpr>,
+    /// Environment variables (values are rendered to text).
+    pub env: Vec<(String, Value)>,
+    /// The type of the step's result.
+    pub result: Ty,
+    /// A canonical text of the definition, for input hashes.
+    pub fingerprint: String,
+}
+
+/// Kind-specific step settings.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// Run a process.
+    Run(RunStep),
+    /// Ask a model.
+    Llm(LlmStep),
+    /// Ask a person.
+    Approval {
+        /// The question.
+        prompt: Value,
+        /// How long to wait, in milliseconds.
+        timeout_ms: Option<u64>,
+        /// The decision when the timeout passes.
+        default_approve: bool,
+    },
+    /// Run another skill.
+    Call {
+        /// The callee's [`Skill::key`].
+        skill: String,
+        /// Arguments by parameter name.
+        args: Vec<(String, Value)>,
+    },
+    /// Run a rhai script.
+    Script {
+        /// The script's source.
+        code: String,
+        /// The compiled script.
+        ast: Arc<rhai::AST>,
+        /// The declared result type.
+        output: Option<Ty>,
+    },
+    /// Wait for a time or a condition.
+    Wait {
+        /// A fixed wait, in milliseconds.
+        duration_ms: Option<u64>,
+        /// A condition polled until true.
+        until: Option<CompiledExpr>,
+        /// Poll interval, in milliseconds.
+        interval_ms: u64,
+    },
+}
+
+/// How a `run` step names its program.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// A template run by `sh -c`.
+    Shell(Value),
+    /// Program and arguments, each a template.
+    Argv(Vec<Value>),
+}
+
+/// A `run` step.
+#[derive(Debug, Clone)]
+pub struct RunStep {
+    /// What to run.
+    pub command: Command,
+    /// Text fed to standard input.
+    pub stdin: Option<Value>,
+    /// Working directory.
+    pub cwd: Option<Value>,
+    /// Type of the JSON expected on stdout.
+    pub output: Option<Ty>,
+    /// Globs of files saved before each attempt.
+    pub snapshot: Vec<String>,
+    /// Limits narrower than the policy's.
+    pub sandbox: Sandbox,
+}
+
+/// An `llm` step.
+#[derive(Debug, Clone)]
+pub struct LlmStep {
+    /// The model to ask.
+    pub model: Arc<Model>,
+    /// The system prompt.
+    pub system: Option<Value>,
+    /// The prompt.
+    pub prompt: Value,
+    /// Type of the JSON expected in the reply.
+    pub output: Option<Ty>,
+    /// Overrides the model's temperature.
+    pub temperature: Option<f64>,
+    /// Overrides the model's token limit.
+    pub max_tokens: Option<u64>,
+}
+
+/// Model providers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// OpenAI-compatible Chat Completions.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+    /// A local command: prompt on stdin, reply on stdout.
+    Command,
+    /// Scripted answers from a file, for tests and demos.
+    Fake,
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `secret("NAME")`: the environment or the secret store.
+    Secret(String),
+    /// `env("NAME")`: the environment only.
+    Env(String),
+}
+
+/// A `model` item: the one place a model and its settings are named.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Its unique key, `FILE#name`.
+    pub key: String,
+    /// Its name.
+    pub name: String,
+    /// Which API it speaks.
+    pub provider: Provider,
+    /// The provider's model name.
+    pub model: Option<String>,
+    /// API base URL.
+    pub base_url: Option<String>,
+    /// API key source.
+    pub api_key: Option<SecretSource>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Reply token limit.
+    pub max_tokens: Option<u64>,
+    /// USD per million input tokens.
+    pub input_price: Option<f64>,
+    /// USD per million output tokens.
+    pub output_price: Option<f64>,
+    /// Whether the server accepts a JSON schema for structured output.
+    pub structured_output: bool,
+    /// Request timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The command of the `command` provider.
+    pub command: Option<String>,
+    /// The answer file of the `fake` provider.
+    pub script: Option<String>,
+    /// Requests per minute allowed.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute allowed.
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// A `trigger` item (not executed yet: recorded for `flowc check` and future use).
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    /// Its name.
+    pub name: String,
+    /// The skill it starts.
+    pub skill: Option<String>,
+    /// A cron expression.
+    pub cron: Option<String>,
+    /// Globs to watch.
+    pub watch: Vec<String>,
+    /// A webhook path.
+    pub webhook: Option<String>,
+}

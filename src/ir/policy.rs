@@ -1,0 +1,83 @@
+//! Effective policies: caps, rules and sandbox limits.
+
+use super::CompiledExpr;
+use std::sync::Arc;
+
+/// Sandbox limits for `run` steps; `None` means "no limit set".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sandbox {
+    /// Network allowed.
+    pub network: Option<bool>,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// CPU time limit in milliseconds.
+    pub cpu_ms: Option<u64>,
+    /// Process count limit.
+    pub processes: Option<u64>,
+    /// Open file limit.
+    pub open_files: Option<u64>,
+    /// Largest file a step may write, in bytes.
+    pub file_size: Option<u64>,
+    /// Paths the step may write.
+    pub writable: Option<Vec<String>>,
+    /// Paths the step may read (everything when `None`).
+    pub readable: Option<Vec<String>>,
+}
+
+/// An effective policy: a `policy` item over the built-in defaults.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Its name (`builtin` for the built-in default).
+    pub name: String,
+    /// Cap on any step's `attempts` and loop's `max`.
+    pub max_attempts: u32,
+    /// Cap on concurrent steps.
+    pub max_parallel: u32,
+    /// Cap on step attempts executed in a run.
+    pub max_steps: u64,
+    /// Cap on nested `call` depth.
+    pub max_depth: u32,
+    /// Cap on spend over all `llm` steps of a run.
+    pub max_cost_usd: Option<f64>,
+    /// Cap on tokens over all `llm` steps of a run.
+    pub max_tokens: Option<u64>,
+    /// Default and ceiling of step timeouts, in milliseconds.
+    pub step_timeout_ms: u64,
+    /// Ceiling of a whole run, in milliseconds.
+    pub run_timeout_ms: u64,
+    /// True ⇒ a person approves the step before it runs.
+    pub require_approval: Option<CompiledExpr>,
+    /// True ⇒ the step is refused and the run fails closed.
+    pub forbid: Option<CompiledExpr>,
+    /// Limits for `run` steps.
+    pub sandbox: Sandbox,
+}
+
+impl Policy {
+    /// The built-in conservative default, used when no policy is in scope.
+    pub fn builtin() -> Arc<Policy> {
+        Arc::new(Policy {
+            name: "builtin".to_string(),
+            max_attempts: 5,
+            max_parallel: 4,
+            max_steps: 1_000,
+            max_depth: 8,
+            max_cost_usd: Some(5.0),
+            max_tokens: Some(1_000_000),
+            step_timeout_ms: 30 * 60 * 1000,
+            run_timeout_ms: 6 * 3600 * 1000,
+            require_approval: None,
+            forbid: None,
+            sandbox: Sandbox {
+                network: Some(true),
+                memory: Some(4 << 30),
+                cpu_ms: None,
+                processes: Some(512),
+                open_files: Some(1024),
+                file_size: Some(1 << 30),
+                writable: Some(vec![".".to_string()]),
+                readable: None,
+            },
+        })
+    }
+}

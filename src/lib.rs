@@ -1,0 +1,11 @@
+//! flowc: a compiler and resumable executor for declarative workflows.
+//!
+//! Data flows one way: text → [`syntax`] (AST) → [`check`] (IR) → executor.
+
+pub mod check;
+pub mod cli;
+pub mod diag;
+pub mod ir;
+pub mod source;
+pub mod span;
+pub mod syntax;

@@ -1,0 +1,11 @@
+//! Text to syntax tree: the prescanner, the pest grammar and the lowering.
+
+pub mod ast;
+mod literal;
+mod parse;
+mod prescan;
+mod rule_names;
+
+pub use literal::{Decoded, decode_string};
+pub use parse::{KEYWORDS, MAX_EXPR_DEPTH, parse_file};
+pub use prescan::MAX_DEPTH;
