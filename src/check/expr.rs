@@ -449,7 +449,6 @@ impl ExprChecker<'_> {
         let help = literal_help(l, a, r, b).or_else(|| literal_help(r, b, l, a));
         self.error(
             Diagnostic::new(Code::E0305, self.file, whole.span, verb)
-                .label(format!("`{}` here", op.symbol()))
                 .with(l.span, format!("this is `{lt}`"))
                 .with(r.span, format!("this is `{rt}`"))
                 .maybe_help(help),

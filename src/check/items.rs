@@ -125,7 +125,7 @@ impl<'a> ModuleCx<'a> {
         for imp in &self.m.imports {
             if imp.target.is_some() && !self.used_ns.contains(&imp.namespace) {
                 self.diags.push(
-                    Diagnostic::new(Code::W0002, self.file, imp.span, format!("unused import `{}`", imp.namespace))
+                    Diagnostic::new(Code::W0002, self.file, imp.name_span, format!("unused import `{}`", imp.namespace))
                         .label("nothing from this file is used")
                         .help("remove the import"),
                 );
@@ -555,7 +555,7 @@ impl<'a> ModuleCx<'a> {
                     })
                 }
                 "name" => model.model = self.lit_string(field),
-                "base_url" => model.base_url = self.lit_string(field),
+                "base_url" => model.base_url = self.setting(field),
                 "api_key" => model.api_key = self.secret_ref(field),
                 "temperature" => model.temperature = self.lit_float(field, 0.0, 2.0, Code::E0318),
                 "max_tokens" => model.max_tokens = self.lit_int(field, 1, Code::E0318).map(|n| n as u64),
@@ -610,6 +610,36 @@ impl<'a> ModuleCx<'a> {
             None => {}
         }
         model
+    }
+
+    /// A string literal, or `env("NAME"[, "default"])`.
+    fn setting(&mut self, field: &Field) -> Option<ir::Setting> {
+        let expr = self.value(field)?;
+        if let ExprKind::Call(f, args) = &expr.kind
+            && f.name == "env"
+        {
+            let strings: Vec<Option<&str>> = args
+                .iter()
+                .map(|a| match &a.kind {
+                    ExprKind::Str(s) => Some(s.value.as_str()),
+                    _ => None,
+                })
+                .collect();
+            match strings.as_slice() {
+                [Some(name)] => return Some(ir::Setting::Env { name: name.to_string(), default: None }),
+                [Some(name), Some(default)] => {
+                    return Some(ir::Setting::Env { name: name.to_string(), default: Some(default.to_string()) });
+                }
+                _ => {}
+            }
+        }
+        match &expr.kind {
+            ExprKind::Str(s) => Some(ir::Setting::Text(s.value.clone())),
+            _ => {
+                self.lit_error(field, expr, "a string or `env(\"NAME\", \"default\")`");
+                None
+            }
+        }
     }
 
     fn secret_ref(&mut self, field: &Field) -> Option<SecretSource> {

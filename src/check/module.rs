@@ -59,8 +59,8 @@ pub struct ItemIx {
 pub struct ImportRef {
     /// The name its items are reached by.
     pub namespace: String,
-    /// The span of the import item.
-    pub span: Span,
+    /// The span of the path or the `as` name.
+    pub name_span: Span,
     /// The loaded module, unless it failed to load.
     pub target: Option<ModuleId>,
 }
@@ -255,7 +255,7 @@ impl<'l> Modules<'l> {
             let target = self.load_import(id, path, imp.path.span);
             self.mods[id].imports.push(ImportRef {
                 namespace,
-                span: imp.span,
+                name_span: ns_span,
                 target,
             });
         }
@@ -569,7 +569,6 @@ fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !syntax::KEYWORDS.contains(&s)
 }
 
 fn sanitize(s: &str) -> String {

@@ -145,7 +145,10 @@ impl<'a> ModuleCx<'a> {
                             .with(p.name.span, "parameter")
                             .help("rename the step"),
                     );
-                    continue;
+                    // The step shadows the parameter from here on; do not also call it unused.
+                    if let Some(param) = sk.state.params.iter_mut().find(|q| q.0 == name) {
+                        param.2 = true;
+                    }
                 }
             }
             let id = sk.state.nodes.len();

@@ -51,7 +51,7 @@ codes! {
     E0208 => "unknown model",
     E0209 => "unknown policy",
     E0210 => "unknown skill",
-    E0211 => "duplicate namespace",
+    E0211 => "invalid or duplicate namespace",
     E0212 => "unknown standard library module",
     E0213 => "duplicate field or parameter",
     E0214 => "item of the wrong kind",
@@ -90,7 +90,6 @@ codes! {
     W0002 => "unused import",
     W0003 => "unused parameter",
     W0004 => "step can never run",
-    W0005 => "unused item",
 }
 
 impl Code {

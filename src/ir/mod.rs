@@ -347,6 +347,20 @@ pub enum Provider {
     Fake,
 }
 
+/// A model setting given literally or read from the environment when the run starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    /// Written in the flow.
+    Text(String),
+    /// `env("NAME")` or `env("NAME", "default")`.
+    Env {
+        /// The variable.
+        name: String,
+        /// Used when the variable is unset.
+        default: Option<String>,
+    },
+}
+
 /// Where a secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -368,7 +382,7 @@ pub struct Model {
     /// The provider's model name.
     pub model: Option<String>,
     /// API base URL.
-    pub base_url: Option<String>,
+    pub base_url: Option<Setting>,
     /// API key source.
     pub api_key: Option<SecretSource>,
     /// Sampling temperature.

@@ -119,7 +119,7 @@ fn node_head(node: &Node) -> String {
         }
         NodeKind::Loop { max, .. } => format!("loop {} (max {max}){on_failure}", node.name),
         NodeKind::For { var, iter, elem, parallel, .. } => {
-            format!("for {} in `{}` ({var}: {elem}, parallel {parallel}){on_failure}", node.name, iter.source)
+            format!("for {var} in `{}` ({var}: {elem}, parallel {parallel}){on_failure}", iter.source)
         }
     }
 }
