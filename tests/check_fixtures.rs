@@ -21,7 +21,10 @@ fn check(path: &Path) -> CheckOutput {
 }
 
 fn rendered(out: &CheckOutput) -> String {
-    let opts = RenderOptions { color: false, width: 90 };
+    let opts = RenderOptions {
+        color: false,
+        width: 90,
+    };
     out.diagnostics
         .iter()
         .map(|d| render(d, &out.sources, Format::Human, opts))
@@ -42,7 +45,11 @@ fn error_fixtures() {
         seen.extend(out.diagnostics.iter().map(|d| d.code));
         insta::assert_snapshot!(rendered(&out));
     });
-    let missing: Vec<&str> = Code::ALL.iter().filter(|c| !seen.contains(c)).map(|c| c.as_str()).collect();
+    let missing: Vec<&str> = Code::ALL
+        .iter()
+        .filter(|c| !seen.contains(c))
+        .map(|c| c.as_str())
+        .collect();
     assert!(missing.is_empty(), "no error fixture produces {missing:?}");
 }
 
@@ -50,8 +57,20 @@ fn error_fixtures() {
 fn ok_fixtures() {
     insta::glob!("fixtures/check/ok/*.flow", |path| {
         let out = check(path);
-        assert_eq!(out.count(Severity::Error), 0, "{}:\n{}", path.display(), rendered(&out));
-        assert_eq!(out.count(Severity::Warning), 0, "{}:\n{}", path.display(), rendered(&out));
+        assert_eq!(
+            out.count(Severity::Error),
+            0,
+            "{}:\n{}",
+            path.display(),
+            rendered(&out)
+        );
+        assert_eq!(
+            out.count(Severity::Warning),
+            0,
+            "{}:\n{}",
+            path.display(),
+            rendered(&out)
+        );
         let program = out.files[0].program.as_ref().unwrap();
         insta::assert_snapshot!(program.summary());
     });
@@ -66,7 +85,10 @@ fn library_flows_check_clean() {
             files.push(entry);
         }
     }
-    assert!(files.len() >= 6, "expected the stdlib and at least four workflows");
+    assert!(
+        files.len() >= 6,
+        "expected the stdlib and at least four workflows"
+    );
     let out = check_files(&FsLoader, &files);
     assert!(out.diagnostics.is_empty(), "{}", rendered(&out));
     assert!(out.files.iter().all(|f| f.program.is_some()));

@@ -19,7 +19,8 @@ fn text(bytes: &[u8]) -> String {
 
 const CLEAN: &str = "skill main() {\n  step hello: run { command: \"echo hello\" }\n}\n";
 const BROKEN: &str = "skill main() {\n  step verify: run {\n    command: \"cargo test\"\n    accept: exit_code == \"0\"\n  }\n}\n";
-const WARNS: &str = "skill main(unused: string) {\n  step hello: run { command: \"echo hello\" }\n}\n";
+const WARNS: &str =
+    "skill main(unused: string) {\n  step hello: run { command: \"echo hello\" }\n}\n";
 
 fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -33,7 +34,11 @@ fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
 
 #[test]
 fn clean_directory_exits_zero_with_summary() {
-    let dir = project(&[("a.flow", CLEAN), ("sub/b.flow", CLEAN), ("notes.txt", "not a flow")]);
+    let dir = project(&[
+        ("a.flow", CLEAN),
+        ("sub/b.flow", CLEAN),
+        ("notes.txt", "not a flow"),
+    ]);
     let out = flowc(dir.path(), &["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("checked 2 files: 0 errors, 0 warnings"));
@@ -48,7 +53,10 @@ fn errors_exit_one_and_render_the_span() {
     assert!(err.contains("E0305"), "{err}");
     assert!(err.contains("cannot compare `int` with `string`"), "{err}");
     assert!(err.contains("bad.flow:4:13"), "{err}");
-    assert!(err.contains("write the number without quotes: `0`"), "{err}");
+    assert!(
+        err.contains("write the number without quotes: `0`"),
+        "{err}"
+    );
     assert!(err.contains("checked 1 file: 1 error, 0 warnings"), "{err}");
 }
 
@@ -75,8 +83,14 @@ fn github_format_prints_annotations() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     let line = stdout.lines().next().unwrap();
-    assert!(line.starts_with("::error file=bad.flow,line=4,col=13,"), "{line}");
-    assert!(line.contains("::E0305: cannot compare `int` with `string`"), "{line}");
+    assert!(
+        line.starts_with("::error file=bad.flow,line=4,col=13,"),
+        "{line}"
+    );
+    assert!(
+        line.contains("::E0305: cannot compare `int` with `string`"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -101,7 +115,11 @@ fn missing_path_is_a_usage_error() {
 
 #[test]
 fn directory_walk_honours_gitignore() {
-    let dir = project(&[(".gitignore", "generated/\n"), ("generated/bad.flow", BROKEN), ("ok.flow", CLEAN)]);
+    let dir = project(&[
+        (".gitignore", "generated/\n"),
+        ("generated/bad.flow", BROKEN),
+        ("ok.flow", CLEAN),
+    ]);
     let out = flowc(dir.path(), &["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("checked 1 file"));
@@ -123,7 +141,10 @@ fn explain_prints_every_code_and_rejects_unknown_ones() {
         let out = flowc(dir.path(), &["explain", code.as_str()]);
         assert_eq!(out.status.code(), Some(0));
         let body = text(&out.stdout);
-        assert!(body.starts_with(&format!("{}: {}", code.as_str(), code.title())), "{body}");
+        assert!(
+            body.starts_with(&format!("{}: {}", code.as_str(), code.title())),
+            "{body}"
+        );
         assert!(body.contains("```"), "{} has no example", code.as_str());
     }
     let out = flowc(dir.path(), &["explain", "E9999"]);
@@ -141,7 +162,15 @@ fn graph_prints_dot_and_mermaid_with_blocks_as_clusters() {
     assert!(dot.starts_with("digraph \"fix_failing_test\""));
     assert!(dot.contains("subgraph cluster_repair"));
     assert!(dot.contains("n_plan -> n_review"));
-    let out = flowc(root, &["graph", "workflows/fix_failing_test.flow", "--format", "mermaid"]);
+    let out = flowc(
+        root,
+        &[
+            "graph",
+            "workflows/fix_failing_test.flow",
+            "--format",
+            "mermaid",
+        ],
+    );
     let mermaid = text(&out.stdout);
     assert!(mermaid.starts_with("flowchart LR"));
     assert!(mermaid.contains("subgraph n_repair"));

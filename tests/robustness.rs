@@ -11,13 +11,34 @@ use std::path::PathBuf;
 
 /// Every valid file shipped with the project, as (path, text).
 const VALID: &[(&str, &str)] = &[
-    ("workflows/fix_failing_test.flow", include_str!("../workflows/fix_failing_test.flow")),
-    ("workflows/lint_files.flow", include_str!("../workflows/lint_files.flow")),
-    ("workflows/nightly_deps.flow", include_str!("../workflows/nightly_deps.flow")),
-    ("workflows/release.flow", include_str!("../workflows/release.flow")),
-    ("workflows/repo_health.flow", include_str!("../workflows/repo_health.flow")),
-    ("stdlib/std/policy.flow", include_str!("../stdlib/std/policy.flow")),
-    ("stdlib/std/verify.flow", include_str!("../stdlib/std/verify.flow")),
+    (
+        "workflows/fix_failing_test.flow",
+        include_str!("../workflows/fix_failing_test.flow"),
+    ),
+    (
+        "workflows/lint_files.flow",
+        include_str!("../workflows/lint_files.flow"),
+    ),
+    (
+        "workflows/nightly_deps.flow",
+        include_str!("../workflows/nightly_deps.flow"),
+    ),
+    (
+        "workflows/release.flow",
+        include_str!("../workflows/release.flow"),
+    ),
+    (
+        "workflows/repo_health.flow",
+        include_str!("../workflows/repo_health.flow"),
+    ),
+    (
+        "stdlib/std/policy.flow",
+        include_str!("../stdlib/std/policy.flow"),
+    ),
+    (
+        "stdlib/std/verify.flow",
+        include_str!("../stdlib/std/verify.flow"),
+    ),
 ];
 
 /// Checks raw bytes as the file `path` through a [`MemLoader`].
@@ -109,7 +130,12 @@ fn huge_file_many_skills() {
         ));
     }
     let out = on_small_stack(move || check_text("huge.flow", &text));
-    assert_eq!(out.count(Severity::Error), 0, "{:?}", codes(&out).iter().take(5).collect::<Vec<_>>());
+    assert_eq!(
+        out.count(Severity::Error),
+        0,
+        "{:?}",
+        codes(&out).iter().take(5).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -126,8 +152,15 @@ fn huge_comment() {
 
 #[test]
 fn invalid_utf8_is_a_diagnostic() {
-    let out = check_bytes("bad.flow", b"skill s() {\n  step a: run { command: \"\xff\xfe\" }\n}\n");
-    assert!(out.diagnostics.iter().any(|d| d.code == Code::E0101), "{:?}", codes(&out));
+    let out = check_bytes(
+        "bad.flow",
+        b"skill s() {\n  step a: run { command: \"\xff\xfe\" }\n}\n",
+    );
+    assert!(
+        out.diagnostics.iter().any(|d| d.code == Code::E0101),
+        "{:?}",
+        codes(&out)
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -163,9 +196,14 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]);
     prop_oneof![
         (pos.clone(), 1usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (pos.clone(), prop::collection::vec(any::<u8>(), 1..8)).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+        (pos.clone(), prop::collection::vec(any::<u8>(), 1..8))
+            .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
         (pos.clone(), interesting).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-        (pos.clone(), 1usize..200, pos).prop_map(|(at, len, to)| Mutation::Duplicate { at, len, to }),
+        (pos.clone(), 1usize..200, pos).prop_map(|(at, len, to)| Mutation::Duplicate {
+            at,
+            len,
+            to
+        }),
     ]
 }
 

@@ -66,7 +66,12 @@ pub fn method_names(recv: &Ty) -> Vec<&'static str> {
     match recv {
         Ty::List(_) => LIST_METHODS.to_vec(),
         Ty::Record(_) => MAP_METHODS.to_vec(),
-        Ty::Json | Ty::Error => STRING_METHODS.iter().chain(LIST_METHODS).chain(MAP_METHODS).copied().collect(),
+        Ty::Json | Ty::Error => STRING_METHODS
+            .iter()
+            .chain(LIST_METHODS)
+            .chain(MAP_METHODS)
+            .copied()
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -107,7 +112,10 @@ pub fn function(name: &str) -> Option<Signature> {
             optional: vec![Ty::String],
             ret: Ty::String,
         },
-        "secret" | "read" => sig(vec![if name == "read" { Ty::Path } else { Ty::String }], Ty::String),
+        "secret" | "read" => sig(
+            vec![if name == "read" { Ty::Path } else { Ty::String }],
+            Ty::String,
+        ),
         "exists" => sig(vec![Ty::Path], Ty::Bool),
         "json" => sig(vec![Ty::Json], Ty::String),
         _ => return None,

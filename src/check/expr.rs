@@ -48,14 +48,19 @@ impl ExprChecker<'_> {
     /// Reports E0301 unless `ty` fits `want` (and string literals fit unions).
     pub fn require(&mut self, expr: &Expr, ty: &Ty, want: &Ty, what: &str) {
         if let (ExprKind::Str(lit), Ty::Union(options)) = (&expr.kind, want.strip_optional()) {
-            if !options.iter().any(|o| *o == lit.value) {
+            if !options.contains(&lit.value) {
                 let help = suggest(&lit.value, options.iter().map(String::as_str))
                     .map(|s| format!("did you mean `\"{s}\"`?"))
                     .unwrap_or_else(|| format!("expected one of {want}"));
                 self.diags.push(
-                    Diagnostic::new(Code::E0301, self.file, expr.span, format!("`\"{}\"` is not one of {want}", lit.value))
-                        .label(format!("{what} expects {want}"))
-                        .help(help),
+                    Diagnostic::new(
+                        Code::E0301,
+                        self.file,
+                        expr.span,
+                        format!("`\"{}\"` is not one of {want}", lit.value),
+                    )
+                    .label(format!("{what} expects {want}"))
+                    .help(help),
                 );
             }
             return;
@@ -79,14 +84,22 @@ impl ExprChecker<'_> {
         if !ty.fits(&Ty::Bool) {
             let help = match ty.strip_optional() {
                 Ty::Int => Some("compare it, for example `... == 0`".to_string()),
-                t if t.is_stringy() => Some("compare it, for example `... == \"yes\"`, or test `.contains(...)`".to_string()),
+                t if t.is_stringy() => Some(
+                    "compare it, for example `... == \"yes\"`, or test `.contains(...)`"
+                        .to_string(),
+                ),
                 Ty::List(_) => Some("test it, for example `!list.is_empty()`".to_string()),
                 _ => None,
             };
             self.diags.push(
-                Diagnostic::new(Code::E0306, self.file, expr.span, format!("{what} must be a `bool`, found `{ty}`"))
-                    .label(format!("this is `{ty}`"))
-                    .maybe_help(help),
+                Diagnostic::new(
+                    Code::E0306,
+                    self.file,
+                    expr.span,
+                    format!("{what} must be a `bool`, found `{ty}`"),
+                )
+                .label(format!("this is `{ty}`"))
+                .maybe_help(help),
             );
         }
         Ty::Bool
@@ -109,9 +122,14 @@ impl ExprChecker<'_> {
                     let names = scope.names();
                     let help = did_you_mean(name, names.iter().map(String::as_str));
                     self.error(
-                        Diagnostic::new(Code::E0201, self.file, expr.span, format!("cannot find `{name}` in this scope"))
-                            .label("not a parameter, step or loop name here")
-                            .maybe_help(help),
+                        Diagnostic::new(
+                            Code::E0201,
+                            self.file,
+                            expr.span,
+                            format!("cannot find `{name}` in this scope"),
+                        )
+                        .label("not a parameter, step or loop name here")
+                        .maybe_help(help),
                     )
                 }
             },
@@ -137,7 +155,11 @@ impl ExprChecker<'_> {
                 let ty = self.check(inner, scope);
                 match op {
                     UnOp::Not if ty.fits(&Ty::Bool) => Ty::Bool,
-                    UnOp::Neg if ty.is_dynamic() || ty.is_numeric() || *ty.strip_optional() == Ty::Duration => {
+                    UnOp::Neg
+                        if ty.is_dynamic()
+                            || ty.is_numeric()
+                            || *ty.strip_optional() == Ty::Duration =>
+                    {
                         ty.strip_optional().clone()
                     }
                     _ => {
@@ -146,8 +168,13 @@ impl ExprChecker<'_> {
                             UnOp::Neg => ("-", "a number"),
                         };
                         self.error(
-                            Diagnostic::new(Code::E0305, self.file, expr.span, format!("`{sym}` expects {want}, found `{ty}`"))
-                                .label(format!("this is `{ty}`")),
+                            Diagnostic::new(
+                                Code::E0305,
+                                self.file,
+                                expr.span,
+                                format!("`{sym}` expects {want}, found `{ty}`"),
+                            )
+                            .label(format!("this is `{ty}`")),
                         )
                     }
                 }
@@ -187,8 +214,13 @@ impl ExprChecker<'_> {
                     let ty = self.check(value, scope);
                     if fields.iter().any(|(n, _)| *n == key.name) {
                         self.diags.push(
-                            Diagnostic::new(Code::E0213, self.file, key.span, format!("key `{}` is given twice", key.name))
-                                .label("duplicate key"),
+                            Diagnostic::new(
+                                Code::E0213,
+                                self.file,
+                                key.span,
+                                format!("key `{}` is given twice", key.name),
+                            )
+                            .label("duplicate key"),
                         );
                         continue;
                     }
@@ -217,31 +249,51 @@ impl ExprChecker<'_> {
                     Some("declare `output: Type` on the step to get a typed `output`".to_string())
                 } else {
                     did_you_mean(field, names.iter().copied()).or_else(|| {
-                        Some(format!("`{base_ty}` has the fields {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")))
-                            .filter(|_| !names.is_empty())
+                        Some(format!(
+                            "`{base_ty}` has the fields {}",
+                            names
+                                .iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                        .filter(|_| !names.is_empty())
                     })
                 };
                 self.error(
-                    Diagnostic::new(Code::E0302, self.file, span, format!("no field `{field}` on type `{base_ty}`"))
-                        .label("unknown field")
-                        .maybe_help(help),
+                    Diagnostic::new(
+                        Code::E0302,
+                        self.file,
+                        span,
+                        format!("no field `{field}` on type `{base_ty}`"),
+                    )
+                    .label("unknown field")
+                    .maybe_help(help),
                 )
             }
             Ty::List(elem) => {
-                let field_of_elem = matches!(elem.strip_optional(), Ty::Record(r) if r.field(field).is_some());
+                let field_of_elem =
+                    matches!(elem.strip_optional(), Ty::Record(r) if r.field(field).is_some());
                 if builtins::method(base_ty, field).is_some() {
                     return self.method_as_field(base, field, full);
                 }
                 let help = if field_of_elem {
                     let b = base_text(base);
-                    format!("`{b}` is a list here (one result per element): index it, as in `{b}[0].{field}`")
+                    format!(
+                        "`{b}` is a list here (one result per element): index it, as in `{b}[0].{field}`"
+                    )
                 } else {
                     "lists have no fields; their methods are `len()`, `is_empty()` and `contains(x)`".to_string()
                 };
                 self.error(
-                    Diagnostic::new(Code::E0302, self.file, span, format!("no field `{field}` on type `{base_ty}`"))
-                        .label("lists have no fields")
-                        .help(help),
+                    Diagnostic::new(
+                        Code::E0302,
+                        self.file,
+                        span,
+                        format!("no field `{field}` on type `{base_ty}`"),
+                    )
+                    .label("lists have no fields")
+                    .help(help),
                 )
             }
             other => {
@@ -249,8 +301,13 @@ impl ExprChecker<'_> {
                     return self.method_as_field(base, field, full);
                 }
                 self.error(
-                    Diagnostic::new(Code::E0302, self.file, span, format!("no field `{field}` on type `{other}`"))
-                        .label(format!("`{other}` has no fields")),
+                    Diagnostic::new(
+                        Code::E0302,
+                        self.file,
+                        span,
+                        format!("no field `{field}` on type `{other}`"),
+                    )
+                    .label(format!("`{other}` has no fields")),
                 )
             }
         }
@@ -258,9 +315,14 @@ impl ExprChecker<'_> {
 
     fn method_as_field(&mut self, base: &Expr, name: &str, span: Span) -> Ty {
         self.error(
-            Diagnostic::new(Code::E0303, self.file, span, format!("`{name}` is a method, not a field"))
-                .label("used as a field")
-                .help(format!("call it: `{}.{name}()`", base_text(base))),
+            Diagnostic::new(
+                Code::E0303,
+                self.file,
+                span,
+                format!("`{name}` is a method, not a field"),
+            )
+            .label("used as a field")
+            .help(format!("call it: `{}.{name}()`", base_text(base))),
         )
     }
 
@@ -270,8 +332,13 @@ impl ExprChecker<'_> {
             Ty::List(elem) => {
                 if !index_ty.fits(&Ty::Int) {
                     return self.error(
-                        Diagnostic::new(Code::E0315, self.file, index.span, format!("a list index must be an `int`, found `{index_ty}`"))
-                            .label("not an int"),
+                        Diagnostic::new(
+                            Code::E0315,
+                            self.file,
+                            index.span,
+                            format!("a list index must be an `int`, found `{index_ty}`"),
+                        )
+                        .label("not an int"),
                     );
                 }
                 (**elem).clone()
@@ -279,25 +346,44 @@ impl ExprChecker<'_> {
             Ty::Record(rec) => {
                 if !index_ty.is_stringy() && !index_ty.is_dynamic() {
                     return self.error(
-                        Diagnostic::new(Code::E0315, self.file, index.span, format!("a record key must be a `string`, found `{index_ty}`"))
-                            .label("not a string"),
+                        Diagnostic::new(
+                            Code::E0315,
+                            self.file,
+                            index.span,
+                            format!("a record key must be a `string`, found `{index_ty}`"),
+                        )
+                        .label("not a string"),
                     );
                 }
                 if let ExprKind::Str(key) = &index.kind {
                     return match rec.field(&key.value) {
                         Some(ty) => ty.clone(),
                         None => self.error(
-                            Diagnostic::new(Code::E0302, self.file, index.span, format!("no field `{}` on type `{base_ty}`", key.value))
-                                .label("unknown field"),
+                            Diagnostic::new(
+                                Code::E0302,
+                                self.file,
+                                index.span,
+                                format!("no field `{}` on type `{base_ty}`", key.value),
+                            )
+                            .label("unknown field"),
                         ),
                     };
                 }
                 Ty::Json
             }
             other => self.error(
-                Diagnostic::new(Code::E0315, self.file, base.span.to(index.span), format!("cannot index a value of type `{other}`"))
-                    .label("only lists and records can be indexed")
-                    .maybe_help(other.is_stringy().then(|| "to split text, use `.lines()` first".to_string())),
+                Diagnostic::new(
+                    Code::E0315,
+                    self.file,
+                    base.span.to(index.span),
+                    format!("cannot index a value of type `{other}`"),
+                )
+                .label("only lists and records can be indexed")
+                .maybe_help(
+                    other
+                        .is_stringy()
+                        .then(|| "to split text, use `.lines()` first".to_string()),
+                ),
             ),
         }
     }
@@ -311,19 +397,38 @@ impl ExprChecker<'_> {
                 && rec.field(name).is_some()
             {
                 return self.error(
-                    Diagnostic::new(Code::E0303, self.file, span, format!("`{name}` is a field, not a method"))
-                        .label("called like a method")
-                        .help("drop the parentheses"),
+                    Diagnostic::new(
+                        Code::E0303,
+                        self.file,
+                        span,
+                        format!("`{name}` is a field, not a method"),
+                    )
+                    .label("called like a method")
+                    .help("drop the parentheses"),
                 );
             }
             let names = builtins::method_names(recv);
             let help = did_you_mean(name, names.iter().copied()).or_else(|| {
-                (!names.is_empty()).then(|| format!("`{recv}` has the methods {}", names.iter().map(|n| format!("`{n}()`")).collect::<Vec<_>>().join(", ")))
+                (!names.is_empty()).then(|| {
+                    format!(
+                        "`{recv}` has the methods {}",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}()`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
             });
             return self.error(
-                Diagnostic::new(Code::E0303, self.file, span, format!("no method `{name}` on type `{recv}`"))
-                    .label("unknown method")
-                    .maybe_help(help),
+                Diagnostic::new(
+                    Code::E0303,
+                    self.file,
+                    span,
+                    format!("no method `{name}` on type `{recv}`"),
+                )
+                .label("unknown method")
+                .maybe_help(help),
             );
         };
         self.arguments(&format!("method `{name}`"), span, &sig, args, arg_tys);
@@ -338,20 +443,40 @@ impl ExprChecker<'_> {
             let help = if is_method {
                 Some(format!("`{name}` is a method: write `value.{name}()`"))
             } else {
-                did_you_mean(name, FUNCTIONS.iter().copied())
-                    .or_else(|| Some(format!("the functions are {}", FUNCTIONS.iter().map(|f| format!("`{f}()`")).collect::<Vec<_>>().join(", "))))
+                did_you_mean(name, FUNCTIONS.iter().copied()).or_else(|| {
+                    Some(format!(
+                        "the functions are {}",
+                        FUNCTIONS
+                            .iter()
+                            .map(|f| format!("`{f}()`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })
             };
             return self.error(
-                Diagnostic::new(Code::E0303, self.file, span, format!("unknown function `{name}`"))
-                    .label("not a built-in function")
-                    .maybe_help(help),
+                Diagnostic::new(
+                    Code::E0303,
+                    self.file,
+                    span,
+                    format!("unknown function `{name}`"),
+                )
+                .label("not a built-in function")
+                .maybe_help(help),
             );
         };
         self.arguments(&format!("`{name}`"), span, &sig, args, arg_tys);
         sig.ret
     }
 
-    fn arguments(&mut self, what: &str, span: Span, sig: &builtins::Signature, args: &[Expr], arg_tys: &[Ty]) {
+    fn arguments(
+        &mut self,
+        what: &str,
+        span: Span,
+        sig: &builtins::Signature,
+        args: &[Expr],
+        arg_tys: &[Ty],
+    ) {
         let min = sig.params.len();
         let max = min + sig.optional.len();
         if args.len() < min || args.len() > max {
@@ -365,14 +490,24 @@ impl ExprChecker<'_> {
                     Code::E0304,
                     self.file,
                     span,
-                    format!("{what} takes {expected}, but {} {} given", args.len(), if args.len() == 1 { "was" } else { "were" }),
+                    format!(
+                        "{what} takes {expected}, but {} {} given",
+                        args.len(),
+                        if args.len() == 1 { "was" } else { "were" }
+                    ),
                 )
                 .label(format!("expects {expected}")),
             );
             return;
         }
         for (i, (arg, ty)) in args.iter().zip(arg_tys).enumerate() {
-            let want = sig.params.iter().chain(&sig.optional).nth(i).cloned().unwrap_or(Ty::Json);
+            let want = sig
+                .params
+                .iter()
+                .chain(&sig.optional)
+                .nth(i)
+                .cloned()
+                .unwrap_or(Ty::Json);
             self.require(arg, ty, &want, &format!("argument {} of {what}", i + 1));
         }
     }
@@ -390,7 +525,10 @@ impl ExprChecker<'_> {
                                 Code::E0305,
                                 self.file,
                                 side.span,
-                                format!("`{}` expects `bool` on both sides, found `{ty}`", op.symbol()),
+                                format!(
+                                    "`{}` expects `bool` on both sides, found `{ty}`",
+                                    op.symbol()
+                                ),
                             )
                             .label(format!("this is `{ty}`")),
                         );
@@ -415,7 +553,9 @@ impl ExprChecker<'_> {
             In => match b {
                 Ty::List(elem) => (a.fits(elem) || elem.fits(a)).then_some(Ty::Bool),
                 t if t.is_stringy() => (a.is_stringy() || a.is_dynamic()).then_some(Ty::Bool),
-                Ty::Record(_) | Ty::Json | Ty::Error => (a.is_stringy() || a.is_dynamic()).then_some(Ty::Bool),
+                Ty::Record(_) | Ty::Json | Ty::Error => {
+                    (a.is_stringy() || a.is_dynamic()).then_some(Ty::Bool)
+                }
                 _ => None,
             },
             Add => match (a, b) {
@@ -459,13 +599,19 @@ impl ExprChecker<'_> {
     fn check_union_literal(&mut self, l: &Expr, a: &Ty, r: &Expr, b: &Ty) {
         for (lit_side, other) in [(r, a), (l, b)] {
             if let (ExprKind::Str(lit), Ty::Union(options)) = (&lit_side.kind, other)
-                && !options.iter().any(|o| *o == lit.value)
+                && !options.contains(&lit.value)
             {
-                let help = suggest(&lit.value, options.iter().map(String::as_str)).map(|s| format!("did you mean `\"{s}\"`?"));
+                let help = suggest(&lit.value, options.iter().map(String::as_str))
+                    .map(|s| format!("did you mean `\"{s}\"`?"));
                 self.diags.push(
-                    Diagnostic::new(Code::E0305, self.file, lit_side.span, format!("`\"{}\"` is not one of {other}", lit.value))
-                        .label("this comparison can never hold")
-                        .maybe_help(help),
+                    Diagnostic::new(
+                        Code::E0305,
+                        self.file,
+                        lit_side.span,
+                        format!("`\"{}\"` is not one of {other}", lit.value),
+                    )
+                    .label("this comparison can never hold")
+                    .maybe_help(help),
                 );
             }
         }
@@ -483,28 +629,48 @@ fn comparable(a: &Ty, b: &Ty) -> bool {
 
 /// "compare with the number `0`" when a string literal holds a number.
 fn literal_help(lit: &Expr, lit_ty: &Ty, _other: &Expr, other_ty: &Ty) -> Option<String> {
-    let ExprKind::Str(s) = &lit.kind else { return None };
+    let ExprKind::Str(s) = &lit.kind else {
+        return None;
+    };
     let _ = lit_ty;
     match other_ty {
-        Ty::Int if s.value.trim().parse::<i64>().is_ok() => Some(format!("write the number without quotes: `{}`", s.value.trim())),
-        Ty::Float if s.value.trim().parse::<f64>().is_ok() => Some(format!("write the number without quotes: `{}`", s.value.trim())),
-        Ty::Bool if matches!(s.value.as_str(), "true" | "false") => Some(format!("write `{}` without quotes", s.value)),
+        Ty::Int if s.value.trim().parse::<i64>().is_ok() => Some(format!(
+            "write the number without quotes: `{}`",
+            s.value.trim()
+        )),
+        Ty::Float if s.value.trim().parse::<f64>().is_ok() => Some(format!(
+            "write the number without quotes: `{}`",
+            s.value.trim()
+        )),
+        Ty::Bool if matches!(s.value.as_str(), "true" | "false") => {
+            Some(format!("write `{}` without quotes", s.value))
+        }
         _ => None,
     }
 }
 
 fn conversion_help(expr: &Expr, ty: &Ty, want: &Ty) -> Option<String> {
     if let ExprKind::Str(s) = &expr.kind {
-        return literal_help(expr, ty, expr, want.strip_optional()).or_else(|| match want.strip_optional() {
-            Ty::Duration => Some(format!("durations are written without quotes, like `{}`", guess_unit(&s.value, "s"))),
-            Ty::Size => Some(format!("sizes are written without quotes, like `{}`", guess_unit(&s.value, "MiB"))),
-            _ => None,
+        return literal_help(expr, ty, expr, want.strip_optional()).or_else(|| {
+            match want.strip_optional() {
+                Ty::Duration => Some(format!(
+                    "durations are written without quotes, like `{}`",
+                    guess_unit(&s.value, "s")
+                )),
+                Ty::Size => Some(format!(
+                    "sizes are written without quotes, like `{}`",
+                    guess_unit(&s.value, "MiB")
+                )),
+                _ => None,
+            }
         });
     }
     match (ty.strip_optional(), want.strip_optional()) {
         (Ty::Int, Ty::Duration) => Some("add a unit: `ms`, `s`, `m`, `h` or `d`".to_string()),
         (Ty::Int, Ty::Size) => Some("add a unit such as `MiB` or `GiB`".to_string()),
-        (Ty::Int | Ty::Float | Ty::Bool, Ty::String) => Some("write it as a string, for example `\"{{ value }}\"`".to_string()),
+        (Ty::Int | Ty::Float | Ty::Bool, Ty::String) => {
+            Some("write it as a string, for example `\"{{ value }}\"`".to_string())
+        }
         (Ty::String, Ty::Int) => Some("convert it with `.parse_int()`".to_string()),
         _ => None,
     }
@@ -512,7 +678,11 @@ fn conversion_help(expr: &Expr, ty: &Ty, want: &Ty) -> Option<String> {
 
 fn guess_unit(text: &str, unit: &str) -> String {
     let digits: String = text.chars().take_while(|c| c.is_ascii_digit()).collect();
-    if digits.is_empty() { format!("10{unit}") } else { format!("{digits}{unit}") }
+    if digits.is_empty() {
+        format!("10{unit}")
+    } else {
+        format!("{digits}{unit}")
+    }
 }
 
 /// A short rendering of an expression for help lines.

@@ -8,13 +8,33 @@ use crate::ir::{self, Backoff, Command, Record, StepKind, Ty, Value};
 use crate::syntax::ast::{self, ExprKind, Field, FieldValue};
 use std::sync::Arc;
 
-const COMMON: &[&str] = &["after", "when", "accept", "feedback", "attempts", "backoff", "timeout", "on_failure", "env", "description"];
+const COMMON: &[&str] = &[
+    "after",
+    "when",
+    "accept",
+    "feedback",
+    "attempts",
+    "backoff",
+    "timeout",
+    "on_failure",
+    "env",
+    "description",
+];
 
 /// The fields a step kind takes besides the common ones.
 fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
-        "run" => &["command", "argv", "stdin", "cwd", "output", "snapshot", "sandbox"],
-        "llm" => &["model", "system", "prompt", "output", "temperature", "max_tokens"],
+        "run" => &[
+            "command", "argv", "stdin", "cwd", "output", "snapshot", "sandbox",
+        ],
+        "llm" => &[
+            "model",
+            "system",
+            "prompt",
+            "output",
+            "temperature",
+            "max_tokens",
+        ],
         "approval" => &["prompt", "default"],
         "call" => &["with"],
         "script" => &["code", "output"],
@@ -28,7 +48,10 @@ const KINDS: &[&str] = &["run", "llm", "approval", "call", "script", "wait"];
 fn result_record(name: &str, fields: Vec<(&str, Ty)>) -> Ty {
     Ty::Record(Arc::new(Record {
         name: Some(name.to_string()),
-        fields: fields.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
+        fields: fields
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t))
+            .collect(),
     }))
 }
 
@@ -42,7 +65,12 @@ impl<'a> ModuleCx<'a> {
         let output = output.map(|t| self.resolve_type(t));
         match step.kind.name.as_str() {
             "run" => {
-                let mut fields = vec![("exit_code", Ty::Int), ("stdout", Ty::String), ("stderr", Ty::String), ("duration", Ty::Duration)];
+                let mut fields = vec![
+                    ("exit_code", Ty::Int),
+                    ("stdout", Ty::String),
+                    ("stderr", Ty::String),
+                    ("duration", Ty::Duration),
+                ];
                 if let Some(o) = output {
                     fields.push(("output", o));
                 }
@@ -53,10 +81,21 @@ impl<'a> ModuleCx<'a> {
                 if let Some(o) = output {
                     fields.push(("output", o));
                 }
-                fields.extend([("tokens_in", Ty::Int), ("tokens_out", Ty::Int), ("cost_usd", Ty::Float)]);
+                fields.extend([
+                    ("tokens_in", Ty::Int),
+                    ("tokens_out", Ty::Int),
+                    ("cost_usd", Ty::Float),
+                ]);
                 result_record("llm result", fields)
             }
-            "approval" => result_record("approval result", vec![("approved", Ty::Bool), ("by", Ty::String), ("comment", Ty::String)]),
+            "approval" => result_record(
+                "approval result",
+                vec![
+                    ("approved", Ty::Bool),
+                    ("by", Ty::String),
+                    ("comment", Ty::String),
+                ],
+            ),
             "wait" => result_record("wait result", vec![("waited", Ty::Duration)]),
             "script" => output.unwrap_or(Ty::Json),
             "call" => match &step.callee {
@@ -68,11 +107,25 @@ impl<'a> ModuleCx<'a> {
             },
             other => {
                 self.diags.push(
-                    Diagnostic::new(Code::E0310, self.file, step.kind.span, format!("unknown step kind `{other}`"))
-                        .label("not a step kind")
-                        .maybe_help(crate::diag::did_you_mean(other, KINDS.iter().copied()).or_else(|| {
-                            Some(format!("the kinds are {}", KINDS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")))
-                        })),
+                    Diagnostic::new(
+                        Code::E0310,
+                        self.file,
+                        step.kind.span,
+                        format!("unknown step kind `{other}`"),
+                    )
+                    .label("not a step kind")
+                    .maybe_help(
+                        crate::diag::did_you_mean(other, KINDS.iter().copied()).or_else(|| {
+                            Some(format!(
+                                "the kinds are {}",
+                                KINDS
+                                    .iter()
+                                    .map(|k| format!("`{k}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        }),
+                    ),
                 );
                 Ty::Error
             }
@@ -96,9 +149,14 @@ impl<'a> ModuleCx<'a> {
         if def.callee.is_some() && kind != "call" {
             let span = def.callee.as_ref().map_or(def.kind.span, |c| c.span);
             self.diags.push(
-                Diagnostic::new(Code::E0102, self.file, span, format!("only `call` steps name a skill after the kind, not `{kind}` steps"))
-                    .label("unexpected name")
-                    .help(format!("write `step {}: {kind} {{ ... }}`", def.name.name)),
+                Diagnostic::new(
+                    Code::E0102,
+                    self.file,
+                    span,
+                    format!("only `call` steps name a skill after the kind, not `{kind}` steps"),
+                )
+                .label("unexpected name")
+                .help(format!("write `step {}: {kind} {{ ... }}`", def.name.name)),
             );
         }
         let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
@@ -121,7 +179,12 @@ impl<'a> ModuleCx<'a> {
             && let Some(n) = self.lit_int(f, 1, Code::E0318)
         {
             step.attempts = n.min(u32::MAX as i64) as u32;
-            self.attempt_cap(f, step.attempts, &format!("step `{}`", def.name.name), &policy);
+            self.attempt_cap(
+                f,
+                step.attempts,
+                &format!("step `{}`", def.name.name),
+                &policy,
+            );
         }
         if let Some(f) = get("backoff") {
             step.backoff = self.backoff(f);
@@ -160,8 +223,15 @@ impl<'a> ModuleCx<'a> {
                 _ => vec![expr],
             };
             for cond in conditions {
-                let mut scope = NodeScope { state: &mut sk.state, at: Some(id), mode: Mode::Accept(id) };
-                let mut checker = super::expr::ExprChecker { file: self.file, diags: &mut self.diags };
+                let mut scope = NodeScope {
+                    state: &mut sk.state,
+                    at: Some(id),
+                    mode: Mode::Accept(id),
+                };
+                let mut checker = super::expr::ExprChecker {
+                    file: self.file,
+                    diags: &mut self.diags,
+                };
                 checker.condition(cond, &mut scope, "`accept`");
                 step.accept.push(self.compile(cond, Ty::Bool));
             }
@@ -169,8 +239,15 @@ impl<'a> ModuleCx<'a> {
         if let Some(f) = get("feedback")
             && let Some(expr) = self.value(f)
         {
-            let mut scope = NodeScope { state: &mut sk.state, at: Some(id), mode: Mode::Accept(id) };
-            let mut checker = super::expr::ExprChecker { file: self.file, diags: &mut self.diags };
+            let mut scope = NodeScope {
+                state: &mut sk.state,
+                at: Some(id),
+                mode: Mode::Accept(id),
+            };
+            let mut checker = super::expr::ExprChecker {
+                file: self.file,
+                diags: &mut self.diags,
+            };
             let ty = checker.expect(expr, &mut scope, &Ty::String, "`feedback`");
             step.feedback = Some(self.compile(expr, ty));
         }
@@ -180,14 +257,26 @@ impl<'a> ModuleCx<'a> {
             match &expr.kind {
                 ExprKind::Map(entries) => {
                     for (key, value) in entries {
-                        let (v, _) = self.data_value(value, sk, Some(id), Mode::Plain, None, &format!("`env.{}`", key.name));
+                        let (v, _) = self.data_value(
+                            value,
+                            sk,
+                            Some(id),
+                            Mode::Plain,
+                            None,
+                            &format!("`env.{}`", key.name),
+                        );
                         step.env.push((key.name.clone(), v));
                     }
                 }
                 _ => self.diags.push(
-                    Diagnostic::new(Code::E0301, self.file, expr.span, "`env` expects a map of variables")
-                        .label("not a map")
-                        .help("write `env { RUST_LOG: \"debug\" }`"),
+                    Diagnostic::new(
+                        Code::E0301,
+                        self.file,
+                        expr.span,
+                        "`env` expects a map of variables",
+                    )
+                    .label("not a map")
+                    .help("write `env { RUST_LOG: \"debug\" }`"),
                 ),
             }
         }
@@ -205,7 +294,17 @@ impl<'a> ModuleCx<'a> {
     fn text(&mut self, field: Option<&Field>, id: usize, sk: &mut SkillCx<'a>) -> Option<Value> {
         let field = field?;
         let expr = self.value(field)?;
-        Some(self.data_value(expr, sk, Some(id), Mode::Plain, Some(&Ty::String), &format!("`{}`", field.key.name)).0)
+        Some(
+            self.data_value(
+                expr,
+                sk,
+                Some(id),
+                Mode::Plain,
+                Some(&Ty::String),
+                &format!("`{}`", field.key.name),
+            )
+            .0,
+        )
     }
 
     fn output_type(&mut self, def: &ast::StepDef) -> Option<Ty> {
@@ -230,23 +329,49 @@ impl<'a> ModuleCx<'a> {
         Some(ty)
     }
 
-    fn run_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>, policy: &ir::Policy) -> StepKind {
+    fn run_step(
+        &mut self,
+        id: usize,
+        def: &'a ast::StepDef,
+        sk: &mut SkillCx<'a>,
+        policy: &ir::Policy,
+    ) -> StepKind {
         let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
         let command = match (get("command"), get("argv")) {
             (Some(c), Some(a)) => {
                 self.diags.push(
-                    Diagnostic::new(Code::E0317, self.file, a.key.span, "a `run` step takes `command` or `argv`, not both")
-                        .label("second way to name the program")
-                        .with(c.key.span, "`command` is also given")
-                        .help("use `command` for a shell line, `argv` to run a program without a shell"),
+                    Diagnostic::new(
+                        Code::E0317,
+                        self.file,
+                        a.key.span,
+                        "a `run` step takes `command` or `argv`, not both",
+                    )
+                    .label("second way to name the program")
+                    .with(c.key.span, "`command` is also given")
+                    .help(
+                        "use `command` for a shell line, `argv` to run a program without a shell",
+                    ),
                 );
-                Command::Shell(self.text(Some(c), id, sk).unwrap_or(Value::Const(serde_json::Value::Null)))
+                Command::Shell(
+                    self.text(Some(c), id, sk)
+                        .unwrap_or(Value::Const(serde_json::Value::Null)),
+                )
             }
-            (Some(c), None) => Command::Shell(self.text(Some(c), id, sk).unwrap_or(Value::Const(serde_json::Value::Null))),
+            (Some(c), None) => Command::Shell(
+                self.text(Some(c), id, sk)
+                    .unwrap_or(Value::Const(serde_json::Value::Null)),
+            ),
             (None, Some(a)) => {
                 let want = Ty::String.list_of();
                 match self.value(a) {
-                    Some(expr) => match self.data_value(expr, sk, Some(id), Mode::Plain, Some(&want), "`argv`") {
+                    Some(expr) => match self.data_value(
+                        expr,
+                        sk,
+                        Some(id),
+                        Mode::Plain,
+                        Some(&want),
+                        "`argv`",
+                    ) {
                         (Value::List(items), _) => Command::Argv(items),
                         (other, _) => Command::Argv(vec![other]),
                     },
@@ -254,13 +379,20 @@ impl<'a> ModuleCx<'a> {
                 }
             }
             (None, None) => {
-                self.missing(def.name.span, &format!("`run` step `{}`", def.name.name), "command", "command: \"cargo test\"");
+                self.missing(
+                    def.name.span,
+                    &format!("`run` step `{}`", def.name.name),
+                    "command",
+                    "command: \"cargo test\"",
+                );
                 Command::Argv(Vec::new())
             }
         };
         let stdin = self.text(get("stdin"), id, sk);
         let cwd = self.text(get("cwd"), id, sk);
-        let snapshot = get("snapshot").and_then(|f| self.lit_strings(f)).unwrap_or_default();
+        let snapshot = get("snapshot")
+            .and_then(|f| self.lit_strings(f))
+            .unwrap_or_default();
         let sandbox = match get("sandbox") {
             Some(f) => {
                 let narrowed = self.sandbox(f, &policy.sandbox);
@@ -313,9 +445,14 @@ impl<'a> ModuleCx<'a> {
         }
         if let Some(first) = widened.first() {
             self.diags.push(
-                Diagnostic::new(Code::E0604, self.file, field.span, format!("step sandbox widens policy `{}`: {first}", policy.name))
-                    .label("a step may narrow the policy's sandbox, never widen it")
-                    .help("remove the setting, or change the policy"),
+                Diagnostic::new(
+                    Code::E0604,
+                    self.file,
+                    field.span,
+                    format!("step sandbox widens policy `{}`: {first}", policy.name),
+                )
+                .label("a step may narrow the policy's sandbox, never widen it")
+                .help("remove the setting, or change the policy"),
             );
         }
     }
@@ -323,19 +460,36 @@ impl<'a> ModuleCx<'a> {
     fn llm_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
         let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
         let model = match get("model") {
-            Some(f) => self.value(f).and_then(|e| self.qualified_of(e, "`model`")).and_then(|q| self.model(&q)),
+            Some(f) => self
+                .value(f)
+                .and_then(|e| self.qualified_of(e, "`model`"))
+                .and_then(|q| self.model(&q)),
             None => {
-                self.missing(def.name.span, &format!("`llm` step `{}`", def.name.name), "model", "model: planner");
+                self.missing(
+                    def.name.span,
+                    &format!("`llm` step `{}`", def.name.name),
+                    "model",
+                    "model: planner",
+                );
                 None
             }
         };
         if get("prompt").is_none() {
-            self.missing(def.name.span, &format!("`llm` step `{}`", def.name.name), "prompt", "prompt: \"...\"");
+            self.missing(
+                def.name.span,
+                &format!("`llm` step `{}`", def.name.name),
+                "prompt",
+                "prompt: \"...\"",
+            );
         }
-        let prompt = self.text(get("prompt"), id, sk).unwrap_or(Value::Const(serde_json::Value::Null));
+        let prompt = self
+            .text(get("prompt"), id, sk)
+            .unwrap_or(Value::Const(serde_json::Value::Null));
         let system = self.text(get("system"), id, sk);
         let temperature = get("temperature").and_then(|f| self.lit_float(f, 0.0, 2.0, Code::E0318));
-        let max_tokens = get("max_tokens").and_then(|f| self.lit_int(f, 1, Code::E0318)).map(|n| n as u64);
+        let max_tokens = get("max_tokens")
+            .and_then(|f| self.lit_int(f, 1, Code::E0318))
+            .map(|n| n as u64);
         let model = model.unwrap_or_else(|| {
             Arc::new(ir::Model {
                 key: String::new(),
@@ -366,17 +520,35 @@ impl<'a> ModuleCx<'a> {
         })
     }
 
-    fn approval_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
+    fn approval_step(
+        &mut self,
+        id: usize,
+        def: &'a ast::StepDef,
+        sk: &mut SkillCx<'a>,
+    ) -> StepKind {
         let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
         if get("prompt").is_none() {
-            self.missing(def.name.span, &format!("`approval` step `{}`", def.name.name), "prompt", "prompt: \"Deploy?\"");
+            self.missing(
+                def.name.span,
+                &format!("`approval` step `{}`", def.name.name),
+                "prompt",
+                "prompt: \"Deploy?\"",
+            );
         }
-        let prompt = self.text(get("prompt"), id, sk).unwrap_or(Value::Const(serde_json::Value::Null));
+        let prompt = self
+            .text(get("prompt"), id, sk)
+            .unwrap_or(Value::Const(serde_json::Value::Null));
         let timeout_ms = get("timeout").and_then(|f| match &f.value {
-            FieldValue::Expr(ast::Expr { kind: ExprKind::Duration(ms), .. }) => Some(*ms),
+            FieldValue::Expr(ast::Expr {
+                kind: ExprKind::Duration(ms),
+                ..
+            }) => Some(*ms),
             _ => None,
         });
-        let default_approve = get("default").and_then(|f| self.word(f, &["reject", "approve"])).as_deref() == Some("approve");
+        let default_approve = get("default")
+            .and_then(|f| self.word(f, &["reject", "approve"]))
+            .as_deref()
+            == Some("approve");
         StepKind::Approval {
             prompt,
             timeout_ms,
@@ -387,14 +559,28 @@ impl<'a> ModuleCx<'a> {
     fn call_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
         let Some(callee) = &def.callee else {
             self.diags.push(
-                Diagnostic::new(Code::E0308, self.file, def.kind.span, format!("`call` step `{}` does not name a skill", def.name.name))
-                    .label("which skill?")
-                    .help(format!("write `step {}: call other_skill {{ with {{ ... }} }}`", def.name.name)),
+                Diagnostic::new(
+                    Code::E0308,
+                    self.file,
+                    def.kind.span,
+                    format!("`call` step `{}` does not name a skill", def.name.name),
+                )
+                .label("which skill?")
+                .help(format!(
+                    "write `step {}: call other_skill {{ with {{ ... }} }}`",
+                    def.name.name
+                )),
             );
-            return StepKind::Call { skill: String::new(), args: Vec::new() };
+            return StepKind::Call {
+                skill: String::new(),
+                args: Vec::new(),
+            };
         };
         let Some(sig) = self.sig(callee) else {
-            return StepKind::Call { skill: String::new(), args: Vec::new() };
+            return StepKind::Call {
+                skill: String::new(),
+                args: Vec::new(),
+            };
         };
         self.calls.push(super::module::CallEdge {
             caller: sk.sig.key.clone(),
@@ -405,12 +591,20 @@ impl<'a> ModuleCx<'a> {
         let mut args = Vec::new();
         let with = def.fields.iter().find(|f| f.key.name == "with");
         let entries: Vec<(ast::MapKey, ast::Expr)> = match with.and_then(|f| self.value(f)) {
-            Some(ast::Expr { kind: ExprKind::Map(entries), .. }) => entries.clone(),
+            Some(ast::Expr {
+                kind: ExprKind::Map(entries),
+                ..
+            }) => entries.clone(),
             Some(other) => {
                 self.diags.push(
-                    Diagnostic::new(Code::E0301, self.file, other.span, "`with` expects the arguments as a map")
-                        .label("not a map")
-                        .help("write `with { name: value }`"),
+                    Diagnostic::new(
+                        Code::E0301,
+                        self.file,
+                        other.span,
+                        "`with` expects the arguments as a map",
+                    )
+                    .label("not a map")
+                    .help("write `with { name: value }`"),
                 );
                 Vec::new()
             }
@@ -419,21 +613,44 @@ impl<'a> ModuleCx<'a> {
         for (key, value) in &entries {
             match sig.params.iter().find(|(n, _, _)| *n == key.name) {
                 Some((name, ty, _)) => {
-                    let (v, _) = self.data_value(value, sk, Some(id), Mode::Plain, Some(ty), &format!("parameter `{name}`"));
+                    let (v, _) = self.data_value(
+                        value,
+                        sk,
+                        Some(id),
+                        Mode::Plain,
+                        Some(ty),
+                        &format!("parameter `{name}`"),
+                    );
                     args.push((name.clone(), v));
                 }
                 None => {
                     let names: Vec<&str> = sig.params.iter().map(|(n, _, _)| n.as_str()).collect();
                     self.diags.push(
-                        Diagnostic::new(Code::E0312, self.file, key.span, format!("skill `{}` has no parameter `{}`", sig.name, key.name))
-                            .label("unknown argument")
-                            .maybe_help(crate::diag::did_you_mean(&key.name, names.iter().copied()).or_else(|| {
-                                Some(if names.is_empty() {
-                                    format!("`{}` takes no parameters", sig.name)
-                                } else {
-                                    format!("its parameters are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
-                                })
-                            })),
+                        Diagnostic::new(
+                            Code::E0312,
+                            self.file,
+                            key.span,
+                            format!("skill `{}` has no parameter `{}`", sig.name, key.name),
+                        )
+                        .label("unknown argument")
+                        .maybe_help(
+                            crate::diag::did_you_mean(&key.name, names.iter().copied()).or_else(
+                                || {
+                                    Some(if names.is_empty() {
+                                        format!("`{}` takes no parameters", sig.name)
+                                    } else {
+                                        format!(
+                                            "its parameters are {}",
+                                            names
+                                                .iter()
+                                                .map(|n| format!("`{n}`"))
+                                                .collect::<Vec<_>>()
+                                                .join(", ")
+                                        )
+                                    })
+                                },
+                            ),
+                        ),
                     );
                 }
             }
@@ -441,34 +658,68 @@ impl<'a> ModuleCx<'a> {
         for (name, ty, has_default) in &sig.params {
             if !has_default && !entries.iter().any(|(k, _)| k.name == *name) {
                 self.diags.push(
-                    Diagnostic::new(Code::E0311, self.file, callee.span, format!("missing argument `{name}` for skill `{}`", sig.name))
-                        .label(format!("`{name}: {ty}` has no default"))
-                        .help(format!("add it: `with {{ {name}: ... }}`")),
+                    Diagnostic::new(
+                        Code::E0311,
+                        self.file,
+                        callee.span,
+                        format!("missing argument `{name}` for skill `{}`", sig.name),
+                    )
+                    .label(format!("`{name}: {ty}` has no default"))
+                    .help(format!("add it: `with {{ {name}: ... }}`")),
                 );
             }
         }
-        StepKind::Call { skill: sig.key.clone(), args }
+        StepKind::Call {
+            skill: sig.key.clone(),
+            args,
+        }
     }
 
     fn script_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
         let field = def.fields.iter().find(|f| f.key.name == "code");
         let output = self.output_type(def);
         let Some(field) = field else {
-            self.missing(def.name.span, &format!("`script` step `{}`", def.name.name), "code", "code: \"\"\"\\n  40 + 2\\n\"\"\"");
-            return StepKind::Script { code: String::new(), ast: Arc::new(rhai::AST::empty()), output };
+            self.missing(
+                def.name.span,
+                &format!("`script` step `{}`", def.name.name),
+                "code",
+                "code: \"\"\"\\n  40 + 2\\n\"\"\"",
+            );
+            return StepKind::Script {
+                code: String::new(),
+                ast: Arc::new(rhai::AST::empty()),
+                output,
+            };
         };
-        let Some(ast::Expr { kind: ExprKind::Str(lit), .. }) = self.value(field) else {
+        let Some(ast::Expr {
+            kind: ExprKind::Str(lit),
+            ..
+        }) = self.value(field)
+        else {
             if let Some(e) = self.value(field) {
                 self.diags.push(
-                    Diagnostic::new(Code::E0301, self.file, e.span, "`code` expects the script as a string")
-                        .label("not a string")
-                        .help("write the script in a `\"\"\"` block"),
+                    Diagnostic::new(
+                        Code::E0301,
+                        self.file,
+                        e.span,
+                        "`code` expects the script as a string",
+                    )
+                    .label("not a string")
+                    .help("write the script in a `\"\"\"` block"),
                 );
             }
-            return StepKind::Script { code: String::new(), ast: Arc::new(rhai::AST::empty()), output };
+            return StepKind::Script {
+                code: String::new(),
+                ast: Arc::new(rhai::AST::empty()),
+                output,
+            };
         };
         let ast = super::script::compile_script(self, lit, id, sk);
-        StepKind::Script { code: lit.value.clone(), ast: Arc::new(ast), output }
+        StepKind::Script {
+            code: lit.value.clone(),
+            ast: Arc::new(ast),
+            output,
+        }
     }
 
     fn wait_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
@@ -476,8 +727,15 @@ impl<'a> ModuleCx<'a> {
         let duration_ms = get("duration").and_then(|f| self.lit_duration(f, Code::E0318));
         let until = match get("until") {
             Some(f) => self.value(f).map(|expr| {
-                let mut scope = NodeScope { state: &mut sk.state, at: Some(id), mode: Mode::Plain };
-                let mut checker = super::expr::ExprChecker { file: self.file, diags: &mut self.diags };
+                let mut scope = NodeScope {
+                    state: &mut sk.state,
+                    at: Some(id),
+                    mode: Mode::Plain,
+                };
+                let mut checker = super::expr::ExprChecker {
+                    file: self.file,
+                    diags: &mut self.diags,
+                };
                 checker.condition(expr, &mut scope, "`until`");
                 self.compile(expr, Ty::Bool)
             }),
@@ -485,29 +743,62 @@ impl<'a> ModuleCx<'a> {
         };
         match (get("duration"), get("until")) {
             (Some(d), Some(u)) => self.diags.push(
-                Diagnostic::new(Code::E0317, self.file, u.key.span, "a `wait` step takes `duration` or `until`, not both")
-                    .label("second condition")
-                    .with(d.key.span, "`duration` is also given"),
+                Diagnostic::new(
+                    Code::E0317,
+                    self.file,
+                    u.key.span,
+                    "a `wait` step takes `duration` or `until`, not both",
+                )
+                .label("second condition")
+                .with(d.key.span, "`duration` is also given"),
             ),
-            (None, None) => self.missing(def.name.span, &format!("`wait` step `{}`", def.name.name), "duration", "duration: 5m"),
+            (None, None) => self.missing(
+                def.name.span,
+                &format!("`wait` step `{}`", def.name.name),
+                "duration",
+                "duration: 5m",
+            ),
             _ => {}
         }
-        let interval_ms = get("interval").and_then(|f| self.lit_duration(f, Code::E0318)).unwrap_or(5_000);
-        StepKind::Wait { duration_ms, until, interval_ms }
+        let interval_ms = get("interval")
+            .and_then(|f| self.lit_duration(f, Code::E0318))
+            .unwrap_or(5_000);
+        StepKind::Wait {
+            duration_ms,
+            until,
+            interval_ms,
+        }
     }
 
     fn backoff(&mut self, field: &Field) -> Option<Backoff> {
         let expr = self.value(field)?;
         match &expr.kind {
-            ExprKind::Duration(ms) => Some(Backoff { initial_ms: *ms, factor: 2.0, max_ms: ms.saturating_mul(32) }),
+            ExprKind::Duration(ms) => Some(Backoff {
+                initial_ms: *ms,
+                factor: 2.0,
+                max_ms: ms.saturating_mul(32),
+            }),
             ExprKind::Map(entries) => {
-                let sub: Vec<Field> = entries.iter().map(|(k, v)| super::items::map_field(k, v)).collect();
+                let sub: Vec<Field> = entries
+                    .iter()
+                    .map(|(k, v)| super::items::map_field(k, v))
+                    .collect();
                 self.known_fields(&sub, &["initial", "factor", "max"], "`backoff`", |_| None);
-                let mut b = Backoff { initial_ms: 1_000, factor: 2.0, max_ms: 60_000 };
+                let mut b = Backoff {
+                    initial_ms: 1_000,
+                    factor: 2.0,
+                    max_ms: 60_000,
+                };
                 for f in &sub {
                     match f.key.name.as_str() {
-                        "initial" => b.initial_ms = self.lit_duration(f, Code::E0318).unwrap_or(b.initial_ms),
-                        "factor" => b.factor = self.lit_float(f, 1.0, 100.0, Code::E0318).unwrap_or(b.factor),
+                        "initial" => {
+                            b.initial_ms = self.lit_duration(f, Code::E0318).unwrap_or(b.initial_ms)
+                        }
+                        "factor" => {
+                            b.factor = self
+                                .lit_float(f, 1.0, 100.0, Code::E0318)
+                                .unwrap_or(b.factor)
+                        }
                         "max" => b.max_ms = self.lit_duration(f, Code::E0318).unwrap_or(b.max_ms),
                         _ => {}
                     }
@@ -516,9 +807,14 @@ impl<'a> ModuleCx<'a> {
             }
             _ => {
                 self.diags.push(
-                    Diagnostic::new(Code::E0301, self.file, expr.span, "`backoff` expects a duration or `{ initial, factor, max }`")
-                        .label("not a duration")
-                        .help("write `backoff: 10s` or `backoff { initial: 1s, factor: 2, max: 1m }`"),
+                    Diagnostic::new(
+                        Code::E0301,
+                        self.file,
+                        expr.span,
+                        "`backoff` expects a duration or `{ initial, factor, max }`",
+                    )
+                    .label("not a duration")
+                    .help("write `backoff: 10s` or `backoff { initial: 1s, factor: 2, max: 1m }`"),
                 );
                 None
             }

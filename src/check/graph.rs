@@ -91,14 +91,27 @@ fn report_cycle(
     for w in 0..path.len() {
         let (a, b) = (dag[path[w]], dag[path[(w + 1) % path.len()]]);
         if let Some(span) = spans.get(&(a, b)) {
-            diag = diag.with(*span, format!("`{}` reads `{}` here", state.nodes[b].name, state.nodes[a].name));
+            diag = diag.with(
+                *span,
+                format!(
+                    "`{}` reads `{}` here",
+                    state.nodes[b].name, state.nodes[a].name
+                ),
+            );
         }
     }
-    let others: Vec<String> = scc.iter().filter(|i| !path.contains(i)).map(|&i| name(i)).collect();
+    let others: Vec<String> = scc
+        .iter()
+        .filter(|i| !path.contains(i))
+        .map(|&i| name(i))
+        .collect();
     let help = if others.is_empty() {
         "break the cycle: a step can only read steps that run before it".to_string()
     } else {
-        format!("break the cycle (it also involves {}): a step can only read steps that run before it", others.join(", "))
+        format!(
+            "break the cycle (it also involves {}): a step can only read steps that run before it",
+            others.join(", ")
+        )
     };
     cx.diags.push(diag.help(help));
 }

@@ -47,7 +47,14 @@ pub struct ModuleCx<'a> {
 
 impl<'a> ModuleCx<'a> {
     /// A context for module `id`.
-    pub fn new(id: ModuleId, mods: &'a [Module], others: &'a [Tables], engine: &'a rhai::Engine, text: &'a str, display: &str) -> ModuleCx<'a> {
+    pub fn new(
+        id: ModuleId,
+        mods: &'a [Module],
+        others: &'a [Tables],
+        engine: &'a rhai::Engine,
+        text: &'a str,
+        display: &str,
+    ) -> ModuleCx<'a> {
         ModuleCx {
             m: &mods[id],
             mods,
@@ -92,23 +99,34 @@ impl<'a> ModuleCx<'a> {
                     }
                     ConfigKind::Policy => {
                         let policy = self.policy_item(c);
-                        self.own.policies.insert(c.name.name.clone(), Arc::new(policy));
+                        self.own
+                            .policies
+                            .insert(c.name.name.clone(), Arc::new(policy));
                         self.own.order.push((ItemKind::Policy, c.name.name.clone()));
                     }
                     ConfigKind::Trigger => {}
                 }
             }
         }
-        for item in items {
-            if let ast::Item::Skill(s) = item {
+        // A duplicate definition (E0202) is not checked: its name means the first one.
+        let first =
+            |name: &str, index: usize| self.m.items.get(name).is_some_and(|ix| ix.index == index);
+        let skills: Vec<&ast::SkillDef> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                ast::Item::Skill(s) if first(&s.name.name, i) => Some(s),
+                _ => None,
+            })
+            .collect();
+        for s in &skills {
+            {
                 let sig = self.skill_sig(s);
                 self.own.sigs.insert(s.name.name.clone(), Arc::new(sig));
             }
         }
-        for item in items {
-            if let ast::Item::Skill(s) = item
-                && let Some(sig) = self.own.sigs.get(&s.name.name).cloned()
-            {
+        for s in skills {
+            if let Some(sig) = self.own.sigs.get(&s.name.name).cloned() {
                 let skill = self.check_skill(s, &sig);
                 self.own.skills.insert(s.name.name.clone(), Arc::new(skill));
                 self.own.order.push((ItemKind::Skill, s.name.name.clone()));
@@ -125,9 +143,14 @@ impl<'a> ModuleCx<'a> {
         for imp in &self.m.imports {
             if imp.target.is_some() && !self.used_ns.contains(&imp.namespace) {
                 self.diags.push(
-                    Diagnostic::new(Code::W0002, self.file, imp.name_span, format!("unused import `{}`", imp.namespace))
-                        .label("nothing from this file is used")
-                        .help("remove the import"),
+                    Diagnostic::new(
+                        Code::W0002,
+                        self.file,
+                        imp.name_span,
+                        format!("unused import `{}`", imp.namespace),
+                    )
+                    .label("nothing from this file is used")
+                    .help("remove the import"),
                 );
             }
         }
@@ -152,11 +175,23 @@ impl<'a> ModuleCx<'a> {
         let (module, found) = match &q.namespace {
             Some(ns) => {
                 let Some(imp) = self.m.imports.iter().find(|i| i.namespace == ns.name) else {
-                    let names: Vec<&str> = self.m.imports.iter().map(|i| i.namespace.as_str()).collect();
+                    let names: Vec<&str> = self
+                        .m
+                        .imports
+                        .iter()
+                        .map(|i| i.namespace.as_str())
+                        .collect();
                     self.diags.push(
-                        Diagnostic::new(Code::E0201, self.file, ns.span, format!("cannot find namespace `{}`", ns.name))
-                            .label("no import gives this name")
-                            .maybe_help(did_you_mean(&ns.name, names).or_else(|| Some(format!("import it: `import \"./{}.flow\"`", ns.name)))),
+                        Diagnostic::new(
+                            Code::E0201,
+                            self.file,
+                            ns.span,
+                            format!("cannot find namespace `{}`", ns.name),
+                        )
+                        .label("no import gives this name")
+                        .maybe_help(did_you_mean(&ns.name, names).or_else(|| {
+                            Some(format!("import it: `import \"./{}.flow\"`", ns.name))
+                        })),
                     );
                     return None;
                 };
@@ -171,9 +206,14 @@ impl<'a> ModuleCx<'a> {
                         .map(|(n, _)| n.as_str())
                         .collect();
                     self.diags.push(
-                        Diagnostic::new(Code::E0206, self.file, q.name.span, format!("`{}` has no item `{name}`", ns.name))
-                            .label(format!("no {} of this name in `{}`", want.word(), ns.name))
-                            .maybe_help(did_you_mean(name, names)),
+                        Diagnostic::new(
+                            Code::E0206,
+                            self.file,
+                            q.name.span,
+                            format!("`{}` has no item `{name}`", ns.name),
+                        )
+                        .label(format!("no {} of this name in `{}`", want.word(), ns.name))
+                        .maybe_help(did_you_mean(name, names)),
                     );
                     return None;
                 }
@@ -188,23 +228,53 @@ impl<'a> ModuleCx<'a> {
                 ItemKind::Policy => Code::E0209,
                 _ => Code::E0210,
             };
-            let mut names = if want == ItemKind::Type { self.type_names() } else { self.item_names(want) };
+            let mut names = if want == ItemKind::Type {
+                self.type_names()
+            } else {
+                self.item_names(want)
+            };
             if want == ItemKind::Policy {
                 names.retain(|n| n != "default");
             }
-            let help = did_you_mean(name, names.iter().map(String::as_str))
-                .or_else(|| (want != ItemKind::Type && !names.is_empty()).then(|| format!("known {}s: {}", want.word(), names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))));
+            let help = did_you_mean(name, names.iter().map(String::as_str)).or_else(|| {
+                (want != ItemKind::Type && !names.is_empty()).then(|| {
+                    format!(
+                        "known {}s: {}",
+                        want.word(),
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+            });
             self.diags.push(
-                Diagnostic::new(code, self.file, q.span, format!("cannot find {} `{}`", want.word(), q.text()))
-                    .label(format!("no {} of this name", want.word()))
-                    .maybe_help(help),
+                Diagnostic::new(
+                    code,
+                    self.file,
+                    q.span,
+                    format!("cannot find {} `{}`", want.word(), q.text()),
+                )
+                .label(format!("no {} of this name", want.word()))
+                .maybe_help(help),
             );
             return None;
         };
         if ix.kind != want {
             self.diags.push(
-                Diagnostic::new(Code::E0214, self.file, q.span, format!("`{}` is a {}, not a {}", q.text(), ix.kind.word(), want.word()))
-                    .label(format!("expected a {}", want.word())),
+                Diagnostic::new(
+                    Code::E0214,
+                    self.file,
+                    q.span,
+                    format!(
+                        "`{}` is a {}, not a {}",
+                        q.text(),
+                        ix.kind.word(),
+                        want.word()
+                    ),
+                )
+                .label(format!("expected a {}", want.word())),
             );
             return None;
         }
@@ -219,12 +289,18 @@ impl<'a> ModuleCx<'a> {
         match &expr.kind {
             ExprKind::Name(n) => Some(QualifiedName {
                 namespace: None,
-                name: ast::Ident { name: n.clone(), span: expr.span },
+                name: ast::Ident {
+                    name: n.clone(),
+                    span: expr.span,
+                },
                 span: expr.span,
             }),
             ExprKind::Member(base, name) => match &base.kind {
                 ExprKind::Name(ns) => Some(QualifiedName {
-                    namespace: Some(ast::Ident { name: ns.clone(), span: base.span }),
+                    namespace: Some(ast::Ident {
+                        name: ns.clone(),
+                        span: base.span,
+                    }),
                     name: name.clone(),
                     span: expr.span,
                 }),
@@ -240,9 +316,14 @@ impl<'a> ModuleCx<'a> {
             _ => None,
         };
         self.diags.push(
-            Diagnostic::new(Code::E0301, self.file, expr.span, format!("{what} expects the name of a {}", what.trim_matches('`')))
-                .label(format!("this is {}", describe(expr)))
-                .maybe_help(help),
+            Diagnostic::new(
+                Code::E0301,
+                self.file,
+                expr.span,
+                format!("{what} expects the name of a {}", what.trim_matches('`')),
+            )
+            .label(format!("this is {}", describe(expr)))
+            .maybe_help(help),
         );
         None
     }
@@ -273,7 +354,10 @@ impl<'a> ModuleCx<'a> {
 
     /// The source text of a span.
     pub fn source(&self, span: Span) -> String {
-        self.text.get(span.start..span.end).unwrap_or_default().to_string()
+        self.text
+            .get(span.start..span.end)
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Type-checks and compiles an expression against `scope`.
@@ -283,9 +367,14 @@ impl<'a> ModuleCx<'a> {
             Ok(ast) => ast,
             Err(err) => {
                 self.diags.push(
-                    Diagnostic::new(Code::E0105, self.file, expr.span, "expression is too complex to compile")
-                        .label(err.to_string())
-                        .help("split it into smaller expressions"),
+                    Diagnostic::new(
+                        Code::E0105,
+                        self.file,
+                        expr.span,
+                        "expression is too complex to compile",
+                    )
+                    .label(err.to_string())
+                    .help("split it into smaller expressions"),
                 );
                 rhai::AST::empty()
             }
@@ -300,28 +389,53 @@ impl<'a> ModuleCx<'a> {
     }
 
     /// Reports unknown (E0307) and duplicate (E0213) fields.
-    pub fn known_fields(&mut self, fields: &[Field], allowed: &[&str], what: &str, hint: impl Fn(&str) -> Option<String>) {
+    pub fn known_fields(
+        &mut self,
+        fields: &[Field],
+        allowed: &[&str],
+        what: &str,
+        hint: impl Fn(&str) -> Option<String>,
+    ) {
         let mut seen: Vec<&Field> = Vec::new();
         for field in fields {
             let key = field.key.name.as_str();
             if let Some(prev) = seen.iter().find(|f| f.key.name == key) {
                 self.diags.push(
-                    Diagnostic::new(Code::E0213, self.file, field.key.span, format!("field `{key}` is given twice"))
-                        .label("second value")
-                        .with(prev.key.span, "first value")
-                        .help("remove one of them"),
+                    Diagnostic::new(
+                        Code::E0213,
+                        self.file,
+                        field.key.span,
+                        format!("field `{key}` is given twice"),
+                    )
+                    .label("second value")
+                    .with(prev.key.span, "first value")
+                    .help("remove one of them"),
                 );
                 continue;
             }
             seen.push(field);
             if !allowed.contains(&key) {
-                let help = did_you_mean(key, allowed.iter().copied()).or_else(|| hint(key)).or_else(|| {
-                    Some(format!("{what} takes {}", allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")))
-                });
+                let help = did_you_mean(key, allowed.iter().copied())
+                    .or_else(|| hint(key))
+                    .or_else(|| {
+                        Some(format!(
+                            "{what} takes {}",
+                            allowed
+                                .iter()
+                                .map(|a| format!("`{a}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    });
                 self.diags.push(
-                    Diagnostic::new(Code::E0307, self.file, field.key.span, format!("unknown field `{key}` in {what}"))
-                        .label("not a field here")
-                        .maybe_help(help),
+                    Diagnostic::new(
+                        Code::E0307,
+                        self.file,
+                        field.key.span,
+                        format!("unknown field `{key}` in {what}"),
+                    )
+                    .label("not a field here")
+                    .maybe_help(help),
                 );
             }
         }
@@ -333,8 +447,13 @@ impl<'a> ModuleCx<'a> {
             FieldValue::Expr(e) => Some(e),
             FieldValue::Type(t) => {
                 self.diags.push(
-                    Diagnostic::new(Code::E0301, self.file, t.span, format!("`{}` expects a value, not a type", field.key.name))
-                        .label("a type"),
+                    Diagnostic::new(
+                        Code::E0301,
+                        self.file,
+                        t.span,
+                        format!("`{}` expects a value, not a type", field.key.name),
+                    )
+                    .label("a type"),
                 );
                 None
             }
@@ -347,12 +466,20 @@ impl<'a> ModuleCx<'a> {
             Code::E0301,
             self.file,
             expr.span,
-            format!("mismatched types: `{}` expects {want}, found {what}", field.key.name),
+            format!(
+                "mismatched types: `{}` expects {want}, found {what}",
+                field.key.name
+            ),
         )
         .label(format!("this is {what}"));
         if let ExprKind::Str(s) = &expr.kind {
             let t = s.value.trim();
-            if want.contains("duration") || want.contains("size") || want.contains("int") || want.contains("number") || want.contains("bool") {
+            if want.contains("duration")
+                || want.contains("size")
+                || want.contains("int")
+                || want.contains("number")
+                || want.contains("bool")
+            {
                 diag = diag.help(format!("write it without quotes: `{t}`"));
             }
         } else if matches!(expr.kind, ExprKind::Int(_)) && want.contains("duration") {
@@ -367,7 +494,12 @@ impl<'a> ModuleCx<'a> {
         match expr.kind {
             ExprKind::Int(n) if n >= min => Some(n),
             ExprKind::Int(n) => {
-                self.range_error(field, expr, &format!("`{}` must be at least {min}, found {n}", field.key.name), code);
+                self.range_error(
+                    field,
+                    expr,
+                    &format!("`{}` must be at least {min}, found {n}", field.key.name),
+                    code,
+                );
                 None
             }
             _ => {
@@ -389,8 +521,17 @@ impl<'a> ModuleCx<'a> {
             }
         };
         if !(min..=max).contains(&value) {
-            let range = if max == f64::MAX { format!("at least {min}") } else { format!("between {min} and {max}") };
-            self.range_error(field, expr, &format!("`{}` must be {range}, found {value}", field.key.name), code);
+            let range = if max == f64::MAX {
+                format!("at least {min}")
+            } else {
+                format!("between {min} and {max}")
+            };
+            self.range_error(
+                field,
+                expr,
+                &format!("`{}` must be {range}, found {value}", field.key.name),
+                code,
+            );
             return None;
         }
         Some(value)
@@ -401,7 +542,12 @@ impl<'a> ModuleCx<'a> {
         let expr = self.value(field)?;
         match expr.kind {
             ExprKind::Duration(0) => {
-                self.range_error(field, expr, &format!("`{}` must be longer than zero", field.key.name), code);
+                self.range_error(
+                    field,
+                    expr,
+                    &format!("`{}` must be longer than zero", field.key.name),
+                    code,
+                );
                 None
             }
             ExprKind::Duration(ms) => Some(ms),
@@ -417,7 +563,12 @@ impl<'a> ModuleCx<'a> {
         let expr = self.value(field)?;
         match expr.kind {
             ExprKind::Size(0) => {
-                self.range_error(field, expr, &format!("`{}` must be larger than zero", field.key.name), code);
+                self.range_error(
+                    field,
+                    expr,
+                    &format!("`{}` must be larger than zero", field.key.name),
+                    code,
+                );
                 None
             }
             ExprKind::Size(b) => Some(b),
@@ -483,11 +634,23 @@ impl<'a> ModuleCx<'a> {
         if choices.contains(&text.as_str()) {
             return Some(text);
         }
-        let list = choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+        let list = choices
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         self.diags.push(
-            Diagnostic::new(Code::E0309, self.file, expr.span, format!("`{text}` is not a valid `{}`", field.key.name))
-                .label(format!("expected one of {list}"))
-                .maybe_help(did_you_mean(&text, choices.iter().copied()).or_else(|| Some(format!("`{}` is one of {list}", field.key.name)))),
+            Diagnostic::new(
+                Code::E0309,
+                self.file,
+                expr.span,
+                format!("`{text}` is not a valid `{}`", field.key.name),
+            )
+            .label(format!("expected one of {list}"))
+            .maybe_help(
+                did_you_mean(&text, choices.iter().copied())
+                    .or_else(|| Some(format!("`{}` is one of {list}", field.key.name))),
+            ),
         );
         None
     }
@@ -495,15 +658,22 @@ impl<'a> ModuleCx<'a> {
     /// Reports a value out of range.
     pub fn range_error(&mut self, field: &Field, expr: &Expr, message: &str, code: Code) {
         let _ = field;
-        self.diags.push(Diagnostic::new(code, self.file, expr.span, message.to_string()).label("out of range"));
+        self.diags.push(
+            Diagnostic::new(code, self.file, expr.span, message.to_string()).label("out of range"),
+        );
     }
 
     /// Reports a missing required field.
     pub fn missing(&mut self, span: Span, what: &str, field: &str, example: &str) {
         self.diags.push(
-            Diagnostic::new(Code::E0308, self.file, span, format!("{what} is missing the field `{field}`"))
-                .label(format!("needs `{field}`"))
-                .help(format!("add it, for example `{example}`")),
+            Diagnostic::new(
+                Code::E0308,
+                self.file,
+                span,
+                format!("{what} is missing the field `{field}`"),
+            )
+            .label(format!("needs `{field}`"))
+            .help(format!("add it, for example `{example}`")),
         );
     }
 
@@ -547,21 +717,31 @@ impl<'a> ModuleCx<'a> {
         for field in &item.fields {
             match field.key.name.as_str() {
                 "provider" => {
-                    provider = self.word(field, &["openai", "anthropic", "command", "fake"]).map(|p| match p.as_str() {
-                        "openai" => Provider::OpenAi,
-                        "anthropic" => Provider::Anthropic,
-                        "command" => Provider::Command,
-                        _ => Provider::Fake,
-                    })
+                    provider = self
+                        .word(field, &["openai", "anthropic", "command", "fake"])
+                        .map(|p| match p.as_str() {
+                            "openai" => Provider::OpenAi,
+                            "anthropic" => Provider::Anthropic,
+                            "command" => Provider::Command,
+                            _ => Provider::Fake,
+                        })
                 }
                 "name" => model.model = self.lit_string(field),
                 "base_url" => model.base_url = self.setting(field),
                 "api_key" => model.api_key = self.secret_ref(field),
                 "temperature" => model.temperature = self.lit_float(field, 0.0, 2.0, Code::E0318),
-                "max_tokens" => model.max_tokens = self.lit_int(field, 1, Code::E0318).map(|n| n as u64),
-                "input_price" => model.input_price = self.lit_float(field, 0.0, f64::MAX, Code::E0318),
-                "output_price" => model.output_price = self.lit_float(field, 0.0, f64::MAX, Code::E0318),
-                "structured_output" => model.structured_output = self.lit_bool(field).unwrap_or(false),
+                "max_tokens" => {
+                    model.max_tokens = self.lit_int(field, 1, Code::E0318).map(|n| n as u64)
+                }
+                "input_price" => {
+                    model.input_price = self.lit_float(field, 0.0, f64::MAX, Code::E0318)
+                }
+                "output_price" => {
+                    model.output_price = self.lit_float(field, 0.0, f64::MAX, Code::E0318)
+                }
+                "structured_output" => {
+                    model.structured_output = self.lit_bool(field).unwrap_or(false)
+                }
                 "timeout" => model.timeout_ms = self.lit_duration(field, Code::E0318),
                 "command" => model.command = self.lit_string(field),
                 "script" => model.script = self.lit_string(field),
@@ -569,14 +749,27 @@ impl<'a> ModuleCx<'a> {
                     self.lit_string(field);
                 }
                 "rate_limit" => {
-                    let Some(FieldValue::Expr(Expr { kind: ExprKind::Map(entries), .. })) = Some(&field.value) else {
+                    let Some(FieldValue::Expr(Expr {
+                        kind: ExprKind::Map(entries),
+                        ..
+                    })) = Some(&field.value)
+                    else {
                         if let Some(e) = self.value(field) {
-                            self.lit_error(field, e, "a block `{ requests_per_minute: N, tokens_per_minute: N }`");
+                            self.lit_error(
+                                field,
+                                e,
+                                "a block `{ requests_per_minute: N, tokens_per_minute: N }`",
+                            );
                         }
                         continue;
                     };
                     let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
-                    self.known_fields(&sub, &["requests_per_minute", "tokens_per_minute"], "`rate_limit`", |_| None);
+                    self.known_fields(
+                        &sub,
+                        &["requests_per_minute", "tokens_per_minute"],
+                        "`rate_limit`",
+                        |_| None,
+                    );
                     for f in &sub {
                         let n = self.lit_int(f, 1, Code::E0318).map(|n| n as u64);
                         match f.key.name.as_str() {
@@ -591,19 +784,33 @@ impl<'a> ModuleCx<'a> {
         }
         let has = |k: &str| item.fields.iter().any(|f| f.key.name == k);
         match provider {
-            None if !has("provider") => self.missing(item.name.span, &format!("model `{}`", item.name.name), "provider", "provider: \"openai\""),
+            None if !has("provider") => self.missing(
+                item.name.span,
+                &format!("model `{}`", item.name.name),
+                "provider",
+                "provider: \"openai\"",
+            ),
             Some(p) => {
                 model.provider = p;
                 match p {
-                    Provider::OpenAi | Provider::Anthropic if !has("name") => {
-                        self.missing(item.name.span, &format!("model `{}`", item.name.name), "name", "name: \"gpt-4o-mini\"")
-                    }
-                    Provider::Command if !has("command") => {
-                        self.missing(item.name.span, &format!("model `{}`", item.name.name), "command", "command: \"my-agent --json\"")
-                    }
-                    Provider::Fake if !has("script") => {
-                        self.missing(item.name.span, &format!("model `{}`", item.name.name), "script", "script: \"answers.yaml\"")
-                    }
+                    Provider::OpenAi | Provider::Anthropic if !has("name") => self.missing(
+                        item.name.span,
+                        &format!("model `{}`", item.name.name),
+                        "name",
+                        "name: \"gpt-4o-mini\"",
+                    ),
+                    Provider::Command if !has("command") => self.missing(
+                        item.name.span,
+                        &format!("model `{}`", item.name.name),
+                        "command",
+                        "command: \"my-agent --json\"",
+                    ),
+                    Provider::Fake if !has("script") => self.missing(
+                        item.name.span,
+                        &format!("model `{}`", item.name.name),
+                        "script",
+                        "script: \"answers.yaml\"",
+                    ),
                     _ => {}
                 }
             }
@@ -626,9 +833,17 @@ impl<'a> ModuleCx<'a> {
                 })
                 .collect();
             match strings.as_slice() {
-                [Some(name)] => return Some(ir::Setting::Env { name: name.to_string(), default: None }),
+                [Some(name)] => {
+                    return Some(ir::Setting::Env {
+                        name: name.to_string(),
+                        default: None,
+                    });
+                }
                 [Some(name), Some(default)] => {
-                    return Some(ir::Setting::Env { name: name.to_string(), default: Some(default.to_string()) });
+                    return Some(ir::Setting::Env {
+                        name: name.to_string(),
+                        default: Some(default.to_string()),
+                    });
                 }
                 _ => {}
             }
@@ -645,7 +860,12 @@ impl<'a> ModuleCx<'a> {
     fn secret_ref(&mut self, field: &Field) -> Option<SecretSource> {
         let expr = self.value(field)?;
         if let ExprKind::Call(f, args) = &expr.kind
-            && let [Expr { kind: ExprKind::Str(name), .. }] = args.as_slice()
+            && let [
+                Expr {
+                    kind: ExprKind::Str(name),
+                    ..
+                },
+            ] = args.as_slice()
         {
             match f.name.as_str() {
                 "secret" => return Some(SecretSource::Secret(name.value.clone())),
@@ -654,9 +874,14 @@ impl<'a> ModuleCx<'a> {
             }
         }
         self.diags.push(
-            Diagnostic::new(Code::E0301, self.file, expr.span, "`api_key` must come from `secret(\"NAME\")` or `env(\"NAME\")`")
-                .label("keys are never written in flow files")
-                .help("write `api_key: secret(\"OPENAI_API_KEY\")`"),
+            Diagnostic::new(
+                Code::E0301,
+                self.file,
+                expr.span,
+                "`api_key` must come from `secret(\"NAME\")` or `env(\"NAME\")`",
+            )
+            .label("keys are never written in flow files")
+            .help("write `api_key: secret(\"OPENAI_API_KEY\")`"),
         );
         None
     }
@@ -685,14 +910,46 @@ impl<'a> ModuleCx<'a> {
         let c = Code::E0605;
         for field in &item.fields {
             match field.key.name.as_str() {
-                "max_attempts" => policy.max_attempts = self.lit_int(field, 1, c).map_or(policy.max_attempts, |n| n.min(u32::MAX as i64) as u32),
-                "max_parallel" => policy.max_parallel = self.lit_int(field, 1, c).map_or(policy.max_parallel, |n| n.min(u32::MAX as i64) as u32),
-                "max_steps" => policy.max_steps = self.lit_int(field, 1, c).map_or(policy.max_steps, |n| n as u64),
-                "max_depth" => policy.max_depth = self.lit_int(field, 0, c).map_or(policy.max_depth, |n| n.min(u32::MAX as i64) as u32),
-                "max_cost_usd" => policy.max_cost_usd = self.lit_float(field, 0.0, f64::MAX, c).or(policy.max_cost_usd),
-                "max_tokens" => policy.max_tokens = self.lit_int(field, 0, c).map(|n| n as u64).or(policy.max_tokens),
-                "step_timeout" => policy.step_timeout_ms = self.lit_duration(field, c).unwrap_or(policy.step_timeout_ms),
-                "run_timeout" => policy.run_timeout_ms = self.lit_duration(field, c).unwrap_or(policy.run_timeout_ms),
+                "max_attempts" => {
+                    policy.max_attempts = self
+                        .lit_int(field, 1, c)
+                        .map_or(policy.max_attempts, |n| n.min(u32::MAX as i64) as u32)
+                }
+                "max_parallel" => {
+                    policy.max_parallel = self
+                        .lit_int(field, 1, c)
+                        .map_or(policy.max_parallel, |n| n.min(u32::MAX as i64) as u32)
+                }
+                "max_steps" => {
+                    policy.max_steps = self
+                        .lit_int(field, 1, c)
+                        .map_or(policy.max_steps, |n| n as u64)
+                }
+                "max_depth" => {
+                    policy.max_depth = self
+                        .lit_int(field, 0, c)
+                        .map_or(policy.max_depth, |n| n.min(u32::MAX as i64) as u32)
+                }
+                "max_cost_usd" => {
+                    policy.max_cost_usd = self
+                        .lit_float(field, 0.0, f64::MAX, c)
+                        .or(policy.max_cost_usd)
+                }
+                "max_tokens" => {
+                    policy.max_tokens = self
+                        .lit_int(field, 0, c)
+                        .map(|n| n as u64)
+                        .or(policy.max_tokens)
+                }
+                "step_timeout" => {
+                    policy.step_timeout_ms = self
+                        .lit_duration(field, c)
+                        .unwrap_or(policy.step_timeout_ms)
+                }
+                "run_timeout" => {
+                    policy.run_timeout_ms =
+                        self.lit_duration(field, c).unwrap_or(policy.run_timeout_ms)
+                }
                 "require_approval" => policy.require_approval = self.policy_rule(field),
                 "forbid" => policy.forbid = self.policy_rule(field),
                 "sandbox" => policy.sandbox = self.sandbox(field, &base.sandbox),
@@ -704,7 +961,9 @@ impl<'a> ModuleCx<'a> {
         }
         if policy.step_timeout_ms > policy.run_timeout_ms {
             let span = |k: &str| item.fields.iter().find(|f| f.key.name == k).map(|f| f.span);
-            let primary = span("step_timeout").or(span("run_timeout")).unwrap_or(item.name.span);
+            let primary = span("step_timeout")
+                .or(span("run_timeout"))
+                .unwrap_or(item.name.span);
             let mut diag = Diagnostic::new(
                 Code::E0605,
                 self.file,
@@ -739,12 +998,23 @@ impl<'a> ModuleCx<'a> {
     /// Reads a `sandbox { ... }` block over `base`.
     pub fn sandbox(&mut self, field: &Field, base: &Sandbox) -> Sandbox {
         let mut sandbox = base.clone();
-        let Some(expr) = self.value(field) else { return sandbox };
+        let Some(expr) = self.value(field) else {
+            return sandbox;
+        };
         let ExprKind::Map(entries) = &expr.kind else {
             self.lit_error(field, expr, "a block `{ network: false, ... }`");
             return sandbox;
         };
-        const FIELDS: &[&str] = &["network", "memory", "cpu", "processes", "open_files", "file_size", "writable", "readable"];
+        const FIELDS: &[&str] = &[
+            "network",
+            "memory",
+            "cpu",
+            "processes",
+            "open_files",
+            "file_size",
+            "writable",
+            "readable",
+        ];
         let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
         self.known_fields(&sub, FIELDS, "`sandbox`", |_| None);
         for f in &sub {
@@ -752,9 +1022,21 @@ impl<'a> ModuleCx<'a> {
                 "network" => sandbox.network = self.lit_bool(f).or(sandbox.network),
                 "memory" => sandbox.memory = self.lit_size(f, Code::E0318).or(sandbox.memory),
                 "cpu" => sandbox.cpu_ms = self.lit_duration(f, Code::E0318).or(sandbox.cpu_ms),
-                "processes" => sandbox.processes = self.lit_int(f, 1, Code::E0318).map(|n| n as u64).or(sandbox.processes),
-                "open_files" => sandbox.open_files = self.lit_int(f, 1, Code::E0318).map(|n| n as u64).or(sandbox.open_files),
-                "file_size" => sandbox.file_size = self.lit_size(f, Code::E0318).or(sandbox.file_size),
+                "processes" => {
+                    sandbox.processes = self
+                        .lit_int(f, 1, Code::E0318)
+                        .map(|n| n as u64)
+                        .or(sandbox.processes)
+                }
+                "open_files" => {
+                    sandbox.open_files = self
+                        .lit_int(f, 1, Code::E0318)
+                        .map(|n| n as u64)
+                        .or(sandbox.open_files)
+                }
+                "file_size" => {
+                    sandbox.file_size = self.lit_size(f, Code::E0318).or(sandbox.file_size)
+                }
                 "writable" => sandbox.writable = self.lit_strings(f).or(sandbox.writable.clone()),
                 "readable" => sandbox.readable = self.lit_strings(f).or(sandbox.readable.clone()),
                 _ => {}
@@ -764,7 +1046,12 @@ impl<'a> ModuleCx<'a> {
     }
 
     fn trigger_item(&mut self, item: &ast::ConfigItem) -> ir::Trigger {
-        self.known_fields(&item.fields, &["cron", "watch", "webhook", "run", "description"], "a trigger", |_| None);
+        self.known_fields(
+            &item.fields,
+            &["cron", "watch", "webhook", "run", "description"],
+            "a trigger",
+            |_| None,
+        );
         let mut trigger = ir::Trigger {
             name: item.name.name.clone(),
             skill: None,
@@ -785,7 +1072,12 @@ impl<'a> ModuleCx<'a> {
             }
         }
         if !item.fields.iter().any(|f| f.key.name == "run") {
-            self.missing(item.name.span, &format!("trigger `{}`", item.name.name), "run", "run: main()");
+            self.missing(
+                item.name.span,
+                &format!("trigger `{}`", item.name.name),
+                "run",
+                "run: main()",
+            );
         }
         trigger
     }
@@ -804,20 +1096,38 @@ impl<'a> ModuleCx<'a> {
         let sig = self.sig(&q)?;
         if args.len() > sig.params.len() {
             self.diags.push(
-                Diagnostic::new(Code::E0304, self.file, expr.span, format!("skill `{}` takes {} arguments, but {} were given", sig.name, sig.params.len(), args.len()))
-                    .label("too many arguments"),
+                Diagnostic::new(
+                    Code::E0304,
+                    self.file,
+                    expr.span,
+                    format!(
+                        "skill `{}` takes {} arguments, but {} were given",
+                        sig.name,
+                        sig.params.len(),
+                        args.len()
+                    ),
+                )
+                .label("too many arguments"),
             );
         }
         let mut scope = super::skill::EmptyScope;
         for (arg, (pname, pty, _)) in args.iter().zip(&sig.params) {
-            let mut checker = ExprChecker { file: self.file, diags: &mut self.diags };
+            let mut checker = ExprChecker {
+                file: self.file,
+                diags: &mut self.diags,
+            };
             checker.expect(arg, &mut scope, pty, &format!("parameter `{pname}`"));
         }
         for (pname, _, has_default) in sig.params.iter().skip(args.len()) {
             if !has_default {
                 self.diags.push(
-                    Diagnostic::new(Code::E0311, self.file, expr.span, format!("missing argument `{pname}` for skill `{}`", sig.name))
-                        .label("argument missing"),
+                    Diagnostic::new(
+                        Code::E0311,
+                        self.file,
+                        expr.span,
+                        format!("missing argument `{pname}` for skill `{}`", sig.name),
+                    )
+                    .label("argument missing"),
                 );
             }
         }
@@ -829,9 +1139,14 @@ impl<'a> ModuleCx<'a> {
         for (i, p) in def.params.iter().enumerate() {
             if let Some(prev) = def.params[..i].iter().find(|q| q.name.name == p.name.name) {
                 self.diags.push(
-                    Diagnostic::new(Code::E0213, self.file, p.name.span, format!("parameter `{}` is declared twice", p.name.name))
-                        .label("second declaration")
-                        .with(prev.name.span, "first declaration"),
+                    Diagnostic::new(
+                        Code::E0213,
+                        self.file,
+                        p.name.span,
+                        format!("parameter `{}` is declared twice", p.name.name),
+                    )
+                    .label("second declaration")
+                    .with(prev.name.span, "first declaration"),
                 );
                 continue;
             }
@@ -846,7 +1161,12 @@ impl<'a> ModuleCx<'a> {
                 .and_then(|q| self.policy(&q))
                 .unwrap_or_else(Policy::builtin),
             None => match self.m.items.get("default") {
-                Some(ix) if ix.kind == ItemKind::Policy => self.own.policies.get("default").cloned().unwrap_or_else(Policy::builtin),
+                Some(ix) if ix.kind == ItemKind::Policy => self
+                    .own
+                    .policies
+                    .get("default")
+                    .cloned()
+                    .unwrap_or_else(Policy::builtin),
                 _ => Policy::builtin(),
             },
         };

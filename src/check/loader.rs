@@ -50,8 +50,14 @@ impl Loader for MemLoader {
 
 /// The standard library, compiled into the binary.
 pub const STDLIB: &[(&str, &str)] = &[
-    ("std/policy.flow", include_str!("../../stdlib/std/policy.flow")),
-    ("std/verify.flow", include_str!("../../stdlib/std/verify.flow")),
+    (
+        "std/policy.flow",
+        include_str!("../../stdlib/std/policy.flow"),
+    ),
+    (
+        "std/verify.flow",
+        include_str!("../../stdlib/std/verify.flow"),
+    ),
 ];
 
 /// The text of a standard library module, by its import path.

@@ -52,7 +52,10 @@ pub struct CheckOutput {
 impl CheckOutput {
     /// How many diagnostics of this severity.
     pub fn count(&self, severity: Severity) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity() == severity).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity() == severity)
+            .count()
     }
 }
 
@@ -85,7 +88,7 @@ pub fn check_files(loader: &dyn Loader, roots: &[PathBuf]) -> CheckOutput {
         }
     }
     let (sources, mut diagnostics) = modules.finish();
-    diagnostics.sort_by(|a, b| (a.file, a.span.start, a.code).cmp(&(b.file, b.span.start, b.code)));
+    diagnostics.sort_by_key(|d| (d.file, d.span.start, d.code));
     diagnostics.dedup();
     out.sources = sources;
     out.diagnostics = diagnostics;

@@ -236,18 +236,33 @@ impl<'l> Modules<'l> {
             };
             if !is_identifier(&namespace) {
                 self.diags.push(
-                    Diagnostic::new(Code::E0211, file, imp.path.span, format!("`{namespace}` cannot be a namespace"))
-                        .label("the file name is not an identifier")
-                        .help(format!("name it: `import \"{path}\" as {}`", sanitize(&namespace))),
+                    Diagnostic::new(
+                        Code::E0211,
+                        file,
+                        imp.path.span,
+                        format!("`{namespace}` cannot be a namespace"),
+                    )
+                    .label("the file name is not an identifier")
+                    .help(format!(
+                        "name it: `import \"{path}\" as {}`",
+                        sanitize(&namespace)
+                    )),
                 );
                 continue;
             }
             if let Some(prev) = seen.get(&namespace) {
                 self.diags.push(
-                    Diagnostic::new(Code::E0211, file, ns_span, format!("namespace `{namespace}` is imported twice"))
-                        .label("second import")
-                        .with(*prev, "first import")
-                        .help(format!("give one of them another name with `as`, e.g. `as {namespace}2`")),
+                    Diagnostic::new(
+                        Code::E0211,
+                        file,
+                        ns_span,
+                        format!("namespace `{namespace}` is imported twice"),
+                    )
+                    .label("second import")
+                    .with(*prev, "first import")
+                    .help(format!(
+                        "give one of them another name with `as`, e.g. `as {namespace}2`"
+                    )),
                 );
                 continue;
             }
@@ -267,23 +282,39 @@ impl<'l> Modules<'l> {
             let Some(text) = stdlib(path) else {
                 let names: Vec<&str> = STDLIB.iter().map(|(p, _)| *p).collect();
                 self.diags.push(
-                    Diagnostic::new(Code::E0212, file, span, format!("there is no standard module `{path}`"))
-                        .label("not in the standard library")
-                        .maybe_help(did_you_mean(path, names.iter().copied()))
-                        .maybe_help(Some(format!("the standard library has {}", names.join(", "))).filter(|_| {
-                            crate::diag::suggest(path, names.iter().copied()).is_none()
-                        })),
+                    Diagnostic::new(
+                        Code::E0212,
+                        file,
+                        span,
+                        format!("there is no standard module `{path}`"),
+                    )
+                    .label("not in the standard library")
+                    .maybe_help(did_you_mean(path, names.iter().copied()))
+                    .maybe_help(
+                        Some(format!("the standard library has {}", names.join(", "))).filter(
+                            |_| crate::diag::suggest(path, names.iter().copied()).is_none(),
+                        ),
+                    ),
                 );
                 return None;
             };
             let _ = rest;
-            (PathBuf::from(format!("<std>/{path}")), format!("<std>/{path}"), text.as_bytes().to_vec())
+            (
+                PathBuf::from(format!("<std>/{path}")),
+                format!("<std>/{path}"),
+                text.as_bytes().to_vec(),
+            )
         } else {
             let base = &self.mods[from].key;
             if base.starts_with("<std>") {
                 self.diags.push(
-                    Diagnostic::new(Code::E0204, file, span, "standard modules may import only `std/` paths")
-                        .label("relative import in the standard library"),
+                    Diagnostic::new(
+                        Code::E0204,
+                        file,
+                        span,
+                        "standard modules may import only `std/` paths",
+                    )
+                    .label("relative import in the standard library"),
                 );
                 return None;
             }
@@ -325,9 +356,14 @@ impl<'l> Modules<'l> {
         chain.push(self.sources.get(self.mods[target].file).path.clone());
         let file = self.mods[from].file;
         self.diags.push(
-            Diagnostic::new(Code::E0205, file, span, format!("import cycle: {}", chain.join(" → ")))
-                .label("this import closes the cycle")
-                .help("move the shared items into a third file that both import"),
+            Diagnostic::new(
+                Code::E0205,
+                file,
+                span,
+                format!("import cycle: {}", chain.join(" → ")),
+            )
+            .label("this import closes the cycle")
+            .help("move the shared items into a third file that both import"),
         );
         None
     }
@@ -347,7 +383,14 @@ impl<'l> Modules<'l> {
                 let file = self.mods[id].file;
                 let source = self.sources.get(file);
                 let display = source.path.clone();
-                let mut cx = ModuleCx::new(id, &self.mods, &self.tables, &self.engine, &source.text, &display);
+                let mut cx = ModuleCx::new(
+                    id,
+                    &self.mods,
+                    &self.tables,
+                    &self.engine,
+                    &source.text,
+                    &display,
+                );
                 cx.check();
                 cx.finish()
             };
@@ -511,12 +554,22 @@ fn index_items(module: &mut Module, diags: &mut Vec<Diagnostic>) {
                     format!("`{}` is defined more than once", name.name),
                 )
                 .label(format!("second definition, as a {}", kind.word()))
-                .with(prev.span, format!("first defined here, as a {}", prev.kind.word()))
+                .with(
+                    prev.span,
+                    format!("first defined here, as a {}", prev.kind.word()),
+                )
                 .help("items of a file share one name space: rename one of them"),
             );
             continue;
         }
-        module.items.insert(name.name.clone(), ItemIx { kind, index, span: name.span });
+        module.items.insert(
+            name.name.clone(),
+            ItemIx {
+                kind,
+                index,
+                span: name.span,
+            },
+        );
     }
 }
 
@@ -567,7 +620,9 @@ fn short(key: &str) -> String {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -576,7 +631,10 @@ fn sanitize(s: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) || syntax::KEYWORDS.contains(&out.as_str()) {
+    if out.is_empty()
+        || out.starts_with(|c: char| c.is_ascii_digit())
+        || syntax::KEYWORDS.contains(&out.as_str())
+    {
         out.insert(0, '_');
     }
     out

@@ -105,7 +105,14 @@ impl<'a> SkillState<'a> {
     }
 
     /// Records that `at` (a node, or the skill's return when `None`) depends on `target`.
-    pub fn depend(&mut self, target: usize, at: Option<usize>, span: Span, counts_as_read: bool, diags: &mut Vec<Diagnostic>) {
+    pub fn depend(
+        &mut self,
+        target: usize,
+        at: Option<usize>,
+        span: Span,
+        counts_as_read: bool,
+        diags: &mut Vec<Diagnostic>,
+    ) {
         let Some(at) = at else {
             if counts_as_read {
                 self.nodes[target].reads += 1;
@@ -116,7 +123,10 @@ impl<'a> SkillState<'a> {
             let what = if target == at {
                 format!("step `{}` refers to itself", self.nodes[at].name)
             } else {
-                format!("block `{}` refers to its own inner step `{}`", self.nodes[at].name, self.nodes[target].name)
+                format!(
+                    "block `{}` refers to its own inner step `{}`",
+                    self.nodes[at].name, self.nodes[target].name
+                )
             };
             diags.push(
                 Diagnostic::new(Code::E0502, self.file, span, what)
@@ -137,7 +147,12 @@ impl<'a> SkillState<'a> {
         let from = self.top_in(target, container);
         let to = self.top_in(at, container);
         if from != to {
-            self.edges.push(Edge { container, from, to, span });
+            self.edges.push(Edge {
+                container,
+                from,
+                to,
+                span,
+            });
         }
     }
 }
@@ -169,7 +184,9 @@ impl NodeScope<'_, '_> {
     }
 
     fn own_fields(&self) -> Option<&crate::ir::Record> {
-        let Mode::Accept(own) = self.mode else { return None };
+        let Mode::Accept(own) = self.mode else {
+            return None;
+        };
         match &self.state.nodes[own].ty {
             Ty::Record(rec) => Some(rec),
             _ => None,
@@ -191,7 +208,10 @@ impl Scope for NodeScope<'_, '_> {
             }
         }
         if self.mode == Mode::Template && name == "attempt" {
-            return Lookup::Found(Ty::record(vec![("number", Ty::Int), ("feedback", Ty::String)]));
+            return Lookup::Found(Ty::record(vec![
+                ("number", Ty::Int),
+                ("feedback", Ty::String),
+            ]));
         }
         let enclosing = self.enclosing();
         for &block in &enclosing {
@@ -218,7 +238,9 @@ impl Scope for NodeScope<'_, '_> {
                 _ => {
                     let mut ty = self.state.nodes[node].ty.clone();
                     for anc in self.state.ancestors(node) {
-                        if matches!(self.state.nodes[anc].def, NodeDefRef::For(_)) && !enclosing.contains(&anc) {
+                        if matches!(self.state.nodes[anc].def, NodeDefRef::For(_))
+                            && !enclosing.contains(&anc)
+                        {
                             ty = ty.list_of();
                         }
                     }
@@ -237,9 +259,14 @@ impl Scope for NodeScope<'_, '_> {
                 && f.var.name == name
             {
                 diags.push(
-                    Diagnostic::new(Code::E0505, self.state.file, span, format!("`{name}` exists only inside its `for` block"))
-                        .label("used outside the block")
-                        .with(f.var.span, "defined here"),
+                    Diagnostic::new(
+                        Code::E0505,
+                        self.state.file,
+                        span,
+                        format!("`{name}` exists only inside its `for` block"),
+                    )
+                    .label("used outside the block")
+                    .with(f.var.span, "defined here"),
                 );
                 return Lookup::Reported;
             }

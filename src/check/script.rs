@@ -11,10 +11,19 @@ use std::collections::BTreeSet;
 /// Compiles a script with strict variables: every name it reads must be a
 /// parameter, a step, or a loop name or variable in scope. The steps it names
 /// become its dependencies.
-pub fn compile_script<'a>(cx: &mut ModuleCx<'a>, lit: &StrLit, id: usize, sk: &mut SkillCx<'a>) -> rhai::AST {
+pub fn compile_script<'a>(
+    cx: &mut ModuleCx<'a>,
+    lit: &StrLit,
+    id: usize,
+    sk: &mut SkillCx<'a>,
+) -> rhai::AST {
     let mut rhai_scope = rhai::Scope::new();
     {
-        let mut scope = NodeScope { state: &mut sk.state, at: Some(id), mode: Mode::Plain };
+        let mut scope = NodeScope {
+            state: &mut sk.state,
+            at: Some(id),
+            mode: Mode::Plain,
+        };
         let known: BTreeSet<String> = scope.names().into_iter().collect();
         for ident in identifiers(&lit.value) {
             if known.contains(ident) {
@@ -41,14 +50,22 @@ pub fn compile_script<'a>(cx: &mut ModuleCx<'a>, lit: &StrLit, id: usize, sk: &m
             };
             let message = err.err_type().to_string();
             let help = if message.contains("Variable not found") {
-                Some("scripts read parameters, steps and loop names in scope by their names".to_string())
+                Some(
+                    "scripts read parameters, steps and loop names in scope by their names"
+                        .to_string(),
+                )
             } else {
                 None
             };
             cx.diags.push(
-                Diagnostic::new(Code::E0316, cx.file, span, format!("script does not compile: {message}"))
-                    .label("here")
-                    .maybe_help(help),
+                Diagnostic::new(
+                    Code::E0316,
+                    cx.file,
+                    span,
+                    format!("script does not compile: {message}"),
+                )
+                .label("here")
+                .maybe_help(help),
             );
             rhai::AST::empty()
         }
@@ -57,10 +74,16 @@ pub fn compile_script<'a>(cx: &mut ModuleCx<'a>, lit: &StrLit, id: usize, sk: &m
 
 /// Byte offset of 1-based `line`/`col` (in characters) in `text`.
 fn line_col_offset(text: &str, line: usize, col: usize) -> usize {
-    let start: usize = text.split('\n').take(line.saturating_sub(1)).map(|l| l.len() + 1).sum();
+    let start: usize = text
+        .split('\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
     let start = start.min(text.len());
     let rest = &text[start..];
-    rest.char_indices().nth(col.saturating_sub(1)).map_or(text.len(), |(i, _)| start + i)
+    rest.char_indices()
+        .nth(col.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| start + i)
 }
 
 /// The identifiers of rhai code outside strings and comments.

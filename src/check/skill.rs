@@ -43,15 +43,25 @@ impl<'a> ModuleCx<'a> {
                 file: self.file,
                 nodes: Vec::new(),
                 by_name: HashMap::new(),
-                params: sig.params.iter().map(|(n, t, _)| (n.clone(), t.clone(), false)).collect(),
+                params: sig
+                    .params
+                    .iter()
+                    .map(|(n, t, _)| (n.clone(), t.clone(), false))
+                    .collect(),
                 edges: Vec::new(),
             },
             templates: Templates::new(),
             sig: sig.clone(),
         };
-        self.known_fields(&def.body.fields, &["policy", "description"], "a skill", |k| {
-            matches!(k, "max" | "parallel" | "attempts" | "after").then(|| format!("`{k}` belongs on a step or block, not on the skill"))
-        });
+        self.known_fields(
+            &def.body.fields,
+            &["policy", "description"],
+            "a skill",
+            |k| {
+                matches!(k, "max" | "parallel" | "attempts" | "after")
+                    .then(|| format!("`{k}` belongs on a step or block, not on the skill"))
+            },
+        );
         let mut description = None;
         for field in &def.body.fields {
             if field.key.name == "description" {
@@ -91,9 +101,24 @@ impl<'a> ModuleCx<'a> {
     fn params(&mut self, def: &ast::SkillDef, sk: &mut SkillCx<'a>) -> Vec<ir::Param> {
         let mut out = Vec::new();
         for p in &def.params {
-            let Some(ty) = sk.sig.params.iter().find(|(n, _, _)| *n == p.name.name).map(|(_, t, _)| t.clone()) else { continue };
+            let Some(ty) = sk
+                .sig
+                .params
+                .iter()
+                .find(|(n, _, _)| *n == p.name.name)
+                .map(|(_, t, _)| t.clone())
+            else {
+                continue;
+            };
             let default = p.default.as_ref().map(|d| {
-                let (value, _) = self.data_value(d, sk, None, Mode::Plain, Some(&ty), &format!("the default of `{}`", p.name.name));
+                let (value, _) = self.data_value(
+                    d,
+                    sk,
+                    None,
+                    Mode::Plain,
+                    Some(&ty),
+                    &format!("the default of `{}`", p.name.name),
+                );
                 value
             });
             if out.iter().all(|o: &ir::Param| o.name != p.name.name) {
@@ -107,7 +132,13 @@ impl<'a> ModuleCx<'a> {
         out
     }
 
-    fn collect(&mut self, body: &'a ast::Body, parent: Option<usize>, def: &ast::SkillDef, sk: &mut SkillCx<'a>) {
+    fn collect(
+        &mut self,
+        body: &'a ast::Body,
+        parent: Option<usize>,
+        def: &ast::SkillDef,
+        sk: &mut SkillCx<'a>,
+    ) {
         if parent.is_some() {
             for ret in &body.returns {
                 self.diags.push(
@@ -120,14 +151,25 @@ impl<'a> ModuleCx<'a> {
         for node in &body.nodes {
             let (name, span, def_ref, inner) = match node {
                 NodeDef::Step(s) => (s.name.name.clone(), s.name.span, NodeDefRef::Step(s), None),
-                NodeDef::Loop(l) => (l.name.name.clone(), l.name.span, NodeDefRef::Loop(l), Some(&l.body)),
-                NodeDef::For(f) => (format!("for_{}", f.var.name), f.var.span, NodeDefRef::For(f), Some(&f.body)),
+                NodeDef::Loop(l) => (
+                    l.name.name.clone(),
+                    l.name.span,
+                    NodeDefRef::Loop(l),
+                    Some(&l.body),
+                ),
+                NodeDef::For(f) => (
+                    format!("for_{}", f.var.name),
+                    f.var.span,
+                    NodeDefRef::For(f),
+                    Some(&f.body),
+                ),
             };
-            let name = if matches!(def_ref, NodeDefRef::For(_)) && sk.state.by_name.contains_key(&name) {
-                format!("{name}_{}", sk.state.nodes.len())
-            } else {
-                name
-            };
+            let name =
+                if matches!(def_ref, NodeDefRef::For(_)) && sk.state.by_name.contains_key(&name) {
+                    format!("{name}_{}", sk.state.nodes.len())
+                } else {
+                    name
+                };
             if !matches!(def_ref, NodeDefRef::For(_)) {
                 if let Some(&prev) = sk.state.by_name.get(&name) {
                     self.diags.push(
@@ -140,10 +182,15 @@ impl<'a> ModuleCx<'a> {
                 }
                 if let Some(p) = def.params.iter().find(|p| p.name.name == name) {
                     self.diags.push(
-                        Diagnostic::new(Code::E0203, self.file, span, format!("`{name}` is both a parameter and a step"))
-                            .label("step")
-                            .with(p.name.span, "parameter")
-                            .help("rename the step"),
+                        Diagnostic::new(
+                            Code::E0203,
+                            self.file,
+                            span,
+                            format!("`{name}` is both a parameter and a step"),
+                        )
+                        .label("step")
+                        .with(p.name.span, "parameter")
+                        .help("rename the step"),
                     );
                     // The step shadows the parameter from here on; do not also call it unused.
                     if let Some(param) = sk.state.params.iter_mut().find(|q| q.0 == name) {
@@ -170,11 +217,18 @@ impl<'a> ModuleCx<'a> {
 
     fn known_block_fields(&mut self, node: &NodeDef, body: &ast::Body) {
         let (allowed, what): (&[&str], &str) = match node {
-            NodeDef::Loop(_) => (&["max", "after", "when", "on_failure", "description"], "a `loop` block"),
-            _ => (&["parallel", "after", "when", "on_failure", "description"], "a `for` block"),
+            NodeDef::Loop(_) => (
+                &["max", "after", "when", "on_failure", "description"],
+                "a `loop` block",
+            ),
+            _ => (
+                &["parallel", "after", "when", "on_failure", "description"],
+                "a `for` block",
+            ),
         };
         self.known_fields(&body.fields, allowed, what, |k| {
-            matches!(k, "attempts" | "timeout" | "accept").then(|| format!("`{k}` belongs on the steps inside the block"))
+            matches!(k, "attempts" | "timeout" | "accept")
+                .then(|| format!("`{k}` belongs on the steps inside the block"))
         });
     }
 
@@ -183,7 +237,9 @@ impl<'a> ModuleCx<'a> {
         for id in 0..sk.state.nodes.len() {
             let ty = match sk.state.nodes[id].def {
                 NodeDefRef::Step(step) => self.result_type(step),
-                NodeDefRef::Loop(_) => Ty::record(vec![("feedback", Ty::String), ("iteration", Ty::Int)]),
+                NodeDefRef::Loop(_) => {
+                    Ty::record(vec![("feedback", Ty::String), ("iteration", Ty::Int)])
+                }
                 NodeDefRef::For(f) => {
                     let mut scope = NodeScope {
                         state: &mut sk.state,
@@ -202,11 +258,22 @@ impl<'a> ModuleCx<'a> {
                             _ => Ty::Json,
                         },
                         other => {
-                            let help = other.is_stringy().then(|| format!("split the text into lines: `for {} in {}.lines()`", f.var.name, super::expr::base_text(&f.iter)));
+                            let help = other.is_stringy().then(|| {
+                                format!(
+                                    "split the text into lines: `for {} in {}.lines()`",
+                                    f.var.name,
+                                    super::expr::base_text(&f.iter)
+                                )
+                            });
                             self.diags.push(
-                                Diagnostic::new(Code::E0314, self.file, f.iter.span, format!("`for` needs a list, found `{other}`"))
-                                    .label(format!("this is `{other}`"))
-                                    .maybe_help(help),
+                                Diagnostic::new(
+                                    Code::E0314,
+                                    self.file,
+                                    f.iter.span,
+                                    format!("`for` needs a list, found `{other}`"),
+                                )
+                                .label(format!("this is `{other}`"))
+                                .maybe_help(help),
                             );
                             Ty::Error
                         }
@@ -233,7 +300,10 @@ impl<'a> ModuleCx<'a> {
             match field.key.name.as_str() {
                 "when" => when = self.when(field, id, header_mode, sk),
                 "on_failure" => {
-                    on_failure = match self.word(field, &["fail", "continue", "escalate"]).as_deref() {
+                    on_failure = match self
+                        .word(field, &["fail", "continue", "escalate"])
+                        .as_deref()
+                    {
                         Some("continue") => OnFailure::Continue,
                         Some("escalate") => OnFailure::Escalate,
                         _ => OnFailure::Fail,
@@ -299,13 +369,24 @@ impl<'a> ModuleCx<'a> {
         }
     }
 
-    fn when(&mut self, field: &ast::Field, id: usize, mode: Mode, sk: &mut SkillCx<'a>) -> Option<ir::CompiledExpr> {
+    fn when(
+        &mut self,
+        field: &ast::Field,
+        id: usize,
+        mode: Mode,
+        sk: &mut SkillCx<'a>,
+    ) -> Option<ir::CompiledExpr> {
         let expr = self.value(field)?;
         if matches!(expr.kind, ExprKind::Bool(false)) {
             self.diags.push(
-                Diagnostic::new(Code::W0004, self.file, expr.span, format!("`{}` can never run", sk.state.nodes[id].name))
-                    .label("`when: false` always skips it")
-                    .help("remove the node, or give a real condition"),
+                Diagnostic::new(
+                    Code::W0004,
+                    self.file,
+                    expr.span,
+                    format!("`{}` can never run", sk.state.nodes[id].name),
+                )
+                .label("`when: false` always skips it")
+                .help("remove the node, or give a real condition"),
             );
         }
         let mut scope = NodeScope {
@@ -322,15 +403,22 @@ impl<'a> ModuleCx<'a> {
     }
 
     fn after(&mut self, field: &ast::Field, id: usize, sk: &mut SkillCx<'a>) {
-        let Some(expr) = self.value(field) else { return };
+        let Some(expr) = self.value(field) else {
+            return;
+        };
         let items: Vec<&Expr> = match &expr.kind {
             ExprKind::List(items) => items.iter().collect(),
             ExprKind::Name(_) => vec![expr],
             _ => {
                 self.diags.push(
-                    Diagnostic::new(Code::E0301, self.file, expr.span, "`after` expects a list of step names")
-                        .label("not a list of names")
-                        .help("write `after: [build, test]`"),
+                    Diagnostic::new(
+                        Code::E0301,
+                        self.file,
+                        expr.span,
+                        "`after` expects a list of step names",
+                    )
+                    .label("not a list of names")
+                    .help("write `after: [build, test]`"),
                 );
                 return;
             }
@@ -338,23 +426,44 @@ impl<'a> ModuleCx<'a> {
         for item in items {
             let ExprKind::Name(name) = &item.kind else {
                 self.diags.push(
-                    Diagnostic::new(Code::E0301, self.file, item.span, "`after` expects step names")
-                        .label("not a name")
-                        .maybe_help(match &item.kind {
-                            ExprKind::Str(s) => Some(format!("write the name without quotes: `{}`", s.value)),
-                            _ => None,
-                        }),
+                    Diagnostic::new(
+                        Code::E0301,
+                        self.file,
+                        item.span,
+                        "`after` expects step names",
+                    )
+                    .label("not a name")
+                    .maybe_help(match &item.kind {
+                        ExprKind::Str(s) => {
+                            Some(format!("write the name without quotes: `{}`", s.value))
+                        }
+                        _ => None,
+                    }),
                 );
                 continue;
             };
             match sk.state.by_name.get(name) {
-                Some(&target) => sk.state.depend(target, Some(id), item.span, false, &mut self.diags),
+                Some(&target) => {
+                    sk.state
+                        .depend(target, Some(id), item.span, false, &mut self.diags)
+                }
                 None => {
-                    let names: Vec<&str> = sk.state.nodes.iter().filter(|n| !matches!(n.def, NodeDefRef::For(_))).map(|n| n.name.as_str()).collect();
+                    let names: Vec<&str> = sk
+                        .state
+                        .nodes
+                        .iter()
+                        .filter(|n| !matches!(n.def, NodeDefRef::For(_)))
+                        .map(|n| n.name.as_str())
+                        .collect();
                     self.diags.push(
-                        Diagnostic::new(Code::E0503, self.file, item.span, format!("`after` names unknown step `{name}`"))
-                            .label("no step or block of this name in the skill")
-                            .maybe_help(crate::diag::did_you_mean(name, names)),
+                        Diagnostic::new(
+                            Code::E0503,
+                            self.file,
+                            item.span,
+                            format!("`after` names unknown step `{name}`"),
+                        )
+                        .label("no step or block of this name in the skill")
+                        .maybe_help(crate::diag::did_you_mean(name, names)),
                     );
                 }
             }
@@ -369,24 +478,45 @@ impl<'a> ModuleCx<'a> {
                     Code::E0601,
                     self.file,
                     field.span,
-                    format!("{what} asks for {n} attempts, over `max_attempts` {} of policy `{}`", policy.max_attempts, policy.name),
+                    format!(
+                        "{what} asks for {n} attempts, over `max_attempts` {} of policy `{}`",
+                        policy.max_attempts, policy.name
+                    ),
                 )
                 .label("exceeds the policy cap")
-                .help(format!("lower it to at most {}, or use a policy that allows more", policy.max_attempts)),
+                .help(format!(
+                    "lower it to at most {}, or use a policy that allows more",
+                    policy.max_attempts
+                )),
             );
         }
     }
 
     /// A value built at run time: strings are templates, lists and maps recurse, the rest are expressions.
-    pub fn data_value(&mut self, expr: &Expr, sk: &mut SkillCx<'a>, at: Option<usize>, mode: Mode, want: Option<&Ty>, what: &str) -> (Value, Ty) {
+    pub fn data_value(
+        &mut self,
+        expr: &Expr,
+        sk: &mut SkillCx<'a>,
+        at: Option<usize>,
+        mode: Mode,
+        want: Option<&Ty>,
+        what: &str,
+    ) -> (Value, Ty) {
         let (value, ty) = match &expr.kind {
             ExprKind::Str(lit) => {
                 let mut scope = NodeScope {
                     state: &mut sk.state,
                     at,
-                    mode: if mode == Mode::Plain { Mode::Template } else { mode },
+                    mode: if mode == Mode::Plain {
+                        Mode::Template
+                    } else {
+                        mode
+                    },
                 };
-                (self.template(&mut sk.templates, lit, &mut scope), Ty::String)
+                (
+                    self.template(&mut sk.templates, lit, &mut scope),
+                    Ty::String,
+                )
             }
             ExprKind::List(items) => {
                 let elem_want = match want.map(Ty::strip_optional) {
@@ -413,14 +543,28 @@ impl<'a> ModuleCx<'a> {
                 let mut fields = Vec::new();
                 for (key, value) in entries {
                     let field_want = record.as_ref().and_then(|r| r.field(&key.name)).cloned();
-                    let (v, t) = self.data_value(value, sk, at, mode, field_want.as_ref(), &format!("field `{}`", key.name));
+                    let (v, t) = self.data_value(
+                        value,
+                        sk,
+                        at,
+                        mode,
+                        field_want.as_ref(),
+                        &format!("field `{}`", key.name),
+                    );
                     values.push((key.name.clone(), v));
                     fields.push((key.name.clone(), t));
                 }
-                (Value::Map(values), Ty::Record(Arc::new(ir::Record { name: None, fields })))
+                (
+                    Value::Map(values),
+                    Ty::Record(Arc::new(ir::Record { name: None, fields })),
+                )
             }
             _ => {
-                let mut scope = NodeScope { state: &mut sk.state, at, mode };
+                let mut scope = NodeScope {
+                    state: &mut sk.state,
+                    at,
+                    mode,
+                };
                 let mut checker = ExprChecker {
                     file: self.file,
                     diags: &mut self.diags,
@@ -430,7 +574,10 @@ impl<'a> ModuleCx<'a> {
                     ExprKind::Int(n) => Value::Const((*n).into()),
                     ExprKind::Bool(b) => Value::Const((*b).into()),
                     ExprKind::Duration(n) | ExprKind::Size(n) => Value::Const((*n).into()),
-                    ExprKind::Float(f) => Value::Const(serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number)),
+                    ExprKind::Float(f) => Value::Const(
+                        serde_json::Number::from_f64(*f)
+                            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                    ),
                     _ => Value::Expr(self.compile(expr, ty.clone())),
                 };
                 (value, ty)
@@ -452,18 +599,33 @@ impl<'a> ModuleCx<'a> {
         let returns = &def.body.returns;
         for extra in returns.iter().skip(1) {
             self.diags.push(
-                Diagnostic::new(Code::E0313, self.file, extra.span, "a skill has at most one `return`")
-                    .label("second `return`")
-                    .with(returns[0].span, "first `return`")
-                    .help("combine the values into one record: `return { a: ..., b: ... }`"),
+                Diagnostic::new(
+                    Code::E0313,
+                    self.file,
+                    extra.span,
+                    "a skill has at most one `return`",
+                )
+                .label("second `return`")
+                .with(returns[0].span, "first `return`")
+                .help("combine the values into one record: `return { a: ..., b: ... }`"),
             );
         }
         let Some(expr) = returns.first() else {
             if let Some(ret) = &sk.sig.ret {
                 self.diags.push(
-                    Diagnostic::new(Code::E0313, self.file, def.name.span, format!("skill `{}` declares `-> {ret}` but has no `return`", def.name.name))
-                        .label("no `return` in this skill")
-                        .help("add `return { ... }` at the end of the skill, or remove the result type"),
+                    Diagnostic::new(
+                        Code::E0313,
+                        self.file,
+                        def.name.span,
+                        format!(
+                            "skill `{}` declares `-> {ret}` but has no `return`",
+                            def.name.name
+                        ),
+                    )
+                    .label("no `return` in this skill")
+                    .help(
+                        "add `return { ... }` at the end of the skill, or remove the result type",
+                    ),
                 );
             }
             return None;
@@ -476,9 +638,14 @@ impl<'a> ModuleCx<'a> {
         {
             let detail = mismatch_detail(&ty, ret).unwrap_or_else(|| format!("found `{ty}`"));
             self.diags.push(
-                Diagnostic::new(Code::E0313, self.file, expr.span, format!("`return` does not match the declared type `{ret}`: {detail}"))
-                    .label(format!("this is `{ty}`"))
-                    .help(format!("the skill declares `-> {ret}`")),
+                Diagnostic::new(
+                    Code::E0313,
+                    self.file,
+                    expr.span,
+                    format!("`return` does not match the declared type `{ret}`: {detail}"),
+                )
+                .label(format!("this is `{ty}`"))
+                .help(format!("the skill declares `-> {ret}`")),
             );
         }
         Some(value)
@@ -488,21 +655,41 @@ impl<'a> ModuleCx<'a> {
         for (p, (name, _, used)) in def.params.iter().zip(&sk.state.params) {
             if !used && !name.starts_with('_') {
                 self.diags.push(
-                    Diagnostic::new(Code::W0003, self.file, p.name.span, format!("unused parameter `{name}`"))
-                        .label("never read")
-                        .help(format!("remove it, or name it `_{name}` if it is kept on purpose")),
+                    Diagnostic::new(
+                        Code::W0003,
+                        self.file,
+                        p.name.span,
+                        format!("unused parameter `{name}`"),
+                    )
+                    .label("never read")
+                    .help(format!(
+                        "remove it, or name it `_{name}` if it is kept on purpose"
+                    )),
                 );
             }
         }
         for node in &sk.state.nodes {
-            let NodeDefRef::Step(step) = node.def else { continue };
+            let NodeDefRef::Step(step) = node.def else {
+                continue;
+            };
             let has_output = step.fields.iter().any(|f| f.key.name == "output");
             let pure = matches!(step.kind.name.as_str(), "llm" | "script");
             if node.reads == 0 && (pure || has_output) {
                 self.diags.push(
-                    Diagnostic::new(Code::W0001, self.file, node.name_span, format!("the result of step `{}` is never used", node.name))
-                        .label(if has_output { "its `output` is never read" } else { "nothing reads its result" })
-                        .help("read it in a later step, a template or the `return`, or remove the step"),
+                    Diagnostic::new(
+                        Code::W0001,
+                        self.file,
+                        node.name_span,
+                        format!("the result of step `{}` is never used", node.name),
+                    )
+                    .label(if has_output {
+                        "its `output` is never read"
+                    } else {
+                        "nothing reads its result"
+                    })
+                    .help(
+                        "read it in a later step, a template or the `return`, or remove the step",
+                    ),
                 );
             }
         }
@@ -516,8 +703,12 @@ fn mismatch_detail(have: &Ty, want: &Ty) -> Option<String> {
     };
     for (name, wt) in &w.fields {
         match h.field(name) {
-            None if !matches!(wt, Ty::Optional(_)) => return Some(format!("field `{name}` is missing")),
-            Some(ht) if !ht.fits(wt) => return Some(format!("field `{name}` is `{ht}`, expected `{wt}`")),
+            None if !matches!(wt, Ty::Optional(_)) => {
+                return Some(format!("field `{name}` is missing"));
+            }
+            Some(ht) if !ht.fits(wt) => {
+                return Some(format!("field `{name}` is `{ht}`, expected `{wt}`"));
+            }
             _ => {}
         }
     }

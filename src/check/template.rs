@@ -8,7 +8,18 @@ use crate::span::Span;
 use crate::syntax::{ast::StrLit, decode_string};
 
 /// Globals minijinja provides itself.
-const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "debug", "namespace", "loop", "self", "super", "caller", "varargs", "kwargs"];
+const TEMPLATE_GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "debug",
+    "namespace",
+    "loop",
+    "self",
+    "super",
+    "caller",
+    "varargs",
+    "kwargs",
+];
 
 /// A skill's template environment and a counter for template names.
 pub struct Templates {
@@ -47,16 +58,29 @@ impl ModuleCx<'_> {
     }
 
     /// Compiles a string field value: a template if it has `{{`, `{%` or `{#`, else a constant.
-    pub fn template(&mut self, templates: &mut Templates, lit: &StrLit, scope: &mut dyn Scope) -> Value {
+    pub fn template(
+        &mut self,
+        templates: &mut Templates,
+        lit: &StrLit,
+        scope: &mut dyn Scope,
+    ) -> Value {
         let source = &lit.value;
         if !(source.contains("{{") || source.contains("{%") || source.contains("{#")) {
             return Value::Const(serde_json::Value::String(source.clone()));
         }
         templates.count += 1;
         let name = format!("t{}", templates.count);
-        if let Err(err) = templates.env.add_template_owned(name.clone(), source.clone()) {
-            let span = err.range().map_or(lit.span, |r| self.span_in_literal(lit, r));
-            let detail = err.detail().map(str::to_string).unwrap_or_else(|| err.kind().to_string());
+        if let Err(err) = templates
+            .env
+            .add_template_owned(name.clone(), source.clone())
+        {
+            let span = err
+                .range()
+                .map_or(lit.span, |r| self.span_in_literal(lit, r));
+            let detail = err
+                .detail()
+                .map(str::to_string)
+                .unwrap_or_else(|| err.kind().to_string());
             self.diags.push(
                 Diagnostic::new(Code::E0401, self.file, span, format!("template syntax error: {detail}"))
                     .label("here")
@@ -92,9 +116,14 @@ impl ModuleCx<'_> {
             Lookup::Missing => {
                 let names = scope.names();
                 self.diags.push(
-                    Diagnostic::new(Code::E0402, self.file, span, format!("unknown name `{root}` in template"))
-                        .label("not a parameter, step or loop name here")
-                        .maybe_help(did_you_mean(root, names.iter().map(String::as_str))),
+                    Diagnostic::new(
+                        Code::E0402,
+                        self.file,
+                        span,
+                        format!("unknown name `{root}` in template"),
+                    )
+                    .label("not a parameter, step or loop name here")
+                    .maybe_help(did_you_mean(root, names.iter().map(String::as_str))),
                 );
                 return;
             }
@@ -107,15 +136,25 @@ impl ModuleCx<'_> {
                     None => {
                         let names: Vec<&str> = rec.fields.iter().map(|(n, _)| n.as_str()).collect();
                         let span = self.find_in_template(lit, path, path);
-                        let help = if part == "output" && rec.name.as_deref().is_some_and(|n| n.ends_with("result")) {
-                            Some("declare `output: Type` on the step to get a typed `output`".to_string())
+                        let help = if part == "output"
+                            && rec.name.as_deref().is_some_and(|n| n.ends_with("result"))
+                        {
+                            Some(
+                                "declare `output: Type` on the step to get a typed `output`"
+                                    .to_string(),
+                            )
                         } else {
                             did_you_mean(part, names.iter().copied())
                         };
                         self.diags.push(
-                            Diagnostic::new(Code::E0403, self.file, span, format!("no field `{part}` on `{walked}` (type `{}`)", ty))
-                                .label("unknown field")
-                                .maybe_help(help),
+                            Diagnostic::new(
+                                Code::E0403,
+                                self.file,
+                                span,
+                                format!("no field `{part}` on `{walked}` (type `{}`)", ty),
+                            )
+                            .label("unknown field")
+                            .maybe_help(help),
                         );
                         return;
                     }
@@ -133,7 +172,11 @@ impl ModuleCx<'_> {
         let found = find_word(value, needle).or_else(|| find_word(value, root));
         match found {
             Some(start) => {
-                let len = if value[start..].starts_with(needle) { needle.len() } else { root.len() };
+                let len = if value[start..].starts_with(needle) {
+                    needle.len()
+                } else {
+                    root.len()
+                };
                 self.span_in_literal(lit, start..start + len)
             }
             None => lit.span,
@@ -151,7 +194,10 @@ fn find_word(haystack: &str, word: &str) -> Option<usize> {
     while let Some(pos) = haystack[from..].find(word) {
         let start = from + pos;
         let end = start + word.len();
-        let before_ok = !haystack[..start].chars().next_back().is_some_and(|c| is_ident(c) || c == '.');
+        let before_ok = !haystack[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| is_ident(c) || c == '.');
         let after_ok = !haystack[end..].chars().next().is_some_and(is_ident);
         if before_ok && after_ok {
             return Some(start);

@@ -8,7 +8,9 @@ use crate::syntax::ast::{self, TypeExpr, TypeExprKind};
 use std::sync::Arc;
 
 /// The built-in type names.
-pub const BUILTIN_TYPES: &[&str] = &["string", "int", "float", "bool", "path", "duration", "size", "json"];
+pub const BUILTIN_TYPES: &[&str] = &[
+    "string", "int", "float", "bool", "path", "duration", "size", "json",
+];
 
 fn builtin(name: &str) -> Option<Ty> {
     Some(match name {
@@ -43,8 +45,13 @@ impl ModuleCx<'_> {
                 for lit in options {
                     if values.contains(&lit.value) {
                         self.diags.push(
-                            Diagnostic::new(Code::E0213, self.file, lit.span, format!("`\"{}\"` appears twice in this union", lit.value))
-                                .label("duplicate"),
+                            Diagnostic::new(
+                                Code::E0213,
+                                self.file,
+                                lit.span,
+                                format!("`\"{}\"` appears twice in this union", lit.value),
+                            )
+                            .label("duplicate"),
                         );
                         continue;
                     }
@@ -60,11 +67,20 @@ impl ModuleCx<'_> {
     pub fn record(&mut self, name: Option<String>, fields: &[ast::RecordField]) -> Record {
         let mut out: Vec<(String, Ty)> = Vec::new();
         for field in fields {
-            if let Some(prev) = fields.iter().take_while(|f| !std::ptr::eq(*f, field)).find(|f| f.name.name == field.name.name) {
+            if let Some(prev) = fields
+                .iter()
+                .take_while(|f| !std::ptr::eq(*f, field))
+                .find(|f| f.name.name == field.name.name)
+            {
                 self.diags.push(
-                    Diagnostic::new(Code::E0213, self.file, field.name.span, format!("field `{}` is declared twice", field.name.name))
-                        .label("second declaration")
-                        .with(prev.name.span, "first declaration"),
+                    Diagnostic::new(
+                        Code::E0213,
+                        self.file,
+                        field.name.span,
+                        format!("field `{}` is declared twice", field.name.name),
+                    )
+                    .label("second declaration")
+                    .with(prev.name.span, "first declaration"),
                 );
                 continue;
             }
@@ -79,7 +95,11 @@ impl ModuleCx<'_> {
             return Ty::Error;
         };
         match found {
-            super::items::Found::Remote(m, name) => self.others[m].types.get(&name).cloned().unwrap_or(Ty::Error),
+            super::items::Found::Remote(m, name) => self.others[m]
+                .types
+                .get(&name)
+                .cloned()
+                .unwrap_or(Ty::Error),
             super::items::Found::Local(name) => self.local_type(&name, q),
         }
     }
@@ -91,16 +111,26 @@ impl ModuleCx<'_> {
         }
         if self.resolving.iter().any(|n| n == name) {
             self.diags.push(
-                Diagnostic::new(Code::E0207, self.file, at.span, format!("type `{name}` refers to itself"))
-                    .label("recursive reference")
-                    .help("recursive types are not supported; use `json` for tree-shaped data"),
+                Diagnostic::new(
+                    Code::E0207,
+                    self.file,
+                    at.span,
+                    format!("type `{name}` refers to itself"),
+                )
+                .label("recursive reference")
+                .help("recursive types are not supported; use `json` for tree-shaped data"),
             );
             return Ty::Error;
         }
-        let Some(def) = self.m.items.get(name).and_then(|ix| match &self.m.ast.items[ix.index] {
-            ast::Item::Type(t) => Some(t),
-            _ => None,
-        }) else {
+        let Some(def) = self
+            .m
+            .items
+            .get(name)
+            .and_then(|ix| match &self.m.ast.items[ix.index] {
+                ast::Item::Type(t) => Some(t),
+                _ => None,
+            })
+        else {
             return Ty::Error;
         };
         self.resolving.push(name.to_string());

@@ -23,7 +23,11 @@ pub struct CheckArgs {
 
 /// Runs the check and prints the report.
 pub fn run(args: &CheckArgs, color: bool) -> u8 {
-    let paths = if args.paths.is_empty() { vec![PathBuf::from(".")] } else { args.paths.clone() };
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths.clone()
+    };
     let files = match collect_files(&paths) {
         Ok(files) => files,
         Err(message) => {
@@ -38,12 +42,21 @@ pub fn run(args: &CheckArgs, color: bool) -> u8 {
     }
     let errors = out.count(Severity::Error);
     let warnings = out.count(Severity::Warning);
-    if errors > 0 || (args.deny_warnings && warnings > 0) { EXIT_FAILED } else { EXIT_OK }
+    if errors > 0 || (args.deny_warnings && warnings > 0) {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
 }
 
 fn summary_line(files: usize, errors: usize, warnings: usize) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    format!("checked {}: {}, {}", plural(files, "file"), plural(errors, "error"), plural(warnings, "warning"))
+    format!(
+        "checked {}: {}, {}",
+        plural(files, "file"),
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
 }
 
 fn print_report(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) {
@@ -54,7 +67,10 @@ fn print_report(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) 
     }
     match args.format {
         Format::Human => {
-            let opts = RenderOptions { color, width: term_width() };
+            let opts = RenderOptions {
+                color,
+                width: term_width(),
+            };
             let mut text = String::new();
             for diag in &out.diagnostics {
                 text.push_str(&render(diag, &out.sources, Format::Human, opts));
@@ -73,7 +89,11 @@ fn print_report(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) 
             eprintln!("{}", summary_line(files, errors, warnings));
         }
         Format::Json => {
-            let diagnostics: Vec<serde_json::Value> = out.diagnostics.iter().map(|d| render_json_value(d, &out.sources)).collect();
+            let diagnostics: Vec<serde_json::Value> = out
+                .diagnostics
+                .iter()
+                .map(|d| render_json_value(d, &out.sources))
+                .collect();
             let report = serde_json::json!({
                 "files": files,
                 "errors": errors,
@@ -84,7 +104,10 @@ fn print_report(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) 
             write_stdout(format!("{report:#}\n").as_bytes());
         }
         Format::Github => {
-            let opts = RenderOptions { color: false, width: 100 };
+            let opts = RenderOptions {
+                color: false,
+                width: 100,
+            };
             let mut text = String::new();
             for diag in &out.diagnostics {
                 text.push_str(&render(diag, &out.sources, Format::Github, opts));

@@ -31,12 +31,19 @@ pub struct GraphArgs {
 /// Compiles the file and prints the graph.
 pub fn run(args: &GraphArgs, color: bool) -> u8 {
     let out = check_files(&FsLoader, std::slice::from_ref(&args.file));
-    for (path, reason) in &out.unreadable {
+    if let Some((path, reason)) = out.unreadable.first() {
         eprintln!("error: cannot read `{path}`: {reason}");
         return EXIT_USAGE;
     }
-    let opts = RenderOptions { color, width: term_width() };
-    for diag in out.diagnostics.iter().filter(|d| d.severity() == Severity::Error) {
+    let opts = RenderOptions {
+        color,
+        width: term_width(),
+    };
+    for diag in out
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity() == Severity::Error)
+    {
         eprint!("{}", render(diag, &out.sources, Format::Human, opts));
     }
     let Some(program) = out.files.first().and_then(|f| f.program.as_ref()) else {
@@ -44,11 +51,26 @@ pub fn run(args: &GraphArgs, color: bool) -> u8 {
         return EXIT_FAILED;
     };
     let Some(skill) = program.entry_skill(args.skill.as_deref()) else {
-        let names: Vec<String> = program.entry.iter().filter_map(|k| program.skills.get(k)).map(|s| format!("`{}`", s.name)).collect();
+        let names: Vec<String> = program
+            .entry
+            .iter()
+            .filter_map(|k| program.skills.get(k))
+            .map(|s| format!("`{}`", s.name))
+            .collect();
         match &args.skill {
-            Some(name) => eprintln!("error: no skill `{name}` in `{}`; it has {}", args.file.display(), names.join(", ")),
-            None if names.is_empty() => eprintln!("error: `{}` defines no skill", args.file.display()),
-            None => eprintln!("error: `{}` has several skills ({}); name one", args.file.display(), names.join(", ")),
+            Some(name) => eprintln!(
+                "error: no skill `{name}` in `{}`; it has {}",
+                args.file.display(),
+                names.join(", ")
+            ),
+            None if names.is_empty() => {
+                eprintln!("error: `{}` defines no skill", args.file.display())
+            }
+            None => eprintln!(
+                "error: `{}` has several skills ({}); name one",
+                args.file.display(),
+                names.join(", ")
+            ),
         }
         return EXIT_USAGE;
     };
@@ -67,14 +89,21 @@ fn label(skill: &Skill, id: NodeId) -> String {
                 StepKind::Run(_) => "run".to_string(),
                 StepKind::Llm(l) => format!("llm {}", l.model.name),
                 StepKind::Approval { .. } => "approval".to_string(),
-                StepKind::Call { skill, .. } => format!("call {}", skill.rsplit('#').next().unwrap_or(skill)),
+                StepKind::Call { skill, .. } => {
+                    format!("call {}", skill.rsplit('#').next().unwrap_or(skill))
+                }
                 StepKind::Script { .. } => "script".to_string(),
                 StepKind::Wait { .. } => "wait".to_string(),
             };
             format!("{}: {kind}", node.name)
         }
         NodeKind::Loop { max, .. } => format!("loop {} (max {max})", node.name),
-        NodeKind::For { var, iter, parallel, .. } => format!("for {var} in {} (parallel {parallel})", iter.source),
+        NodeKind::For {
+            var,
+            iter,
+            parallel,
+            ..
+        } => format!("for {var} in {} (parallel {parallel})", iter.source),
     }
 }
 
@@ -86,7 +115,8 @@ fn quote(text: &str) -> String {
 fn anchor(skill: &Skill, id: NodeId) -> String {
     match &skill.nodes[id].kind {
         NodeKind::Step(_) => format!("n_{}", skill.nodes[id].name),
-        NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => match body.topo_order().first() {
+        NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => match body.topo_order().first()
+        {
             Some(&first) => anchor(skill, first),
             None => format!("empty_{}", skill.nodes[id].name),
         },
@@ -94,7 +124,10 @@ fn anchor(skill: &Skill, id: NodeId) -> String {
 }
 
 fn dot(skill: &Skill) -> String {
-    let mut out = format!("digraph {} {{\n  compound=true;\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", quote(&skill.name));
+    let mut out = format!(
+        "digraph {} {{\n  compound=true;\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        quote(&skill.name)
+    );
     dot_graph(skill, &skill.graph, 1, &mut out);
     out.push_str("}\n");
     out
@@ -106,10 +139,20 @@ fn dot_graph(skill: &Skill, graph: &Graph, depth: usize, out: &mut String) {
         let node = &skill.nodes[id];
         match &node.kind {
             NodeKind::Step(_) => {
-                let _ = writeln!(out, "{pad}n_{} [label={}];", node.name, quote(&label(skill, id)));
+                let _ = writeln!(
+                    out,
+                    "{pad}n_{} [label={}];",
+                    node.name,
+                    quote(&label(skill, id))
+                );
             }
             NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => {
-                let _ = writeln!(out, "{pad}subgraph cluster_{} {{\n{pad}  label={};", node.name, quote(&label(skill, id)));
+                let _ = writeln!(
+                    out,
+                    "{pad}subgraph cluster_{} {{\n{pad}  label={};",
+                    node.name,
+                    quote(&label(skill, id))
+                );
                 if body.dag.node_count() == 0 {
                     let _ = writeln!(out, "{pad}  empty_{} [shape=point];", node.name);
                 }
@@ -119,7 +162,9 @@ fn dot_graph(skill: &Skill, graph: &Graph, depth: usize, out: &mut String) {
         }
     }
     for edge in graph.dag.edge_indices() {
-        let Some((a, b)) = graph.dag.edge_endpoints(edge) else { continue };
+        let Some((a, b)) = graph.dag.edge_endpoints(edge) else {
+            continue;
+        };
         let (a, b) = (graph.dag[a], graph.dag[b]);
         let mut attrs = Vec::new();
         if !matches!(skill.nodes[a].kind, NodeKind::Step(_)) {
@@ -128,8 +173,17 @@ fn dot_graph(skill: &Skill, graph: &Graph, depth: usize, out: &mut String) {
         if !matches!(skill.nodes[b].kind, NodeKind::Step(_)) {
             attrs.push(format!("lhead=cluster_{}", skill.nodes[b].name));
         }
-        let attrs = if attrs.is_empty() { String::new() } else { format!(" [{}]", attrs.join(", ")) };
-        let _ = writeln!(out, "{pad}{} -> {}{attrs};", anchor(skill, a), anchor(skill, b));
+        let attrs = if attrs.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", attrs.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "{pad}{} -> {}{attrs};",
+            anchor(skill, a),
+            anchor(skill, b)
+        );
     }
 }
 
@@ -156,7 +210,13 @@ fn mermaid_graph(skill: &Skill, graph: &Graph, depth: usize, out: &mut String) {
         }
     }
     for edge in graph.dag.edge_indices() {
-        let Some((a, b)) = graph.dag.edge_endpoints(edge) else { continue };
-        let _ = writeln!(out, "{pad}n_{} --> n_{}", skill.nodes[graph.dag[a]].name, skill.nodes[graph.dag[b]].name);
+        let Some((a, b)) = graph.dag.edge_endpoints(edge) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "{pad}n_{} --> n_{}",
+            skill.nodes[graph.dag[a]].name, skill.nodes[graph.dag[b]].name
+        );
     }
 }

@@ -19,7 +19,9 @@ pub const EXIT_USAGE: u8 = 2;
 /// flowc compiles and runs declarative workflows (`.flow` files).
 #[derive(Debug, Parser)]
 #[command(name = "flowc", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Examples:\n  flowc check                      check every .flow file under the current directory\n  flowc check workflows --format github\n  flowc graph workflows/release.flow --format mermaid\n  flowc explain E0301")]
+#[command(
+    after_help = "Examples:\n  flowc check                      check every .flow file under the current directory\n  flowc check workflows --format github\n  flowc graph workflows/release.flow --format mermaid\n  flowc explain E0301"
+)]
 pub struct Cli {
     /// When to use colours in human output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
@@ -44,10 +46,14 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse and type-check .flow files, reporting every mistake.
-    #[command(after_help = "Examples:\n  flowc check                       every .flow file under the current directory (honours .gitignore)\n  flowc check workflows stdlib\n  flowc check --format json > report.json\n  flowc check --format github --deny-warnings   annotations in GitHub Actions\n\nExit status: 0 clean, 1 diagnostics reported, 2 usage error or unreadable file.")]
+    #[command(
+        after_help = "Examples:\n  flowc check                       every .flow file under the current directory (honours .gitignore)\n  flowc check workflows stdlib\n  flowc check --format json > report.json\n  flowc check --format github --deny-warnings   annotations in GitHub Actions\n\nExit status: 0 clean, 1 diagnostics reported, 2 usage error or unreadable file."
+    )]
     Check(check::CheckArgs),
     /// Print the compiled graph of a skill as Graphviz dot or Mermaid.
-    #[command(after_help = "Examples:\n  flowc graph workflows/fix_failing_test.flow | dot -Tsvg > flow.svg\n  flowc graph workflows/release.flow release --format mermaid")]
+    #[command(
+        after_help = "Examples:\n  flowc graph workflows/fix_failing_test.flow | dot -Tsvg > flow.svg\n  flowc graph workflows/release.flow release --format mermaid"
+    )]
     Graph(graph::GraphArgs),
     /// Explain a diagnostic code, with an example; without a code, list them all.
     #[command(after_help = "Examples:\n  flowc explain E0301\n  flowc explain")]
@@ -56,7 +62,9 @@ pub enum Command {
         code: Option<String>,
     },
     /// Print a shell completion script.
-    #[command(after_help = "Examples:\n  flowc completions bash > /etc/bash_completion.d/flowc\n  flowc completions zsh > \"${fpath[1]}/_flowc\"\n  flowc completions fish > ~/.config/fish/completions/flowc.fish")]
+    #[command(
+        after_help = "Examples:\n  flowc completions bash > /etc/bash_completion.d/flowc\n  flowc completions zsh > \"${fpath[1]}/_flowc\"\n  flowc completions fish > ~/.config/fish/completions/flowc.fish"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
@@ -69,13 +77,19 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+            return ExitCode::from(if err.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_OK
+            });
         }
     };
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ColorChoice::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
     };
     let code = match cli.command {
         Command::Check(args) => check::run(&args, color),
@@ -116,7 +130,8 @@ pub fn term_width() -> usize {
 pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
         if !meta.is_dir() {
             files.push(path.clone());
             continue;
@@ -125,7 +140,9 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         let walker = ignore::WalkBuilder::new(path).require_git(false).build();
         for entry in walker {
             let entry = entry.map_err(|e| format!("cannot walk `{}`: {e}", path.display()))?;
-            if entry.file_type().is_some_and(|t| t.is_file()) && entry.path().extension().is_some_and(|e| e == "flow") {
+            if entry.file_type().is_some_and(|t| t.is_file())
+                && entry.path().extension().is_some_and(|e| e == "flow")
+            {
                 found.push(entry.into_path());
             }
         }

@@ -111,7 +111,8 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             continue;
         }
         let score = strsim::jaro_winkler(name, candidate);
-        let close = score > 0.8 || strsim::levenshtein(name, candidate) <= name.len().min(3) / 2 + 1 && name.len() > 2;
+        let close = score > 0.8
+            || strsim::levenshtein(name, candidate) <= name.len().min(3) / 2 + 1 && name.len() > 2;
         if close && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, candidate));
         }
@@ -120,6 +121,9 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// "did you mean `x`?" for the closest candidate.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     suggest(name, candidates).map(|c| format!("did you mean `{c}`?"))
 }

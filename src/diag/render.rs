@@ -27,7 +27,12 @@ pub struct RenderOptions {
 }
 
 /// Renders one diagnostic in the given format (JSON: one object per line).
-pub fn render(diag: &Diagnostic, sources: &SourceMap, format: Format, opts: RenderOptions) -> String {
+pub fn render(
+    diag: &Diagnostic,
+    sources: &SourceMap,
+    format: Format,
+    opts: RenderOptions,
+) -> String {
     match format {
         Format::Human => render_human(diag, sources, opts),
         Format::Json => render_json_value(diag, sources).to_string(),
@@ -117,7 +122,13 @@ fn render_human(diag: &Diagnostic, sources: &SourceMap, opts: RenderOptions) -> 
     if handler.render_report(&mut out, &wrapper).is_err() {
         // The renderer only fails on a broken span; fall back to one plain line.
         let (line, col) = line_col(&file.text, diag.span.start);
-        out = format!("{}[{}]: {}\n  at {}:{line}:{col}\n", severity_word(diag), diag.code, diag.message, file.path);
+        out = format!(
+            "{}[{}]: {}\n  at {}:{line}:{col}\n",
+            severity_word(diag),
+            diag.code,
+            diag.message,
+            file.path
+        );
     }
     out
 }
@@ -165,7 +176,9 @@ pub fn render_json_value(diag: &Diagnostic, sources: &SourceMap) -> serde_json::
 }
 
 fn escape_data(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(text: &str) -> String {

@@ -42,9 +42,13 @@ impl Program {
         let local = || self.entry.iter().filter_map(|k| self.skills.get(k));
         match name {
             Some(n) => local().find(|s| s.name == n),
-            None => local()
-                .find(|s| s.name == "main")
-                .or_else(|| if self.entry.len() == 1 { local().next() } else { None }),
+            None => local().find(|s| s.name == "main").or_else(|| {
+                if self.entry.len() == 1 {
+                    local().next()
+                } else {
+                    None
+                }
+            }),
         }
     }
 }

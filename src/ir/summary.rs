@@ -5,7 +5,12 @@ use std::fmt::Write;
 
 /// Milliseconds as the shortest exact duration literal.
 pub fn format_ms(ms: u64) -> String {
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= size && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }
@@ -18,7 +23,13 @@ impl Program {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         for model in &self.models {
-            let _ = writeln!(out, "model {} ({:?} {})", model.name, model.provider, model.model.as_deref().unwrap_or("-"));
+            let _ = writeln!(
+                out,
+                "model {} ({:?} {})",
+                model.name,
+                model.provider,
+                model.model.as_deref().unwrap_or("-")
+            );
         }
         for policy in &self.policies {
             let _ = writeln!(
@@ -32,7 +43,12 @@ impl Program {
             );
         }
         for trigger in &self.triggers {
-            let _ = writeln!(out, "trigger {} -> {}", trigger.name, trigger.skill.as_deref().unwrap_or("-"));
+            let _ = writeln!(
+                out,
+                "trigger {} -> {}",
+                trigger.name,
+                trigger.skill.as_deref().unwrap_or("-")
+            );
         }
         for key in &self.entry {
             if let Some(skill) = self.skills.get(key) {
@@ -94,7 +110,9 @@ impl Skill {
                         let _ = writeln!(out, "{indent}  accept `{}`", accept.source);
                     }
                 }
-                NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => self.write_graph(out, body, depth + 1),
+                NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => {
+                    self.write_graph(out, body, depth + 1)
+                }
             }
         }
     }
@@ -111,15 +129,26 @@ fn node_head(node: &Node) -> String {
                 StepKind::Run(_) => "run".to_string(),
                 StepKind::Llm(llm) => format!("llm({})", llm.model.name),
                 StepKind::Approval { .. } => "approval".to_string(),
-                StepKind::Call { skill, .. } => format!("call {}", skill.rsplit('#').next().unwrap_or(skill)),
+                StepKind::Call { skill, .. } => {
+                    format!("call {}", skill.rsplit('#').next().unwrap_or(skill))
+                }
                 StepKind::Script { .. } => "script".to_string(),
                 StepKind::Wait { .. } => "wait".to_string(),
             };
             format!("step {}: {kind}{on_failure}", node.name)
         }
         NodeKind::Loop { max, .. } => format!("loop {} (max {max}){on_failure}", node.name),
-        NodeKind::For { var, iter, elem, parallel, .. } => {
-            format!("for {var} in `{}` ({var}: {elem}, parallel {parallel}){on_failure}", iter.source)
+        NodeKind::For {
+            var,
+            iter,
+            elem,
+            parallel,
+            ..
+        } => {
+            format!(
+                "for {var} in `{}` ({var}: {elem}, parallel {parallel}){on_failure}",
+                iter.source
+            )
         }
     }
 }
@@ -130,7 +159,10 @@ pub fn value_text(value: &Value) -> String {
         Value::Const(v) => v.to_string(),
         Value::Template(t) => format!("{:?}", t.source),
         Value::Expr(e) => format!("`{}`", e.source),
-        Value::List(items) => format!("[{}]", items.iter().map(value_text).collect::<Vec<_>>().join(", ")),
+        Value::List(items) => format!(
+            "[{}]",
+            items.iter().map(value_text).collect::<Vec<_>>().join(", ")
+        ),
         Value::Map(entries) => format!(
             "{{ {} }}",
             entries

@@ -55,7 +55,10 @@ impl Ty {
     pub fn record(fields: Vec<(&str, Ty)>) -> Ty {
         Ty::Record(Arc::new(Record {
             name: None,
-            fields: fields.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
+            fields: fields
+                .into_iter()
+                .map(|(n, t)| (n.to_string(), t))
+                .collect(),
         }))
     }
 

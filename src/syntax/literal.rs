@@ -15,7 +15,13 @@ pub struct Decoded {
 ///
 /// Normal strings take the escapes `\n \t \" \\`; multi-line strings are raw,
 /// lose their first and last line when blank, and lose their common indentation.
-pub fn decode_string(raw: &str, base: usize, multiline: bool, want_map: bool, bad: &mut Vec<Span>) -> Decoded {
+pub fn decode_string(
+    raw: &str,
+    base: usize,
+    multiline: bool,
+    want_map: bool,
+    bad: &mut Vec<Span>,
+) -> Decoded {
     if multiline {
         dedent(raw, base, want_map)
     } else {
@@ -112,7 +118,13 @@ pub enum Number {
     Size(u64),
 }
 
-const DURATION_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
+const DURATION_UNITS: &[(&str, u64)] = &[
+    ("ms", 1),
+    ("s", 1_000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+];
 const SIZE_UNITS: &[(&str, u64)] = &[
     ("B", 1),
     ("KB", 1_000),
@@ -133,14 +145,25 @@ pub fn decode_number(text: &str, span: Span, file: FileId) -> Result<Number, Dia
     let (digits, unit) = text.split_at(split);
     let digits: String = digits.chars().filter(|&c| c != '_').collect();
     let overflow = || {
-        Diagnostic::new(Code::E0106, file, span, format!("number `{text}` is too large"))
-            .label("does not fit in 64 bits")
+        Diagnostic::new(
+            Code::E0106,
+            file,
+            span,
+            format!("number `{text}` is too large"),
+        )
+        .label("does not fit in 64 bits")
     };
     if unit.is_empty() {
         return if digits.contains('.') {
-            digits.parse::<f64>().map(Number::Float).map_err(|_| overflow())
+            digits
+                .parse::<f64>()
+                .map(Number::Float)
+                .map_err(|_| overflow())
         } else {
-            digits.parse::<i64>().map(Number::Int).map_err(|_| overflow())
+            digits
+                .parse::<i64>()
+                .map(Number::Int)
+                .map_err(|_| overflow())
         };
     }
     let scale = |units: &[(&str, u64)]| units.iter().find(|(u, _)| *u == unit).map(|(_, s)| *s);
@@ -148,7 +171,11 @@ pub fn decode_number(text: &str, span: Span, file: FileId) -> Result<Number, Dia
         (Some(f), _) => (f, true),
         (None, Some(f)) => (f, false),
         (None, None) => {
-            let all: Vec<&str> = DURATION_UNITS.iter().chain(SIZE_UNITS).map(|(u, _)| *u).collect();
+            let all: Vec<&str> = DURATION_UNITS
+                .iter()
+                .chain(SIZE_UNITS)
+                .map(|(u, _)| *u)
+                .collect();
             let mut diag = Diagnostic::new(Code::E0106, file, span, format!("unknown unit `{unit}` in `{text}`"))
                 .label("not a duration or size unit")
                 .help("durations use `ms`, `s`, `m`, `h`, `d`; sizes use `B`, `KB`, `MB`, `GB`, `TB`, `KiB`, `MiB`, `GiB`, `TiB`");
@@ -199,8 +226,14 @@ mod tests {
         assert_eq!(num("10MB").ok(), Some(Number::Size(10_000_000)));
         assert_eq!(num("1.5s").ok(), Some(Number::Duration(1500)));
         assert_eq!(num("10x").map_err(|d| d.code).err(), Some(Code::E0106));
-        assert_eq!(num("99999999999999999999").map_err(|d| d.code).err(), Some(Code::E0106));
-        assert_eq!(num("9999999999999999d").map_err(|d| d.code).err(), Some(Code::E0106));
+        assert_eq!(
+            num("99999999999999999999").map_err(|d| d.code).err(),
+            Some(Code::E0106)
+        );
+        assert_eq!(
+            num("9999999999999999d").map_err(|d| d.code).err(),
+            Some(Code::E0106)
+        );
     }
 
     #[test]

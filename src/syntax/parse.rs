@@ -16,11 +16,10 @@ use std::sync::LazyLock;
 #[grammar = "../grammar/flow.pest"]
 struct FlowParser;
 
-
 /// Words that cannot be used as the name of an item, step, block or parameter.
 pub const KEYWORDS: &[&str] = &[
-    "import", "as", "type", "model", "policy", "skill", "trigger", "step", "loop", "for", "in", "return", "true",
-    "false",
+    "import", "as", "type", "model", "policy", "skill", "trigger", "step", "loop", "for", "in",
+    "return", "true", "false",
 ];
 
 /// Deepest expression tree accepted (operators and postfix chains).
@@ -59,7 +58,10 @@ pub fn parse_file(text: &str, file: FileId) -> (File, Vec<Diagnostic>) {
         let src = &text[chunk.start..chunk.end];
         match FlowParser::parse(Rule::item_only, src) {
             Ok(pairs) => {
-                let lower = Lower { base: chunk.start, ..lower.fork() };
+                let lower = Lower {
+                    base: chunk.start,
+                    ..lower.fork()
+                };
                 for pair in pairs {
                     if pair.as_rule() != Rule::EOI {
                         items.push(lower.item(pair));
@@ -111,7 +113,12 @@ fn syntax_error(text: &str, chunk: Span, file: FileId) -> Diagnostic {
     }
     // Tokens that merely start an expression add nothing to "an expression".
     if expected.iter().any(|e| e == "an expression") {
-        expected.retain(|e| !matches!(e.as_str(), "`!`" | "`-`" | "`\"`" | "`\"\"\"`" | "`(`" | "`[`" | "`{`"));
+        expected.retain(|e| {
+            !matches!(
+                e.as_str(),
+                "`!`" | "`-`" | "`\"`" | "`\"\"\"`" | "`(`" | "`[`" | "`{`"
+            )
+        });
     }
     let at = chunk.start + pos;
     let (found, span) = found_token(text, at);
@@ -202,7 +209,9 @@ impl Lower {
         match rule {
             Rule::import => {
                 let path = self.string_lit(next(&mut inner));
-                let alias = inner.find(|p| p.as_rule() == Rule::ident).map(|p| self.declared(p));
+                let alias = inner
+                    .find(|p| p.as_rule() == Rule::ident)
+                    .map(|p| self.declared(p));
                 Item::Import(Import { path, alias, span })
             }
             Rule::type_def => {
@@ -264,7 +273,10 @@ impl Lower {
                     Code::E0108,
                     self.file,
                     ident.span,
-                    format!("`{}` is a reserved word and cannot be used as a name", ident.name),
+                    format!(
+                        "`{}` is a reserved word and cannot be used as a name",
+                        ident.name
+                    ),
                 )
                 .label("reserved word")
                 .help(format!("choose another name, such as `{}_`", ident.name)),
@@ -451,14 +463,19 @@ impl Lower {
         let base = next(&mut inner);
         let base_span = self.span(&base);
         let kind = match base.as_rule() {
-            Rule::string_union => TypeExprKind::Union(base.into_inner().map(|s| self.string_lit(s)).collect()),
+            Rule::string_union => {
+                TypeExprKind::Union(base.into_inner().map(|s| self.string_lit(s)).collect())
+            }
             Rule::list_type => TypeExprKind::List(Box::new(self.type_expr(first(base)))),
             Rule::record_type => TypeExprKind::Record(self.record_fields(base)),
             _ => TypeExprKind::Named(self.qualified(base)),
         };
         if inner.next().is_some() {
             TypeExpr {
-                kind: TypeExprKind::Optional(Box::new(TypeExpr { kind, span: base_span })),
+                kind: TypeExprKind::Optional(Box::new(TypeExpr {
+                    kind,
+                    span: base_span,
+                })),
                 span,
             }
         } else {
@@ -475,9 +492,14 @@ impl Lower {
         let decoded = decode_string(inner.as_str(), base, multiline, false, &mut bad);
         for b in bad {
             self.error(
-                Diagnostic::new(Code::E0104, self.file, b, "invalid escape sequence in string")
-                    .label("unknown escape")
-                    .help("strings take `\\n`, `\\t`, `\\\"` and `\\\\`; use `\"\"\"` for raw text"),
+                Diagnostic::new(
+                    Code::E0104,
+                    self.file,
+                    b,
+                    "invalid escape sequence in string",
+                )
+                .label("unknown escape")
+                .help("strings take `\\n`, `\\t`, `\\\"` and `\\\\`; use `\"\"\"` for raw text"),
             );
         }
         StrLit {
@@ -499,9 +521,16 @@ impl Lower {
 
     fn too_deep(&self, span: Span) -> (Expr, Depth) {
         self.error(
-            Diagnostic::new(Code::E0105, self.file, span, "expression is nested too deeply")
-                .label(format!("more than {MAX_EXPR_DEPTH} levels of operators here"))
-                .help("split it into smaller expressions, for example with a `script` step"),
+            Diagnostic::new(
+                Code::E0105,
+                self.file,
+                span,
+                "expression is nested too deeply",
+            )
+            .label(format!(
+                "more than {MAX_EXPR_DEPTH} levels of operators here"
+            ))
+            .help("split it into smaller expressions, for example with a `script` step"),
         );
         self.error_expr(span)
     }
@@ -521,14 +550,18 @@ impl Lower {
                 run = 0;
             }
         }
-        let result = PRATT
+        PRATT
             .map_primary(|p| self.postfix_expr(p))
             .map_prefix(|op, (rhs, depth)| {
                 let span = self.span(&op).to(rhs.span);
                 if depth >= MAX_EXPR_DEPTH {
                     return self.too_deep(span);
                 }
-                let op = if op.as_rule() == Rule::op_not { UnOp::Not } else { UnOp::Neg };
+                let op = if op.as_rule() == Rule::op_not {
+                    UnOp::Not
+                } else {
+                    UnOp::Neg
+                };
                 // Fold `-<number>` into a negative literal so `-9223372036854775808` fits.
                 let kind = match (op, &rhs.kind) {
                     (UnOp::Neg, ExprKind::Int(n)) => ExprKind::Int(-n),
@@ -567,8 +600,7 @@ impl Lower {
                     depth,
                 )
             })
-            .parse(pair.into_inner());
-        result
+            .parse(pair.into_inner())
     }
 
     fn postfix_expr(&self, pair: Pair<Rule>) -> (Expr, Depth) {
@@ -639,7 +671,13 @@ impl Lower {
                 let mut inner = pair.into_inner();
                 let name = self.ident(next(&mut inner));
                 let (args, d) = self.args(next(&mut inner));
-                (Expr { kind: ExprKind::Call(name, args), span }, d + 1)
+                (
+                    Expr {
+                        kind: ExprKind::Call(name, args),
+                        span,
+                    },
+                    d + 1,
+                )
             }
             Rule::list => {
                 let mut depth = 0;
@@ -651,7 +689,13 @@ impl Lower {
                         e
                     })
                     .collect();
-                (Expr { kind: ExprKind::List(items), span }, depth + 1)
+                (
+                    Expr {
+                        kind: ExprKind::List(items),
+                        span,
+                    },
+                    depth + 1,
+                )
             }
             Rule::map => {
                 let mut depth = 0;
@@ -678,7 +722,13 @@ impl Lower {
                         (key, value)
                     })
                     .collect();
-                (Expr { kind: ExprKind::Map(entries), span }, depth + 1)
+                (
+                    Expr {
+                        kind: ExprKind::Map(entries),
+                        span,
+                    },
+                    depth + 1,
+                )
             }
             _ => self.error_expr(span),
         }

@@ -32,9 +32,14 @@ pub fn split_items(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> Opt
                 Some(end) => i = end + 3,
                 None => {
                     diags.push(
-                        Diagnostic::new(Code::E0103, file, Span::new(i, i + 3), "unterminated multi-line string")
-                            .label("this string is never closed")
-                            .help("close it with `\"\"\"`"),
+                        Diagnostic::new(
+                            Code::E0103,
+                            file,
+                            Span::new(i, i + 3),
+                            "unterminated multi-line string",
+                        )
+                        .label("this string is never closed")
+                        .help("close it with `\"\"\"`"),
                     );
                     return None;
                 }
@@ -60,7 +65,9 @@ pub fn split_items(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> Opt
                     diags.push(
                         Diagnostic::new(Code::E0103, file, Span::new(i, j), "unterminated string")
                             .label("this string is not closed on its line")
-                            .help("add the closing `\"`, or use `\"\"\"` for text over several lines"),
+                            .help(
+                                "add the closing `\"`, or use `\"\"\"` for text over several lines",
+                            ),
                     );
                     ok = false;
                     i = j;
@@ -71,9 +78,16 @@ pub fn split_items(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> Opt
                 stack.push((b, i));
                 if stack.len() > MAX_DEPTH {
                     diags.push(
-                        Diagnostic::new(Code::E0105, file, Span::new(i, i + 1), "brackets are nested too deeply")
-                            .label(format!("more than {MAX_DEPTH} levels deep here"))
-                            .help("split the value into smaller pieces, such as separate steps or types"),
+                        Diagnostic::new(
+                            Code::E0105,
+                            file,
+                            Span::new(i, i + 1),
+                            "brackets are nested too deeply",
+                        )
+                        .label(format!("more than {MAX_DEPTH} levels deep here"))
+                        .help(
+                            "split the value into smaller pieces, such as separate steps or types",
+                        ),
                     );
                     return None;
                 }
@@ -115,24 +129,30 @@ pub fn split_items(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> Opt
             }
             _ if stack.is_empty() && is_word_start(bytes, i) => {
                 let end = word_end(bytes, i);
-                if ITEM_KEYWORDS.contains(&&text[i..end]) {
-                    starts.push(i);
-                } else if starts.is_empty() {
+                // Text before the first item becomes a chunk of its own, so it is reported.
+                if ITEM_KEYWORDS.contains(&&text[i..end]) || starts.is_empty() {
                     starts.push(i);
                 }
                 i = end;
                 continue;
             }
-            _ if stack.is_empty() && !b.is_ascii_whitespace() && starts.is_empty() => starts.push(i),
+            _ if stack.is_empty() && !b.is_ascii_whitespace() && starts.is_empty() => {
+                starts.push(i)
+            }
             _ => {}
         }
         i += 1;
     }
     if let Some(&(o, at)) = stack.last() {
         diags.push(
-            Diagnostic::new(Code::E0107, file, Span::new(at, at + 1), format!("unclosed delimiter `{}`", o as char))
-                .label("opened here and never closed")
-                .help(format!("add the matching `{}`", closing(o))),
+            Diagnostic::new(
+                Code::E0107,
+                file,
+                Span::new(at, at + 1),
+                format!("unclosed delimiter `{}`", o as char),
+            )
+            .label("opened here and never closed")
+            .help(format!("add the matching `{}`", closing(o))),
         );
         return None;
     }
