@@ -444,6 +444,11 @@ impl<'a> ModuleCx<'a> {
     /// The expression of a field (a type where a value is expected is reported).
     pub fn value<'f>(&mut self, field: &'f Field) -> Option<&'f Expr> {
         match &field.value {
+            // A value that failed to lower was reported already.
+            FieldValue::Expr(Expr {
+                kind: ExprKind::Error,
+                ..
+            }) => None,
             FieldValue::Expr(e) => Some(e),
             FieldValue::Type(t) => {
                 self.diags.push(

@@ -105,6 +105,35 @@ impl Diagnostic {
 
 /// The closest candidate to `name`, if it is close enough to be a likely typo.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // Words from other tools that mean one of ours.
+    const SYNONYMS: &[(&str, &str)] = &[
+        ("includes", "contains"),
+        ("has", "contains"),
+        ("length", "len"),
+        ("size", "len"),
+        ("startswith", "starts_with"),
+        ("endswith", "ends_with"),
+        ("strip", "trim"),
+        ("split_lines", "lines"),
+        ("max_retries", "max_attempts"),
+        ("retries", "attempts"),
+        ("retry", "attempts"),
+        ("depends_on", "after"),
+        ("needs", "after"),
+        ("if", "when"),
+        ("cmd", "command"),
+        ("run", "command"),
+        ("args", "argv"),
+        ("workdir", "cwd"),
+        ("dir", "cwd"),
+        ("input", "stdin"),
+    ];
+    let candidates: Vec<&'a str> = candidates.into_iter().collect();
+    if let Some((_, ours)) = SYNONYMS.iter().find(|(theirs, _)| *theirs == name)
+        && let Some(c) = candidates.iter().find(|c| *c == ours)
+    {
+        return Some(c);
+    }
     let mut best: Option<(f64, &str)> = None;
     for candidate in candidates {
         if candidate == name {

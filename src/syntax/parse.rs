@@ -192,9 +192,11 @@ impl Lower {
         }
     }
 
+    /// The pair's span without the trailing whitespace pest may include.
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(s.start() + self.base, s.end() + self.base)
+        let kept = pair.as_str().trim_end().len();
+        Span::new(s.start() + self.base, s.start() + kept + self.base)
     }
 
     fn error(&self, diag: Diagnostic) {
