@@ -7,6 +7,10 @@
 //! Peak RSS comes from `/usr/bin/time -v` when present, otherwise from polling
 //! `/proc/<pid>/status` (VmHWM), which may miss a very short-lived peak.
 //!
+//! `check_files` runs on a thread with a 64 MiB stack, as `flowc` itself does
+//! (src/main.rs): on the default 8 MiB main-thread stack a 100k-step chain
+//! overflows the stack (see docs/performance.md).
+//!
 //! Set `FLOWC_BENCH_QUICK=1` to skip the 100k-step cases.
 #![allow(clippy::unwrap_used)]
 
@@ -73,7 +77,13 @@ fn time_check(roots: &[PathBuf], runs: usize) -> (Duration, usize) {
     let mut errors = 0;
     for _ in 0..runs {
         let start = Instant::now();
-        let out = check_files(&FsLoader, roots);
+        let owned = roots.to_vec();
+        let out = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || check_files(&FsLoader, &owned))
+            .unwrap()
+            .join()
+            .unwrap();
         let took = start.elapsed();
         errors = out.count(Severity::Error) + out.unreadable.len();
         drop(out);

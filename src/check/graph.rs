@@ -37,7 +37,7 @@ pub fn build(cx: &mut ModuleCx<'_>, state: &SkillState<'_>) -> (Graph, Vec<(Node
                 dag.add_edge(a, b, ());
             }
         }
-        for scc in petgraph::algo::tarjan_scc(&dag) {
+        for scc in petgraph::algo::kosaraju_scc(&dag) {
             if scc.len() < 2 {
                 continue;
             }
