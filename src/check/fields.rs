@@ -309,26 +309,39 @@ impl<'a> ModuleCx<'a> {
         )
     }
 
-    fn output_type(&mut self, def: &ast::StepDef) -> Option<Ty> {
-        def.fields.iter().find_map(|f| match &f.value {
-            FieldValue::Type(_) => match &self.sk_result_output(def) {
-                Some(t) => Some(t.clone()),
-                None => Some(Ty::Json),
-            },
-            _ => None,
+    /// The declared `output` type, read off the result type computed in `result_type`.
+    fn output_type(&self, def: &ast::StepDef, sk: &SkillCx<'a>, id: usize) -> Option<Ty> {
+        if !def
+            .fields
+            .iter()
+            .any(|f| matches!(f.value, FieldValue::Type(_)))
+        {
+            return None;
+        }
+        Some(match &sk.state.nodes[id].ty {
+            Ty::Record(rec) if def.kind.name != "script" => {
+                rec.field("output").cloned().unwrap_or(Ty::Error)
+            }
+            other => other.clone(),
         })
     }
 
-    fn sk_result_output(&mut self, def: &ast::StepDef) -> Option<Ty> {
-        let t = def.fields.iter().find_map(|f| match &f.value {
-            FieldValue::Type(t) => Some(t.clone()),
-            _ => None,
-        })?;
-        // Types were reported when the result type was computed; resolve quietly.
-        let before = self.diags.len();
-        let ty = self.resolve_type(&t);
-        self.diags.truncate(before);
-        Some(ty)
+    /// A required template field; reports E0308 when it is absent.
+    fn required_text(
+        &mut self,
+        def: &ast::StepDef,
+        key: &str,
+        example: &str,
+        id: usize,
+        sk: &mut SkillCx<'a>,
+    ) -> Value {
+        let field = def.fields.iter().find(|f| f.key.name == key);
+        if field.is_none() {
+            let what = format!("`{}` step `{}`", def.kind.name, def.name.name);
+            self.missing(def.name.span, &what, key, example);
+        }
+        self.text(field, id, sk)
+            .unwrap_or(Value::Const(serde_json::Value::Null))
     }
 
     fn run_step(
@@ -407,7 +420,7 @@ impl<'a> ModuleCx<'a> {
             command,
             stdin,
             cwd,
-            output: self.output_type(def),
+            output: self.output_type(def, sk, id),
             snapshot,
             sandbox,
         })
@@ -476,17 +489,7 @@ impl<'a> ModuleCx<'a> {
                 None
             }
         };
-        if get("prompt").is_none() {
-            self.missing(
-                def.name.span,
-                &format!("`llm` step `{}`", def.name.name),
-                "prompt",
-                "prompt: \"...\"",
-            );
-        }
-        let prompt = self
-            .text(get("prompt"), id, sk)
-            .unwrap_or(Value::Const(serde_json::Value::Null));
+        let prompt = self.required_text(def, "prompt", "prompt: \"...\"", id, sk);
         let system = self.text(get("system"), id, sk);
         let temperature = get("temperature").and_then(|f| self.lit_float(f, 0.0, 2.0, Code::E0318));
         let max_tokens = get("max_tokens")
@@ -516,7 +519,7 @@ impl<'a> ModuleCx<'a> {
             model,
             system,
             prompt,
-            output: self.output_type(def),
+            output: self.output_type(def, sk, id),
             temperature,
             max_tokens,
         })
@@ -529,17 +532,7 @@ impl<'a> ModuleCx<'a> {
         sk: &mut SkillCx<'a>,
     ) -> StepKind {
         let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
-        if get("prompt").is_none() {
-            self.missing(
-                def.name.span,
-                &format!("`approval` step `{}`", def.name.name),
-                "prompt",
-                "prompt: \"Deploy?\"",
-            );
-        }
-        let prompt = self
-            .text(get("prompt"), id, sk)
-            .unwrap_or(Value::Const(serde_json::Value::Null));
+        let prompt = self.required_text(def, "prompt", "prompt: \"Deploy?\"", id, sk);
         let timeout_ms = get("timeout").and_then(|f| match &f.value {
             FieldValue::Expr(ast::Expr {
                 kind: ExprKind::Duration(ms),
@@ -679,7 +672,7 @@ impl<'a> ModuleCx<'a> {
 
     fn script_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {
         let field = def.fields.iter().find(|f| f.key.name == "code");
-        let output = self.output_type(def);
+        let output = self.output_type(def, sk, id);
         let Some(field) = field else {
             self.missing(
                 def.name.span,

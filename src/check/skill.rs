@@ -339,13 +339,7 @@ impl<'a> ModuleCx<'a> {
                 {
                     parallel = n.min(u32::MAX as i64) as u32;
                 }
-                let mut scope = NodeScope {
-                    state: &mut sk.state,
-                    at: Some(id),
-                    mode: Mode::Header,
-                };
-                // Already type-checked in `node_types`; compile only (no new diagnostics).
-                let _ = &mut scope;
+                // Type-checked in `node_types`; only compiled here.
                 let elem = sk.state.nodes[id].ty.clone();
                 let iter = self.compile(&f.iter, elem.clone().list_of());
                 ir::NodeKind::For {
