@@ -5,7 +5,9 @@
 pub mod check;
 pub mod cli;
 pub mod diag;
+pub mod exec;
 pub mod ir;
+pub mod journal;
 pub mod source;
 pub mod span;
 pub mod syntax;

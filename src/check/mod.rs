@@ -12,7 +12,7 @@ mod loader;
 mod module;
 mod rhai_gen;
 mod scope;
-mod script;
+pub mod script;
 mod skill;
 mod template;
 mod types;

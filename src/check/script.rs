@@ -87,7 +87,7 @@ fn line_col_offset(text: &str, line: usize, col: usize) -> usize {
 }
 
 /// The identifiers of rhai code outside strings and comments.
-fn identifiers(code: &str) -> BTreeSet<&str> {
+pub fn identifiers(code: &str) -> BTreeSet<&str> {
     let bytes = code.as_bytes();
     let mut out = BTreeSet::new();
     let mut i = 0;

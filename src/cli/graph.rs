@@ -1,8 +1,6 @@
 //! `flowc graph`: a skill's compiled graph as Graphviz dot or Mermaid.
 
-use super::{EXIT_FAILED, EXIT_USAGE, term_width, write_stdout};
-use crate::check::{FsLoader, check_files};
-use crate::diag::{Format, RenderOptions, Severity, render};
+use super::write_stdout;
 use crate::ir::{Graph, NodeId, NodeKind, Skill, StepKind};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -30,53 +28,13 @@ pub struct GraphArgs {
 
 /// Compiles the file and prints the graph.
 pub fn run(args: &GraphArgs, color: bool) -> u8 {
-    let out = check_files(&FsLoader, std::slice::from_ref(&args.file));
-    if let Some((path, reason)) = out.unreadable.first() {
-        eprintln!("error: cannot read `{path}`: {reason}");
-        return EXIT_USAGE;
-    }
-    let opts = RenderOptions {
-        color,
-        width: term_width(),
-    };
-    for diag in out
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity() == Severity::Error)
-    {
-        eprint!("{}", render(diag, &out.sources, Format::Human, opts));
-    }
-    let Some(program) = out.files.first().and_then(|f| f.program.as_ref()) else {
-        eprintln!("error: `{}` does not compile", args.file.display());
-        return EXIT_FAILED;
-    };
-    let Some(skill) = program.entry_skill(args.skill.as_deref()) else {
-        let names: Vec<String> = program
-            .entry
-            .iter()
-            .filter_map(|k| program.skills.get(k))
-            .map(|s| format!("`{}`", s.name))
-            .collect();
-        match &args.skill {
-            Some(name) => eprintln!(
-                "error: no skill `{name}` in `{}`; it has {}",
-                args.file.display(),
-                names.join(", ")
-            ),
-            None if names.is_empty() => {
-                eprintln!("error: `{}` defines no skill", args.file.display())
-            }
-            None => eprintln!(
-                "error: `{}` has several skills ({}); name one",
-                args.file.display(),
-                names.join(", ")
-            ),
-        }
-        return EXIT_USAGE;
+    let skill = match super::compile::compile_entry(&args.file, args.skill.as_deref(), color) {
+        Ok((_, skill)) => skill,
+        Err(code) => return code,
     };
     let text = match args.format {
-        GraphFormat::Dot => dot(skill),
-        GraphFormat::Mermaid => mermaid(skill),
+        GraphFormat::Dot => dot(&skill),
+        GraphFormat::Mermaid => mermaid(&skill),
     };
     write_stdout(text.as_bytes())
 }

@@ -1,8 +1,13 @@
 //! The command line: argument parsing and one module per subcommand.
 
 mod check;
+mod compile;
 mod explain;
 mod graph;
+mod inspect;
+mod progress;
+mod queue;
+mod run;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -55,6 +60,48 @@ pub enum Command {
         after_help = "Examples:\n  flowc graph workflows/fix_failing_test.flow | dot -Tsvg > flow.svg\n  flowc graph workflows/release.flow release --format mermaid"
     )]
     Graph(graph::GraphArgs),
+    /// Run a skill, or continue a run with --resume.
+    #[command(
+        after_help = "Examples:\n  flowc run workflows/repo_health.flow\n  flowc run workflows/fix_failing_test.flow -i test=parser::tests::empty\n  flowc run release.flow --inputs inputs.yaml --no-input\n  flowc run --resume                 continue the latest unfinished run\n  flowc run --resume 20261121-1030 --explain\n\nExit status: 0 succeeded, 1 failed, 2 usage or compile error, 75 paused (a person must decide), 130 interrupted."
+    )]
+    Run(run::RunArgs),
+    /// List runs in the journal, newest first.
+    #[command(after_help = "Examples:\n  flowc runs\n  flowc runs --json | jq '.[0].id'")]
+    Runs(inspect::RunsArgs),
+    /// Show every step instance of a run: status, attempts, duration, last error.
+    #[command(
+        after_help = "Examples:\n  flowc status 20261121-103000-ab12cd\n  flowc status 2026 --json"
+    )]
+    Status(inspect::StatusArgs),
+    /// Show a run's events and step output.
+    #[command(
+        after_help = "Examples:\n  flowc log RUN\n  flowc log RUN build --attempt 2\n  flowc log RUN 'repair#2/verify'"
+    )]
+    Log(inspect::LogArgs),
+    /// Rebuild a run's state from its events and compare it with the stored state.
+    #[command(after_help = "Exit status: 0 when the journal verifies, 1 listing every difference.")]
+    Replay(inspect::ReplayArgs),
+    /// List items waiting for a person, across runs.
+    #[command(after_help = "Examples:\n  flowc approvals\n  flowc approvals --json")]
+    Approvals(queue::ApprovalsArgs),
+    /// Approve a waiting approval step or policy approval.
+    #[command(
+        after_help = "Examples:\n  flowc approve RUN review --comment 'looks good'\n  flowc run --resume RUN"
+    )]
+    Approve(queue::DecideArgs),
+    /// Reject a waiting item (for an escalation: abort the run).
+    #[command(
+        after_help = "Examples:\n  flowc reject RUN review --reason 'touches the public API'"
+    )]
+    Reject(queue::DecideArgs),
+    /// Give an escalated step a fresh budget of attempts.
+    #[command(after_help = "Examples:\n  flowc retry RUN deploy\n  flowc run --resume RUN")]
+    Retry(queue::DecideArgs),
+    /// Skip an escalated step, optionally giving its result.
+    #[command(
+        after_help = "Examples:\n  flowc skip RUN flaky_check\n  flowc skip RUN fetch --output '{\"exit_code\": 0, \"stdout\": \"\", \"stderr\": \"\", \"duration\": 0, \"output\": null}'"
+    )]
+    Skip(queue::DecideArgs),
     /// Explain a diagnostic code, with an example; without a code, list them all.
     #[command(after_help = "Examples:\n  flowc explain E0301\n  flowc explain")]
     Explain {
@@ -94,6 +141,16 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check(args) => check::run(&args, color),
         Command::Graph(args) => graph::run(&args, color),
+        Command::Run(args) => run::run(&args, color),
+        Command::Runs(args) => inspect::runs(&args),
+        Command::Status(args) => inspect::status(&args),
+        Command::Log(args) => inspect::log(&args),
+        Command::Replay(args) => inspect::replay(&args),
+        Command::Approvals(args) => queue::approvals(&args),
+        Command::Approve(args) => queue::decide(queue::Verb::Approve, &args),
+        Command::Reject(args) => queue::decide(queue::Verb::Reject, &args),
+        Command::Retry(args) => queue::decide(queue::Verb::Retry, &args),
+        Command::Skip(args) => queue::decide(queue::Verb::Skip, &args),
         Command::Explain { code } => explain::run(code.as_deref()),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
@@ -102,6 +159,55 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// Where the journal is: `--journal`, else `FLOWC_JOURNAL`, else `.flowc/journal.db`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JournalArgs {
+    /// The journal database (default: `$FLOWC_JOURNAL`, else `.flowc/journal.db`).
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+}
+
+/// The default journal location, under the current directory.
+pub const DEFAULT_JOURNAL: &str = ".flowc/journal.db";
+
+impl JournalArgs {
+    /// The journal path to use.
+    pub fn path(&self) -> PathBuf {
+        self.journal
+            .clone()
+            .or_else(|| {
+                std::env::var_os("FLOWC_JOURNAL")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL))
+    }
+
+    /// Whether the default location is used (so messages need not repeat it).
+    pub fn is_default(&self) -> bool {
+        self.path() == std::path::Path::new(DEFAULT_JOURNAL)
+    }
+
+    /// Creates `.flowc/` for the default location; other directories must exist.
+    pub fn ensure_dir(&self) -> Result<(), String> {
+        let path = self.path();
+        let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if self.is_default() {
+            return std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()));
+        }
+        Err(format!(
+            "the journal's directory `{}` does not exist; create it or pass another `--journal PATH`",
+            dir.display()
+        ))
+    }
 }
 
 /// Writes to stdout; a closed pipe is not an error worth reporting.

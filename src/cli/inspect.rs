@@ -1,0 +1,295 @@
+//! `flowc runs`, `status`, `log` and `replay`: reading the journal.
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, JournalArgs, write_stdout};
+use crate::ir::format_ms;
+use crate::journal::{Journal, JournalError, RunRow, now_ms, timestamp};
+use std::fmt::Write;
+
+/// Arguments of `flowc runs`.
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub journal: JournalArgs,
+}
+
+/// Arguments of `flowc status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The run id (or a unique prefix).
+    pub run: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub journal: JournalArgs,
+}
+
+/// Arguments of `flowc log`.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// The run id (or a unique prefix).
+    pub run: String,
+    /// Only this step instance (e.g. `build`, `repair#2/verify`, `lint[3]/check`).
+    pub step: Option<String>,
+    /// Only this attempt.
+    #[arg(long)]
+    pub attempt: Option<u32>,
+    #[command(flatten)]
+    pub journal: JournalArgs,
+}
+
+/// Arguments of `flowc replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The run id (or a unique prefix).
+    pub run: String,
+    #[command(flatten)]
+    pub journal: JournalArgs,
+}
+
+fn open(args: &JournalArgs) -> Result<Journal, u8> {
+    Journal::open_existing(&args.path()).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    })
+}
+
+fn fail(e: &JournalError) -> u8 {
+    eprintln!("error: {e}");
+    match e {
+        JournalError::NoRun { .. } => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    }
+}
+
+fn duration(row: &RunRow) -> String {
+    let end = row.finished_at.unwrap_or(if row.status == "running" {
+        now_ms()
+    } else {
+        row.updated_at
+    });
+    format_ms(end.saturating_sub(row.started_at).max(0) as u64)
+}
+
+/// `flowc runs`.
+pub fn runs(args: &RunsArgs) -> u8 {
+    let journal = match open(&args.journal) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let rows = match journal.runs() {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if args.json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "skill": r.skill, "file": r.file, "status": r.status,
+                    "started_at": r.started_at, "finished_at": r.finished_at,
+                    "duration_ms": r.finished_at.map(|f| f - r.started_at),
+                })
+            })
+            .collect();
+        return write_stdout(format!("{}\n", serde_json::Value::Array(list)).as_bytes());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<20} {:<12} {:<20} {:>9}  FILE",
+        "RUN", "SKILL", "STATUS", "STARTED (UTC)", "DURATION"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<20} {:<12} {:<20} {:>9}  {}",
+            r.id,
+            r.skill,
+            r.status,
+            timestamp(r.started_at),
+            duration(r),
+            r.file
+        );
+    }
+    if rows.is_empty() {
+        out = "no runs yet\n".into();
+    }
+    write_stdout(out.as_bytes())
+}
+
+/// `flowc status RUN`.
+pub fn status(args: &StatusArgs) -> u8 {
+    let journal = match open(&args.journal) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let (run, nodes) = match journal
+        .resolve_run(&args.run)
+        .and_then(|id| Ok((journal.run(&id)?, journal.nodes(&id)?)))
+    {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    if args.json {
+        let v = serde_json::json!({ "run": run, "nodes": nodes });
+        return write_stdout(format!("{v}\n").as_bytes());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {} · skill {} · {} · {} · {}",
+        run.id,
+        run.skill,
+        run.file,
+        run.status,
+        duration(&run)
+    );
+    if let Some(e) = &run.error {
+        let _ = writeln!(out, "error: {e}");
+    }
+    let _ = writeln!(
+        out,
+        "{:<36} {:<9} {:<12} {:>8} {:>9}  LAST ERROR",
+        "STEP", "KIND", "STATUS", "ATTEMPTS", "DURATION"
+    );
+    for n in &nodes {
+        let took = match (n.started_at, n.finished_at) {
+            (Some(s), Some(f)) => format_ms(f.saturating_sub(s).max(0) as u64),
+            _ => "-".into(),
+        };
+        let err = n
+            .error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .unwrap_or("");
+        let _ = writeln!(
+            out,
+            "{:<36} {:<9} {:<12} {:>8} {:>9}  {}",
+            n.key, n.kind, n.status, n.attempt, took, err
+        );
+    }
+    if let Some(o) = &run.output {
+        let _ = writeln!(out, "output: {o}");
+    }
+    write_stdout(out.as_bytes())
+}
+
+/// `flowc log RUN [STEP]`.
+pub fn log(args: &LogArgs) -> u8 {
+    let journal = match open(&args.journal) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let events = match journal
+        .resolve_run(&args.run)
+        .and_then(|id| journal.events(&id))
+    {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
+    if let Some(step) = &args.step
+        && !events
+            .iter()
+            .any(|e| e.node.as_deref() == Some(step.as_str()))
+    {
+        eprintln!(
+            "error: run `{}` has no step instance `{step}` (see `flowc status {}`)",
+            args.run, args.run
+        );
+        return EXIT_USAGE;
+    }
+    let mut out = String::new();
+    for e in &events {
+        if args
+            .step
+            .as_deref()
+            .is_some_and(|s| e.node.as_deref() != Some(s))
+        {
+            continue;
+        }
+        if args.attempt.is_some() && e.attempt != args.attempt {
+            continue;
+        }
+        let node = e.node.as_deref().unwrap_or("-");
+        let at = timestamp(e.at);
+        match e.kind.as_str() {
+            "output" => {
+                let _ = writeln!(
+                    out,
+                    "{at} {node} attempt {} output (exit {}):",
+                    e.attempt.unwrap_or(0),
+                    e.data["exit_code"]
+                );
+                for (name, key) in [("stdout", "stdout"), ("stderr", "stderr")] {
+                    let text = e.data[key].as_str().unwrap_or_default();
+                    if !text.is_empty() {
+                        let _ = writeln!(out, "  --- {name}");
+                        for line in text.lines() {
+                            let _ = writeln!(out, "  {line}");
+                        }
+                    }
+                }
+            }
+            "node_status" => {
+                let mut line = format!(
+                    "{at} {node} {}",
+                    e.data["status"].as_str().unwrap_or_default()
+                );
+                if let Some(a) = e.attempt {
+                    let _ = write!(line, " (attempt {a})");
+                }
+                for k in ["error", "feedback"] {
+                    if let Some(t) = e.data[k].as_str() {
+                        let _ = write!(line, " {k}: {}", t.lines().next().unwrap_or_default());
+                        break;
+                    }
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            kind => {
+                let _ = writeln!(out, "{at} {node} {kind} {}", e.data);
+            }
+        }
+    }
+    write_stdout(out.as_bytes())
+}
+
+/// `flowc replay RUN`: exit 1 listing every difference.
+pub fn replay(args: &ReplayArgs) -> u8 {
+    let journal = match open(&args.journal) {
+        Ok(j) => j,
+        Err(c) => return c,
+    };
+    let id = match journal.resolve_run(&args.run) {
+        Ok(id) => id,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = journal.integrity_check() {
+        return fail(&e);
+    }
+    match journal.replay(&id) {
+        Ok(diffs) if diffs.is_empty() => {
+            let events = journal.events(&id).map(|e| e.len()).unwrap_or(0);
+            write_stdout(
+                format!("run {id} verifies: {events} events rebuild the stored state exactly\n")
+                    .as_bytes(),
+            );
+            EXIT_OK
+        }
+        Ok(diffs) => {
+            eprintln!("run {id} does not verify: {} difference(s)", diffs.len());
+            for d in diffs {
+                eprintln!(
+                    "  {} · {}: stored {} · replayed {}",
+                    d.row, d.column, d.stored, d.replayed
+                );
+            }
+            EXIT_FAILED
+        }
+        Err(e) => fail(&e),
+    }
+}

@@ -1,0 +1,237 @@
+//! Progress views of `flowc run`: a live terminal view, plain lines, or NDJSON events.
+
+use crate::exec::Observer;
+use crate::journal::NewEvent;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// One readable line for a node status change, or `None` for bookkeeping states.
+fn describe(event: &NewEvent, started: &mut HashMap<String, Instant>) -> Option<String> {
+    let key = event.node.as_deref().unwrap_or("");
+    let data = &event.data;
+    let attempt = event
+        .attempt
+        .map(|a| format!(" (attempt {a})"))
+        .unwrap_or_default();
+    let first = |k: &str| {
+        data[k]
+            .as_str()
+            .and_then(|s| s.lines().next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    match event.kind {
+        "node_status" => {
+            let status = data["status"].as_str().unwrap_or_default();
+            let elapsed = || {
+                started
+                    .get(key)
+                    .map(|t| {
+                        format!(
+                            " in {}",
+                            crate::ir::format_ms(t.elapsed().as_millis() as u64)
+                        )
+                    })
+                    .unwrap_or_default()
+            };
+            Some(match status {
+                "running" => {
+                    started.entry(key.to_string()).or_insert_with(Instant::now);
+                    format!("▶ {key} running{attempt}")
+                }
+                "succeeded" => format!("✓ {key} succeeded{}", elapsed()),
+                "rejected" => format!("✗ {key} not accepted{attempt}: {}", first("feedback")),
+                "failed" => format!("✗ {key} failed{attempt}: {}", first("error")),
+                "retrying" => format!("↻ {key} retrying"),
+                "waiting" => format!("⏸ {key} waiting for a person"),
+                "skipped" => format!("– {key} skipped"),
+                "cancelled" => format!("■ {key} cancelled"),
+                "interrupted" => format!("■ {key} interrupted"),
+                _ => return None,
+            })
+        }
+        "approval_requested" => Some(format!("? {key}: {}", first("prompt"))),
+        "approval_decided" => Some(format!(
+            "! {key}: {} by {}",
+            data["decision"].as_str().unwrap_or_default(),
+            data["by"].as_str().unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+fn explain_line(key: &str, reused: bool, why: &str) -> String {
+    if reused {
+        format!("= {key} reused: {why}")
+    } else {
+        format!("↺ {key} runs again: {why}")
+    }
+}
+
+/// One line per state change on stderr (not a terminal, or inline questions).
+#[derive(Debug, Default)]
+pub struct Lines {
+    started: HashMap<String, Instant>,
+    explain: bool,
+}
+
+impl Lines {
+    /// A line view; `explain` prints resume decisions.
+    pub fn new(explain: bool) -> Lines {
+        Lines {
+            started: HashMap::new(),
+            explain,
+        }
+    }
+}
+
+impl Observer for Lines {
+    fn event(&mut self, event: &NewEvent) {
+        if let Some(line) = describe(event, &mut self.started) {
+            eprintln!("{line}");
+        }
+    }
+
+    fn explain(&mut self, key: &str, reused: bool, why: &str) {
+        if self.explain {
+            eprintln!("{}", explain_line(key, reused, why));
+        }
+    }
+}
+
+/// Every journaled event as one JSON object per line on stdout.
+#[derive(Debug, Default)]
+pub struct JsonLines;
+
+impl Observer for JsonLines {
+    fn event(&mut self, event: &NewEvent) {
+        let line = serde_json::json!({
+            "kind": event.kind,
+            "run_id": event.run_id,
+            "node": event.node,
+            "attempt": event.attempt,
+            "data": event.data,
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+
+    fn explain(&mut self, key: &str, reused: bool, why: &str) {
+        let line =
+            serde_json::json!({ "kind": "explain", "node": key, "reused": reused, "why": why });
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+}
+
+/// A live terminal view: finished steps scroll above a status line showing
+/// what runs, the counts, elapsed time and the tail of the latest output.
+pub struct Live {
+    bar: indicatif::ProgressBar,
+    started: HashMap<String, Instant>,
+    running: BTreeMap<String, u32>,
+    done: usize,
+    failed: usize,
+    tail: String,
+    explain: bool,
+}
+
+impl Live {
+    /// A live view on stderr.
+    pub fn new(explain: bool) -> Live {
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Live {
+            bar,
+            started: HashMap::new(),
+            running: BTreeMap::new(),
+            done: 0,
+            failed: 0,
+            tail: String::new(),
+            explain,
+        }
+    }
+
+    fn redraw(&self) {
+        let running: Vec<String> = self
+            .running
+            .iter()
+            .take(4)
+            .map(|(k, a)| {
+                if *a > 1 {
+                    format!("{k} (attempt {a})")
+                } else {
+                    k.clone()
+                }
+            })
+            .collect();
+        let more = self.running.len().saturating_sub(4);
+        let mut msg = format!(
+            "{} done, {} failed · running: {}",
+            self.done,
+            self.failed,
+            running.join(", ")
+        );
+        if more > 0 {
+            msg.push_str(&format!(" +{more}"));
+        }
+        if !self.tail.is_empty() {
+            msg.push_str(" · ");
+            msg.push_str(&self.tail);
+        }
+        self.bar.set_message(msg);
+    }
+}
+
+impl Observer for Live {
+    fn event(&mut self, event: &NewEvent) {
+        if event.kind == "node_status"
+            && let Some(key) = &event.node
+        {
+            match event.data["status"].as_str().unwrap_or_default() {
+                "running" => {
+                    self.running.insert(key.clone(), event.attempt.unwrap_or(1));
+                }
+                "succeeded" | "skipped" => {
+                    self.running.remove(key);
+                    self.done += 1;
+                }
+                "failed" | "cancelled" | "interrupted" | "waiting" | "retrying" | "rejected" => {
+                    self.running.remove(key);
+                    if event.data["status"] == "failed" {
+                        self.failed += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(line) = describe(event, &mut self.started)
+            && !line.starts_with('▶')
+        {
+            self.bar.println(line);
+        }
+        self.redraw();
+    }
+
+    fn tail(&mut self, _key: &str, line: &str) {
+        self.tail = line.chars().take(80).collect();
+        self.redraw();
+    }
+
+    fn explain(&mut self, key: &str, reused: bool, why: &str) {
+        if self.explain {
+            self.bar.println(explain_line(key, reused, why));
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,335 @@
+//! The work of one attempt, run off the scheduler: processes, scripts, waits.
+//!
+//! Each function returns the step's result (the kind's result record) or an
+//! error message; none of them touches the journal.
+
+use super::eval::{Evaluator, validate};
+use crate::ir::{CompiledExpr, Ty};
+use serde_json::{Value as Json, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+
+/// Largest stdout or stderr kept in memory and in the result; the tail is kept.
+pub const CAPTURE_CAP: usize = super::super::journal::OUTPUT_CAP;
+
+/// What a finished attempt reports.
+#[derive(Debug)]
+pub enum AttemptEnd {
+    /// The step produced a result (acceptance is checked by the scheduler).
+    Result(Json),
+    /// The attempt failed (could not start, timed out, crashed); the result, if any, is kept.
+    Error(String, Option<Json>),
+    /// It was cancelled (run failing, interrupted).
+    Cancelled,
+}
+
+/// A `run` step attempt, fully rendered.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// `sh -c` text, or program and arguments.
+    pub argv: Vec<String>,
+    /// Standard input.
+    pub stdin: Option<String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Type of the JSON expected on stdout.
+    pub output: Option<Ty>,
+}
+
+/// Captured output: the tail within the cap, and whether anything was dropped.
+#[derive(Debug, Default)]
+struct Capture {
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+impl Capture {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        if self.bytes.len() > CAPTURE_CAP * 2 {
+            let cut = self.bytes.len() - CAPTURE_CAP;
+            self.dropped += cut;
+            self.bytes.drain(..cut);
+        }
+    }
+
+    fn finish(mut self) -> (String, bool) {
+        if self.bytes.len() > CAPTURE_CAP {
+            let cut = self.bytes.len() - CAPTURE_CAP;
+            self.dropped += cut;
+            self.bytes.drain(..cut);
+        }
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if self.dropped > 0 {
+            text.insert_str(
+                0,
+                &format!("[flowc: {} earlier bytes dropped]\n", self.dropped),
+            );
+        }
+        (text, self.dropped > 0)
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(
+    mut r: R,
+    tail: Option<mpsc::UnboundedSender<String>>,
+) -> Capture {
+    let mut cap = Capture::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut last_sent = Instant::now() - Duration::from_secs(1);
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                cap.push(&buf[..n]);
+                if let Some(tx) = &tail
+                    && last_sent.elapsed() > Duration::from_millis(100)
+                {
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+                        let _ = tx.send(line.trim_end().to_string());
+                        last_sent = Instant::now();
+                    }
+                }
+            }
+        }
+    }
+    cap
+}
+
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Runs a process in its own process group; kills the group on timeout or cancel.
+pub async fn run_process(
+    spec: ProcessSpec,
+    cancel: Arc<Notify>,
+    tail: Option<mpsc::UnboundedSender<String>>,
+) -> AttemptEnd {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return AttemptEnd::Error("`argv` is empty".into(), None);
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(if spec.stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let what = if spec
+                .cwd
+                .as_deref()
+                .is_some_and(|c| !std::path::Path::new(c).is_dir())
+            {
+                format!(
+                    "working directory `{}` does not exist",
+                    spec.cwd.as_deref().unwrap_or_default()
+                )
+            } else {
+                format!("cannot start `{program}`: {e}")
+            };
+            return AttemptEnd::Error(what, None);
+        }
+    };
+    let pid = child.id();
+    let stdin_task = match (child.stdin.take(), spec.stdin) {
+        (Some(mut w), Some(text)) => Some(tokio::spawn(async move {
+            let _ = w.write_all(text.as_bytes()).await;
+            let _ = w.shutdown().await;
+        })),
+        _ => None,
+    };
+    let out = child
+        .stdout
+        .take()
+        .map(|r| tokio::spawn(pump(r, tail.clone())));
+    let err = child.stderr.take().map(|r| tokio::spawn(pump(r, tail)));
+    enum Stop {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        Timeout,
+        Cancel,
+    }
+    let stop = tokio::select! {
+        status = child.wait() => Stop::Exited(status),
+        () = tokio::time::sleep(spec.timeout) => Stop::Timeout,
+        () = cancel.notified() => Stop::Cancel,
+    };
+    if !matches!(stop, Stop::Exited(_)) {
+        kill_group(pid);
+        let _ = child.kill().await;
+    } else {
+        // Reap stragglers the command left behind in its group.
+        kill_group(pid);
+    }
+    if let Some(t) = stdin_task {
+        t.abort();
+    }
+    let collect = |h: Option<tokio::task::JoinHandle<Capture>>| async move {
+        match h {
+            Some(h) => h.await.unwrap_or_default(),
+            None => Capture::default(),
+        }
+    };
+    let (stdout, out_trunc) = collect(out).await.finish();
+    let (stderr, err_trunc) = collect(err).await.finish();
+    let duration = started.elapsed().as_millis() as i64;
+    let exit_code = match &stop {
+        Stop::Exited(Ok(status)) => status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }),
+        _ => -1,
+    };
+    let mut result = json!({
+        "exit_code": exit_code,
+        "stdout": stdout,
+        "stderr": stderr,
+        "duration": duration,
+        "output": null,
+    });
+    match stop {
+        Stop::Cancel => return AttemptEnd::Cancelled,
+        Stop::Timeout => {
+            return AttemptEnd::Error(
+                format!(
+                    "timed out after {}",
+                    crate::ir::format_ms(spec.timeout.as_millis() as u64)
+                ),
+                Some(result),
+            );
+        }
+        Stop::Exited(Err(e)) => {
+            return AttemptEnd::Error(format!("waiting for the process failed: {e}"), Some(result));
+        }
+        Stop::Exited(Ok(_)) => {}
+    }
+    if let Some(ty) = &spec.output {
+        if out_trunc {
+            return AttemptEnd::Error(
+                format!(
+                    "stdout is longer than {CAPTURE_CAP} bytes, so it cannot be parsed as the declared output"
+                ),
+                Some(result),
+            );
+        }
+        let parsed: Json = match serde_json::from_str(result["stdout"].as_str().unwrap_or_default())
+        {
+            Ok(v) => v,
+            Err(e) => {
+                return AttemptEnd::Error(
+                    format!("stdout is not valid JSON for `output: {ty}`: {e}"),
+                    Some(result),
+                );
+            }
+        };
+        if let Err(e) = validate(&parsed, ty) {
+            return AttemptEnd::Error(
+                format!("stdout does not match `output: {ty}`: {e}"),
+                Some(result),
+            );
+        }
+        result["output"] = parsed;
+    }
+    let _ = err_trunc;
+    AttemptEnd::Result(result)
+}
+
+/// Runs a `script` step on a blocking thread.
+pub async fn run_script(
+    evaluator: Arc<Evaluator>,
+    ast: Arc<rhai::AST>,
+    names: Vec<String>,
+    values: HashMap<String, Json>,
+    output: Option<Ty>,
+    timeout: Duration,
+) -> AttemptEnd {
+    let task = tokio::task::spawn_blocking(move || {
+        let lookup = |n: &str| values.get(n).cloned();
+        evaluator.script(&names, &ast, &lookup)
+    });
+    match tokio::time::timeout(timeout, task).await {
+        Err(_) => AttemptEnd::Error(
+            format!(
+                "timed out after {}",
+                crate::ir::format_ms(timeout.as_millis() as u64)
+            ),
+            None,
+        ),
+        Ok(Err(e)) => AttemptEnd::Error(format!("script crashed: {e}"), None),
+        Ok(Ok(Err(e))) => AttemptEnd::Error(e, None),
+        Ok(Ok(Ok(value))) => match output.as_ref().map(|ty| (ty, validate(&value, ty))) {
+            Some((ty, Err(e))) => AttemptEnd::Error(
+                format!("the script's value does not match `output: {ty}`: {e}"),
+                Some(value),
+            ),
+            _ => AttemptEnd::Result(value),
+        },
+    }
+}
+
+/// A `wait` step: until a deadline, or until a condition holds.
+pub async fn run_wait(
+    deadline_ms: Option<i64>,
+    until: Option<(Arc<Evaluator>, CompiledExpr, HashMap<String, Json>, u64)>,
+    timeout: Duration,
+    cancel: Arc<Notify>,
+) -> AttemptEnd {
+    let started = Instant::now();
+    let work = async {
+        if let Some(deadline) = deadline_ms {
+            let left = deadline - crate::journal::now_ms();
+            if left > 0 {
+                tokio::time::sleep(Duration::from_millis(left as u64)).await;
+            }
+        }
+        if let Some((evaluator, expr, values, interval)) = &until {
+            loop {
+                let lookup = |n: &str| values.get(n).cloned();
+                match evaluator.condition(expr, &lookup) {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        tokio::time::sleep(Duration::from_millis((*interval).max(10))).await
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    };
+    tokio::select! {
+        r = work => match r {
+            Ok(()) => AttemptEnd::Result(json!({ "waited": started.elapsed().as_millis() as i64 })),
+            Err(e) => AttemptEnd::Error(e, None),
+        },
+        () = tokio::time::sleep(timeout) => AttemptEnd::Error(
+            format!("`until` did not hold within {}", crate::ir::format_ms(timeout.as_millis() as u64)),
+            None,
+        ),
+        () = cancel.notified() => AttemptEnd::Cancelled,
+    }
+}

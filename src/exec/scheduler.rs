@@ -1,0 +1,939 @@
+//! The scheduler: frames, node instances, the ready queue and the run's end.
+
+use super::attempt::AttemptEnd;
+use super::eval::Evaluator;
+use super::frame::{Frame, NodeState, Owner, Settle, Vars, hash};
+use super::observer::Observer;
+use crate::ir::{NodeId, NodeKind, Program, Skill, StepKind};
+use crate::journal::{ApprovalRow, Journal, JournalError, NewEvent, NodeRow, now_ms};
+use serde_json::{Value as Json, json};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue this run instead of starting a new one.
+    pub resume: Option<String>,
+    /// The skill's inputs, already typed.
+    pub inputs: serde_json::Map<String, Json>,
+    /// Ask for approvals on the terminal instead of pausing.
+    pub interactive: bool,
+    /// The display path of the flow file.
+    pub file: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every node settled and the return value was computed.
+    Succeeded,
+    /// A node failed (or a cap was hit).
+    Failed,
+    /// Waiting for a person.
+    Paused,
+    /// Stopped by a signal.
+    Interrupted,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The run id.
+    pub run_id: String,
+    /// How it ended.
+    pub end: RunEnd,
+    /// The skill's return value.
+    pub output: Option<Json>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Node instances reused from an earlier session of the run.
+    pub reused: usize,
+    /// Step attempts started in this session.
+    pub attempts: u64,
+}
+
+/// A person's decision on a queued item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Approve (approval steps and policy approvals).
+    Approve {
+        /// Who decided.
+        by: String,
+        /// Their comment.
+        comment: Option<String>,
+    },
+    /// Reject; for an escalation, abort the run.
+    Reject {
+        /// Who decided.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// Escalations: give the step a fresh attempt budget.
+    Retry {
+        /// Who decided.
+        by: String,
+    },
+    /// Escalations: skip the step, optionally with a result.
+    Skip {
+        /// Who decided.
+        by: String,
+        /// The result to use.
+        output: Option<Json>,
+    },
+}
+
+pub(super) type Task = Pin<Box<dyn Future<Output = Msg> + Send>>;
+
+/// What tasks report to the scheduler.
+pub(super) enum Msg {
+    Attempt {
+        inst: usize,
+        attempt: u32,
+        end: AttemptEnd,
+    },
+    Retry {
+        inst: usize,
+    },
+    Decision {
+        inst: usize,
+        decision: Decision,
+    },
+    Tail {
+        inst: usize,
+        line: String,
+    },
+    Interrupt,
+    Heartbeat,
+    RunTimeout,
+}
+
+/// Block-specific instance state.
+#[derive(Debug)]
+pub(super) enum IKind {
+    Step,
+    Loop {
+        iteration: u32,
+        max: u32,
+        feedback: String,
+    },
+    For {
+        elements: Vec<Json>,
+        next: usize,
+        live: usize,
+        parallel: usize,
+        results: Vec<Option<Arc<Vars>>>,
+        failed: Option<(String, String)>,
+    },
+}
+
+/// One node instance.
+#[derive(Debug)]
+pub(super) struct Inst {
+    pub key: String,
+    pub frame: usize,
+    pub node: NodeId,
+    pub attempt: u32,
+    pub budget: u32,
+    pub feedback: String,
+    pub input_hash: String,
+    pub result: Option<Json>,
+    pub cancel: Option<Arc<Notify>>,
+    pub child: Option<usize>,
+    pub done: bool,
+    pub kind: IKind,
+    /// Waiting for a person: the kind of item.
+    pub asking: Option<&'static str>,
+    /// A wait step's deadline, journaled so a resumed run waits only for the rest.
+    pub deadline: Option<i64>,
+}
+
+pub(super) enum Work {
+    Start(usize, NodeId),
+    FrameEnd(usize),
+}
+
+/// The scheduler's state for one session of a run.
+pub(super) struct Runner<'o> {
+    pub run_id: String,
+    pub program: Arc<Program>,
+    pub journal: Journal,
+    pub eval: Arc<Evaluator>,
+    pub frames: Vec<Frame>,
+    pub insts: Vec<Inst>,
+    pub work: VecDeque<Work>,
+    pub events: Vec<NewEvent>,
+    pub spawn: Vec<Task>,
+    pub launch: VecDeque<usize>,
+    pub tx: mpsc::UnboundedSender<Msg>,
+    pub running: usize,
+    pub timers: usize,
+    pub prompts: VecDeque<usize>,
+    pub prompting: bool,
+    pub waiting: usize,
+    pub status: HashMap<String, String>,
+    pub prior: HashMap<String, NodeRow>,
+    pub prior_approvals: HashMap<String, ApprovalRow>,
+    pub steps_run: u64,
+    pub reused: usize,
+    pub root_policy: Arc<crate::ir::Policy>,
+    pub stop: Option<(RunEnd, String)>,
+    pub interactive: bool,
+    pub observer: &'o mut dyn Observer,
+    pub root_done: Option<Result<Json, String>>,
+}
+
+fn new_run_id() -> String {
+    let ms = now_ms();
+    let stamp: String = crate::journal::timestamp(ms)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let salt = hash(&[
+        &ms.to_string(),
+        &std::process::id().to_string(),
+        &format!("{:?}", std::time::Instant::now()),
+    ]);
+    format!("{}-{}-{}", &stamp[..8], &stamp[8..], &salt[..6])
+}
+
+/// Runs (or resumes) `skill` of `program`, journaling to `journal`.
+pub async fn execute(
+    program: Arc<Program>,
+    skill: Arc<Skill>,
+    mut journal: Journal,
+    opts: RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<RunReport, JournalError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let resuming = opts.resume.is_some();
+    let run_id = match &opts.resume {
+        Some(id) => id.clone(),
+        None => new_run_id(),
+    };
+    journal.acquire_lease(&run_id)?;
+    let mut prior = HashMap::new();
+    let mut prior_approvals = HashMap::new();
+    let mut status = HashMap::new();
+    if resuming {
+        for row in journal.nodes(&run_id)? {
+            status.insert(row.key.clone(), row.status.clone());
+            prior.insert(row.key.clone(), row);
+        }
+        for row in journal.approvals(Some(&run_id))? {
+            prior_approvals.insert(row.node.clone(), row);
+        }
+    }
+    let mut runner = Runner {
+        run_id: run_id.clone(),
+        program,
+        journal,
+        eval: Arc::new(Evaluator::new()),
+        frames: Vec::new(),
+        insts: Vec::new(),
+        work: VecDeque::new(),
+        events: Vec::new(),
+        spawn: Vec::new(),
+        launch: VecDeque::new(),
+        tx: tx.clone(),
+        running: 0,
+        timers: 0,
+        prompts: VecDeque::new(),
+        prompting: false,
+        waiting: 0,
+        status,
+        prior,
+        prior_approvals,
+        steps_run: 0,
+        reused: 0,
+        root_policy: skill.policy.clone(),
+        stop: None,
+        interactive: opts.interactive,
+        observer,
+        root_done: None,
+    };
+    if resuming {
+        runner.push(NewEvent::run(&run_id, "run_resumed", json!({})));
+    } else {
+        runner.push(NewEvent::run(
+            &run_id,
+            "run_started",
+            json!({ "skill": skill.name, "file": opts.file, "inputs": opts.inputs }),
+        ));
+    }
+    let vars = Vars::child(None);
+    for (k, v) in &opts.inputs {
+        vars.set(k, v.clone());
+    }
+    let ctx = hash(&[&Json::Object(opts.inputs.clone()).to_string()]);
+    runner.new_frame(Frame::new(
+        skill.clone(),
+        None,
+        String::new(),
+        vars,
+        ctx,
+        Owner::Root,
+        0,
+    ));
+    spawn_signal_watch(tx.clone());
+    let beat = tx.clone();
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(
+                crate::journal::LEASE_HEARTBEAT_MS as u64,
+            ))
+            .await;
+            if beat.send(Msg::Heartbeat).is_err() {
+                break;
+            }
+        }
+    });
+    let limit = tx.clone();
+    let timeout_ms = skill.policy.run_timeout_ms;
+    let run_timer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(timeout_ms)).await;
+        let _ = limit.send(Msg::RunTimeout);
+    });
+    let result = runner.drive(&mut rx).await;
+    heartbeat.abort();
+    run_timer.abort();
+    let _ = runner.journal.release_lease(&run_id);
+    result
+}
+
+fn spawn_signal_watch(tx: mpsc::UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            if count > 1 {
+                eprintln!("flowc: interrupted again, exiting at once");
+                std::process::exit(130);
+            }
+            if tx.send(Msg::Interrupt).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+impl Runner<'_> {
+    /// Queues an event for the next commit.
+    pub fn push(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+
+    /// Queues a node status change, tracking the status locally.
+    pub fn set_status(&mut self, key: &str, status: &str, attempt: Option<u32>, extra: Json) {
+        let mut data = match extra {
+            Json::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        data.insert("status".into(), json!(status));
+        self.status.insert(key.to_string(), status.to_string());
+        let event = NewEvent::node(
+            &self.run_id,
+            "node_status",
+            key,
+            attempt,
+            Json::Object(data),
+        );
+        self.push(event);
+    }
+
+    /// Commits queued events, then starts the tasks they announce.
+    fn flush(&mut self) -> Result<(), JournalError> {
+        if !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            self.journal.append(&events)?;
+            for e in &events {
+                self.observer.event(e);
+            }
+        }
+        for task in self.spawn.drain(..) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let msg = task.await;
+                let _ = tx.send(msg);
+            });
+        }
+        Ok(())
+    }
+
+    pub fn new_frame(&mut self, frame: Frame) -> usize {
+        let id = self.frames.len();
+        let roots: Vec<NodeId> = frame
+            .order
+            .iter()
+            .copied()
+            .filter(|n| frame.deps_left.get(n) == Some(&0))
+            .collect();
+        let empty = frame.order.is_empty();
+        self.frames.push(frame);
+        for n in roots {
+            self.work.push_back(Work::Start(id, n));
+        }
+        if empty {
+            self.check_frame_end(id);
+        }
+        id
+    }
+
+    /// The value of `name` as seen from `frame`.
+    pub fn lookup(&self, frame: usize, name: &str) -> Option<Json> {
+        self.frames[frame].vars.get(name)
+    }
+
+    async fn drive(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Msg>,
+    ) -> Result<RunReport, JournalError> {
+        loop {
+            self.pump()?;
+            if let Some(done) = self.root_done.take() {
+                return self.finish(Some(done));
+            }
+            let idle =
+                self.running == 0 && self.timers == 0 && !self.prompting && self.spawn.is_empty();
+            if idle {
+                return self.finish(None);
+            }
+            let Some(msg) = rx.recv().await else {
+                return self.finish(None);
+            };
+            self.handle(msg)?;
+        }
+    }
+
+    /// Processes queued work and launches what may start, then commits.
+    fn pump(&mut self) -> Result<(), JournalError> {
+        loop {
+            while let Some(w) = self.work.pop_front() {
+                match w {
+                    Work::Start(frame, node) => self.start_node(frame, node),
+                    Work::FrameEnd(frame) => self.frame_ended(frame),
+                }
+            }
+            let cap = self.root_policy.max_parallel.max(1) as usize;
+            while self.running < cap && self.stop.is_none() {
+                let Some(inst) = self.launch.pop_front() else {
+                    break;
+                };
+                if self.insts[inst].done {
+                    continue;
+                }
+                self.launch_attempt(inst);
+            }
+            if self.stop.is_some() {
+                self.launch.clear();
+            }
+            self.next_prompt();
+            if self.work.is_empty() {
+                break;
+            }
+        }
+        self.flush()
+    }
+
+    fn handle(&mut self, msg: Msg) -> Result<(), JournalError> {
+        match msg {
+            Msg::Attempt { inst, attempt, end } => {
+                self.running = self.running.saturating_sub(1);
+                self.attempt_ended(inst, attempt, end);
+            }
+            Msg::Retry { inst } => {
+                self.timers = self.timers.saturating_sub(1);
+                if !self.insts[inst].done && !self.frames[self.insts[inst].frame].stopping {
+                    self.launch.push_back(inst);
+                } else if !self.insts[inst].done {
+                    self.cancel_inst(inst);
+                }
+            }
+            Msg::Decision { inst, decision } => {
+                self.prompting = false;
+                self.decide(inst, decision);
+            }
+            Msg::Tail { inst, line } => {
+                let key = self.insts[inst].key.clone();
+                self.observer.tail(&key, &line);
+            }
+            Msg::Interrupt => {
+                eprintln!(
+                    "flowc: interrupted; stopping running steps (press Ctrl-C again to exit at once)"
+                );
+                self.stop_run(RunEnd::Interrupted, "interrupted by a signal".into());
+            }
+            Msg::Heartbeat => self.journal.heartbeat(&self.run_id)?,
+            Msg::RunTimeout => {
+                let cap = crate::ir::format_ms(self.root_policy.run_timeout_ms);
+                self.stop_run(
+                    RunEnd::Failed,
+                    format!(
+                        "cap `run_timeout` ({cap}) of policy `{}` reached",
+                        self.root_policy.name
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops scheduling and cancels everything running.
+    pub fn stop_run(&mut self, end: RunEnd, why: String) {
+        if self.stop.is_none() {
+            self.stop = Some((end, why));
+        }
+        if !self.frames.is_empty() {
+            self.cancel_frame(0);
+        }
+    }
+
+    /// Ends the run: its status, output and summary.
+    fn finish(&mut self, done: Option<Result<Json, String>>) -> Result<RunReport, JournalError> {
+        let (end, output, error) = match (&self.stop, done) {
+            (Some((RunEnd::Interrupted, why)), _) => (RunEnd::Interrupted, None, Some(why.clone())),
+            (Some((end, why)), _) => (*end, None, Some(why.clone())),
+            (None, Some(Ok(out))) => (RunEnd::Succeeded, Some(out), None),
+            (None, Some(Err(e))) => (RunEnd::Failed, None, Some(e)),
+            (None, None) if self.waiting > 0 => (
+                RunEnd::Paused,
+                None,
+                Some(format!("waiting for a person on {} item(s)", self.waiting)),
+            ),
+            (None, None) => (
+                RunEnd::Failed,
+                None,
+                Some("the run stalled: no step can start (this is a flowc bug)".into()),
+            ),
+        };
+        let status = match end {
+            RunEnd::Succeeded => "succeeded",
+            RunEnd::Failed => "failed",
+            RunEnd::Paused => "paused",
+            RunEnd::Interrupted => "interrupted",
+        };
+        let event = NewEvent::run(
+            &self.run_id,
+            "run_status",
+            json!({ "status": status, "output": output, "error": error }),
+        );
+        self.push(event);
+        self.flush()?;
+        Ok(RunReport {
+            run_id: self.run_id.clone(),
+            end,
+            output,
+            error,
+            reused: self.reused,
+            attempts: self.steps_run,
+        })
+    }
+
+    /// The instance key of `node` in `frame`.
+    pub fn key_of(&self, frame: usize, node: NodeId) -> String {
+        let f = &self.frames[frame];
+        format!("{}{}", f.prefix, f.skill.nodes[node].name)
+    }
+
+    /// Makes `key` known to the journal and brings it to `ready`.
+    pub fn ensure_ready(&mut self, key: &str, name: &str, kind: &str) {
+        let current = self.status.get(key).cloned();
+        match current.as_deref() {
+            None => {
+                let event = NewEvent::node(
+                    &self.run_id,
+                    "node_added",
+                    key,
+                    None,
+                    json!({ "name": name, "kind": kind }),
+                );
+                self.push(event);
+                self.status.insert(key.to_string(), "pending".into());
+                self.set_status(key, "ready", None, json!({}));
+            }
+            Some("ready") => {}
+            Some("pending" | "interrupted" | "stale") => {
+                self.set_status(key, "ready", None, json!({}))
+            }
+            Some("running" | "retrying" | "waiting" | "rejected") => {
+                self.set_status(key, "interrupted", None, json!({}));
+                self.set_status(key, "ready", None, json!({}));
+            }
+            Some(_) => {
+                self.set_status(key, "stale", None, json!({}));
+                self.set_status(key, "ready", None, json!({}));
+            }
+        }
+    }
+
+    fn start_node(&mut self, frame: usize, node: NodeId) {
+        if self.frames[frame].stopping || self.stop.is_some() {
+            return;
+        }
+        let skill = self.frames[frame].skill.clone();
+        let n = &skill.nodes[node];
+        let key = self.key_of(frame, node);
+        let (kind_word, ikind) = match &n.kind {
+            NodeKind::Step(s) => (step_kind_word(&s.kind), IKind::Step),
+            NodeKind::Loop { max, .. } => (
+                "loop",
+                IKind::Loop {
+                    iteration: 1,
+                    max: *max,
+                    feedback: String::new(),
+                },
+            ),
+            NodeKind::For { parallel, .. } => (
+                "for",
+                IKind::For {
+                    elements: Vec::new(),
+                    next: 0,
+                    live: 0,
+                    parallel: (*parallel).max(1) as usize,
+                    results: Vec::new(),
+                    failed: None,
+                },
+            ),
+        };
+        let budget = match &n.kind {
+            NodeKind::Step(s) => s.attempts.max(1),
+            _ => 1,
+        };
+        let id = self.insts.len();
+        self.insts.push(Inst {
+            key: key.clone(),
+            frame,
+            node,
+            attempt: 0,
+            budget,
+            feedback: String::new(),
+            input_hash: String::new(),
+            result: None,
+            cancel: None,
+            child: None,
+            done: false,
+            kind: ikind,
+            asking: None,
+            deadline: None,
+        });
+        self.frames[frame].state.insert(node, NodeState::Active(id));
+        self.frames[frame].active += 1;
+        if let Some(when) = &n.when {
+            let names = |name: &str| self.lookup(frame, name);
+            match self.eval.condition(when, &names) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let prior_skipped = self.status.get(&key).is_some_and(|s| s == "skipped");
+                    if !prior_skipped {
+                        if self.status.contains_key(&key) {
+                            self.ensure_ready(&key, &n.name, kind_word);
+                        } else {
+                            let event = NewEvent::node(
+                                &self.run_id,
+                                "node_added",
+                                &key,
+                                None,
+                                json!({ "name": n.name, "kind": kind_word }),
+                            );
+                            self.push(event);
+                            self.status.insert(key.clone(), "pending".into());
+                        }
+                        self.set_status(
+                            &key,
+                            "skipped",
+                            None,
+                            json!({ "error": format!("`when: {}` is false", when.source) }),
+                        );
+                    }
+                    self.bind_skipped(id, None);
+                    self.settle(id, Settle::Skipped);
+                    return;
+                }
+                Err(e) => {
+                    self.ensure_ready(&key, &n.name, kind_word);
+                    self.fail_now(id, format!("`when` could not be evaluated: {e}"));
+                    return;
+                }
+            }
+        }
+        match &n.kind {
+            NodeKind::Step(_) => self.begin_step(id),
+            NodeKind::Loop { .. } => self.begin_loop(id),
+            NodeKind::For { .. } => self.begin_for(id),
+        }
+    }
+
+    /// Binds a skipped node's names: null, or the result a person gave.
+    pub fn bind_skipped(&mut self, inst: usize, output: Option<Json>) {
+        let (frame, node) = (self.insts[inst].frame, self.insts[inst].node);
+        let skill = self.frames[frame].skill.clone();
+        let vars = self.frames[frame].vars.clone();
+        vars.set(&skill.nodes[node].name, output.unwrap_or(Json::Null));
+        for name in inner_step_names(&skill, node) {
+            vars.set(&name, Json::Null);
+        }
+    }
+
+    /// A node finished one way or another: update its frame and start dependents.
+    pub fn settle(&mut self, inst: usize, how: Settle) {
+        if self.insts[inst].done {
+            return;
+        }
+        self.insts[inst].done = true;
+        let (frame, node) = (self.insts[inst].frame, self.insts[inst].node);
+        let name = self.frames[frame].skill.nodes[node].name.clone();
+        let out = self.frames[frame]
+            .vars
+            .get_local(&name)
+            .unwrap_or(Json::Null)
+            .to_string();
+        let out_hash = hash(&[&out]);
+        let f = &mut self.frames[frame];
+        f.state.insert(node, NodeState::Settled(how));
+        f.out_hash.insert(node, out_hash);
+        f.remaining = f.remaining.saturating_sub(1);
+        f.active = f.active.saturating_sub(1);
+        let dependents = f.dependents.get(&node).cloned().unwrap_or_default();
+        for d in dependents {
+            let f = &mut self.frames[frame];
+            if let Some(left) = f.deps_left.get_mut(&d) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    self.work.push_back(Work::Start(frame, d));
+                }
+            }
+        }
+        self.check_frame_end(frame);
+    }
+
+    /// A node failed for good (`on_failure: fail`, or an abort): its frame stops.
+    pub fn fail_frame(&mut self, inst: usize, why: String) {
+        self.insts[inst].done = true;
+        let frame = self.insts[inst].frame;
+        let key = self.insts[inst].key.clone();
+        {
+            let f = &mut self.frames[frame];
+            f.active = f.active.saturating_sub(1);
+            if f.failure.is_none() {
+                f.failure = Some((key, why));
+            }
+        }
+        self.cancel_frame(frame);
+        self.check_frame_end(frame);
+    }
+
+    /// Stops a frame: nothing new starts, running instances are cancelled.
+    pub fn cancel_frame(&mut self, frame: usize) {
+        self.frames[frame].stopping = true;
+        let active: Vec<usize> = self.frames[frame]
+            .state
+            .values()
+            .filter_map(|s| match s {
+                NodeState::Active(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        for inst in active {
+            if !self.insts[inst].done {
+                self.cancel_inst(inst);
+            }
+        }
+        self.check_frame_end(frame);
+    }
+
+    /// Cancels one instance: kills its attempt, or stops its child frames.
+    pub fn cancel_inst(&mut self, inst: usize) {
+        if let Some(c) = &self.insts[inst].cancel {
+            // The attempt task reports `Cancelled`; the status is written then.
+            c.notify_one();
+            return;
+        }
+        let children: Vec<usize> = self
+            .frames
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.ended && matches!(f.owner, Owner::Loop(i) | Owner::ForElem(i, _) | Owner::Call(i) if i == inst))
+            .map(|(i, _)| i)
+            .collect();
+        if !children.is_empty() {
+            for c in children {
+                self.cancel_frame(c);
+            }
+            return;
+        }
+        // Waiting for a person, a timer, or the launch queue: settle as cancelled now.
+        if self.insts[inst].asking.is_some()
+            && self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.0 == RunEnd::Interrupted)
+        {
+            // Left waiting: the item stays in the queue for `--resume`.
+            self.insts[inst].done = true;
+            let frame = self.insts[inst].frame;
+            self.frames[frame].active = self.frames[frame].active.saturating_sub(1);
+            self.check_frame_end(frame);
+            return;
+        }
+        self.mark_stopped(inst);
+    }
+
+    /// Writes `cancelled` (or `interrupted`) for an instance that stopped and updates its frame.
+    pub fn mark_stopped(&mut self, inst: usize) {
+        let key = self.insts[inst].key.clone();
+        let status = if self
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.0 == RunEnd::Interrupted)
+        {
+            "interrupted"
+        } else {
+            "cancelled"
+        };
+        let terminal = self.status.get(&key).is_some_and(|s| {
+            matches!(
+                s.as_str(),
+                "succeeded" | "skipped" | "failed" | "cancelled" | "interrupted"
+            )
+        });
+        if !terminal && self.status.contains_key(&key) {
+            if self.status.get(&key).is_some_and(|s| s == "rejected") {
+                self.set_status(
+                    &key,
+                    "failed",
+                    None,
+                    json!({ "error": "stopped before a retry" }),
+                );
+            } else {
+                self.set_status(&key, status, None, json!({}));
+            }
+        }
+        if self.insts[inst].asking.take().is_some() {
+            self.waiting = self.waiting.saturating_sub(1);
+        }
+        self.insts[inst].done = true;
+        let frame = self.insts[inst].frame;
+        self.frames[frame].active = self.frames[frame].active.saturating_sub(1);
+        self.check_frame_end(frame);
+    }
+
+    pub fn check_frame_end(&mut self, frame: usize) {
+        let f = &self.frames[frame];
+        if !f.ended && f.active == 0 && (f.stopping || f.remaining == 0) {
+            self.frames[frame].ended = true;
+            self.work.push_back(Work::FrameEnd(frame));
+        }
+    }
+
+    fn frame_ended(&mut self, frame: usize) {
+        let f = &self.frames[frame];
+        let failure = f.failure.clone();
+        let complete = f.remaining == 0 && failure.is_none();
+        match f.owner {
+            Owner::Root => {
+                if self.stop.is_some() {
+                    self.root_done = Some(Err(self
+                        .stop
+                        .as_ref()
+                        .map(|s| s.1.clone())
+                        .unwrap_or_default()));
+                    return;
+                }
+                if !complete {
+                    let why = match failure {
+                        Some((key, why)) => format!("step `{key}` failed: {why}"),
+                        None if self.waiting > 0 => return,
+                        None => "stopped".into(),
+                    };
+                    self.root_done = Some(Err(why));
+                    return;
+                }
+                self.root_done = Some(self.skill_output(frame));
+            }
+            Owner::Loop(inst) => self.loop_frame_ended(inst, frame, complete, failure),
+            Owner::ForElem(inst, index) => {
+                self.for_frame_ended(inst, index, frame, complete, failure)
+            }
+            Owner::Call(inst) => {
+                let end = if complete {
+                    match self.skill_output(frame) {
+                        Ok(v) => AttemptEnd::Result(v),
+                        Err(e) => AttemptEnd::Error(e, None),
+                    }
+                } else if let Some((key, why)) = failure {
+                    AttemptEnd::Error(format!("step `{key}` failed: {why}"), None)
+                } else if self.stop.is_some() {
+                    AttemptEnd::Cancelled
+                } else {
+                    return;
+                };
+                let attempt = self.insts[inst].attempt;
+                self.attempt_ended(inst, attempt, end);
+            }
+        }
+    }
+
+    /// Evaluates a skill's `return` in the frame that ran it, checked against its type.
+    fn skill_output(&self, frame: usize) -> Result<Json, String> {
+        let skill = self.frames[frame].skill.clone();
+        let Some(out) = &skill.output else {
+            return Ok(Json::Null);
+        };
+        let names = |name: &str| self.lookup(frame, name);
+        let value = self
+            .eval
+            .value(&skill, out, &names)
+            .map_err(|e| format!("`return` failed: {e}"))?;
+        if let Some(ty) = &skill.returns {
+            super::eval::validate(&value, ty)
+                .map_err(|e| format!("`return` does not match `{ty}`: {e}"))?;
+        }
+        Ok(value)
+    }
+}
+
+/// The word for a step kind, as in the flow file.
+pub fn step_kind_word(kind: &StepKind) -> &'static str {
+    match kind {
+        StepKind::Run(_) => "run",
+        StepKind::Llm(_) => "llm",
+        StepKind::Approval { .. } => "approval",
+        StepKind::Call { .. } => "call",
+        StepKind::Script { .. } => "script",
+        StepKind::Wait { .. } => "wait",
+    }
+}
+
+/// Names of the steps and blocks nested anywhere inside `block`.
+pub fn inner_step_names(skill: &Skill, block: NodeId) -> Vec<String> {
+    skill
+        .nodes
+        .iter()
+        .filter(|n| {
+            let mut cur = n.parent;
+            while let Some(p) = cur {
+                if p == block {
+                    return true;
+                }
+                cur = skill.nodes[p].parent;
+            }
+            false
+        })
+        .map(|n| n.name.clone())
+        .collect()
+}

@@ -1,0 +1,122 @@
+//! Applying one event to the projection (`runs`, `nodes`, `approvals`).
+//!
+//! This is the only code that writes the projection, both when events are
+//! appended and when `flowc replay` rebuilds state from events.
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+/// Node statuses after which a node instance has finished (for `finished_at`).
+const FINISHED: &[&str] = &["succeeded", "skipped", "failed", "cancelled"];
+
+fn text(data: &Value, key: &str) -> Option<String> {
+    match data.get(key)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn json(data: &Value, key: &str) -> Option<String> {
+    data.get(key).map(Value::to_string)
+}
+
+/// Applies one event; an unknown kind or an illegal change aborts the transaction.
+pub fn apply(
+    conn: &Connection,
+    run: &str,
+    at: i64,
+    kind: &str,
+    node: Option<&str>,
+    attempt: Option<u32>,
+    data: &Value,
+) -> rusqlite::Result<()> {
+    match kind {
+        "run_started" => {
+            conn.execute(
+                "INSERT INTO runs (id, skill, file, inputs, status, started_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5)",
+                params![run, text(data, "skill"), text(data, "file"), json(data, "inputs").unwrap_or_else(|| "{}".into()), at],
+            )?;
+        }
+        "run_resumed" => {
+            expect_one(conn.execute(
+                "UPDATE runs SET status = 'running', updated_at = ?2, finished_at = NULL, error = NULL WHERE id = ?1",
+                params![run, at],
+            )?)?;
+        }
+        "run_status" => {
+            let status = text(data, "status").unwrap_or_default();
+            let finished = matches!(status.as_str(), "succeeded" | "failed" | "cancelled");
+            expect_one(conn.execute(
+                "UPDATE runs SET status = ?2, updated_at = ?3, finished_at = CASE WHEN ?4 THEN ?3 ELSE NULL END,
+                 output = COALESCE(?5, output), error = ?6 WHERE id = ?1",
+                params![run, status, at, finished, json(data, "output"), text(data, "error")],
+            )?)?;
+        }
+        "node_added" => {
+            conn.execute(
+                "INSERT INTO nodes (run_id, key, name, kind, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
+                params![run, node, text(data, "name"), text(data, "kind")],
+            )?;
+        }
+        "node_status" => {
+            let status = text(data, "status").unwrap_or_default();
+            let finished = FINISHED.contains(&status.as_str());
+            expect_one(conn.execute(
+                "UPDATE nodes SET status = ?3,
+                   attempt = COALESCE(?4, attempt),
+                   input_hash = COALESCE(?5, input_hash),
+                   started_at = CASE WHEN ?3 = 'running' AND started_at IS NULL THEN ?6 ELSE started_at END,
+                   finished_at = CASE WHEN ?7 THEN ?6 ELSE NULL END,
+                   result = COALESCE(?8, result),
+                   error = CASE WHEN ?3 IN ('ready', 'running', 'stale') THEN NULL ELSE COALESCE(?9, error) END,
+                   feedback = COALESCE(?10, feedback),
+                   data = COALESCE(?11, data)
+                 WHERE run_id = ?1 AND key = ?2",
+                params![
+                    run,
+                    node,
+                    status,
+                    attempt,
+                    text(data, "input_hash"),
+                    at,
+                    finished,
+                    json(data, "result"),
+                    text(data, "error"),
+                    text(data, "feedback"),
+                    json(data, "data"),
+                ],
+            )?)?;
+        }
+        "approval_requested" => {
+            conn.execute(
+                "INSERT OR REPLACE INTO approvals (run_id, node, kind, prompt, input_hash, status, requested_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                params![run, node, text(data, "kind"), text(data, "prompt").unwrap_or_default(), text(data, "input_hash").unwrap_or_default(), at],
+            )?;
+        }
+        "approval_decided" => {
+            expect_one(conn.execute(
+                "UPDATE approvals SET status = ?3, decided_at = ?4, decided_by = ?5, comment = ?6, output = ?7
+                 WHERE run_id = ?1 AND node = ?2 AND status = 'pending'",
+                params![run, node, text(data, "decision"), at, text(data, "by"), text(data, "comment"), json(data, "output")],
+            )?)?;
+        }
+        // Logs and traces: kept in `events` only.
+        "output" | "note" => {}
+        other => {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                format!("unknown journal event kind `{other}`").into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn expect_one(changed: usize) -> rusqlite::Result<()> {
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::StatementChangedRows(changed))
+    }
+}

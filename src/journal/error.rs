@@ -1,0 +1,112 @@
+//! Journal errors, each with a message a user can act on.
+
+use std::path::{Path, PathBuf};
+
+/// Something went wrong with the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// No journal at the path.
+    #[error("no journal at `{}`: nothing has run here yet (run `flowc run FILE` first, or pass `--journal PATH`)", path.display())]
+    Missing {
+        /// The journal path.
+        path: PathBuf,
+    },
+    /// The file could not be opened or is not an SQLite database.
+    #[error("cannot open the journal `{}`: {detail}", path.display())]
+    Open {
+        /// The journal path.
+        path: PathBuf,
+        /// What SQLite said, in words.
+        detail: String,
+    },
+    /// An SQLite database that is not a flowc journal.
+    #[error("`{}` is an SQLite database but not a flowc journal; pass another `--journal PATH`", path.display())]
+    Foreign {
+        /// The journal path.
+        path: PathBuf,
+    },
+    /// A journal written by a newer flowc.
+    #[error("the journal `{}` has schema version {found}, newer than this flowc supports ({}); upgrade flowc", path.display(), super::SCHEMA_VERSION)]
+    Newer {
+        /// The journal path.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+    /// A journal from an older flowc opened read-only.
+    #[error("the journal `{}` has schema version {found} and must be migrated; run `flowc run --resume` (or any `flowc run`) once to migrate it", path.display())]
+    Outdated {
+        /// The journal path.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+    /// `PRAGMA integrity_check` failed.
+    #[error("the journal `{}` is corrupt: {detail}", path.display())]
+    Corrupt {
+        /// The journal path.
+        path: PathBuf,
+        /// SQLite's report.
+        detail: String,
+    },
+    /// Another process drives the run.
+    #[error(
+        "run `{run}` is being driven by {holder} (last heartbeat {age_s}s ago); wait for it to finish, or stop that process"
+    )]
+    Leased {
+        /// The run.
+        run: String,
+        /// Who holds the lease.
+        holder: String,
+        /// Seconds since its last heartbeat.
+        age_s: i64,
+    },
+    /// A run that does not exist.
+    #[error("no run `{run}` in this journal (see `flowc runs`)")]
+    NoRun {
+        /// The id asked for.
+        run: String,
+    },
+    /// An event or query failed.
+    #[error("journal error: {0}")]
+    Sql(String),
+}
+
+impl JournalError {
+    /// An open error with SQLite's message translated.
+    pub fn open(path: &Path, err: rusqlite::Error) -> JournalError {
+        let detail = describe(&err);
+        JournalError::Open {
+            path: path.to_path_buf(),
+            detail,
+        }
+    }
+}
+
+fn describe(err: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => {
+            "the file is not an SQLite database (truncated or overwritten?)".to_string()
+        }
+        Some(ErrorCode::ReadOnly) => {
+            "the journal is read-only; flowc needs to write to it and to its directory".to_string()
+        }
+        Some(ErrorCode::CannotOpen) => {
+            "the file cannot be opened (does its directory exist, and may flowc write there?)"
+                .to_string()
+        }
+        Some(ErrorCode::DatabaseCorrupt) => "the database is corrupt".to_string(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "the journal is locked by another process".to_string()
+        }
+        Some(ErrorCode::PermissionDenied) => "permission denied".to_string(),
+        _ => err.to_string(),
+    }
+}
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(err: rusqlite::Error) -> JournalError {
+        JournalError::Sql(describe(&err))
+    }
+}

@@ -1,0 +1,305 @@
+//! The journal: an SQLite database whose append-only `events` table is the
+//! source of truth and whose `runs`, `nodes` and `approvals` tables are its
+//! projection, written in the same transaction as each event.
+//!
+//! Architecture invariant: only [`Journal::append`] (through `apply`) writes
+//! the projection, so `flowc replay` can rebuild it from the events alone.
+
+mod apply;
+mod error;
+mod event;
+mod lease;
+mod query;
+mod replay;
+
+pub use error::JournalError;
+pub use event::{Event, NewEvent};
+pub use lease::{LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder};
+pub use query::{ApprovalRow, NodeRow, RunRow};
+pub use replay::Difference;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The schema version this flowc writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Schema migrations: entry `i` takes a journal from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+
+/// Largest stdout or stderr kept per attempt in the journal; longer output keeps its tail.
+pub const OUTPUT_CAP: usize = 64 * 1024;
+
+/// How hard the journal tries to survive crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: survives a crash of flowc; the last commits may be lost on power loss.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on disk before flowc goes on.
+    Full,
+}
+
+/// An open journal.
+pub struct Journal {
+    conn: Connection,
+    path: PathBuf,
+    next_seq: HashMap<String, i64>,
+    commits: u64,
+    crash_after: Option<u64>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Formats Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn timestamp(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path` for writing.
+    pub fn open(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| JournalError::open(path, e))?;
+        let mut journal = Journal::wrap(conn, path)?;
+        let sync = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        journal
+            .conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| JournalError::open(path, e))?;
+        journal
+            .conn
+            .pragma_update(None, "synchronous", sync)
+            .map_err(|e| JournalError::open(path, e))?;
+        journal.migrate()?;
+        journal.crash_after = std::env::var("FLOWC_DEBUG_CRASH_AFTER_COMMITS")
+            .ok()
+            .filter(|_| cfg!(debug_assertions))
+            .and_then(|v| v.parse().ok());
+        Ok(journal)
+    }
+
+    /// Opens an existing journal for reading (inspection commands).
+    pub fn open_existing(path: &Path) -> Result<Journal, JournalError> {
+        if !path.exists() {
+            return Err(JournalError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .or_else(|_| {
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        })
+        .map_err(|e| JournalError::open(path, e))?;
+        let journal = Journal::wrap(conn, path)?;
+        let version = journal.version()?;
+        if version > SCHEMA_VERSION {
+            return Err(JournalError::Newer {
+                path: path.to_path_buf(),
+                found: version,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            return Err(JournalError::Outdated {
+                path: path.to_path_buf(),
+                found: version,
+            });
+        }
+        Ok(journal)
+    }
+
+    fn wrap(conn: Connection, path: &Path) -> Result<Journal, JournalError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| JournalError::open(path, e))?;
+        Ok(Journal {
+            conn,
+            path: path.to_path_buf(),
+            next_seq: HashMap::new(),
+            commits: 0,
+            crash_after: None,
+        })
+    }
+
+    /// The journal's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn version(&self) -> Result<i64, JournalError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| JournalError::open(&self.path, e))?;
+        if version == 0 {
+            let tables: i64 = self
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| JournalError::open(&self.path, e))?;
+            if tables > 0 {
+                return Err(JournalError::Foreign {
+                    path: self.path.clone(),
+                });
+            }
+        }
+        Ok(version)
+    }
+
+    /// Brings the schema to [`SCHEMA_VERSION`], refusing a journal from a newer flowc.
+    fn migrate(&mut self) -> Result<(), JournalError> {
+        let version = self.version()?;
+        if version > SCHEMA_VERSION {
+            return Err(JournalError::Newer {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+            .map_err(|e| JournalError::open(&path, e))?;
+        for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)
+                .map_err(|e| JournalError::open(&path, e))?;
+            let to = from as i64 + 1;
+            tx.execute_batch(&format!("PRAGMA user_version = {to}"))
+                .map_err(|e| JournalError::open(&path, e))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![to.to_string()],
+            )
+            .map_err(|e| JournalError::open(&path, e))?;
+        }
+        tx.commit().map_err(|e| JournalError::open(&path, e))?;
+        Ok(())
+    }
+
+    /// Appends `events` and applies each to the projection, all in one transaction.
+    pub fn append(&mut self, events: &[NewEvent]) -> Result<(), JournalError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let at = now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut seqs: Vec<(String, i64)> = Vec::new();
+        for event in events {
+            let seq = match seqs.iter_mut().find(|(r, _)| *r == event.run_id) {
+                Some((_, s)) => {
+                    *s += 1;
+                    *s
+                }
+                None => {
+                    let next = match self.next_seq.get(&event.run_id) {
+                        Some(&n) => n,
+                        None => {
+                            let max: Option<i64> = tx
+                                .query_row(
+                                    "SELECT max(seq) FROM events WHERE run_id = ?1",
+                                    params![event.run_id],
+                                    |r| r.get(0),
+                                )
+                                .optional()?
+                                .flatten();
+                            max.unwrap_or(0) + 1
+                        }
+                    };
+                    seqs.push((event.run_id.clone(), next));
+                    next
+                }
+            };
+            let data = event.data.to_string();
+            tx.execute(
+                "INSERT INTO events (run_id, seq, at, kind, node, attempt, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![event.run_id, seq, at, event.kind, event.node, event.attempt, data],
+            )?;
+            apply::apply(
+                &tx,
+                &event.run_id,
+                at,
+                &event.kind,
+                event.node.as_deref(),
+                event.attempt,
+                &event.data,
+            )?;
+        }
+        tx.commit()?;
+        for (run, seq) in seqs {
+            self.next_seq.insert(run, seq + 1);
+        }
+        self.commits += 1;
+        if self.crash_after.is_some_and(|n| self.commits >= n) {
+            // Debug-only crash hook for the crash tests: die like SIGKILL would.
+            std::process::abort();
+        }
+        Ok(())
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok(())` when the database is sound.
+    pub fn integrity_check(&self) -> Result<(), JournalError> {
+        let result: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if result == "ok" {
+            Ok(())
+        } else {
+            Err(JournalError::Corrupt {
+                path: self.path.clone(),
+                detail: result,
+            })
+        }
+    }
+
+    /// The underlying connection, for queries in tests.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}

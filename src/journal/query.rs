@@ -1,0 +1,234 @@
+//! Reading runs, nodes, approvals and events back.
+
+use super::{Event, Journal, JournalError};
+use rusqlite::{OptionalExtension, Row, params};
+
+/// A row of `runs`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Skill name.
+    pub skill: String,
+    /// The flow file.
+    pub file: String,
+    /// Inputs as JSON.
+    pub inputs: serde_json::Value,
+    /// `running`, `paused`, `succeeded`, `failed`, `interrupted`, `cancelled`.
+    pub status: String,
+    /// Start, Unix ms.
+    pub started_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+    /// End, Unix ms.
+    pub finished_at: Option<i64>,
+    /// The skill's return value.
+    pub output: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A row of `nodes`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeRow {
+    /// Instance key.
+    pub key: String,
+    /// Step or block name.
+    pub name: String,
+    /// Step kind or `loop`/`for`.
+    pub kind: String,
+    /// Status.
+    pub status: String,
+    /// Attempts made.
+    pub attempt: u32,
+    /// Input hash of the instance.
+    pub input_hash: Option<String>,
+    /// First start, Unix ms.
+    pub started_at: Option<i64>,
+    /// End, Unix ms.
+    pub finished_at: Option<i64>,
+    /// Result of the last attempt.
+    pub result: Option<serde_json::Value>,
+    /// Last error.
+    pub error: Option<String>,
+    /// Last feedback.
+    pub feedback: Option<String>,
+    /// Block state.
+    pub data: Option<serde_json::Value>,
+}
+
+/// A row of `approvals`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApprovalRow {
+    /// Run id.
+    pub run_id: String,
+    /// Node instance key.
+    pub node: String,
+    /// `approval`, `policy` or `escalation`.
+    pub kind: String,
+    /// The question.
+    pub prompt: String,
+    /// The input hash the decision is bound to.
+    pub input_hash: String,
+    /// `pending`, `approved`, `rejected`, `retry` or `skip`.
+    pub status: String,
+    /// When asked.
+    pub requested_at: i64,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// Their comment or reason.
+    pub comment: Option<String>,
+    /// For `skip`: the result given.
+    pub output: Option<serde_json::Value>,
+}
+
+fn parse_json(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        skill: r.get(1)?,
+        file: r.get(2)?,
+        inputs: parse_json(r.get(3)?).unwrap_or(serde_json::Value::Null),
+        status: r.get(4)?,
+        started_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        output: parse_json(r.get(8)?),
+        error: r.get(9)?,
+    })
+}
+
+const RUN_COLS: &str =
+    "id, skill, file, inputs, status, started_at, updated_at, finished_at, output, error";
+
+impl Journal {
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRow>, JournalError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {RUN_COLS} FROM runs ORDER BY started_at DESC, id DESC"
+        ))?;
+        let rows = stmt.query_map([], run_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One run.
+    pub fn run(&self, id: &str) -> Result<RunRow, JournalError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+                params![id],
+                run_row,
+            )
+            .optional()?
+            .ok_or_else(|| JournalError::NoRun {
+                run: id.to_string(),
+            })
+    }
+
+    /// The newest run that has not finished (running, paused or interrupted).
+    pub fn latest_unfinished(&self) -> Result<Option<RunRow>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE status IN ('running', 'paused', 'interrupted', 'failed')
+                     ORDER BY CASE WHEN status = 'failed' THEN 1 ELSE 0 END, started_at DESC, id DESC LIMIT 1"
+                ),
+                [],
+                run_row,
+            )
+            .optional()?)
+    }
+
+    /// Every node instance of a run, in the order they were added.
+    pub fn nodes(&self, run: &str) -> Result<Vec<NodeRow>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key, name, kind, status, attempt, input_hash, started_at, finished_at, result, error, feedback, data
+             FROM nodes WHERE run_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map(params![run], |r| {
+            Ok(NodeRow {
+                key: r.get(0)?,
+                name: r.get(1)?,
+                kind: r.get(2)?,
+                status: r.get(3)?,
+                attempt: r.get(4)?,
+                input_hash: r.get(5)?,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
+                result: parse_json(r.get(8)?),
+                error: r.get(9)?,
+                feedback: r.get(10)?,
+                data: parse_json(r.get(11)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Approval items: pending ones across runs, or every item of one run.
+    pub fn approvals(&self, run: Option<&str>) -> Result<Vec<ApprovalRow>, JournalError> {
+        let sql = "SELECT run_id, node, kind, prompt, input_hash, status, requested_at, decided_by, comment, output
+                   FROM approvals WHERE (?1 IS NULL AND status = 'pending') OR run_id = ?1
+                   ORDER BY requested_at, run_id, node";
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(params![run], |r| {
+            Ok(ApprovalRow {
+                run_id: r.get(0)?,
+                node: r.get(1)?,
+                kind: r.get(2)?,
+                prompt: r.get(3)?,
+                input_hash: r.get(4)?,
+                status: r.get(5)?,
+                requested_at: r.get(6)?,
+                decided_by: r.get(7)?,
+                comment: r.get(8)?,
+                output: parse_json(r.get(9)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every event of a run, in order.
+    pub fn events(&self, run: &str) -> Result<Vec<Event>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, seq, at, kind, node, attempt, data FROM events WHERE run_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![run], |r| {
+            let data: String = r.get(6)?;
+            Ok(Event {
+                run_id: r.get(0)?,
+                seq: r.get(1)?,
+                at: r.get(2)?,
+                kind: r.get(3)?,
+                node: r.get(4)?,
+                attempt: r.get(5)?,
+                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Resolves a run id or a unique prefix of one.
+    pub fn resolve_run(&self, id: &str) -> Result<String, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ESCAPE '\\' LIMIT 2")?;
+        let escaped = id
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let ids: Vec<String> = stmt
+            .query_map(params![id, format!("{escaped}%")], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        match ids.as_slice() {
+            [one] => Ok(one.clone()),
+            _ if ids.iter().any(|i| i == id) => Ok(id.to_string()),
+            _ => Err(JournalError::NoRun {
+                run: id.to_string(),
+            }),
+        }
+    }
+}
