@@ -33,6 +33,7 @@ impl Templates {
     pub fn new() -> Templates {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_unknown_method_callback(crate::ir::template_methods::call);
         Templates { env, count: 0 }
     }
 }

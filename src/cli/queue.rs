@@ -79,19 +79,25 @@ pub fn approvals(args: &ApprovalsArgs) -> u8 {
     let mut out = String::new();
     for a in &items {
         let how = match a.kind.as_str() {
-            "escalation" => "retry | skip [--output JSON] | reject --reason",
-            _ => "approve [--comment] | reject --reason",
+            "escalation" => format!(
+                "flowc retry {run} {node}  |  flowc skip {run} {node} [--output JSON]  |  flowc reject {run} {node} --reason TEXT",
+                run = a.run_id,
+                node = a.node
+            ),
+            _ => format!(
+                "flowc approve {run} {node} [--comment TEXT]  |  flowc reject {run} {node} --reason TEXT",
+                run = a.run_id,
+                node = a.node
+            ),
         };
         let _ = writeln!(
             out,
-            "{} {} [{}] asked {}\n  {}\n  decide: flowc {how} {} {}",
+            "{} {} [{}] asked {} (UTC)\n  {}\n  decide: {how}",
             a.run_id,
             a.node,
             a.kind,
             timestamp(a.requested_at),
             a.prompt.lines().next().unwrap_or_default(),
-            a.run_id,
-            a.node
         );
     }
     write_stdout(out.as_bytes())

@@ -295,23 +295,7 @@ pub fn to_json(d: &Dynamic) -> Json {
 
 /// JSON → minijinja.
 pub fn to_jinja(v: &Json) -> minijinja::Value {
-    match v {
-        Json::Null => minijinja::Value::from(()),
-        Json::Bool(b) => minijinja::Value::from(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => minijinja::Value::from(i),
-            None => minijinja::Value::from(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => minijinja::Value::from(s.as_str()),
-        Json::Array(items) => {
-            minijinja::Value::from(items.iter().map(to_jinja).collect::<Vec<_>>())
-        }
-        Json::Object(map) => minijinja::Value::from(
-            map.iter()
-                .map(|(k, v)| (k.clone(), to_jinja(v)))
-                .collect::<BTreeMap<String, minijinja::Value>>(),
-        ),
-    }
+    crate::ir::template_methods::json_to_value(v)
 }
 
 /// Checks a JSON value against a type; the error names the path of the first mismatch.

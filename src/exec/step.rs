@@ -218,7 +218,25 @@ impl Runner<'_> {
             };
             self.observer.explain(&key, false, &why);
         }
-        self.ensure_ready(&key, &n.name, kind);
+        // A step waiting for a person keeps waiting (or takes the recorded decision)
+        // as long as its inputs are unchanged.
+        let waiting_kind = self
+            .prior_approvals
+            .get(&key)
+            .filter(|a| {
+                a.input_hash == input_hash && self.status.get(&key).is_some_and(|s| s == "waiting")
+            })
+            .map(|a| (a.kind.clone(), a.prompt.clone()));
+        if let Some((item_kind, prompt)) = &waiting_kind
+            && item_kind == "escalation"
+        {
+            self.insts[inst].attempt = self.prior.get(&key).map_or(0, |p| p.attempt);
+            self.ask(inst, "escalation", prompt.clone());
+            return;
+        }
+        if waiting_kind.is_none() {
+            self.ensure_ready(&key, &n.name, kind);
+        }
         let info = self.step_info(inst, &inputs);
         let policy = self.root_policy.clone();
         let info_names = |name: &str| (name == "step").then(|| info.clone());
@@ -734,7 +752,9 @@ impl Runner<'_> {
         {
             if row.status != "pending" {
                 self.prior_approvals.remove(&key);
-                self.set_status(&key, "waiting", None, json!({}));
+                if self.status.get(&key).is_none_or(|s| s != "waiting") {
+                    self.set_status(&key, "waiting", None, json!({}));
+                }
                 self.insts[inst].asking = Some(kind);
                 self.waiting += 1;
                 let decision = decision_of(&row);

@@ -5,6 +5,7 @@
 
 mod policy;
 mod summary;
+pub mod template_methods;
 mod ty;
 
 pub use policy::{Policy, Sandbox};

@@ -73,6 +73,14 @@ pub enum JournalError {
 }
 
 impl JournalError {
+    /// A failed integrity check: SQLite could not even read the file.
+    pub(super) fn corrupt(path: &Path, err: &rusqlite::Error) -> JournalError {
+        JournalError::Corrupt {
+            path: path.to_path_buf(),
+            detail: describe(err),
+        }
+    }
+
     /// An open error with SQLite's message translated.
     pub fn open(path: &Path, err: rusqlite::Error) -> JournalError {
         let detail = describe(&err);

@@ -23,8 +23,20 @@ fn host() -> String {
         .unwrap_or_else(|_| "localhost".to_string())
 }
 
+/// Whether process `pid` exists on this host (signal 0: no signal is sent).
 fn process_alive(pid: i64) -> bool {
-    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+    use nix::errno::Errno;
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // EPERM: it exists but belongs to another user.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => true,
+        Err(_) => false,
+    }
 }
 
 impl Journal {

@@ -19,7 +19,6 @@ pub use query::{ApprovalRow, NodeRow, RunRow};
 pub use replay::Difference;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,7 +45,6 @@ pub enum Durability {
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
-    next_seq: HashMap<String, i64>,
     commits: u64,
     crash_after: Option<u64>,
 }
@@ -96,6 +94,9 @@ impl Journal {
         )
         .map_err(|e| JournalError::open(path, e))?;
         let mut journal = Journal::wrap(conn, path)?;
+        // Refuse a foreign or newer database before changing anything in it
+        // (setting `journal_mode` would convert someone else's file to WAL).
+        journal.check_version()?;
         let sync = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
@@ -135,11 +136,11 @@ impl Journal {
         })
         .map_err(|e| JournalError::open(path, e))?;
         let journal = Journal::wrap(conn, path)?;
-        let version = journal.version()?;
-        if version > SCHEMA_VERSION {
-            return Err(JournalError::Newer {
+        let version = journal.check_version()?;
+        if version == 0 {
+            // An empty database (e.g. a zero-byte file): nothing has run here.
+            return Err(JournalError::Missing {
                 path: path.to_path_buf(),
-                found: version,
             });
         }
         if version < SCHEMA_VERSION {
@@ -157,7 +158,6 @@ impl Journal {
         Ok(Journal {
             conn,
             path: path.to_path_buf(),
-            next_seq: HashMap::new(),
             commits: 0,
             crash_after: None,
         })
@@ -191,8 +191,8 @@ impl Journal {
         Ok(version)
     }
 
-    /// Brings the schema to [`SCHEMA_VERSION`], refusing a journal from a newer flowc.
-    fn migrate(&mut self) -> Result<(), JournalError> {
+    /// The schema version, refusing a foreign database or a journal from a newer flowc.
+    fn check_version(&self) -> Result<i64, JournalError> {
         let version = self.version()?;
         if version > SCHEMA_VERSION {
             return Err(JournalError::Newer {
@@ -200,12 +200,32 @@ impl Journal {
                 found: version,
             });
         }
+        Ok(version)
+    }
+
+    /// Brings the schema to [`SCHEMA_VERSION`], refusing a journal from a newer flowc.
+    fn migrate(&mut self) -> Result<(), JournalError> {
+        if self.check_version()? == SCHEMA_VERSION {
+            return Ok(());
+        }
         let path = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
             .map_err(|e| JournalError::open(&path, e))?;
-        for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        // Read the version again under the lock: another process may have
+        // created or migrated the journal since the check above.
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| JournalError::open(&path, e))?;
+        if version > SCHEMA_VERSION {
+            return Err(JournalError::Newer {
+                path,
+                found: version,
+            });
+        }
+        let from_version = usize::try_from(version).unwrap_or(0);
+        for (from, sql) in MIGRATIONS.iter().enumerate().skip(from_version) {
             tx.execute_batch(sql)
                 .map_err(|e| JournalError::open(&path, e))?;
             let to = from as i64 + 1;
@@ -238,20 +258,17 @@ impl Journal {
                     *s
                 }
                 None => {
-                    let next = match self.next_seq.get(&event.run_id) {
-                        Some(&n) => n,
-                        None => {
-                            let max: Option<i64> = tx
-                                .query_row(
-                                    "SELECT max(seq) FROM events WHERE run_id = ?1",
-                                    params![event.run_id],
-                                    |r| r.get(0),
-                                )
-                                .optional()?
-                                .flatten();
-                            max.unwrap_or(0) + 1
-                        }
-                    };
+                    // Read under the write lock, never from a cache: another
+                    // process (`flowc approve`, …) may have appended to this run.
+                    let max: Option<i64> = tx
+                        .query_row(
+                            "SELECT max(seq) FROM events WHERE run_id = ?1",
+                            params![event.run_id],
+                            |r| r.get(0),
+                        )
+                        .optional()?
+                        .flatten();
+                    let next = max.unwrap_or(0) + 1;
                     seqs.push((event.run_id.clone(), next));
                     next
                 }
@@ -272,9 +289,6 @@ impl Journal {
             )?;
         }
         tx.commit()?;
-        for (run, seq) in seqs {
-            self.next_seq.insert(run, seq + 1);
-        }
         self.commits += 1;
         if self.crash_after.is_some_and(|n| self.commits >= n) {
             // Debug-only crash hook for the crash tests: die like SIGKILL would.
@@ -285,15 +299,22 @@ impl Journal {
 
     /// Runs `PRAGMA integrity_check`; `Ok(())` when the database is sound.
     pub fn integrity_check(&self) -> Result<(), JournalError> {
-        let result: String = self
+        let corrupt = |e: rusqlite::Error| JournalError::corrupt(&self.path, &e);
+        let mut stmt = self
             .conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-        if result == "ok" {
+            .prepare("PRAGMA integrity_check(20)")
+            .map_err(corrupt)?;
+        let lines: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(corrupt)?
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)?;
+        if lines.len() == 1 && lines[0] == "ok" {
             Ok(())
         } else {
             Err(JournalError::Corrupt {
                 path: self.path.clone(),
-                detail: result,
+                detail: lines.join("; "),
             })
         }
     }

@@ -1,0 +1,84 @@
+//! The built-in methods of the expression language, callable in templates too
+//! (`{{ plan.stdout.trim() }}`), so both places mean the same thing.
+
+use minijinja::value::{Value, ValueKind};
+use minijinja::{Error, ErrorKind, State};
+
+fn bad(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg)
+}
+
+fn arg<'a>(args: &'a [Value], i: usize, method: &str) -> Result<&'a str, Error> {
+    args.get(i)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("{method}() takes a string argument")))
+}
+
+/// Handles `value.method(args)` for flowc's built-in methods.
+pub fn call(_: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if let Some(s) = value.as_str() {
+        return Ok(match method {
+            "len" => Value::from(s.chars().count()),
+            "is_empty" => Value::from(s.is_empty()),
+            "trim" => Value::from(s.trim()),
+            "lower" => Value::from(s.to_lowercase()),
+            "upper" => Value::from(s.to_uppercase()),
+            "lines" => Value::from(s.lines().map(Value::from).collect::<Vec<_>>()),
+            "contains" => Value::from(s.contains(arg(args, 0, method)?)),
+            "starts_with" => Value::from(s.starts_with(arg(args, 0, method)?)),
+            "ends_with" => Value::from(s.ends_with(arg(args, 0, method)?)),
+            "matches" => {
+                let re = regex::Regex::new(arg(args, 0, method)?)
+                    .map_err(|e| bad(format!("matches(): bad regular expression: {e}")))?;
+                Value::from(re.is_match(s))
+            }
+            "parse_int" => Value::from(
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad(format!("parse_int(): {s:?} is not an integer")))?,
+            ),
+            "parse_json" => {
+                let v: serde_json::Value =
+                    serde_json::from_str(s).map_err(|e| bad(format!("parse_json(): {e}")))?;
+                json_to_value(&v)
+            }
+            _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+        });
+    }
+    match (value.kind(), method) {
+        (ValueKind::Seq | ValueKind::Map, "len") => Ok(Value::from(value.len().unwrap_or(0))),
+        (ValueKind::Seq, "is_empty") => Ok(Value::from(value.len() == Some(0))),
+        (ValueKind::Seq, "contains") => {
+            let needle = args.first().cloned().unwrap_or_default();
+            Ok(Value::from(value.try_iter()?.any(|v| v == needle)))
+        }
+        (ValueKind::Map, "keys") => Ok(Value::from(value.try_iter()?.collect::<Vec<_>>())),
+        (ValueKind::Map, "contains_key") => {
+            let key = arg(args, 0, method)?;
+            Ok(Value::from(
+                value.get_attr(key).is_ok_and(|v| !v.is_undefined()),
+            ))
+        }
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+/// JSON → template value.
+pub fn json_to_value(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::from(()),
+        J::Bool(b) => Value::from(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::from(i),
+            None => Value::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::from(s.as_str()),
+        J::Array(items) => Value::from(items.iter().map(json_to_value).collect::<Vec<_>>()),
+        J::Object(map) => Value::from(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect::<std::collections::BTreeMap<String, Value>>(),
+        ),
+    }
+}
