@@ -7,6 +7,32 @@ use serde_json::{Value as Json, json};
 use std::sync::Arc;
 
 impl Runner<'_> {
+    /// Sets a block's status; a quiet block (succeeded before) only leaves
+    /// `succeeded` when it must: then it goes through `stale` and `ready` first.
+    fn block_status(&mut self, inst: usize, status: &str, attempt: Option<u32>, extra: Json) {
+        let key = self.insts[inst].key.clone();
+        if self.insts[inst].quiet {
+            if status == "running" || status == "succeeded" {
+                return;
+            }
+            self.insts[inst].quiet = false;
+            self.set_status(&key, "stale", None, json!({}));
+            self.set_status(&key, "ready", None, json!({}));
+            self.set_status(&key, "running", None, json!({}));
+        }
+        self.set_status(&key, status, attempt, extra);
+    }
+
+    /// Brings a block instance to `ready`, or marks it quiet when it had succeeded.
+    fn block_ready(&mut self, inst: usize, name: &str, kind: &str) {
+        let key = self.insts[inst].key.clone();
+        if self.status.get(&key).is_some_and(|s| s == "succeeded") {
+            self.insts[inst].quiet = true;
+        } else {
+            self.ensure_ready(&key, name, kind);
+        }
+    }
+
     /// Starts a loop instance at its first (or journaled) iteration.
     pub fn begin_loop(&mut self, inst: usize) {
         let key = self.insts[inst].key.clone();
@@ -24,7 +50,7 @@ impl Runner<'_> {
             }
             *feedback = prior["feedback"].as_str().unwrap_or_default().to_string();
         }
-        self.ensure_ready(&key, &name, "loop");
+        self.block_ready(inst, &name, "loop");
         self.next_iteration(inst);
     }
 
@@ -43,8 +69,8 @@ impl Runner<'_> {
         let (frame, node) = (self.insts[inst].frame, self.insts[inst].node);
         let skill = self.frames[frame].skill.clone();
         let name = skill.nodes[node].name.clone();
-        self.set_status(
-            &key,
+        self.block_status(
+            inst,
             "running",
             Some(iteration),
             json!({ "data": { "iteration": iteration, "feedback": feedback } }),
@@ -90,10 +116,9 @@ impl Runner<'_> {
             return;
         }
         let vars = self.frames[child].vars.clone();
-        let key = self.insts[inst].key.clone();
         if complete {
             self.lift(inst, &vars);
-            self.set_status(&key, "succeeded", None, json!({}));
+            self.block_status(inst, "succeeded", None, json!({}));
             self.settle(inst, Settle::Done);
             return;
         }
@@ -127,8 +152,8 @@ impl Runner<'_> {
         );
         self.lift(inst, &vars);
         self.insts[inst].feedback = feedback.clone();
-        self.set_status(
-            &key,
+        self.block_status(
+            inst,
             "failed",
             None,
             json!({ "error": why, "feedback": feedback }),
@@ -150,7 +175,7 @@ impl Runner<'_> {
             .get(&key)
             .and_then(|p| p.data.as_ref())
             .and_then(|d| d["elements"].as_array().cloned());
-        self.ensure_ready(&key, &n.name, "for");
+        self.block_ready(inst, &n.name, "for");
         let elements = match recorded {
             Some(e) => e,
             None => {
@@ -171,8 +196,8 @@ impl Runner<'_> {
                 }
             }
         };
-        self.set_status(
-            &key,
+        self.block_status(
+            inst,
             "running",
             None,
             json!({ "data": { "elements": elements } }),
@@ -289,7 +314,6 @@ impl Runner<'_> {
         if *live > 0 || (failed.is_none() && *next < elements.len() && self.stop.is_none()) {
             return;
         }
-        let key = self.insts[inst].key.clone();
         if self.stop.is_some() && failed.is_none() && *next < elements.len() {
             self.mark_stopped(inst);
             return;
@@ -311,7 +335,7 @@ impl Runner<'_> {
         }
         match failed {
             None => {
-                self.set_status(&key, "succeeded", None, json!({}));
+                self.block_status(inst, "succeeded", None, json!({}));
                 self.settle(inst, Settle::Done);
             }
             Some(_) if self.stop.is_some() => self.mark_stopped(inst),
@@ -321,7 +345,7 @@ impl Runner<'_> {
                     why.lines().next().unwrap_or_default()
                 );
                 self.insts[inst].feedback = why.clone();
-                self.set_status(&key, "failed", None, json!({ "error": why }));
+                self.block_status(inst, "failed", None, json!({ "error": why }));
                 self.exhausted(inst, why);
             }
         }
@@ -329,8 +353,7 @@ impl Runner<'_> {
 
     /// `flowc retry` of an escalated for block: run every element again.
     pub fn restart_for(&mut self, inst: usize) {
-        let key = self.insts[inst].key.clone();
-        self.set_status(&key, "running", None, json!({}));
+        self.block_status(inst, "running", None, json!({}));
         if let IKind::For {
             elements,
             results,

@@ -150,6 +150,9 @@ pub(super) struct Inst {
     pub asking: Option<&'static str>,
     /// A wait step's deadline, journaled so a resumed run waits only for the rest.
     pub deadline: Option<i64>,
+    /// A block that had succeeded before this session: its status stays
+    /// `succeeded` unless something inside it must run again.
+    pub quiet: bool,
 }
 
 pub(super) enum Work {
@@ -630,6 +633,7 @@ impl Runner<'_> {
             kind: ikind,
             asking: None,
             deadline: None,
+            quiet: false,
         });
         self.frames[frame].state.insert(node, NodeState::Active(id));
         self.frames[frame].active += 1;

@@ -62,6 +62,27 @@ pub fn apply(
         "node_status" => {
             let status = text(data, "status").unwrap_or_default();
             let finished = FINISHED.contains(&status.as_str());
+            let explain = |err: rusqlite::Error| {
+                let from: Option<String> = conn
+                    .query_row(
+                        "SELECT status FROM nodes WHERE run_id = ?1 AND key = ?2",
+                        params![run, node],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                match from {
+                    Some(from) if err.to_string().contains("illegal node status transition") => {
+                        rusqlite::Error::ToSqlConversionFailure(
+                            format!(
+                                "illegal node status transition of `{}`: {from} → {status}",
+                                node.unwrap_or_default()
+                            )
+                            .into(),
+                        )
+                    }
+                    _ => err,
+                }
+            };
             expect_one(conn.execute(
                 "UPDATE nodes SET status = ?3,
                    attempt = COALESCE(?4, attempt),
@@ -86,7 +107,7 @@ pub fn apply(
                     text(data, "feedback"),
                     json(data, "data"),
                 ],
-            )?)?;
+            ).map_err(explain)?)?;
         }
         "approval_requested" => {
             conn.execute(

@@ -101,10 +101,21 @@ impl Journal {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
         };
-        journal
-            .conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| JournalError::open(path, e))?;
+        // Switching to WAL can fail with SQLITE_BUSY without waiting on the busy
+        // handler when another process opens a new journal at the same moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match journal.conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(JournalError::open(path, e)),
+            }
+        }
         journal
             .conn
             .pragma_update(None, "synchronous", sync)
@@ -169,24 +180,21 @@ impl Journal {
     }
 
     fn version(&self) -> Result<i64, JournalError> {
-        let version: i64 = self
+        // One statement, so one snapshot: read separately, a journal created by
+        // another process in between would look like a foreign database.
+        let (version, tables): (i64, i64) = self
             .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version),
+                        (SELECT count(*) FROM sqlite_master WHERE type = 'table')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(|e| JournalError::open(&self.path, e))?;
-        if version == 0 {
-            let tables: i64 = self
-                .conn
-                .query_row(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(|e| JournalError::open(&self.path, e))?;
-            if tables > 0 {
-                return Err(JournalError::Foreign {
-                    path: self.path.clone(),
-                });
-            }
+        if version == 0 && tables > 0 {
+            return Err(JournalError::Foreign {
+                path: self.path.clone(),
+            });
         }
         Ok(version)
     }
