@@ -74,6 +74,15 @@ fn duration(row: &RunRow) -> String {
     format_ms(end.saturating_sub(row.started_at).max(0) as u64)
 }
 
+/// A `running` run whose process is gone shows as `stopped`: it needs `--resume`.
+fn shown_status(journal: &Journal, r: &RunRow) -> String {
+    if r.status == "running" && journal.lease_holder(&r.id).ok().flatten().is_none() {
+        "stopped".to_string()
+    } else {
+        r.status.clone()
+    }
+}
+
 /// `flowc runs`.
 pub fn runs(args: &RunsArgs) -> u8 {
     let journal = match open(&args.journal) {
@@ -109,7 +118,7 @@ pub fn runs(args: &RunsArgs) -> u8 {
             "{:<24} {:<20} {:<12} {:<20} {:>9}  {}",
             r.id,
             r.skill,
-            r.status,
+            shown_status(&journal, r),
             timestamp(r.started_at),
             duration(r),
             r.file
@@ -139,15 +148,22 @@ pub fn status(args: &StatusArgs) -> u8 {
         return write_stdout(format!("{v}\n").as_bytes());
     }
     let mut out = String::new();
+    let shown = shown_status(&journal, &run);
     let _ = writeln!(
         out,
-        "run {} · skill {} · {} · {} · {}",
+        "run {} · skill {} · {} · {shown} · {}",
         run.id,
         run.skill,
         run.file,
-        run.status,
         duration(&run)
     );
+    if shown == "stopped" {
+        let _ = writeln!(
+            out,
+            "its process is gone (killed or crashed): continue with `flowc run --resume {}`",
+            run.id
+        );
+    }
     if let Some(e) = &run.error {
         let _ = writeln!(out, "error: {e}");
     }

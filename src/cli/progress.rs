@@ -134,11 +134,14 @@ pub struct Live {
     failed: usize,
     tail: String,
     explain: bool,
+    /// Questions asked inline: the bar is hidden while any is open.
+    asking: usize,
+    interactive: bool,
 }
 
 impl Live {
-    /// A live view on stderr.
-    pub fn new(explain: bool) -> Live {
+    /// A live view on stderr; `interactive` hides it while a person is asked inline.
+    pub fn new(explain: bool, interactive: bool) -> Live {
         let bar = indicatif::ProgressBar::new_spinner();
         if let Ok(style) =
             indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {wide_msg}")
@@ -154,6 +157,8 @@ impl Live {
             failed: 0,
             tail: String::new(),
             explain,
+            asking: 0,
+            interactive,
         }
     }
 
@@ -190,6 +195,18 @@ impl Live {
 
 impl Observer for Live {
     fn event(&mut self, event: &NewEvent) {
+        if self.interactive && event.kind == "approval_requested" {
+            self.asking += 1;
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        if self.interactive && event.kind == "approval_decided" {
+            self.asking = self.asking.saturating_sub(1);
+            if self.asking == 0 {
+                self.bar
+                    .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+        }
         if event.kind == "node_status"
             && let Some(key) = &event.node
         {
@@ -213,7 +230,11 @@ impl Observer for Live {
         if let Some(line) = describe(event, &mut self.started)
             && !line.starts_with('▶')
         {
-            self.bar.println(line);
+            if self.asking > 0 {
+                eprintln!("{line}");
+            } else {
+                self.bar.println(line);
+            }
         }
         self.redraw();
     }

@@ -166,8 +166,8 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     };
     let mut observer: Box<dyn Observer> = if args.json {
         Box::new(JsonLines::default())
-    } else if std::io::stderr().is_terminal() && !interactive_prompts_conflict(interactive) {
-        Box::new(Live::new(args.explain))
+    } else if std::io::stderr().is_terminal() {
+        Box::new(Live::new(args.explain, interactive))
     } else {
         Box::new(Lines::new(args.explain))
     };
@@ -251,10 +251,4 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             EXIT_INTERRUPTED
         }
     }
-}
-
-/// A live view redraws the terminal; while a person is asked inline it would
-/// draw over the question, so inline questions get the line view.
-fn interactive_prompts_conflict(interactive: bool) -> bool {
-    interactive
 }

@@ -321,12 +321,18 @@ pub async fn run_wait(
         }
         Ok(())
     };
+    // A fixed wait is bounded by its deadline; only `until` is bounded by the timeout.
+    let limit = if until.is_some() {
+        timeout
+    } else {
+        Duration::from_secs(100 * 365 * 86_400)
+    };
     tokio::select! {
         r = work => match r {
             Ok(()) => AttemptEnd::Result(json!({ "waited": started.elapsed().as_millis() as i64 })),
             Err(e) => AttemptEnd::Error(e, None),
         },
-        () = tokio::time::sleep(timeout) => AttemptEnd::Error(
+        () = tokio::time::sleep(limit) => AttemptEnd::Error(
             format!("`until` did not hold within {}", crate::ir::format_ms(timeout.as_millis() as u64)),
             None,
         ),

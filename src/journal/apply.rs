@@ -90,7 +90,7 @@ pub fn apply(
                    started_at = CASE WHEN ?3 = 'running' AND started_at IS NULL THEN ?6 ELSE started_at END,
                    finished_at = CASE WHEN ?7 THEN ?6 ELSE NULL END,
                    result = COALESCE(?8, result),
-                   error = CASE WHEN ?3 IN ('ready', 'running', 'stale') THEN NULL ELSE COALESCE(?9, error) END,
+                   error = CASE WHEN ?3 IN ('ready', 'running', 'stale', 'succeeded') THEN ?9 ELSE COALESCE(?9, error) END,
                    feedback = COALESCE(?10, feedback),
                    data = COALESCE(?11, data)
                  WHERE run_id = ?1 AND key = ?2",

@@ -290,7 +290,7 @@ impl Journal {
                 &tx,
                 &event.run_id,
                 at,
-                &event.kind,
+                event.kind,
                 event.node.as_deref(),
                 event.attempt,
                 &event.data,

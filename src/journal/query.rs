@@ -226,9 +226,13 @@ impl Journal {
         match ids.as_slice() {
             [one] => Ok(one.clone()),
             _ if ids.iter().any(|i| i == id) => Ok(id.to_string()),
-            _ => Err(JournalError::NoRun {
+            [] => Err(JournalError::NoRun {
                 run: id.to_string(),
             }),
+            _ => Err(JournalError::Sql(format!(
+                "`{id}` matches several runs ({}, …); give more of the id",
+                ids.join(", ")
+            ))),
         }
     }
 }

@@ -22,13 +22,16 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("approvals", "run_id", "node"),
 ];
 
+/// Column names, and each row as its key and its values rendered as text.
+type Rows = (Vec<String>, Vec<(String, Vec<String>)>);
+
 fn rows(
     conn: &Connection,
     table: &str,
     run_col: &str,
     key_col: &str,
     run: &str,
-) -> rusqlite::Result<(Vec<String>, Vec<(String, Vec<String>)>)> {
+) -> rusqlite::Result<Rows> {
     let mut stmt = conn.prepare(&format!(
         "SELECT * FROM {table} WHERE {run_col} = ?1 ORDER BY {key_col}"
     ))?;
