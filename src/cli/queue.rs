@@ -116,6 +116,13 @@ pub fn decide(verb: Verb, args: &DecideArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    if let Ok(Some(holder)) = journal.lease_holder(&run) {
+        eprintln!(
+            "error: run `{run}` is being driven by {}; answer on its terminal, or stop it and decide here",
+            holder.owner
+        );
+        return EXIT_USAGE;
+    }
     let items = match journal.approvals(Some(&run)) {
         Ok(i) => i,
         Err(e) => {

@@ -33,30 +33,22 @@ pub fn apply(
 ) -> rusqlite::Result<()> {
     match kind {
         "run_started" => {
-            conn.execute(
-                "INSERT INTO runs (id, skill, file, inputs, status, started_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5)",
-                params![run, text(data, "skill"), text(data, "file"), json(data, "inputs").unwrap_or_else(|| "{}".into()), at],
+            conn.prepare_cached("INSERT INTO runs (id, skill, file, inputs, status, started_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5)")?.execute(params![run, text(data, "skill"), text(data, "file"), json(data, "inputs").unwrap_or_else(|| "{}".into()), at],
             )?;
         }
         "run_resumed" => {
-            expect_one(conn.execute(
-                "UPDATE runs SET status = 'running', updated_at = ?2, finished_at = NULL, error = NULL WHERE id = ?1",
-                params![run, at],
+            expect_one(conn.prepare_cached("UPDATE runs SET status = 'running', updated_at = ?2, finished_at = NULL, error = NULL WHERE id = ?1")?.execute(params![run, at],
             )?)?;
         }
         "run_status" => {
             let status = text(data, "status").unwrap_or_default();
             let finished = matches!(status.as_str(), "succeeded" | "failed" | "cancelled");
-            expect_one(conn.execute(
-                "UPDATE runs SET status = ?2, updated_at = ?3, finished_at = CASE WHEN ?4 THEN ?3 ELSE NULL END,
-                 output = COALESCE(?5, output), error = ?6 WHERE id = ?1",
-                params![run, status, at, finished, json(data, "output"), text(data, "error")],
+            expect_one(conn.prepare_cached("UPDATE runs SET status = ?2, updated_at = ?3, finished_at = CASE WHEN ?4 THEN ?3 ELSE NULL END,
+                 output = COALESCE(?5, output), error = ?6 WHERE id = ?1")?.execute(params![run, status, at, finished, json(data, "output"), text(data, "error")],
             )?)?;
         }
         "node_added" => {
-            conn.execute(
-                "INSERT INTO nodes (run_id, key, name, kind, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
-                params![run, node, text(data, "name"), text(data, "kind")],
+            conn.prepare_cached("INSERT INTO nodes (run_id, key, name, kind, status) VALUES (?1, ?2, ?3, ?4, 'pending')")?.execute(params![run, node, text(data, "name"), text(data, "kind")],
             )?;
         }
         "node_status" => {
@@ -83,8 +75,7 @@ pub fn apply(
                     _ => err,
                 }
             };
-            expect_one(conn.execute(
-                "UPDATE nodes SET status = ?3,
+            expect_one(conn.prepare_cached("UPDATE nodes SET status = ?3,
                    attempt = COALESCE(?4, attempt),
                    input_hash = COALESCE(?5, input_hash),
                    started_at = CASE WHEN ?3 = 'running' AND started_at IS NULL THEN ?6 ELSE started_at END,
@@ -93,8 +84,7 @@ pub fn apply(
                    error = CASE WHEN ?3 IN ('ready', 'running', 'stale', 'succeeded') THEN ?9 ELSE COALESCE(?9, error) END,
                    feedback = COALESCE(?10, feedback),
                    data = COALESCE(?11, data)
-                 WHERE run_id = ?1 AND key = ?2",
-                params![
+                 WHERE run_id = ?1 AND key = ?2")?.execute(params![
                     run,
                     node,
                     status,
@@ -110,17 +100,13 @@ pub fn apply(
             ).map_err(explain)?)?;
         }
         "approval_requested" => {
-            conn.execute(
-                "INSERT OR REPLACE INTO approvals (run_id, node, kind, prompt, input_hash, status, requested_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-                params![run, node, text(data, "kind"), text(data, "prompt").unwrap_or_default(), text(data, "input_hash").unwrap_or_default(), at],
+            conn.prepare_cached("INSERT OR REPLACE INTO approvals (run_id, node, kind, prompt, input_hash, status, requested_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)")?.execute(params![run, node, text(data, "kind"), text(data, "prompt").unwrap_or_default(), text(data, "input_hash").unwrap_or_default(), at],
             )?;
         }
         "approval_decided" => {
-            expect_one(conn.execute(
-                "UPDATE approvals SET status = ?3, decided_at = ?4, decided_by = ?5, comment = ?6, output = ?7
-                 WHERE run_id = ?1 AND node = ?2 AND status = 'pending'",
-                params![run, node, text(data, "decision"), at, text(data, "by"), text(data, "comment"), json(data, "output")],
+            expect_one(conn.prepare_cached("UPDATE approvals SET status = ?3, decided_at = ?4, decided_by = ?5, comment = ?6, output = ?7
+                 WHERE run_id = ?1 AND node = ?2 AND status = 'pending'")?.execute(params![run, node, text(data, "decision"), at, text(data, "by"), text(data, "comment"), json(data, "output")],
             )?)?;
         }
         // Logs and traces: kept in `events` only.

@@ -269,11 +269,8 @@ impl Journal {
                     // Read under the write lock, never from a cache: another
                     // process (`flowc approve`, …) may have appended to this run.
                     let max: Option<i64> = tx
-                        .query_row(
-                            "SELECT max(seq) FROM events WHERE run_id = ?1",
-                            params![event.run_id],
-                            |r| r.get(0),
-                        )
+                        .prepare_cached("SELECT max(seq) FROM events WHERE run_id = ?1")?
+                        .query_row(params![event.run_id], |r| r.get(0))
                         .optional()?
                         .flatten();
                     let next = max.unwrap_or(0) + 1;
@@ -282,10 +279,11 @@ impl Journal {
                 }
             };
             let data = event.data.to_string();
-            tx.execute(
+            // Cached statements: a step's few events cost one prepare per session, not per event.
+            tx.prepare_cached(
                 "INSERT INTO events (run_id, seq, at, kind, node, attempt, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![event.run_id, seq, at, event.kind, event.node, event.attempt, data],
-            )?;
+            )?
+            .execute(params![event.run_id, seq, at, event.kind, event.node, event.attempt, data])?;
             apply::apply(
                 &tx,
                 &event.run_id,
