@@ -292,10 +292,13 @@ pub async fn run_script(
     }
 }
 
+/// A polled `until` condition: the evaluator, the expression, the values it reads, the interval in ms.
+pub type Until = (Arc<Evaluator>, CompiledExpr, HashMap<String, Json>, u64);
+
 /// A `wait` step: until a deadline, or until a condition holds.
 pub async fn run_wait(
     deadline_ms: Option<i64>,
-    until: Option<(Arc<Evaluator>, CompiledExpr, HashMap<String, Json>, u64)>,
+    until: Option<Until>,
     timeout: Duration,
     cancel: Arc<Notify>,
 ) -> AttemptEnd {
