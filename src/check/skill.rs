@@ -94,7 +94,7 @@ impl<'a> ModuleCx<'a> {
             policy: sig.policy.clone(),
             nodes,
             graph,
-            templates: Arc::new(sk.templates.env),
+            templates: Arc::new(sk.templates.into_env()),
         }
     }
 

@@ -124,7 +124,8 @@ pub struct Skill {
     pub nodes: Vec<Node>,
     /// The graph of the top-level nodes.
     pub graph: Graph,
-    /// All templates of the skill, compiled once.
+    /// All templates of the skill, checked at compile time; each is compiled
+    /// once, on its first `get_template`.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
 
