@@ -71,7 +71,7 @@ impl<'a> ModuleCx<'a> {
         let params = self.params(def, &mut sk);
         self.collect(&def.body, None, def, &mut sk);
         self.node_types(&mut sk);
-        let mut nodes = Vec::new();
+        let mut nodes = Vec::with_capacity(sk.state.nodes.len());
         for id in 0..sk.state.nodes.len() {
             nodes.push(self.check_node(id, &mut sk));
         }

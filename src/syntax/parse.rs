@@ -356,6 +356,9 @@ impl Lower {
                 _ => body.fields.push(self.field(p)),
             }
         }
+        // The tree lives until its module is checked: no spare capacity.
+        body.nodes.shrink_to_fit();
+        body.fields.shrink_to_fit();
         body
     }
 
@@ -391,6 +394,7 @@ impl Lower {
                 }
             }
         }
+        fields.shrink_to_fit();
         StepDef {
             name,
             kind,
