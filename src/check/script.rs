@@ -24,9 +24,8 @@ pub fn compile_script<'a>(
             at: Some(id),
             mode: Mode::Plain,
         };
-        let known: BTreeSet<String> = scope.names().into_iter().collect();
         for ident in identifiers(&lit.value) {
-            if known.contains(ident) {
+            if scope.knows(ident) {
                 let span = lit.span;
                 if let Lookup::Found(_) = scope.lookup(ident, span, &mut cx.diags) {
                     rhai_scope.push_dynamic(ident.to_string(), rhai::Dynamic::UNIT);

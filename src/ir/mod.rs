@@ -12,7 +12,7 @@ pub use summary::format_ms;
 pub use ty::{Record, Ty};
 
 use crate::span::Span;
-use petgraph::graph::DiGraph;
+use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -145,9 +145,21 @@ impl Graph {
         }
     }
 
+    /// The graph index of node `id`.
+    ///
+    /// The checker adds nodes in increasing [`NodeId`] order, so a binary
+    /// search finds them; a graph built otherwise falls back to a scan.
+    pub fn index_of(&self, id: NodeId) -> Option<NodeIndex> {
+        let nodes = self.dag.raw_nodes();
+        if let Ok(i) = nodes.binary_search_by_key(&id, |n| n.weight) {
+            return Some(NodeIndex::new(i));
+        }
+        self.dag.node_indices().find(|&i| self.dag[i] == id)
+    }
+
     /// The nodes `id` depends on directly.
     pub fn dependencies(&self, id: NodeId) -> Vec<NodeId> {
-        let Some(ix) = self.dag.node_indices().find(|&i| self.dag[i] == id) else {
+        let Some(ix) = self.index_of(id) else {
             return Vec::new();
         };
         let mut deps: Vec<NodeId> = self
