@@ -155,7 +155,13 @@ impl<'a> SkillState<'a> {
                     self.top_in(at, container),
                 )
             };
-        if from != to {
+        // A repeat of the previous edge (a step reading the same step twice)
+        // adds nothing: the graph keeps the first span of each edge.
+        let repeat = self
+            .edges
+            .last()
+            .is_some_and(|e| e.container == container && e.from == from && e.to == to);
+        if from != to && !repeat {
             self.edges.push(Edge {
                 container,
                 from,
