@@ -6,7 +6,7 @@ use super::skill::SkillCx;
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{self, Backoff, Command, Record, StepKind, Ty, Value};
 use crate::syntax::ast::{self, ExprKind, Field, FieldValue};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 const COMMON: &[&str] = &[
     "after",
@@ -55,6 +55,49 @@ fn result_record(name: &str, fields: Vec<(&str, Ty)>) -> Ty {
     }))
 }
 
+fn run_result(output: Option<Ty>) -> Ty {
+    let mut fields = vec![
+        ("exit_code", Ty::Int),
+        ("stdout", Ty::String),
+        ("stderr", Ty::String),
+        ("duration", Ty::Duration),
+    ];
+    if let Some(o) = output {
+        fields.push(("output", o));
+    }
+    result_record("run result", fields)
+}
+
+fn llm_result(output: Option<Ty>) -> Ty {
+    let mut fields = vec![("text", Ty::String)];
+    if let Some(o) = output {
+        fields.push(("output", o));
+    }
+    fields.extend([
+        ("tokens_in", Ty::Int),
+        ("tokens_out", Ty::Int),
+        ("cost_usd", Ty::Float),
+    ]);
+    result_record("llm result", fields)
+}
+
+// Result types without a declared `output` are the same for every step of a
+// kind: built once and shared, rather than one record per step.
+static RUN_RESULT: LazyLock<Ty> = LazyLock::new(|| run_result(None));
+static LLM_RESULT: LazyLock<Ty> = LazyLock::new(|| llm_result(None));
+static APPROVAL_RESULT: LazyLock<Ty> = LazyLock::new(|| {
+    result_record(
+        "approval result",
+        vec![
+            ("approved", Ty::Bool),
+            ("by", Ty::String),
+            ("comment", Ty::String),
+        ],
+    )
+});
+static WAIT_RESULT: LazyLock<Ty> =
+    LazyLock::new(|| result_record("wait result", vec![("waited", Ty::Duration)]));
+
 impl<'a> ModuleCx<'a> {
     /// The result type of a step (E0310 for an unknown kind).
     pub fn result_type(&mut self, step: &ast::StepDef) -> Ty {
@@ -64,39 +107,16 @@ impl<'a> ModuleCx<'a> {
         });
         let output = output.map(|t| self.resolve_type(t));
         match step.kind.name.as_str() {
-            "run" => {
-                let mut fields = vec![
-                    ("exit_code", Ty::Int),
-                    ("stdout", Ty::String),
-                    ("stderr", Ty::String),
-                    ("duration", Ty::Duration),
-                ];
-                if let Some(o) = output {
-                    fields.push(("output", o));
-                }
-                result_record("run result", fields)
-            }
-            "llm" => {
-                let mut fields = vec![("text", Ty::String)];
-                if let Some(o) = output {
-                    fields.push(("output", o));
-                }
-                fields.extend([
-                    ("tokens_in", Ty::Int),
-                    ("tokens_out", Ty::Int),
-                    ("cost_usd", Ty::Float),
-                ]);
-                result_record("llm result", fields)
-            }
-            "approval" => result_record(
-                "approval result",
-                vec![
-                    ("approved", Ty::Bool),
-                    ("by", Ty::String),
-                    ("comment", Ty::String),
-                ],
-            ),
-            "wait" => result_record("wait result", vec![("waited", Ty::Duration)]),
+            "run" => match output {
+                Some(o) => run_result(Some(o)),
+                None => RUN_RESULT.clone(),
+            },
+            "llm" => match output {
+                Some(o) => llm_result(Some(o)),
+                None => LLM_RESULT.clone(),
+            },
+            "approval" => APPROVAL_RESULT.clone(),
+            "wait" => WAIT_RESULT.clone(),
             "script" => output.unwrap_or(Ty::Json),
             "call" => match &step.callee {
                 Some(q) => match self.sig(q) {
@@ -235,6 +255,7 @@ impl<'a> ModuleCx<'a> {
                 checker.condition(cond, &mut scope, "`accept`");
                 step.accept.push(self.compile(cond, Ty::Bool));
             }
+            step.accept.shrink_to_fit();
         }
         if let Some(f) = get("feedback")
             && let Some(expr) = self.value(f)

@@ -1,7 +1,7 @@
 //! Dependency graphs per skill and block, and cycle detection.
 
 use super::items::ModuleCx;
-use super::scope::{NodeDefRef, SkillState};
+use super::scope::{Edge, NodeDefRef, SkillState};
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{Graph, NodeId};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -18,18 +18,34 @@ pub fn build(cx: &mut ModuleCx<'_>, state: &SkillState<'_>) -> (Graph, Vec<(Node
             .filter(|(_, n)| !matches!(n.def, NodeDefRef::Step(_)))
             .map(|(i, _)| Some(i)),
     );
+    // Nodes and edges by container, in one pass (not one pass per container).
+    let slot: HashMap<Option<usize>, usize> = containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i))
+        .collect();
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); containers.len()];
+    for (id, node) in state.nodes.iter().enumerate() {
+        if let Some(&s) = slot.get(&node.parent) {
+            members[s].push(id);
+        }
+    }
+    let mut edges: Vec<Vec<&Edge>> = vec![Vec::new(); containers.len()];
+    for edge in &state.edges {
+        if let Some(&s) = slot.get(&edge.container) {
+            edges[s].push(edge);
+        }
+    }
     let mut root = Graph::default();
     let mut bodies = Vec::new();
-    for container in containers {
-        let mut dag: DiGraph<NodeId, ()> = DiGraph::new();
-        let mut index: HashMap<usize, NodeIndex> = HashMap::new();
-        for (id, node) in state.nodes.iter().enumerate() {
-            if node.parent == container {
-                index.insert(id, dag.add_node(id));
-            }
+    for (s, container) in containers.into_iter().enumerate() {
+        let mut dag: DiGraph<NodeId, ()> = DiGraph::with_capacity(members[s].len(), 0);
+        let mut index: HashMap<usize, NodeIndex> = HashMap::with_capacity(members[s].len());
+        for &id in &members[s] {
+            index.insert(id, dag.add_node(id));
         }
         let mut spans: HashMap<(usize, usize), crate::span::Span> = HashMap::new();
-        for edge in state.edges.iter().filter(|e| e.container == container) {
+        for edge in edges[s].iter().copied() {
             if let (Some(&a), Some(&b)) = (index.get(&edge.from), index.get(&edge.to))
                 && !spans.contains_key(&(edge.from, edge.to))
             {
@@ -37,6 +53,8 @@ pub fn build(cx: &mut ModuleCx<'_>, state: &SkillState<'_>) -> (Graph, Vec<(Node
                 dag.add_edge(a, b, ());
             }
         }
+        // Kept in the IR: no spare capacity.
+        dag.shrink_to_fit();
         for scc in petgraph::algo::kosaraju_scc(&dag) {
             if scc.len() < 2 {
                 continue;

@@ -69,13 +69,14 @@ pub fn check_files(loader: &dyn Loader, roots: &[PathBuf]) -> CheckOutput {
     modules.check_all();
     let mut out = CheckOutput::default();
     let mut files = Vec::new();
+    let with_errors = modules.files_with_errors();
     for (root, id) in roots.iter().zip(&root_ids) {
         let path = root.display().to_string();
         match id {
             Ok(id) => files.push(CheckedFile {
                 path,
                 file: Some(modules.file_of(*id)),
-                program: modules.program(*id),
+                program: modules.program(*id, &with_errors),
             }),
             Err(reason) => {
                 out.unreadable.push((path.clone(), reason.clone()));

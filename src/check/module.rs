@@ -397,6 +397,9 @@ impl<'l> Modules<'l> {
             self.tables[id] = tables;
             self.diags.extend(diags);
             self.calls.extend(calls);
+            // Only a module's own check reads its syntax tree; its items,
+            // imports and tables are what importers and programs use.
+            self.mods[id].ast = ast::File::default();
         }
         self.check_calls();
     }
@@ -473,15 +476,23 @@ impl<'l> Modules<'l> {
         self.diags.extend(new_diags);
     }
 
-    /// Builds the program of a root module, if it and its imports are error-free.
-    pub fn program(&self, id: ModuleId) -> Option<ir::Program> {
+    /// The files with at least one error.
+    pub fn files_with_errors(&self) -> HashSet<FileId> {
+        self.diags
+            .iter()
+            .filter(|d| d.severity() == Severity::Error)
+            .map(|d| d.file)
+            .collect()
+    }
+
+    /// Builds the program of a root module, if it and its imports are
+    /// error-free (`with_errors`: [`Modules::files_with_errors`]).
+    pub fn program(&self, id: ModuleId, with_errors: &HashSet<FileId>) -> Option<ir::Program> {
         let mut closure = Vec::new();
         self.closure(id, &mut closure);
-        let files: HashSet<FileId> = closure.iter().map(|&m| self.mods[m].file).collect();
-        if self
-            .diags
+        if closure
             .iter()
-            .any(|d| d.severity() == Severity::Error && files.contains(&d.file))
+            .any(|&m| with_errors.contains(&self.mods[m].file))
         {
             return None;
         }

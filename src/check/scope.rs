@@ -138,15 +138,30 @@ impl<'a> SkillState<'a> {
         if counts_as_read {
             self.nodes[target].reads += 1;
         }
-        let mine = self.containers(at);
-        let container = self
-            .containers(target)
-            .into_iter()
-            .find(|c| mine.contains(c))
-            .unwrap_or(None);
-        let from = self.top_in(target, container);
-        let to = self.top_in(at, container);
-        if from != to {
+        let (container, from, to) =
+            if self.nodes[target].parent.is_none() && self.nodes[at].parent.is_none() {
+                // Both at the top level, the common case: no ancestor lists.
+                (None, target, at)
+            } else {
+                let mine = self.containers(at);
+                let container = self
+                    .containers(target)
+                    .into_iter()
+                    .find(|c| mine.contains(c))
+                    .unwrap_or(None);
+                (
+                    container,
+                    self.top_in(target, container),
+                    self.top_in(at, container),
+                )
+            };
+        // A repeat of the previous edge (a step reading the same step twice)
+        // adds nothing: the graph keeps the first span of each edge.
+        let repeat = self
+            .edges
+            .last()
+            .is_some_and(|e| e.container == container && e.from == from && e.to == to);
+        if from != to && !repeat {
             self.edges.push(Edge {
                 container,
                 from,
@@ -181,6 +196,38 @@ impl NodeScope<'_, '_> {
                 v
             }
         }
+    }
+
+    /// Whether `name` is one of [`Scope::names`], without building that list
+    /// (which lists every step of the skill).
+    pub fn knows(&self, name: &str) -> bool {
+        if self.state.params.iter().any(|p| p.0 == name) {
+            return true;
+        }
+        // Every step is in `by_name` under its own name (duplicates are not
+        // added as nodes, and `for` blocks never take a taken name).
+        if let Some(&node) = self.state.by_name.get(name)
+            && matches!(self.state.nodes[node].def, NodeDefRef::Step(_))
+        {
+            return true;
+        }
+        for block in self.enclosing() {
+            let found = match self.state.nodes[block].def {
+                NodeDefRef::For(f) => f.var.name == name,
+                NodeDefRef::Loop(_) => self.state.nodes[block].name == name,
+                NodeDefRef::Step(_) => false,
+            };
+            if found {
+                return true;
+            }
+        }
+        if self
+            .own_fields()
+            .is_some_and(|rec| rec.fields.iter().any(|(n, _)| n == name))
+        {
+            return true;
+        }
+        matches!(self.mode, Mode::Template | Mode::Accept(_)) && name == "attempt"
     }
 
     fn own_fields(&self) -> Option<&crate::ir::Record> {

@@ -7,6 +7,15 @@ use super::skill::SkillCx;
 use crate::diag::{Code, Diagnostic};
 use crate::syntax::ast::StrLit;
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+/// The engine scripts are compiled with (compile only), built once.
+static SCRIPT_ENGINE: LazyLock<rhai::Engine> = LazyLock::new(|| {
+    let mut engine = rhai::Engine::new_raw();
+    engine.set_strict_variables(true);
+    engine.set_max_expr_depths(128, 64);
+    engine
+});
 
 /// Compiles a script with strict variables: every name it reads must be a
 /// parameter, a step, or a loop name or variable in scope. The steps it names
@@ -24,9 +33,8 @@ pub fn compile_script<'a>(
             at: Some(id),
             mode: Mode::Plain,
         };
-        let known: BTreeSet<String> = scope.names().into_iter().collect();
         for ident in identifiers(&lit.value) {
-            if known.contains(ident) {
+            if scope.knows(ident) {
                 let span = lit.span;
                 if let Lookup::Found(_) = scope.lookup(ident, span, &mut cx.diags) {
                     rhai_scope.push_dynamic(ident.to_string(), rhai::Dynamic::UNIT);
@@ -34,10 +42,7 @@ pub fn compile_script<'a>(
             }
         }
     }
-    let mut engine = rhai::Engine::new_raw();
-    engine.set_strict_variables(true);
-    engine.set_max_expr_depths(128, 64);
-    match engine.compile_with_scope(&rhai_scope, &lit.value) {
+    match SCRIPT_ENGINE.compile_with_scope(&rhai_scope, &lit.value) {
         Ok(ast) => ast,
         Err(err) => {
             let pos = err.position();

@@ -71,7 +71,7 @@ impl<'a> ModuleCx<'a> {
         let params = self.params(def, &mut sk);
         self.collect(&def.body, None, def, &mut sk);
         self.node_types(&mut sk);
-        let mut nodes = Vec::new();
+        let mut nodes = Vec::with_capacity(sk.state.nodes.len());
         for id in 0..sk.state.nodes.len() {
             nodes.push(self.check_node(id, &mut sk));
         }
@@ -94,7 +94,7 @@ impl<'a> ModuleCx<'a> {
             policy: sig.policy.clone(),
             nodes,
             graph,
-            templates: Arc::new(sk.templates.env),
+            templates: Arc::new(sk.templates.into_env()),
         }
     }
 

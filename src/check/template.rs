@@ -6,6 +6,7 @@ use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::ir::{TemplateRef, Ty, Value};
 use crate::span::Span;
 use crate::syntax::{ast::StrLit, decode_string};
+use std::collections::HashMap;
 
 /// Globals minijinja provides itself.
 const TEMPLATE_GLOBALS: &[&str] = &[
@@ -21,10 +22,19 @@ const TEMPLATE_GLOBALS: &[&str] = &[
     "kwargs",
 ];
 
-/// A skill's template environment and a counter for template names.
+/// A skill's template environment, the sources of its templates, and a
+/// counter for template names.
+///
+/// Each template is compiled once here, to report syntax errors and find the
+/// names it reads, and then dropped: a compiled minijinja template keeps
+/// buffers of about 12 KB however short it is, which made templates most of
+/// the checker's memory. The environment handed to the IR loads (and
+/// compiles, once) each template from its source on first use instead.
 pub struct Templates {
-    /// The environment every template of the skill is compiled into.
-    pub env: minijinja::Environment<'static>,
+    /// The environment every template of the skill is checked in.
+    env: minijinja::Environment<'static>,
+    /// Template sources by name, for the environment's loader.
+    sources: HashMap<String, String>,
     count: usize,
 }
 
@@ -34,7 +44,20 @@ impl Templates {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_unknown_method_callback(crate::ir::template_methods::call);
-        Templates { env, count: 0 }
+        Templates {
+            env,
+            sources: HashMap::new(),
+            count: 0,
+        }
+    }
+
+    /// The environment for the IR: every template of the skill, by name,
+    /// compiled on first use.
+    pub fn into_env(self) -> minijinja::Environment<'static> {
+        let mut env = self.env;
+        let sources = self.sources;
+        env.set_loader(move |name| Ok(sources.get(name).cloned()));
+        env
     }
 }
 
@@ -93,6 +116,9 @@ impl ModuleCx<'_> {
             Ok(t) => t.undeclared_variables(true),
             Err(_) => Default::default(),
         };
+        // Only checked here; the IR's environment compiles it again when used.
+        templates.env.remove_template(&name);
+        templates.sources.insert(name.clone(), source.clone());
         let mut paths: Vec<String> = variables.into_iter().collect();
         paths.sort();
         for path in paths {

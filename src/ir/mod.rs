@@ -13,7 +13,7 @@ pub use summary::format_ms;
 pub use ty::{Record, Ty};
 
 use crate::span::Span;
-use petgraph::graph::DiGraph;
+use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -125,7 +125,8 @@ pub struct Skill {
     pub nodes: Vec<Node>,
     /// The graph of the top-level nodes.
     pub graph: Graph,
-    /// All templates of the skill, compiled once.
+    /// All templates of the skill, checked at compile time; each is compiled
+    /// once, on its first `get_template`.
     pub templates: Arc<minijinja::Environment<'static>>,
 }
 
@@ -145,9 +146,21 @@ impl Graph {
         }
     }
 
+    /// The graph index of node `id`.
+    ///
+    /// The checker adds nodes in increasing [`NodeId`] order, so a binary
+    /// search finds them; a graph built otherwise falls back to a scan.
+    pub fn index_of(&self, id: NodeId) -> Option<NodeIndex> {
+        let nodes = self.dag.raw_nodes();
+        if let Ok(i) = nodes.binary_search_by_key(&id, |n| n.weight) {
+            return Some(NodeIndex::new(i));
+        }
+        self.dag.node_indices().find(|&i| self.dag[i] == id)
+    }
+
     /// The nodes `id` depends on directly.
     pub fn dependencies(&self, id: NodeId) -> Vec<NodeId> {
-        let Some(ix) = self.dag.node_indices().find(|&i| self.dag[i] == id) else {
+        let Some(ix) = self.index_of(id) else {
             return Vec::new();
         };
         let mut deps: Vec<NodeId> = self

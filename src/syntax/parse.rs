@@ -48,31 +48,143 @@ pub fn parse_file(text: &str, file: FileId) -> (File, Vec<Diagnostic>) {
     let Some(chunks) = prescan::split_items(text, file, &mut diags) else {
         return (File::default(), diags);
     };
-    let lower = Lower {
-        file,
-        base: 0,
-        diags: RefCell::new(Vec::new()),
-    };
     let mut items = Vec::new();
     for chunk in chunks {
         let src = &text[chunk.start..chunk.end];
-        match FlowParser::parse(Rule::item_only, src) {
-            Ok(pairs) => {
-                let lower = Lower {
-                    base: chunk.start,
-                    ..lower.fork()
-                };
-                for pair in pairs {
-                    if pair.as_rule() != Rule::EOI {
-                        items.push(lower.item(pair));
-                    }
-                }
-                diags.extend(lower.diags.into_inner());
+        match skill_by_members(src, chunk.start, file) {
+            Some((item, item_diags)) => {
+                items.push(item);
+                diags.extend(item_diags);
             }
-            Err(_) => diags.push(syntax_error(text, chunk, file)),
+            None => parse_whole(text, chunk, file, &mut items, &mut diags),
         }
     }
     (File { items }, diags)
+}
+
+/// Parses one item chunk in one go.
+fn parse_whole(
+    text: &str,
+    chunk: Span,
+    file: FileId,
+    items: &mut Vec<Item>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let src = &text[chunk.start..chunk.end];
+    match FlowParser::parse(Rule::item_only, src) {
+        Ok(pairs) => {
+            let lower = Lower {
+                file,
+                base: chunk.start,
+                diags: RefCell::new(Vec::new()),
+            };
+            for pair in pairs {
+                if pair.as_rule() != Rule::EOI {
+                    items.push(lower.item(pair));
+                }
+            }
+            diags.extend(lower.diags.into_inner());
+        }
+        Err(_) => diags.push(syntax_error(text, chunk, file)),
+    }
+}
+
+/// The end of the whitespace and comments starting at `at` (what pest skips
+/// between tokens: `WHITESPACE` and `COMMENT` in the grammar).
+fn skip_trivia(src: &str, mut at: usize) -> usize {
+    let bytes = src.as_bytes();
+    loop {
+        match bytes.get(at) {
+            Some(b' ' | b'\t' | b'\r' | b'\n') => at += 1,
+            Some(b'#') => {
+                at = match src[at..].find('\n') {
+                    Some(nl) => at + nl,
+                    None => src.len(),
+                }
+            }
+            _ => return at,
+        }
+    }
+}
+
+/// Parses a skill item one member at a time, or `None` if `src` is not a
+/// skill item that parses.
+///
+/// Parsing a whole item makes pest build one token queue for all of it,
+/// about 4 KB per step; a skill of 100,000 steps needed ~400 MB for the
+/// queue alone. `skill_head` and `skill_member_one` match, in sequence,
+/// exactly what `item_only` matches for a skill (PEG repetition is greedy,
+/// so reading members one after another is what `skill_body` does). Any
+/// failure returns `None` and the caller parses the item whole, so syntax
+/// errors come out as before.
+fn skill_by_members(src: &str, base: usize, file: FileId) -> Option<(Item, Vec<Diagnostic>)> {
+    let start = skip_trivia(src, 0);
+    let rest = &src[start..];
+    let is_skill = rest.strip_prefix("skill").is_some_and(|after| {
+        !after
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    });
+    if !is_skill {
+        return None;
+    }
+    let head = FlowParser::parse(Rule::skill_head, rest).ok()?.next()?;
+    let lower = Lower {
+        file,
+        base: base + start,
+        diags: RefCell::new(Vec::new()),
+    };
+    let mut at = start + head.as_span().end();
+    let mut inner = head.into_inner();
+    inner.next(); // the keyword
+    let name = lower.declared(next(&mut inner));
+    let mut params = Vec::new();
+    let mut ret = None;
+    for p in inner {
+        match p.as_rule() {
+            Rule::params => params = p.into_inner().map(|p| lower.param(p)).collect(),
+            Rule::return_type => ret = Some(lower.type_expr(first(p))),
+            _ => {}
+        }
+    }
+    let mut diags = lower.diags.into_inner();
+    let mut body = Body::default();
+    loop {
+        at = skip_trivia(src, at);
+        if src[at..].starts_with('}') {
+            at += 1;
+            break;
+        }
+        let one = FlowParser::parse(Rule::skill_member_one, &src[at..])
+            .ok()?
+            .next()?;
+        let end = at + one.as_span().end();
+        let lower = Lower {
+            file,
+            base: base + at,
+            diags: RefCell::new(Vec::new()),
+        };
+        for member in one.into_inner() {
+            lower.member(member, &mut body);
+        }
+        diags.extend(lower.diags.into_inner());
+        at = end;
+    }
+    let end = at;
+    if skip_trivia(src, end) != src.len() {
+        return None;
+    }
+    body.nodes.shrink_to_fit();
+    body.fields.shrink_to_fit();
+    let item = Item::Skill(SkillDef {
+        name,
+        params,
+        ret,
+        body,
+        span: Span::new(base + start, base + end),
+    });
+    Some((item, diags))
 }
 
 /// Re-parses a failed item with pest's detailed error tracking and words the result.
@@ -184,14 +296,6 @@ struct Lower {
 type Depth = usize;
 
 impl Lower {
-    fn fork(&self) -> Lower {
-        Lower {
-            file: self.file,
-            base: self.base,
-            diags: RefCell::new(Vec::new()),
-        }
-    }
-
     /// The pair's span without the trailing whitespace pest may include.
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
@@ -318,45 +422,53 @@ impl Lower {
     fn body(&self, pair: Pair<Rule>) -> Body {
         let mut body = Body::default();
         for p in pair.into_inner() {
-            match p.as_rule() {
-                Rule::step_def => body.nodes.push(NodeDef::Step(self.step(p))),
-                Rule::loop_def => {
-                    let span = self.span(&p);
-                    let mut inner = p.into_inner();
-                    inner.next();
-                    let name = self.declared(next(&mut inner));
-                    let inner_body = self.body(next(&mut inner));
-                    body.nodes.push(NodeDef::Loop(LoopDef {
-                        name,
-                        body: inner_body,
-                        span,
-                    }));
-                }
-                Rule::for_def => {
-                    let span = self.span(&p);
-                    let mut inner = p.into_inner();
-                    inner.next();
-                    let var = self.declared(next(&mut inner));
-                    inner.next(); // `in`
-                    let iter = self.expr(next(&mut inner)).0;
-                    let inner_body = self.body(next(&mut inner));
-                    body.nodes.push(NodeDef::For(ForDef {
-                        var,
-                        iter,
-                        body: inner_body,
-                        span,
-                    }));
-                }
-                Rule::return_stmt => {
-                    let mut inner = p.into_inner();
-                    inner.next();
-                    body.returns.push(self.expr(next(&mut inner)).0);
-                }
-                Rule::block => body.fields.push(self.block(p)),
-                _ => body.fields.push(self.field(p)),
-            }
+            self.member(p, &mut body);
         }
+        // The tree lives until its module is checked: no spare capacity.
+        body.nodes.shrink_to_fit();
+        body.fields.shrink_to_fit();
         body
+    }
+
+    /// Adds one member of a skill, loop or for body.
+    fn member(&self, p: Pair<Rule>, body: &mut Body) {
+        match p.as_rule() {
+            Rule::step_def => body.nodes.push(NodeDef::Step(self.step(p))),
+            Rule::loop_def => {
+                let span = self.span(&p);
+                let mut inner = p.into_inner();
+                inner.next();
+                let name = self.declared(next(&mut inner));
+                let inner_body = self.body(next(&mut inner));
+                body.nodes.push(NodeDef::Loop(LoopDef {
+                    name,
+                    body: inner_body,
+                    span,
+                }));
+            }
+            Rule::for_def => {
+                let span = self.span(&p);
+                let mut inner = p.into_inner();
+                inner.next();
+                let var = self.declared(next(&mut inner));
+                inner.next(); // `in`
+                let iter = self.expr(next(&mut inner)).0;
+                let inner_body = self.body(next(&mut inner));
+                body.nodes.push(NodeDef::For(ForDef {
+                    var,
+                    iter,
+                    body: inner_body,
+                    span,
+                }));
+            }
+            Rule::return_stmt => {
+                let mut inner = p.into_inner();
+                inner.next();
+                body.returns.push(self.expr(next(&mut inner)).0);
+            }
+            Rule::block => body.fields.push(self.block(p)),
+            _ => body.fields.push(self.field(p)),
+        }
     }
 
     fn step(&self, pair: Pair<Rule>) -> StepDef {
@@ -391,6 +503,7 @@ impl Lower {
                 }
             }
         }
+        fields.shrink_to_fit();
         StepDef {
             name,
             kind,
@@ -762,5 +875,78 @@ fn missing<'i>() -> Pair<'i, Rule> {
             None => unreachable!("pest returned no pair for a successful parse"),
         },
         Err(_) => unreachable!("`_` is an identifier"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn flow_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                flow_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "flow") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Reading a skill member by member gives the same tree and diagnostics
+    /// as parsing it whole, for every fixture, workflow and standard module.
+    #[test]
+    fn skills_by_members_match_whole_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["tests", "workflows", "stdlib"] {
+            flow_files(&root.join(dir), &mut files);
+        }
+        assert!(files.len() > 50, "found only {} files", files.len());
+        let mut compared = 0;
+        let mut extra = vec![
+            "# lead\nskill a(x: int = 1) -> string { # c\n step s: run { command: \"echo\", accept: exit_code == 0 }, return s.stdout } # tail\n".to_string(),
+            "skill b() {\n  step s: run { command: \"x\" }\n  step s2: run { command: \"{{ s.stdout }}\" },\n  loop l { max: 2\n step t: run { command: \"y\" } }\n  for x in [1, 2] { step u: run { command: \"{{ x }}\" } }\n}".to_string(),
+            "skill c() { step s: run { command: 1 +\n 2 } step t: run { } }".to_string(),
+            "skill d() { step s: run { command: \"x\" } } extra".to_string(),
+            "skill e() { step s run { } }".to_string(),
+            "skill f() {}".to_string(),
+            "skill g(,) { }".to_string(),
+        ];
+        for path in &files {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                extra.push(text);
+            }
+        }
+        for text in &extra {
+            let mut diags = Vec::new();
+            let Some(chunks) = prescan::split_items(text, 0, &mut diags) else {
+                continue;
+            };
+            for chunk in chunks {
+                let src = &text[chunk.start..chunk.end];
+                let mut items = Vec::new();
+                let mut whole = Vec::new();
+                parse_whole(text, chunk, 0, &mut items, &mut whole);
+                if let Some((item, diags)) = skill_by_members(src, chunk.start, 0) {
+                    assert_eq!(items.len(), 1, "{src}");
+                    assert_eq!(format!("{:?}", items[0]), format!("{item:?}"), "{src}");
+                    assert_eq!(format!("{whole:?}"), format!("{diags:?}"), "{src}");
+                    compared += 1;
+                } else {
+                    // Only items that do not parse, or are not skills, go whole.
+                    let is_skill = matches!(items.first(), Some(Item::Skill(_)));
+                    assert!(
+                        !is_skill,
+                        "a skill that parses was not read by members: {src}"
+                    );
+                }
+            }
+        }
+        assert!(compared > 50, "compared only {compared} skills");
     }
 }
