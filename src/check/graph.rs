@@ -40,13 +40,14 @@ pub fn build(cx: &mut ModuleCx<'_>, state: &SkillState<'_>) -> (Graph, Vec<(Node
     let mut bodies = Vec::new();
     for (s, container) in containers.into_iter().enumerate() {
         let mut dag: DiGraph<NodeId, ()> = DiGraph::with_capacity(members[s].len(), 0);
-        let mut index: HashMap<usize, NodeIndex> = HashMap::with_capacity(members[s].len());
         for &id in &members[s] {
-            index.insert(id, dag.add_node(id));
+            dag.add_node(id);
         }
+        // Node `members[s][i]` is graph node `i`, and `members[s]` is sorted.
+        let index = |id: usize| members[s].binary_search(&id).ok().map(NodeIndex::new);
         let mut spans: HashMap<(usize, usize), crate::span::Span> = HashMap::new();
         for edge in edges[s].iter().copied() {
-            if let (Some(&a), Some(&b)) = (index.get(&edge.from), index.get(&edge.to))
+            if let (Some(a), Some(b)) = (index(edge.from), index(edge.to))
                 && !spans.contains_key(&(edge.from, edge.to))
             {
                 spans.insert((edge.from, edge.to), edge.span);

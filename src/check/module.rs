@@ -12,6 +12,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// How many distinct strings the rhai engine keeps for reuse across compiles.
+/// Small on purpose: once full, each new string scans the whole cache to
+/// evict one, and the strings worth sharing are few and kept (the most
+/// shared are evicted last).
+pub const STRINGS_INTERNED: usize = 64;
+
 /// Index into [`Modules::mods`].
 pub type ModuleId = usize;
 
@@ -149,6 +155,9 @@ impl<'l> Modules<'l> {
     pub fn new(loader: &'l dyn Loader) -> Modules<'l> {
         let mut engine = rhai::Engine::new_raw();
         engine.set_max_expr_depths(256, 256);
+        // Share names, properties and operators (`v_exit_code`, `stdout`,
+        // `==`) between the compiled expressions instead of one copy each.
+        engine.set_max_strings_interned(STRINGS_INTERNED);
         Modules {
             loader,
             sources: SourceMap::default(),

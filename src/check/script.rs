@@ -14,6 +14,7 @@ static SCRIPT_ENGINE: LazyLock<rhai::Engine> = LazyLock::new(|| {
     let mut engine = rhai::Engine::new_raw();
     engine.set_strict_variables(true);
     engine.set_max_expr_depths(128, 64);
+    engine.set_max_strings_interned(super::module::STRINGS_INTERNED);
     engine
 });
 

@@ -6,7 +6,6 @@ use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::ir::{TemplateRef, Ty, Value};
 use crate::span::Span;
 use crate::syntax::{ast::StrLit, decode_string};
-use std::collections::HashMap;
 
 /// Globals minijinja provides itself.
 const TEMPLATE_GLOBALS: &[&str] = &[
@@ -33,8 +32,9 @@ const TEMPLATE_GLOBALS: &[&str] = &[
 pub struct Templates {
     /// The environment every template of the skill is checked in.
     env: minijinja::Environment<'static>,
-    /// Template sources by name, for the environment's loader.
-    sources: HashMap<String, String>,
+    /// The source of template `t{i + 1}` at `i` (`None`: it did not compile),
+    /// for the environment's loader.
+    sources: Vec<Option<String>>,
     count: usize,
 }
 
@@ -46,7 +46,7 @@ impl Templates {
         env.set_unknown_method_callback(crate::ir::template_methods::call);
         Templates {
             env,
-            sources: HashMap::new(),
+            sources: Vec::new(),
             count: 0,
         }
     }
@@ -55,10 +55,24 @@ impl Templates {
     /// compiled on first use.
     pub fn into_env(self) -> minijinja::Environment<'static> {
         let mut env = self.env;
-        let sources = self.sources;
-        env.set_loader(move |name| Ok(sources.get(name).cloned()));
+        let mut sources = self.sources;
+        sources.shrink_to_fit();
+        env.set_loader(move |name| {
+            Ok(template_number(name)
+                .and_then(|n| sources.get(n - 1))
+                .and_then(Clone::clone))
+        });
         env
     }
+}
+
+/// `n` of a template named `t{n}` (as [`ModuleCx::template`] names them).
+fn template_number(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix('t')?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 impl ModuleCx<'_> {
@@ -110,6 +124,7 @@ impl ModuleCx<'_> {
                     .label("here")
                     .help("templates use `{{ expression }}` and `{% tag %}`; write `{{ \"{{\" }}` for a literal `{{`"),
             );
+            templates.sources.push(None);
             return Value::Const(serde_json::Value::String(source.clone()));
         }
         let variables = match templates.env.get_template(&name) {
@@ -118,7 +133,7 @@ impl ModuleCx<'_> {
         };
         // Only checked here; the IR's environment compiles it again when used.
         templates.env.remove_template(&name);
-        templates.sources.insert(name.clone(), source.clone());
+        templates.sources.push(Some(source.clone()));
         let mut paths: Vec<String> = variables.into_iter().collect();
         paths.sort();
         for path in paths {
