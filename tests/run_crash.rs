@@ -64,6 +64,12 @@ fn check_journal(dir: &Path, strict: bool) -> String {
     run
 }
 
+/// The id of the newest run in `dir`'s journal.
+fn latest_run(dir: &Path) -> String {
+    let journal = Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+    journal.runs().unwrap()[0].id.clone()
+}
+
 fn uninterrupted_output() -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = flowc(dir.path(), &["run", chain().to_str().unwrap()], None);
@@ -93,12 +99,7 @@ fn killed_after_every_commit_then_resumed() {
             None,
             "N={n}: flowc should have been killed by the crash hook"
         );
-        let run = Journal::open_existing(&dir.path().join(".flowc/journal.db"))
-            .unwrap()
-            .runs()
-            .unwrap()[0]
-            .id
-            .clone();
+        let run = latest_run(dir.path());
         let resumed = flowc(dir.path(), &["run", "--resume", &run], None);
         assert!(
             resumed.status.success(),
@@ -138,12 +139,7 @@ fn killed_repeatedly_until_done() {
         );
         kills += 1;
         assert!(kills < 100, "no progress after 100 kills");
-        let run = Journal::open_existing(&dir.path().join(".flowc/journal.db"))
-            .unwrap()
-            .runs()
-            .unwrap()[0]
-            .id
-            .clone();
+        let run = latest_run(dir.path());
         out = flowc(dir.path(), &["run", "--resume", &run], Some(3));
     }
     assert!(kills >= 3, "expected several kills, got {kills}");

@@ -196,7 +196,7 @@ pub async fn run_process(
         }
     };
     let (stdout, out_trunc) = collect(out).await.finish();
-    let (stderr, err_trunc) = collect(err).await.finish();
+    let (stderr, _) = collect(err).await.finish();
     let duration = started.elapsed().as_millis() as i64;
     let exit_code = match &stop {
         Stop::Exited(Ok(status)) => status.code().unwrap_or_else(|| {
@@ -255,7 +255,6 @@ pub async fn run_process(
         }
         result["output"] = parsed;
     }
-    let _ = err_trunc;
     AttemptEnd::Result(result)
 }
 

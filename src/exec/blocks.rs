@@ -202,23 +202,7 @@ impl Runner<'_> {
             None,
             json!({ "data": { "elements": elements } }),
         );
-        let count = elements.len();
-        if let IKind::For {
-            elements: e,
-            results,
-            next,
-            live,
-            failed,
-            ..
-        } = &mut self.insts[inst].kind
-        {
-            *e = elements;
-            *results = vec![None; count];
-            *next = 0;
-            *live = 0;
-            *failed = None;
-        }
-        self.fill_for(inst);
+        self.start_elements(inst, Some(elements));
     }
 
     /// Starts element frames up to the block's `parallel`.
@@ -354,6 +338,11 @@ impl Runner<'_> {
     /// `flowc retry` of an escalated for block: run every element again.
     pub fn restart_for(&mut self, inst: usize) {
         self.block_status(inst, "running", None, json!({}));
+        self.start_elements(inst, None);
+    }
+
+    /// (Re)starts every element of a for instance: with new elements, or the same ones again.
+    fn start_elements(&mut self, inst: usize, new: Option<Vec<Json>>) {
         if let IKind::For {
             elements,
             results,
@@ -363,6 +352,9 @@ impl Runner<'_> {
             ..
         } = &mut self.insts[inst].kind
         {
+            if let Some(new) = new {
+                *elements = new;
+            }
             *results = vec![None; elements.len()];
             *next = 0;
             *live = 0;

@@ -67,9 +67,6 @@ impl Evaluator {
     pub fn expr(&self, e: &CompiledExpr, names: &dyn Names) -> Result<Json, String> {
         let mut scope = rhai::Scope::new();
         for name in prefixed_names(&e.code) {
-            if scope.contains(&format!("v_{name}")) {
-                continue;
-            }
             let value = names
                 .get(name)
                 .ok_or_else(|| format!("`{name}` has no value here"))?;
@@ -209,36 +206,10 @@ fn describe(err: &EvalAltResult) -> String {
 }
 
 /// The names (without `v_`) an expression's rhai code reads.
-pub fn prefixed_names(code: &str) -> Vec<&str> {
-    let bytes = code.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'"' {
-            i += 1;
-            while i < bytes.len() && bytes[i] != b'"' {
-                if bytes[i] == b'\\' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            i += 1;
-        } else if b.is_ascii_alphabetic() || b == b'_' {
-            let start = i;
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
-                i += 1;
-            }
-            if let Some(name) = code[start..i].strip_prefix("v_")
-                && !out.contains(&name)
-            {
-                out.push(name);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    out
+pub fn prefixed_names(code: &str) -> impl Iterator<Item = &str> {
+    crate::check::script::identifiers(code)
+        .into_iter()
+        .filter_map(|ident| ident.strip_prefix("v_"))
 }
 
 /// JSON → rhai.

@@ -153,6 +153,8 @@ pub(super) struct Inst {
     /// A block that had succeeded before this session: its status stays
     /// `succeeded` unless something inside it must run again.
     pub quiet: bool,
+    /// The first attempt's rendered inputs, kept from computing the input hash.
+    pub first_inputs: Option<Json>,
 }
 
 pub(super) enum Work {
@@ -634,6 +636,7 @@ impl Runner<'_> {
             asking: None,
             deadline: None,
             quiet: false,
+            first_inputs: None,
         });
         self.frames[frame].state.insert(node, NodeState::Active(id));
         self.frames[frame].active += 1;

@@ -285,6 +285,7 @@ impl Runner<'_> {
                 }
             }
         }
+        self.insts[inst].first_inputs = Some(inputs);
         self.queue_attempt(inst);
     }
 
@@ -320,7 +321,12 @@ impl Runner<'_> {
         let attempt = self.insts[inst].attempt;
         let key = self.insts[inst].key.clone();
         let feedback = self.insts[inst].feedback.clone();
-        let inputs = match self.inputs(inst, attempt, &feedback) {
+        // The first attempt's inputs were rendered for the input hash already.
+        let first = self.insts[inst]
+            .first_inputs
+            .take()
+            .filter(|_| attempt == 1);
+        let inputs = match first.map_or_else(|| self.inputs(inst, attempt, &feedback), Ok) {
             Ok(i) => i,
             Err(e) => {
                 self.set_status(
@@ -384,13 +390,12 @@ impl Runner<'_> {
                     }
                 }))
             }
-            StepKind::Script { ast, output, code } => {
+            StepKind::Script { ast, output, .. } => {
                 let values: HashMap<String, Json> = inputs["values"]
                     .as_object()
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default();
                 let names: Vec<String> = values.keys().cloned().collect();
-                let _ = code;
                 let (ev, ast, output) = (self.eval.clone(), ast.clone(), output.clone());
                 Some(Box::pin(async move {
                     Msg::Attempt {
@@ -422,7 +427,6 @@ impl Runner<'_> {
                 let until = until.as_ref().map(|u| {
                     let names = self.names(inst, attempt, &feedback);
                     let values: HashMap<String, Json> = super::eval::prefixed_names(&u.code)
-                        .into_iter()
                         .filter_map(|n| names(n).map(|v| (n.to_string(), v)))
                         .collect();
                     (self.eval.clone(), u.clone(), values, *interval_ms)
@@ -726,18 +730,11 @@ impl Runner<'_> {
         let current = self.status.get(&key).cloned().unwrap_or_default();
         match skill.nodes[node].on_failure {
             OnFailure::Escalate => self.ask(inst, "escalation", why),
-            on_failure => {
+            _ => {
                 if current != "failed" {
                     self.set_status(&key, "failed", None, json!({ "error": why }));
                 }
-                if on_failure == OnFailure::Continue {
-                    let result = self.insts[inst].result.clone().unwrap_or(Json::Null);
-                    let name = skill.nodes[node].name.clone();
-                    self.frames[self.insts[inst].frame].vars.set(&name, result);
-                    self.settle(inst, Settle::FailedContinue);
-                } else {
-                    self.fail_frame(inst, why);
-                }
+                self.exhausted_no_escalate(inst, why);
             }
         }
     }
@@ -907,6 +904,7 @@ impl Runner<'_> {
         }
     }
 
+    /// `on_failure: continue` binds the last result and goes on; otherwise the frame fails.
     fn exhausted_no_escalate(&mut self, inst: usize, why: String) {
         let (skill, node) = self.step(inst);
         if skill.nodes[node].on_failure == OnFailure::Continue {
