@@ -174,7 +174,8 @@ pub fn inputs(llm: &LlmStep, prompt: String, system: Option<String>) -> Result<J
 
 impl Runner<'_> {
     /// Starts an `llm` attempt: checks the caps, reserves the rate limit and
-    /// returns the task that asks the model. `Err` ends the attempt at once.
+    /// returns the task that asks the model. `Err(Some(end))` ends the
+    /// attempt at once; `Err(None)`: the call was refused and the run stops.
     #[allow(clippy::too_many_arguments)]
     pub fn launch_llm(
         &mut self,
@@ -185,10 +186,10 @@ impl Runner<'_> {
         feedback: &str,
         timeout: Duration,
         cancel: Arc<Notify>,
-    ) -> Result<Task, AttemptEnd> {
+    ) -> Result<Task, Option<AttemptEnd>> {
         let model = llm.model.clone();
         let key = self.insts[inst].key.clone();
-        let resolved = resolve(&model).map_err(AttemptEnd::Fatal)?;
+        let resolved = resolve(&model).map_err(|e| Some(AttemptEnd::Fatal(e)))?;
         let mut prompt = inputs["prompt"].as_str().unwrap_or_default().to_string();
         let reads_feedback =
             matches!(&llm.prompt, Value::Template(t) if t.source.contains("attempt.feedback"));
@@ -252,11 +253,26 @@ impl Runner<'_> {
             ));
         }
         if let Some(why) = refused {
+            // Fail closed: the step fails naming the cap, then the run stops
+            // (which settles the step like any other when a run is stopped).
+            let hash = self.insts[inst].input_hash.clone();
+            self.set_status(
+                &key,
+                "running",
+                Some(attempt),
+                json!({ "input_hash": hash }),
+            );
+            self.set_status(
+                &key,
+                "failed",
+                Some(attempt),
+                json!({ "error": why, "cap": true }),
+            );
             self.stop_run(
                 RunEnd::Failed,
                 format!("step `{key}` was refused a model call: {why}"),
             );
-            return Err(AttemptEnd::Fatal(why));
+            return Err(None);
         }
         if let Some((run, calls)) = &self.llm.replay {
             let recorded = calls.get(&(key.clone(), attempt)).cloned();

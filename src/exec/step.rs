@@ -520,7 +520,8 @@ impl Runner<'_> {
                     cancel.clone(),
                 ) {
                     Ok(task) => Some(task),
-                    Err(end) => {
+                    Err(None) => return,
+                    Err(Some(end)) => {
                         self.set_status(&key, "running", Some(attempt), data);
                         self.attempt_ended(inst, attempt, end);
                         return;

@@ -15,7 +15,18 @@ use serde_json::{Map, Value as Json, json};
 /// The JSON Schema of `ty`, with named records under `$defs`.
 pub fn schema(ty: &Ty) -> Json {
     let mut defs = Map::new();
-    let mut root = to_schema(ty, &mut defs);
+    // The root is written out even when it is a named record: structured
+    // output modes want an object at the top, not a `$ref`.
+    let mut root = match ty {
+        Ty::Record(rec) => {
+            let anonymous = crate::ir::Record {
+                name: None,
+                fields: rec.fields.clone(),
+            };
+            to_schema(&Ty::Record(std::sync::Arc::new(anonymous)), &mut defs)
+        }
+        other => to_schema(other, &mut defs),
+    };
     if !defs.is_empty()
         && let Json::Object(m) = &mut root
     {
@@ -107,7 +118,7 @@ mod tests {
                 ("note".into(), Ty::Optional(Box::new(Ty::String))),
             ],
         }));
-        let ty = Ty::record(vec![("a", plan.clone()), ("b", plan.list_of())]);
+        let ty = Ty::record(vec![("a", plan.clone()), ("b", plan.clone().list_of())]);
         let s = schema(&ty);
         assert_eq!(s["properties"]["a"], json!({ "$ref": "#/$defs/Plan" }));
         assert_eq!(s["properties"]["b"]["items"]["$ref"], "#/$defs/Plan");
@@ -120,6 +131,10 @@ mod tests {
             json!({ "type": "null" })
         );
         assert_eq!(s["required"], json!(["a", "b"]));
+        // A named record at the root is written out, not referenced.
+        let s = schema(&plan);
+        assert_eq!(s["type"], "object");
+        assert!(s.get("$defs").is_none());
     }
 
     #[test]
