@@ -463,3 +463,52 @@ fn fake_provider_errors_are_clear() {
         stderr(&out)
     );
 }
+
+#[test]
+fn anthropic_provider_speaks_the_messages_api() {
+    let body = json!({
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "content": [{ "type": "text", "text": "{\"n\": 42}" }],
+        "usage": { "input_tokens": 11, "output_tokens": 4 },
+    });
+    let (url, seen) = serve(vec![Answer(200, vec![], body.to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let model = "provider: \"anthropic\"\nname: \"claude-x\"\nbase_url: env(\"ANTHROPIC_URL\")\napi_key: secret(\"ANTHROPIC_API_KEY\")";
+    let flow = one_step_flow(
+        dir.path(),
+        model,
+        "step s: llm { model: m, system: \"terse\", prompt: \"n?\", output: Answer }\n  return s.output.n + s.tokens_in",
+        "max_attempts: 2",
+    );
+    // The server's URL without the /v1 the OpenAI helper adds: Anthropic's base has none.
+    let base = url.trim_end_matches("/v1").to_string();
+    let out = flowc(
+        dir.path(),
+        &["run", flow.to_str().unwrap()],
+        &[("ANTHROPIC_URL", base.as_str()), ("ANTHROPIC_API_KEY", KEY)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "53");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen[0].head.starts_with("post /v1/messages "),
+        "{}",
+        seen[0].head
+    );
+    assert!(
+        seen[0]
+            .head
+            .contains(&format!("x-api-key: {}", KEY.to_ascii_lowercase()))
+    );
+    assert!(seen[0].head.contains("anthropic-version: 2023-06-01"));
+    assert!(
+        seen[0].body["system"]
+            .as_str()
+            .unwrap()
+            .starts_with("terse")
+    );
+    assert_eq!(seen[0].body["model"], "claude-x");
+    assert!(seen[0].body["max_tokens"].as_u64().is_some());
+}
