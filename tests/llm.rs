@@ -512,3 +512,32 @@ fn anthropic_provider_speaks_the_messages_api() {
     assert_eq!(seen[0].body["model"], "claude-x");
     assert!(seen[0].body["max_tokens"].as_u64().is_some());
 }
+
+#[test]
+fn rate_limit_delays_the_next_call_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "- json: { n: 1 }\n- json: { n: 2 }\n",
+    )
+    .unwrap();
+    let model = "provider: \"fake\"\nscript: \"a.yaml\"\nrate_limit { requests_per_minute: 1 }";
+    let steps = "step a: llm { model: m, prompt: \"first\", output: Answer }\n  \
+                 step b: llm { model: m, prompt: \"second\", output: Answer }";
+    // The second call may start a minute after the first: the run's 2 s cap stops it first.
+    let flow = one_step_flow(
+        dir.path(),
+        model,
+        steps,
+        "run_timeout: 2s\nstep_timeout: 2s",
+    );
+    let started = Instant::now();
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(started.elapsed().as_millis() >= 1900);
+    let err = stderr(&out);
+    assert!(err.contains("for the rate limit of model `m`"), "{err}");
+    assert!(err.contains("run_timeout"), "{err}");
+    let run = latest_run(dir.path());
+    assert_eq!(status_json(dir.path(), &run)["llm_usage"][0]["calls"], 1);
+}

@@ -307,14 +307,18 @@ impl Runner<'_> {
                 .reserve(now_ms(), est_in + est_out),
         };
         if wait > 0 {
-            self.observer.tail(
-                &key,
-                &format!(
-                    "waiting {} for the rate limit of model `{}`",
-                    crate::ir::format_ms(wait),
-                    model.name
-                ),
+            let text = format!(
+                "waiting {} for the rate limit of model `{}`",
+                crate::ir::format_ms(wait),
+                model.name
             );
+            self.push(NewEvent::node(
+                &self.run_id,
+                "note",
+                &key,
+                Some(attempt),
+                json!({ "text": text }),
+            ));
         }
         let call: CallFuture = match resolved.provider {
             Provider::Fake => {
