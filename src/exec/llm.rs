@@ -132,19 +132,27 @@ pub fn resolve(model: &Model) -> Result<Resolved, String> {
     Ok(Resolved { provider, base_url })
 }
 
-/// The API key of a model, from the environment (`secret()` and `env()` both
-/// read it; a secret store is not built yet).
+/// The API key of a model: `secret()` reads the environment, then the secret
+/// store; `env()` the environment only. Either way the key is redacted.
 fn api_key(model: &Model) -> Result<Option<String>, String> {
     let Some(source) = &model.api_key else {
         return Ok(None);
     };
-    let (SecretSource::Secret(var) | SecretSource::Env(var)) = source;
-    env_nonempty(var).map(Some).ok_or_else(|| {
-        format!(
-            "model `{}` needs an API key, but the environment variable `{var}` is not set",
-            model.name
-        )
-    })
+    match source {
+        SecretSource::Secret(name) => crate::secrets::resolve(name)
+            .map(Some)
+            .map_err(|e| format!("model `{}` needs an API key: {e}", model.name)),
+        SecretSource::Env(var) => {
+            let key = env_nonempty(var).ok_or_else(|| {
+                format!(
+                    "model `{}` needs an API key, but the environment variable `{var}` is not set",
+                    model.name
+                )
+            })?;
+            crate::secrets::register(&key);
+            Ok(Some(key))
+        }
+    }
 }
 
 /// One finished call, on its way back to the scheduler.

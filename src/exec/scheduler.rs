@@ -380,7 +380,11 @@ impl Runner<'_> {
     /// Commits queued events, then starts the tasks they announce.
     fn flush(&mut self) -> Result<(), JournalError> {
         if !self.events.is_empty() {
-            let events = std::mem::take(&mut self.events);
+            let mut events = std::mem::take(&mut self.events);
+            // Nothing a secret was resolved into reaches the journal or a view.
+            for e in &mut events {
+                crate::secrets::redact_json(&mut e.data);
+            }
             self.journal.append(&events)?;
             for e in &events {
                 self.observer.event(e);
@@ -499,7 +503,7 @@ impl Runner<'_> {
             }
             Msg::Tail { inst, line } => {
                 let key = self.insts[inst].key.clone();
-                self.observer.tail(&key, &line);
+                self.observer.tail(&key, &crate::secrets::redact(&line));
             }
             Msg::Interrupt => {
                 eprintln!(
@@ -550,6 +554,11 @@ impl Runner<'_> {
                 Some("the run stalled: no step can start (this is a flowc bug)".into()),
             ),
         };
+        let mut output = output;
+        if let Some(o) = &mut output {
+            crate::secrets::redact_json(o);
+        }
+        let error = error.map(|e| crate::secrets::redact(&e));
         let status = match end {
             RunEnd::Succeeded => "succeeded",
             RunEnd::Failed => "failed",
