@@ -249,6 +249,7 @@ impl Runner<'_> {
                         policy.name, rule.source
                     );
                     self.set_status(&key, "failed", None, json!({ "error": why }));
+                    self.violation(Some(&key), "forbid", json!(rule.source), &why);
                     self.insts[inst].done = true;
                     self.stop_run(RunEnd::Failed, format!("step `{key}` {why}"));
                     return;
@@ -312,6 +313,13 @@ impl Runner<'_> {
             let why = format!(
                 "cap `max_steps` ({}) of policy `{}` reached: no more step attempts may start",
                 self.root_policy.max_steps, self.root_policy.name
+            );
+            let key = self.insts[inst].key.clone();
+            self.violation(
+                Some(&key),
+                "max_steps",
+                json!(self.root_policy.max_steps),
+                &why,
             );
             self.stop_run(RunEnd::Failed, why);
             self.mark_stopped(inst);
@@ -458,7 +466,15 @@ impl Runner<'_> {
                         "cap `max_depth` ({}) of policy `{}` reached by nested calls",
                         self.root_policy.max_depth, self.root_policy.name
                     );
-                    self.attempt_ended(inst, attempt, AttemptEnd::Error(why, None));
+                    // Fail closed: the step fails naming the cap, and the run stops.
+                    self.set_status(&key, "failed", Some(attempt), json!({ "error": why }));
+                    self.violation(
+                        Some(&key),
+                        "max_depth",
+                        json!(self.root_policy.max_depth),
+                        &why,
+                    );
+                    self.stop_run(RunEnd::Failed, format!("step `{key}` {why}"));
                     return;
                 }
                 let vars = Vars::child(None);
