@@ -10,6 +10,7 @@ pub mod ir;
 pub mod journal;
 pub mod llm;
 pub mod secrets;
+pub mod snapshot;
 pub mod source;
 pub mod span;
 pub mod syntax;

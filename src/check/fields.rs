@@ -25,7 +25,7 @@ const COMMON: &[&str] = &[
 fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "run" => &[
-            "command", "argv", "stdin", "cwd", "output", "snapshot", "sandbox",
+            "command", "argv", "stdin", "cwd", "output", "snapshot", "rollback", "sandbox",
         ],
         "llm" => &[
             "model",
@@ -429,6 +429,21 @@ impl<'a> ModuleCx<'a> {
         let snapshot = get("snapshot")
             .and_then(|f| self.lit_strings(f))
             .unwrap_or_default();
+        let rollback = match get("rollback") {
+            Some(f) => {
+                let on = self.lit_bool(f).unwrap_or(false);
+                if on && get("snapshot").is_none() {
+                    self.missing(
+                        f.key.span,
+                        &format!("`run` step `{}` with `rollback: true`", def.name.name),
+                        "snapshot",
+                        "snapshot: [\"src/**\"]",
+                    );
+                }
+                on
+            }
+            None => false,
+        };
         let sandbox = match get("sandbox") {
             Some(f) => {
                 let narrowed = self.sandbox(f, &policy.sandbox);
@@ -443,6 +458,7 @@ impl<'a> ModuleCx<'a> {
             cwd,
             output: self.output_type(def, sk, id),
             snapshot,
+            rollback,
             sandbox,
         })
     }

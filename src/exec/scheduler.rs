@@ -164,6 +164,8 @@ pub(super) struct Inst {
     pub first_inputs: Option<Json>,
     /// The least wait before the next attempt (a server's `Retry-After`), in ms.
     pub retry_after_ms: Option<u64>,
+    /// The snapshot taken before the current attempt: (store, id).
+    pub snapshot: Option<(std::path::PathBuf, String)>,
 }
 
 pub(super) enum Work {
@@ -686,6 +688,7 @@ impl Runner<'_> {
             quiet: false,
             first_inputs: None,
             retry_after_ms: None,
+            snapshot: None,
         });
         self.frames[frame].state.insert(node, NodeState::Active(id));
         self.frames[frame].active += 1;

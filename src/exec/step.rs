@@ -380,6 +380,34 @@ impl Runner<'_> {
                     timeout,
                     output: run.output.clone(),
                 };
+                if !run.snapshot.is_empty() {
+                    let root = spec.cwd.clone().unwrap_or_else(|| ".".into());
+                    let store = self.snapshot_store();
+                    match crate::snapshot::take(&store, std::path::Path::new(&root), &run.snapshot)
+                    {
+                        Ok(t) => {
+                            data["snapshot"] = json!({
+                                "id": t.id,
+                                "store": store.display().to_string(),
+                                "entries": t.entries,
+                                "bytes": t.bytes,
+                            });
+                            self.insts[inst].snapshot = Some((store, t.id));
+                        }
+                        Err(e) => {
+                            self.set_status(&key, "running", Some(attempt), data);
+                            self.attempt_ended(
+                                inst,
+                                attempt,
+                                AttemptEnd::Error(
+                                    format!("the snapshot before the attempt failed: {e}"),
+                                    None,
+                                ),
+                            );
+                            return;
+                        }
+                    }
+                }
                 let (ttx, mut trx) = tokio::sync::mpsc::unbounded_channel::<String>();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -748,6 +776,11 @@ impl Runner<'_> {
     /// `after_failure`, where the reason to give up may differ from the feedback.
     fn after_failure_because(&mut self, inst: usize, step: &Step, feedback: String, why: &str) {
         self.insts[inst].feedback = feedback;
+        if let StepKind::Run(run) = &step.kind
+            && run.rollback
+        {
+            self.roll_back(inst);
+        }
         let attempt = self.insts[inst].attempt;
         let stopping = self.frames[self.insts[inst].frame].stopping || self.stop.is_some();
         if attempt < self.insts[inst].budget && !stopping {
@@ -779,6 +812,40 @@ impl Runner<'_> {
             first_line(why)
         };
         self.exhausted(inst, why);
+    }
+
+    /// Where snapshots are kept: `snapshots/` beside the journal.
+    fn snapshot_store(&self) -> std::path::PathBuf {
+        self.journal
+            .path()
+            .parent()
+            .map(|d| d.join("snapshots"))
+            .unwrap_or_else(|| std::path::PathBuf::from(".flowc/snapshots"))
+    }
+
+    /// `rollback: true`: restores the files saved before the attempt that
+    /// just failed, and journals what was done.
+    fn roll_back(&mut self, inst: usize) {
+        let Some((store, id)) = self.insts[inst].snapshot.take() else {
+            return;
+        };
+        let key = self.insts[inst].key.clone();
+        let attempt = self.insts[inst].attempt;
+        let text = match crate::snapshot::restore(&store, &id) {
+            Ok(r) => format!(
+                "rolled back snapshot {id}: {} file(s) restored, {} created file(s) removed",
+                r.written, r.removed
+            ),
+            Err(e) => format!("rollback of snapshot {id} failed: {e}"),
+        };
+        let event = NewEvent::node(
+            &self.run_id,
+            "note",
+            &key,
+            Some(attempt),
+            json!({ "text": text, "rollback": id }),
+        );
+        self.push(event);
     }
 
     /// A failure before any attempt (a field could not be rendered, `when` failed).
