@@ -589,6 +589,9 @@ impl Runner<'_> {
         }
         self.insts[inst].cancel = None;
         self.insts[inst].child = None;
+        // A result never carries a secret value on: the journal holds the
+        // redacted form, so a resumed run must see the same as a fresh one.
+        let end = redact_end(end);
         let key = self.insts[inst].key.clone();
         let (skill, node) = self.step(inst);
         let NodeKind::Step(step) = &skill.nodes[node].kind else {
@@ -1195,5 +1198,22 @@ fn ask_terminal(key: &str, kind: &str, prompt: &str) -> Decision {
             }
             _ => {}
         }
+    }
+}
+
+/// An attempt's end with every registered secret value redacted.
+fn redact_end(end: AttemptEnd) -> AttemptEnd {
+    use crate::secrets::{redact, redact_json};
+    let json = |mut j: Json| {
+        redact_json(&mut j);
+        j
+    };
+    match end {
+        AttemptEnd::Result(r) => AttemptEnd::Result(json(r)),
+        AttemptEnd::Error(e, r) => AttemptEnd::Error(redact(&e), r.map(json)),
+        AttemptEnd::Rejected(r, f) => AttemptEnd::Rejected(json(r), redact(&f)),
+        AttemptEnd::Fatal(e) => AttemptEnd::Fatal(redact(&e)),
+        AttemptEnd::Transient(e, w) => AttemptEnd::Transient(redact(&e), w),
+        AttemptEnd::Cancelled => AttemptEnd::Cancelled,
     }
 }
