@@ -44,6 +44,7 @@ impl Templates {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_unknown_method_callback(crate::ir::template_methods::call);
+        env.set_formatter(json_formatter);
         Templates {
             env,
             sources: Vec::new(),
@@ -63,6 +64,32 @@ impl Templates {
                 .and_then(Clone::clone))
         });
         env
+    }
+}
+
+/// Prints values as JSON where minijinja would print Python (`true`, not
+/// `True`; `null`, not `None`; `["a"]`, not `['a']`); text and numbers as they are.
+fn json_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &mut minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    use minijinja::value::ValueKind;
+    let text = match value.kind() {
+        ValueKind::Bool => Some(if value.is_true() { "true" } else { "false" }.to_string()),
+        ValueKind::None => Some("null".to_string()),
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
+            Some(serde_json::to_string(value).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string())
+            })?)
+        }
+        _ => None,
+    };
+    match text {
+        Some(t) => out
+            .write_str(&t)
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())),
+        None => minijinja::escape_formatter(out, state, value),
     }
 }
 
