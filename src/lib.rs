@@ -8,6 +8,7 @@ pub mod diag;
 pub mod exec;
 pub mod ir;
 pub mod journal;
+pub mod sandbox;
 pub mod source;
 pub mod span;
 pub mod syntax;

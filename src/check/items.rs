@@ -967,7 +967,12 @@ impl<'a> ModuleCx<'a> {
                 }
                 "require_approval" => policy.require_approval = self.policy_rule(field),
                 "forbid" => policy.forbid = self.policy_rule(field),
-                "sandbox" => policy.sandbox = self.sandbox(field, &base.sandbox),
+                "sandbox" => {
+                    // Limits written in a policy are enforced or refused unless it says otherwise.
+                    let mut base = base.sandbox.clone();
+                    base.fallback = Some(ir::Fallback::Refuse);
+                    policy.sandbox = self.sandbox(field, &base)
+                }
                 "description" => {
                     self.lit_string(field);
                 }
@@ -1029,6 +1034,7 @@ impl<'a> ModuleCx<'a> {
             "file_size",
             "writable",
             "readable",
+            "fallback",
         ];
         let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
         self.known_fields(&sub, FIELDS, "`sandbox`", |_| None);
@@ -1054,6 +1060,13 @@ impl<'a> ModuleCx<'a> {
                 }
                 "writable" => sandbox.writable = self.lit_strings(f).or(sandbox.writable.clone()),
                 "readable" => sandbox.readable = self.lit_strings(f).or(sandbox.readable.clone()),
+                "fallback" => {
+                    sandbox.fallback = match self.word(f, &["refuse", "weaker"]).as_deref() {
+                        Some("refuse") => Some(ir::Fallback::Refuse),
+                        Some("weaker") => Some(ir::Fallback::Weaker),
+                        _ => sandbox.fallback,
+                    }
+                }
                 _ => {}
             }
         }

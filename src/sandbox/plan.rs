@@ -1,0 +1,259 @@
+//! The plan for one process: the effective limits, the layers that enforce them,
+//! and what could not be enforced.
+
+use super::support::Support;
+use crate::ir::{Fallback, Sandbox};
+use serde_json::{Value as Json, json};
+use std::path::{Path, PathBuf};
+
+/// How one process is confined; built before it starts, recorded in the journal.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The effective limits.
+    pub sandbox: Sandbox,
+    /// RLIMIT_DATA in bytes.
+    pub memory: Option<u64>,
+    /// RLIMIT_CPU in whole seconds (rounded up).
+    pub cpu_secs: Option<u64>,
+    /// RLIMIT_NOFILE.
+    pub open_files: Option<u64>,
+    /// RLIMIT_FSIZE in bytes.
+    pub file_size: Option<u64>,
+    /// RLIMIT_NPROC (only where it binds).
+    pub processes: Option<u64>,
+    /// Landlock filesystem rules, when applied.
+    pub landlock_fs: Option<FsRules>,
+    /// Landlock denies TCP connect and bind.
+    pub landlock_net: bool,
+    /// `unshare` arguments that wrap the command (PID and maybe network namespace).
+    pub unshare: Option<Vec<String>>,
+    /// Names of the layers applied.
+    pub applied: Vec<&'static str>,
+    /// Limits asked for that this machine cannot enforce (run anyway: `fallback: "weaker"`).
+    pub missing: Vec<String>,
+}
+
+/// Absolute paths for Landlock.
+#[derive(Debug, Clone, Default)]
+pub struct FsRules {
+    /// Writable (and readable) trees; `None` means writes are not restricted.
+    pub writable: Option<Vec<PathBuf>>,
+    /// Readable trees; `None` means everything.
+    pub readable: Option<Vec<PathBuf>>,
+}
+
+/// Device files every step may write: discarding output is not escaping the sandbox.
+pub const DEVICE_WRITES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+
+/// Trees every step may read when `readable` is set: without them no program starts.
+pub const SYSTEM_READS: &[&str] = &[
+    "/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc", "/sys",
+];
+
+/// `inner` narrowed by `outer` (the run's policy over a step's own limits).
+pub fn narrow(inner: &Sandbox, outer: &Sandbox) -> Sandbox {
+    let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let paths = |a: &Option<Vec<String>>, b: &Option<Vec<String>>| match (a, b) {
+        (Some(a), Some(b)) => {
+            let mut out: Vec<String> = Vec::new();
+            let both = a
+                .iter()
+                .filter(|p| b.iter().any(|q| within(p, q)))
+                .chain(b.iter().filter(|q| a.iter().any(|p| within(q, p))));
+            for p in both {
+                if !out.contains(p) {
+                    out.push(p.clone());
+                }
+            }
+            Some(out)
+        }
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    let network = match (inner.network, outer.network) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (a, b) => a.or(b),
+    };
+    let fallback = match (inner.fallback, outer.fallback) {
+        (Some(Fallback::Weaker), Some(Fallback::Weaker)) => Some(Fallback::Weaker),
+        (None, f) | (f, None) => f,
+        _ => Some(Fallback::Refuse),
+    };
+    Sandbox {
+        network,
+        memory: min(inner.memory, outer.memory),
+        cpu_ms: min(inner.cpu_ms, outer.cpu_ms),
+        processes: min(inner.processes, outer.processes),
+        open_files: min(inner.open_files, outer.open_files),
+        file_size: min(inner.file_size, outer.file_size),
+        writable: paths(&inner.writable, &outer.writable),
+        readable: paths(&inner.readable, &outer.readable),
+        fallback,
+    }
+}
+
+fn within(path: &str, tree: &str) -> bool {
+    let (p, t) = (resolve(path), resolve(tree));
+    p.starts_with(&t)
+}
+
+/// A sandbox path made absolute: `~` is the home directory, a relative path is
+/// relative to the directory flowc runs in.
+pub fn resolve(path: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    let p = if path == "~" {
+        home().unwrap_or_else(|| PathBuf::from("/"))
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        home().unwrap_or_else(|| PathBuf::from("/")).join(rest)
+    } else {
+        PathBuf::from(path)
+    };
+    let p = if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    // Landlock follows the real tree, so symlinks are resolved where the path exists.
+    std::fs::canonicalize(&p).unwrap_or_else(|_| clean(&p))
+}
+
+fn clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Plan {
+    /// The plan for `sandbox` on this machine, or a refusal naming the missing layers.
+    pub fn new(sandbox: &Sandbox, support: &Support) -> Result<Plan, String> {
+        let mut plan = Plan {
+            sandbox: sandbox.clone(),
+            ..Plan::default()
+        };
+        plan.applied.push("process_group");
+        let mut missing: Vec<(String, &'static str)> = Vec::new();
+        // Resource limits are plain setrlimit calls: always there on Linux.
+        plan.memory = sandbox.memory;
+        plan.cpu_secs = sandbox.cpu_ms.map(|ms| ms.div_ceil(1000).max(1));
+        plan.open_files = sandbox.open_files;
+        plan.file_size = sandbox.file_size;
+        if plan.memory.is_some()
+            || plan.cpu_secs.is_some()
+            || plan.open_files.is_some()
+            || plan.file_size.is_some()
+        {
+            plan.applied.push("rlimits");
+        }
+        if let Some(n) = sandbox.processes {
+            if support.has("rlimit_nproc") {
+                plan.processes = Some(n);
+                plan.applied.push("rlimit_nproc");
+            } else {
+                missing.push((format!("`processes: {n}`"), "rlimit_nproc"));
+            }
+        }
+        if sandbox.writable.is_some() || sandbox.readable.is_some() {
+            if support.has("landlock_fs") {
+                plan.landlock_fs = Some(FsRules {
+                    writable: sandbox
+                        .writable
+                        .as_ref()
+                        .map(|w| w.iter().map(|p| resolve(p)).collect()),
+                    readable: sandbox
+                        .readable
+                        .as_ref()
+                        .map(|r| r.iter().map(|p| resolve(p)).collect()),
+                });
+                plan.applied.push("landlock_fs");
+            } else {
+                let what = if sandbox.readable.is_some() {
+                    "`writable`/`readable`"
+                } else {
+                    "`writable`"
+                };
+                missing.push((what.to_string(), "landlock_fs"));
+            }
+        }
+        if let Some(args) = &support.pid_ns {
+            let mut args = args.clone();
+            plan.applied.push("pid_namespace");
+            if sandbox.network == Some(false)
+                && let Some(net) = &support.net_ns
+            {
+                args.push(net.clone());
+                plan.applied.push("net_namespace");
+            }
+            plan.unshare = Some(args);
+        }
+        if sandbox.network == Some(false) {
+            if support.has("landlock_net") {
+                plan.landlock_net = true;
+                plan.applied.push("landlock_net");
+            }
+            if !plan.landlock_net && !plan.applied.contains(&"net_namespace") {
+                missing.push((
+                    "`network: false`".to_string(),
+                    "landlock_net or net_namespace",
+                ));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(plan);
+        }
+        let what: Vec<String> = missing
+            .iter()
+            .map(|(what, layer)| {
+                let why = layer
+                    .split(" or ")
+                    .map(|l| support.detail(l))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                format!("{what} needs layer `{layer}` ({why})")
+            })
+            .collect();
+        if sandbox.fallback == Some(Fallback::Weaker) {
+            plan.missing = what;
+            return Ok(plan);
+        }
+        Err(format!(
+            "sandbox refused: this machine cannot enforce {}; run `flowc doctor` to see what it supports, \
+             or set `fallback: \"weaker\"` in the policy's sandbox to run with the layers available",
+            what.join(", and ")
+        ))
+    }
+
+    /// What the journal records in the attempt's `running` event.
+    pub fn record(&self) -> Json {
+        let s = &self.sandbox;
+        json!({
+            "layers": self.applied,
+            "missing": self.missing,
+            "limits": {
+                "network": s.network,
+                "memory": s.memory,
+                "cpu": s.cpu_ms,
+                "processes": s.processes,
+                "open_files": s.open_files,
+                "file_size": s.file_size,
+                "writable": s.writable,
+                "readable": s.readable,
+                "fallback": s.fallback.map(Fallback::word),
+            },
+        })
+    }
+
+    /// Whether a layer was applied.
+    pub fn has(&self, layer: &str) -> bool {
+        self.applied.contains(&layer)
+    }
+}
