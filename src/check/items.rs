@@ -967,12 +967,7 @@ impl<'a> ModuleCx<'a> {
                 }
                 "require_approval" => policy.require_approval = self.policy_rule(field),
                 "forbid" => policy.forbid = self.policy_rule(field),
-                "sandbox" => {
-                    // Limits written in a policy are enforced or refused unless it says otherwise.
-                    let mut base = base.sandbox.clone();
-                    base.fallback = Some(ir::Fallback::Refuse);
-                    policy.sandbox = self.sandbox(field, &base)
-                }
+                "sandbox" => policy.sandbox = self.sandbox(field, &base.sandbox),
                 "description" => {
                     self.lit_string(field);
                 }
@@ -1039,6 +1034,12 @@ impl<'a> ModuleCx<'a> {
         let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
         self.known_fields(&sub, FIELDS, "`sandbox`", |_| None);
         for f in &sub {
+            if let Some(name) = FIELDS.iter().find(|n| **n == f.key.name)
+                && *name != "fallback"
+                && !sandbox.written.contains(name)
+            {
+                sandbox.written.push(name);
+            }
             match f.key.name.as_str() {
                 "network" => sandbox.network = self.lit_bool(f).or(sandbox.network),
                 "memory" => sandbox.memory = self.lit_size(f, Code::E0318).or(sandbox.memory),

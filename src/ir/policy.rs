@@ -41,8 +41,11 @@ pub struct Sandbox {
     pub writable: Option<Vec<String>>,
     /// Paths the step may read (everything when `None`).
     pub readable: Option<Vec<String>>,
-    /// What happens when a limit cannot be enforced (`None` behaves as `Refuse`).
+    /// What happens when a written limit cannot be enforced (`None` behaves as `Refuse`).
     pub fallback: Option<Fallback>,
+    /// The fields written in a `sandbox` block (not inherited from the built-in
+    /// default): only these are refused when they cannot be enforced.
+    pub written: Vec<&'static str>,
 }
 
 /// An effective policy: a `policy` item over the built-in defaults.
@@ -98,9 +101,10 @@ impl Policy {
                 file_size: Some(1 << 30),
                 writable: Some(vec![".".to_string()]),
                 readable: None,
-                // Best effort: the built-in limits must not make flowc unusable on a
-                // machine without Landlock, or for root (RLIMIT_NPROC).
-                fallback: Some(Fallback::Weaker),
+                fallback: None,
+                // Nothing is written: the built-in limits are applied as far as the
+                // machine can, so they never make flowc unusable (root, no Landlock).
+                written: Vec::new(),
             },
         })
     }

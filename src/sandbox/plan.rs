@@ -76,6 +76,8 @@ pub fn narrow(inner: &Sandbox, outer: &Sandbox) -> Sandbox {
         (Some(false), _) | (_, Some(false)) => Some(false),
         (a, b) => a.or(b),
     };
+    let mut written = outer.written.clone();
+    written.extend(inner.written.iter().filter(|w| !outer.written.contains(w)));
     let fallback = match (inner.fallback, outer.fallback) {
         (Some(Fallback::Weaker), Some(Fallback::Weaker)) => Some(Fallback::Weaker),
         (None, f) | (f, None) => f,
@@ -91,6 +93,7 @@ pub fn narrow(inner: &Sandbox, outer: &Sandbox) -> Sandbox {
         writable: paths(&inner.writable, &outer.writable),
         readable: paths(&inner.readable, &outer.readable),
         fallback,
+        written,
     }
 }
 
@@ -141,7 +144,8 @@ impl Plan {
             ..Plan::default()
         };
         plan.applied.push("process_group");
-        let mut missing: Vec<(String, &'static str)> = Vec::new();
+        // What is missing: the fields it concerns, how to say it, the layer it needs.
+        let mut missing: Vec<(&[&str], String, &'static str)> = Vec::new();
         // Resource limits are plain setrlimit calls: always there on Linux.
         plan.memory = sandbox.memory;
         plan.cpu_secs = sandbox.cpu_ms.map(|ms| ms.div_ceil(1000).max(1));
@@ -159,7 +163,7 @@ impl Plan {
                 plan.processes = Some(n);
                 plan.applied.push("rlimit_nproc");
             } else {
-                missing.push((format!("`processes: {n}`"), "rlimit_nproc"));
+                missing.push((&["processes"], format!("`processes: {n}`"), "rlimit_nproc"));
             }
         }
         if sandbox.writable.is_some() || sandbox.readable.is_some() {
@@ -181,7 +185,7 @@ impl Plan {
                 } else {
                     "`writable`"
                 };
-                missing.push((what.to_string(), "landlock_fs"));
+                missing.push((&["writable", "readable"], what.to_string(), "landlock_fs"));
             }
         }
         if let Some(args) = &support.pid_ns {
@@ -202,6 +206,7 @@ impl Plan {
             }
             if !plan.landlock_net && !plan.applied.contains(&"net_namespace") {
                 missing.push((
+                    &["network"],
                     "`network: false`".to_string(),
                     "landlock_net or net_namespace",
                 ));
@@ -210,24 +215,29 @@ impl Plan {
         if missing.is_empty() {
             return Ok(plan);
         }
+        let written = |fields: &[&str]| fields.iter().any(|f| sandbox.written.contains(f));
+        let refuse = sandbox.fallback != Some(Fallback::Weaker)
+            && missing.iter().any(|(fields, ..)| written(fields));
         let what: Vec<String> = missing
             .iter()
-            .map(|(what, layer)| {
+            // A refusal names only what was written; the built-in limits never refuse.
+            .filter(|(fields, ..)| !refuse || written(fields))
+            .map(|(_, what, layer)| {
                 let why = layer
                     .split(" or ")
                     .map(|l| support.detail(l))
                     .collect::<Vec<_>>()
                     .join("; ");
-                format!("{what} needs layer `{layer}` ({why})")
+                format!("{what} needs `{layer}`, which this machine lacks ({why})")
             })
             .collect();
-        if sandbox.fallback == Some(Fallback::Weaker) {
+        if !refuse {
             plan.missing = what;
             return Ok(plan);
         }
         Err(format!(
-            "sandbox refused: this machine cannot enforce {}; run `flowc doctor` to see what it supports, \
-             or set `fallback: \"weaker\"` in the policy's sandbox to run with the layers available",
+            "sandbox refused: {}; `flowc doctor` lists what this machine supports, \
+             and `fallback: \"weaker\"` in the policy's sandbox runs the step with the layers available",
             what.join(", and ")
         ))
     }
