@@ -90,20 +90,19 @@ impl Outcome {
                 format!("CPU time limit ({secs}s) reached"),
             );
         }
-        if plan.file_size.is_some() && signal == Some(SIGXFSZ) {
+        if let Some(limit) = plan.sandbox.file_size
+            && signal == Some(SIGXFSZ)
+        {
             return outcome(
                 "file_size_limit",
                 signal,
-                format!(
-                    "file size limit ({} bytes) reached",
-                    plan.file_size.unwrap_or(0)
-                ),
+                format!("file size limit ({limit} bytes) reached"),
             );
         }
         if code == 0 {
             return plain(code, signal);
         }
-        if let (Some(limit), Some(word)) = (plan.memory, said(MEMORY)) {
+        if let (Some(limit), Some(word)) = (plan.sandbox.memory, said(MEMORY)) {
             return outcome(
                 "memory_limit",
                 signal,
@@ -155,10 +154,13 @@ mod tests {
 
     fn plan() -> Plan {
         Plan {
+            sandbox: crate::ir::Sandbox {
+                memory: Some(1 << 20),
+                file_size: Some(10),
+                ..Default::default()
+            },
             cpu_secs: Some(1),
-            memory: Some(1 << 20),
             processes: Some(8),
-            file_size: Some(10),
             landlock_fs: Some(Default::default()),
             ..Plan::default()
         }

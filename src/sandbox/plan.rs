@@ -9,16 +9,10 @@ use std::path::{Path, PathBuf};
 /// How one process is confined; built before it starts, recorded in the journal.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    /// The effective limits.
+    /// The effective limits (`memory`, `open_files`, `file_size` become rlimits as they are).
     pub sandbox: Sandbox,
-    /// RLIMIT_DATA in bytes.
-    pub memory: Option<u64>,
     /// RLIMIT_CPU in whole seconds (rounded up).
     pub cpu_secs: Option<u64>,
-    /// RLIMIT_NOFILE.
-    pub open_files: Option<u64>,
-    /// RLIMIT_FSIZE in bytes.
-    pub file_size: Option<u64>,
     /// RLIMIT_NPROC (only where it binds).
     pub processes: Option<u64>,
     /// Landlock filesystem rules, when applied.
@@ -147,14 +141,11 @@ impl Plan {
         // What is missing: the fields it concerns, how to say it, the layer it needs.
         let mut missing: Vec<(&[&str], String, &'static str)> = Vec::new();
         // Resource limits are plain setrlimit calls: always there on Linux.
-        plan.memory = sandbox.memory;
         plan.cpu_secs = sandbox.cpu_ms.map(|ms| ms.div_ceil(1000).max(1));
-        plan.open_files = sandbox.open_files;
-        plan.file_size = sandbox.file_size;
-        if plan.memory.is_some()
-            || plan.cpu_secs.is_some()
-            || plan.open_files.is_some()
-            || plan.file_size.is_some()
+        if sandbox.memory.is_some()
+            || sandbox.cpu_ms.is_some()
+            || sandbox.open_files.is_some()
+            || sandbox.file_size.is_some()
         {
             plan.applied.push("rlimits");
         }

@@ -135,15 +135,16 @@ fn rlimits(plan: &Plan) -> Vec<(Resource, u64, u64)> {
         let cur = getrlimit(r).map_or(u64::MAX, |(_, h)| h);
         out.push((r, soft.min(cur), hard.min(cur)));
     };
-    add(Resource::RLIMIT_DATA, plan.memory, plan.memory);
+    let s = &plan.sandbox;
+    add(Resource::RLIMIT_DATA, s.memory, s.memory);
     // SIGXCPU at the limit, SIGKILL a second later for a process that catches it.
     add(
         Resource::RLIMIT_CPU,
         plan.cpu_secs,
         plan.cpu_secs.map(|s| s + 1),
     );
-    add(Resource::RLIMIT_NOFILE, plan.open_files, plan.open_files);
-    add(Resource::RLIMIT_FSIZE, plan.file_size, plan.file_size);
+    add(Resource::RLIMIT_NOFILE, s.open_files, s.open_files);
+    add(Resource::RLIMIT_FSIZE, s.file_size, s.file_size);
     add(Resource::RLIMIT_NPROC, plan.processes, plan.processes);
     out
 }
