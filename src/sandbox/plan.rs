@@ -258,3 +258,86 @@ impl Plan {
         self.applied.contains(&layer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::Layer;
+
+    /// A machine with every layer but `rlimit_nproc` and the namespaces.
+    fn root_machine() -> Support {
+        let layer = |name, available| Layer {
+            name,
+            available,
+            detail: format!("{name} detail"),
+        };
+        Support {
+            layers: vec![
+                layer("rlimits", true),
+                layer("rlimit_nproc", false),
+                layer("landlock_fs", true),
+                layer("landlock_net", true),
+            ],
+            landlock_abi: 4,
+            pid_ns: None,
+            net_ns: None,
+        }
+    }
+
+    fn sandbox(processes: u64, written: &[&'static str], fallback: Option<Fallback>) -> Sandbox {
+        Sandbox {
+            processes: Some(processes),
+            written: written.to_vec(),
+            fallback,
+            ..Sandbox::default()
+        }
+    }
+
+    #[test]
+    fn narrowing_keeps_the_tighter_of_each_limit() {
+        let step = Sandbox {
+            memory: Some(10),
+            network: Some(true),
+            fallback: Some(Fallback::Weaker),
+            written: vec!["memory"],
+            ..Sandbox::default()
+        };
+        let run = Sandbox {
+            memory: Some(20),
+            cpu_ms: Some(5),
+            network: Some(false),
+            written: vec!["network"],
+            ..Sandbox::default()
+        };
+        let n = narrow(&step, &run);
+        assert_eq!(n.memory, Some(10));
+        assert_eq!(n.cpu_ms, Some(5));
+        assert_eq!(n.network, Some(false));
+        assert_eq!(n.fallback, Some(Fallback::Weaker));
+        assert_eq!(n.written, vec!["network", "memory"]);
+    }
+
+    #[test]
+    fn only_written_limits_are_refused() {
+        let m = root_machine();
+        let refused = Plan::new(&sandbox(64, &["processes"], None), &m).unwrap_err();
+        assert!(refused.starts_with("sandbox refused: `processes: 64` needs `rlimit_nproc`"));
+        let inherited = Plan::new(&sandbox(512, &[], None), &m).unwrap();
+        assert_eq!(inherited.processes, None);
+        assert_eq!(inherited.missing.len(), 1);
+        let weaker = Plan::new(&sandbox(64, &["processes"], Some(Fallback::Weaker)), &m).unwrap();
+        assert!(weaker.missing[0].contains("rlimit_nproc"));
+    }
+
+    #[test]
+    fn network_off_uses_landlock_without_namespaces() {
+        let off = Sandbox {
+            network: Some(false),
+            written: vec!["network"],
+            ..Sandbox::default()
+        };
+        let plan = Plan::new(&off, &root_machine()).unwrap();
+        assert!(plan.landlock_net && plan.unshare.is_none());
+        assert!(plan.has("landlock_net") && !plan.has("net_namespace"));
+    }
+}
