@@ -526,6 +526,7 @@ impl<'a> ModuleCx<'a> {
                 key: String::new(),
                 name: "{unknown}".into(),
                 provider: ir::Provider::Fake,
+                provider_env: None,
                 model: None,
                 base_url: None,
                 api_key: None,

@@ -714,6 +714,7 @@ impl<'a> ModuleCx<'a> {
             key: format!("{}{}", self.key_prefix, item.name.name),
             name: item.name.name.clone(),
             provider: Provider::Fake,
+            provider_env: None,
             model: None,
             base_url: None,
             api_key: None,
@@ -732,14 +733,7 @@ impl<'a> ModuleCx<'a> {
         for field in &item.fields {
             match field.key.name.as_str() {
                 "provider" => {
-                    provider = self
-                        .word(field, &["openai", "anthropic", "command", "fake"])
-                        .map(|p| match p.as_str() {
-                            "openai" => Provider::OpenAi,
-                            "anthropic" => Provider::Anthropic,
-                            "command" => Provider::Command,
-                            _ => Provider::Fake,
-                        })
+                    provider = self.provider(field, &mut model.provider_env);
                 }
                 "name" => model.model = self.lit_string(field),
                 "base_url" => model.base_url = self.setting(field),
@@ -759,7 +753,15 @@ impl<'a> ModuleCx<'a> {
                 }
                 "timeout" => model.timeout_ms = self.lit_duration(field, Code::E0318),
                 "command" => model.command = self.lit_string(field),
-                "script" => model.script = self.lit_string(field),
+                "script" => {
+                    // Relative to the file that defines the model, like imports.
+                    model.script = self.lit_string(field).map(|s| match self.m.key.parent() {
+                        Some(dir) if !self.m.key.starts_with("<std>") => {
+                            dir.join(&s).display().to_string()
+                        }
+                        _ => s,
+                    })
+                }
                 "description" => {
                     self.lit_string(field);
                 }
@@ -832,6 +834,43 @@ impl<'a> ModuleCx<'a> {
             None => {}
         }
         model
+    }
+
+    /// `provider`: a word, or `env("NAME", "default")` chosen when a run starts.
+    fn provider(&mut self, field: &Field, env: &mut Option<String>) -> Option<Provider> {
+        const CHOICES: &[&str] = &["openai", "anthropic", "command", "fake"];
+        if let Some(Expr {
+            kind: ExprKind::Call(f, _),
+            ..
+        }) = self.value(field)
+            && f.name == "env"
+        {
+            let Some(ir::Setting::Env { name, default }) = self.setting(field) else {
+                return None;
+            };
+            let Some(default) = default else {
+                let expr = self.value(field)?;
+                self.lit_error(
+                    field,
+                    expr,
+                    "`env(\"NAME\", \"default\")` with a default provider",
+                );
+                return None;
+            };
+            if !CHOICES.contains(&default.as_str()) {
+                let expr = self.value(field)?;
+                self.lit_error(
+                    field,
+                    expr,
+                    &format!("a default among {}", CHOICES.join(", ")),
+                );
+                return None;
+            }
+            *env = Some(name);
+            return Some(Provider::parse(&default).unwrap_or(Provider::Fake));
+        }
+        self.word(field, CHOICES)
+            .map(|p| Provider::parse(&p).unwrap_or(Provider::Fake))
     }
 
     /// A string literal, or `env("NAME"[, "default"])`.

@@ -136,15 +136,18 @@ pub fn status(args: &StatusArgs) -> u8 {
         Ok(j) => j,
         Err(c) => return c,
     };
-    let (run, nodes) = match journal
-        .resolve_run(&args.run)
-        .and_then(|id| Ok((journal.run(&id)?, journal.nodes(&id)?)))
-    {
+    let (run, nodes, usage) = match journal.resolve_run(&args.run).and_then(|id| {
+        Ok((
+            journal.run(&id)?,
+            journal.nodes(&id)?,
+            journal.llm_usage(&id)?,
+        ))
+    }) {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
     if args.json {
-        let v = serde_json::json!({ "run": run, "nodes": nodes });
+        let v = serde_json::json!({ "run": run, "nodes": nodes, "llm_usage": usage });
         return write_stdout(format!("{v}\n").as_bytes());
     }
     let mut out = String::new();
@@ -187,6 +190,9 @@ pub fn status(args: &StatusArgs) -> u8 {
             "{:<36} {:<9} {:<12} {:>8} {:>9}  {}",
             n.key, n.kind, n.status, n.attempt, took, err
         );
+    }
+    for u in &usage {
+        let _ = writeln!(out, "{}", super::run::usage_line(u));
     }
     if let Some(o) = &run.output {
         let _ = writeln!(out, "output: {o}");
@@ -255,6 +261,47 @@ pub fn log(args: &LogArgs) -> u8 {
                             let _ = writeln!(out, "  {line}");
                         }
                     }
+                }
+            }
+            "llm_call" => {
+                let d = &e.data;
+                let _ = writeln!(
+                    out,
+                    "{at} {node} attempt {} model {} ({}): {} tokens in, {} out, ${:.4}",
+                    e.attempt.unwrap_or(0),
+                    d["model"].as_str().unwrap_or_default(),
+                    d["source"].as_str().unwrap_or_default(),
+                    d["tokens_in"],
+                    d["tokens_out"],
+                    d["cost_usd"].as_f64().unwrap_or(0.0)
+                );
+                for m in d["request"]["body"]["messages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let _ = writeln!(out, "  --- {}", m["role"].as_str().unwrap_or("message"));
+                    for line in m["content"].as_str().unwrap_or_default().lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
+                if let Some(s) = d["request"]["body"]["system"].as_str() {
+                    let _ = writeln!(out, "  --- system");
+                    for line in s.lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
+                match (d["reply"].as_str(), d["error"].as_str()) {
+                    (Some(reply), _) => {
+                        let _ = writeln!(out, "  --- reply");
+                        for line in reply.lines() {
+                            let _ = writeln!(out, "  {line}");
+                        }
+                    }
+                    (None, Some(err)) => {
+                        let _ = writeln!(out, "  --- error: {err}");
+                    }
+                    _ => {}
                 }
             }
             "node_status" => {

@@ -9,6 +9,7 @@ mod inspect;
 mod progress;
 mod queue;
 mod run;
+mod secret;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -103,6 +104,11 @@ pub enum Command {
         after_help = "Examples:\n  flowc skip RUN flaky_check\n  flowc skip RUN fetch --output '{\"exit_code\": 0, \"stdout\": \"\", \"stderr\": \"\", \"duration\": 0, \"output\": null}'"
     )]
     Skip(queue::DecideArgs),
+    /// Manage the encrypted secret store that `secret("NAME")` reads after the environment.
+    #[command(
+        after_help = "The store is encrypted with a key derived from $FLOWC_SECRETS_KEY (a passphrase) or the file named by $FLOWC_SECRETS_KEY_FILE.\n\nExamples:\n  printf %s \"$TOKEN\" | flowc secret set GITHUB_TOKEN\n  flowc secret list\n  flowc secret rm GITHUB_TOKEN"
+    )]
+    Secret(secret::SecretArgs),
     /// Explain a diagnostic code, with an example; without a code, list them all.
     #[command(after_help = "Examples:\n  flowc explain E0301\n  flowc explain")]
     Explain {
@@ -159,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::Reject(args) => queue::decide(queue::Verb::Reject, &args),
         Command::Retry(args) => queue::decide(queue::Verb::Retry, &args),
         Command::Skip(args) => queue::decide(queue::Verb::Skip, &args),
+        Command::Secret(args) => secret::run(&args),
         Command::Explain { code } => explain::run(code.as_deref()),
         Command::Doctor { json } => doctor::run(json),
         Command::Completions { shell } => {

@@ -57,6 +57,7 @@ fn describe(event: &NewEvent, started: &mut HashMap<String, Instant>) -> Option<
             data["decision"].as_str().unwrap_or_default(),
             data["by"].as_str().unwrap_or_default()
         )),
+        "note" => Some(format!("… {key}: {}", first("text"))),
         _ => None,
     }
 }

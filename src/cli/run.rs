@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// How durable journal commits are.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Normal)]
     pub durability: DurabilityArg,
+    /// Answer `llm` steps from the calls recorded in run RUN (by step
+    /// instance and attempt) instead of asking the models.
+    #[arg(long, value_name = "RUN")]
+    pub replay_llm: Option<String>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
@@ -154,6 +158,16 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             }
         }
     };
+    let replay_llm = match &args.replay_llm {
+        None => None,
+        Some(id) => match journal.resolve_run(id) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("error: --replay-llm: {e}");
+                return EXIT_USAGE;
+            }
+        },
+    };
     let interactive = !args.no_input
         && !args.json
         && std::io::stdin().is_terminal()
@@ -163,6 +177,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         inputs: typed,
         interactive,
         file: file.display().to_string(),
+        replay_llm,
     };
     let mut observer: Box<dyn Observer> = if args.json {
         Box::new(JsonLines)
@@ -198,6 +213,12 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             return EXIT_FAILED;
         }
     };
+    let usage = Journal::open_existing(&journal_path)
+        .and_then(|j| j.llm_usage(&report.run_id))
+        .unwrap_or_default();
+    for u in &usage {
+        eprintln!("  {}", usage_line(u));
+    }
     let journal_shown = journal_path.display();
     let resume_cmd = format!("flowc run --resume {}", report.run_id);
     let journal_flag = if args.journal.is_default() {
@@ -215,7 +236,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             let text = if args.json {
                 format!(
                     "{}\n",
-                    serde_json::json!({ "kind": "result", "run_id": report.run_id, "output": out })
+                    serde_json::json!({ "kind": "result", "run_id": report.run_id, "output": out, "llm_usage": usage })
                 )
             } else {
                 format!(
@@ -251,4 +272,17 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
             EXIT_INTERRUPTED
         }
     }
+}
+
+/// One model's calls, tokens and cost, for summaries.
+pub fn usage_line(u: &crate::journal::LlmUsage) -> String {
+    format!(
+        "model {}: {} call{}, {} tokens in, {} out, ${:.4}",
+        u.model,
+        u.calls,
+        if u.calls == 1 { "" } else { "s" },
+        u.tokens_in,
+        u.tokens_out,
+        u.cost_usd
+    )
 }

@@ -24,6 +24,15 @@ pub enum AttemptEnd {
     Error(String, Option<Json>),
     /// It was cancelled (run failing, interrupted).
     Cancelled,
+    /// The step produced a result that is rejected before `accept` (an
+    /// `llm` reply that does not parse or validate), with the feedback.
+    Rejected(Json, String),
+    /// A failure more attempts cannot fix (a model that is misconfigured or
+    /// refuses the key, a cap): the attempts are spent at once.
+    Fatal(String),
+    /// A passing failure (HTTP 429, 5xx, connection trouble): the next
+    /// attempt waits at least the given milliseconds and the feedback is kept.
+    Transient(String, Option<u64>),
 }
 
 /// A `run` step attempt, fully rendered.

@@ -572,13 +572,9 @@ fn register(engine: &mut rhai::Engine) {
     });
     engine.register_fn("f_secret", |name: Dynamic| -> RhaiResult {
         let name = with_str(&name, "secret")?;
-        std::env::var(&name)
+        crate::secrets::resolve(&name)
             .map(|v| Dynamic::from(ImmutableString::from(v)))
-            .map_err(|_| {
-                err(format!(
-                    "secret `{name}` is not set (flowc reads secrets from the environment)"
-                ))
-            })
+            .map_err(err)
     });
     engine.register_fn("f_exists", |path: Dynamic| -> RhaiResult {
         Ok(Dynamic::from_bool(

@@ -9,6 +9,7 @@ mod blocks;
 pub mod eval;
 mod frame;
 pub mod inputs;
+mod llm;
 mod observer;
 mod scheduler;
 mod step;

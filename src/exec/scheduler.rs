@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub interactive: bool,
     /// The display path of the flow file.
     pub file: String,
+    /// Answer `llm` steps from this run's recorded calls instead of asking models.
+    pub replay_llm: Option<String>,
 }
 
 /// How a run ended.
@@ -107,6 +109,11 @@ pub(super) enum Msg {
         inst: usize,
         line: String,
     },
+    Llm {
+        inst: usize,
+        attempt: u32,
+        call: Box<super::llm::Exchange>,
+    },
     Interrupt,
     Heartbeat,
     RunTimeout,
@@ -155,6 +162,8 @@ pub(super) struct Inst {
     pub quiet: bool,
     /// The first attempt's rendered inputs, kept from computing the input hash.
     pub first_inputs: Option<Json>,
+    /// The least wait before the next attempt (a server's `Retry-After`), in ms.
+    pub retry_after_ms: Option<u64>,
 }
 
 pub(super) enum Work {
@@ -190,6 +199,7 @@ pub(super) struct Runner<'o> {
     pub interactive: bool,
     pub observer: &'o mut dyn Observer,
     pub root_done: Option<Result<Json, String>>,
+    pub llm: super::llm::LlmState,
 }
 
 fn new_run_id() -> String {
@@ -233,6 +243,11 @@ pub async fn execute(
             prior_approvals.insert(row.node.clone(), row);
         }
     }
+    let llm = super::llm::LlmState::load(
+        &journal,
+        resuming.then_some(run_id.as_str()),
+        opts.replay_llm.as_deref(),
+    )?;
     let mut runner = Runner {
         run_id: run_id.clone(),
         program,
@@ -260,6 +275,7 @@ pub async fn execute(
         interactive: opts.interactive,
         observer,
         root_done: None,
+        llm,
     };
     if resuming {
         runner.push(NewEvent::run(&run_id, "run_resumed", json!({})));
@@ -364,7 +380,11 @@ impl Runner<'_> {
     /// Commits queued events, then starts the tasks they announce.
     fn flush(&mut self) -> Result<(), JournalError> {
         if !self.events.is_empty() {
-            let events = std::mem::take(&mut self.events);
+            let mut events = std::mem::take(&mut self.events);
+            // Nothing a secret was resolved into reaches the journal or a view.
+            for e in &mut events {
+                crate::secrets::redact_json(&mut e.data);
+            }
             self.journal.append(&events)?;
             for e in &events {
                 self.observer.event(e);
@@ -461,6 +481,14 @@ impl Runner<'_> {
                 self.running = self.running.saturating_sub(1);
                 self.attempt_ended(inst, attempt, end);
             }
+            Msg::Llm {
+                inst,
+                attempt,
+                call,
+            } => {
+                self.running = self.running.saturating_sub(1);
+                self.llm_returned(inst, attempt, *call);
+            }
             Msg::Retry { inst } => {
                 self.timers = self.timers.saturating_sub(1);
                 if !self.insts[inst].done && !self.frames[self.insts[inst].frame].stopping {
@@ -475,7 +503,7 @@ impl Runner<'_> {
             }
             Msg::Tail { inst, line } => {
                 let key = self.insts[inst].key.clone();
-                self.observer.tail(&key, &line);
+                self.observer.tail(&key, &crate::secrets::redact(&line));
             }
             Msg::Interrupt => {
                 eprintln!(
@@ -526,6 +554,11 @@ impl Runner<'_> {
                 Some("the run stalled: no step can start (this is a flowc bug)".into()),
             ),
         };
+        let mut output = output;
+        if let Some(o) = &mut output {
+            crate::secrets::redact_json(o);
+        }
+        let error = error.map(|e| crate::secrets::redact(&e));
         let status = match end {
             RunEnd::Succeeded => "succeeded",
             RunEnd::Failed => "failed",
@@ -637,6 +670,7 @@ impl Runner<'_> {
             deadline: None,
             quiet: false,
             first_inputs: None,
+            retry_after_ms: None,
         });
         self.frames[frame].state.insert(node, NodeState::Active(id));
         self.frames[frame].active += 1;

@@ -94,7 +94,7 @@ impl Runner<'_> {
                     .as_ref()
                     .map(|v| ev.text(&skill, v, &names))
                     .transpose()?;
-                json!({ "model": llm.model.key, "prompt": prompt, "system": system })
+                super::llm::inputs(llm, prompt, system)?
             }
             StepKind::Approval { prompt, .. } => {
                 json!({ "prompt": ev.text(&skill, prompt, &names)? })
@@ -520,13 +520,24 @@ impl Runner<'_> {
                 self.insts[inst].child = Some(child);
                 return;
             }
-            StepKind::Llm(_) => {
-                self.set_status(&key, "running", Some(attempt), data);
-                self.insts[inst].budget = attempt;
-                let why = "`llm` steps are not available in this build of flowc yet: no model was called \
-                           (model providers are tracked as a separate issue)";
-                self.attempt_ended(inst, attempt, AttemptEnd::Error(why.into(), None));
-                return;
+            StepKind::Llm(llm) => {
+                match self.launch_llm(
+                    inst,
+                    attempt,
+                    llm,
+                    &inputs,
+                    &feedback,
+                    timeout,
+                    cancel.clone(),
+                ) {
+                    Ok(task) => Some(task),
+                    Err(None) => return,
+                    Err(Some(end)) => {
+                        self.set_status(&key, "running", Some(attempt), data);
+                        self.attempt_ended(inst, attempt, end);
+                        return;
+                    }
+                }
             }
             StepKind::Approval { .. } => return,
         };
@@ -582,6 +593,43 @@ impl Runner<'_> {
                         self.after_failure(inst, step, e);
                     }
                 }
+            }
+            AttemptEnd::Rejected(result, feedback) => {
+                self.set_status(
+                    &key,
+                    "rejected",
+                    Some(attempt),
+                    json!({ "result": result, "feedback": feedback, "error": first_line(&feedback) }),
+                );
+                self.insts[inst].result = Some(result);
+                self.after_failure(inst, step, feedback);
+            }
+            AttemptEnd::Fatal(error) => {
+                self.set_status(
+                    &key,
+                    "failed",
+                    Some(attempt),
+                    json!({ "error": error, "feedback": error }),
+                );
+                self.insts[inst].feedback = error.clone();
+                if self.stop.is_some() || self.frames[self.insts[inst].frame].stopping {
+                    self.mark_stopped(inst);
+                } else {
+                    self.exhausted(inst, error);
+                }
+            }
+            AttemptEnd::Transient(error, wait) => {
+                // The feedback of the last real rejection is kept: a busy
+                // server says nothing about the reply.
+                let feedback = self.insts[inst].feedback.clone();
+                self.set_status(
+                    &key,
+                    "failed",
+                    Some(attempt),
+                    json!({ "error": error, "feedback": feedback, "transient": true }),
+                );
+                self.insts[inst].retry_after_ms = wait;
+                self.after_failure_because(inst, step, feedback, &error);
             }
             AttemptEnd::Error(error, mut result) => {
                 if let Some(r) = &mut result {
@@ -688,7 +736,13 @@ impl Runner<'_> {
 
     /// After a rejected or failed attempt: retry within the budget, else `on_failure`.
     fn after_failure(&mut self, inst: usize, step: &Step, feedback: String) {
-        self.insts[inst].feedback = feedback.clone();
+        let why = feedback.clone();
+        self.after_failure_because(inst, step, feedback, &why);
+    }
+
+    /// `after_failure`, where the reason to give up may differ from the feedback.
+    fn after_failure_because(&mut self, inst: usize, step: &Step, feedback: String, why: &str) {
+        self.insts[inst].feedback = feedback;
         let attempt = self.insts[inst].attempt;
         let stopping = self.frames[self.insts[inst].frame].stopping || self.stop.is_some();
         if attempt < self.insts[inst].budget && !stopping {
@@ -698,6 +752,7 @@ impl Runner<'_> {
                 let ms = b.initial_ms as f64 * b.factor.powi(attempt.saturating_sub(1) as i32);
                 (ms.min(b.max_ms as f64)).max(0.0) as u64
             });
+            let delay = delay.max(self.insts[inst].retry_after_ms.take().unwrap_or(0));
             if delay == 0 {
                 self.launch.push_back(inst);
             } else {
@@ -714,9 +769,9 @@ impl Runner<'_> {
             return;
         }
         let why = if attempt > 1 {
-            format!("{} after {attempt} attempts", first_line(&feedback))
+            format!("{} after {attempt} attempts", first_line(why))
         } else {
-            first_line(&feedback)
+            first_line(why)
         };
         self.exhausted(inst, why);
     }

@@ -365,6 +365,29 @@ pub enum Provider {
     Fake,
 }
 
+impl Provider {
+    /// The provider named `word` (`openai`, `anthropic`, `command`, `fake`).
+    pub fn parse(word: &str) -> Option<Provider> {
+        Some(match word {
+            "openai" => Provider::OpenAi,
+            "anthropic" => Provider::Anthropic,
+            "command" => Provider::Command,
+            "fake" => Provider::Fake,
+            _ => return None,
+        })
+    }
+
+    /// Its name in flow files.
+    pub fn word(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::Anthropic => "anthropic",
+            Provider::Command => "command",
+            Provider::Fake => "fake",
+        }
+    }
+}
+
 /// A model setting given literally or read from the environment when the run starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Setting {
@@ -395,8 +418,10 @@ pub struct Model {
     pub key: String,
     /// Its name.
     pub name: String,
-    /// Which API it speaks.
+    /// Which API it speaks (the default when `provider_env` is set).
     pub provider: Provider,
+    /// `provider: env("NAME", "default")`: the variable that may choose another provider.
+    pub provider_env: Option<String>,
     /// The provider's model name.
     pub model: Option<String>,
     /// API base URL.

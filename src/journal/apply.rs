@@ -110,7 +110,7 @@ pub fn apply(
             )?)?;
         }
         // Logs and traces: kept in `events` only.
-        "output" | "note" => {}
+        "output" | "note" | "llm_call" => {}
         other => {
             return Err(rusqlite::Error::ToSqlConversionFailure(
                 format!("unknown journal event kind `{other}`").into(),

@@ -15,7 +15,7 @@ mod replay;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
 pub use lease::{LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder};
-pub use query::{ApprovalRow, NodeRow, RunRow};
+pub use query::{ApprovalRow, LlmUsage, NodeRow, RunRow};
 pub use replay::Difference;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};

@@ -193,10 +193,16 @@ impl Journal {
 
     /// Every event of a run, in order.
     pub fn events(&self, run: &str) -> Result<Vec<Event>, JournalError> {
+        self.events_of(run, None)
+    }
+
+    /// The events of a run, of one kind or all, in order.
+    pub fn events_of(&self, run: &str, kind: Option<&str>) -> Result<Vec<Event>, JournalError> {
         let mut stmt = self.conn.prepare(
-            "SELECT run_id, seq, at, kind, node, attempt, data FROM events WHERE run_id = ?1 ORDER BY seq",
+            "SELECT run_id, seq, at, kind, node, attempt, data FROM events \
+             WHERE run_id = ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY seq",
         )?;
-        let rows = stmt.query_map(params![run], |r| {
+        let rows = stmt.query_map(params![run, kind], |r| {
             let data: String = r.get(6)?;
             Ok(Event {
                 run_id: r.get(0)?,
@@ -206,6 +212,26 @@ impl Journal {
                 node: r.get(4)?,
                 attempt: r.get(5)?,
                 data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Model calls of a run, summed per model (from the `llm_call` events).
+    pub fn llm_usage(&self, run: &str) -> Result<Vec<LlmUsage>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT json_extract(data, '$.model'), count(*), \
+                    total(json_extract(data, '$.tokens_in')), total(json_extract(data, '$.tokens_out')), \
+                    total(json_extract(data, '$.cost_usd')) \
+             FROM events WHERE run_id = ?1 AND kind = 'llm_call' GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows = stmt.query_map(params![run], |r| {
+            Ok(LlmUsage {
+                model: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                calls: r.get::<_, i64>(1)? as u64,
+                tokens_in: r.get::<_, f64>(2)? as u64,
+                tokens_out: r.get::<_, f64>(3)? as u64,
+                cost_usd: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -235,4 +261,19 @@ impl Journal {
             ))),
         }
     }
+}
+
+/// Model calls of one model in a run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LlmUsage {
+    /// The model item's name.
+    pub model: String,
+    /// Calls made (failed ones included).
+    pub calls: u64,
+    /// Input tokens.
+    pub tokens_in: u64,
+    /// Output tokens.
+    pub tokens_out: u64,
+    /// Cost in USD, from the model's prices.
+    pub cost_usd: f64,
 }

@@ -1,0 +1,623 @@
+//! `llm` steps: resolving the model, caps, rate limits, the call itself,
+//! journaling every request and reply, and what a reply means for the attempt.
+
+use super::attempt::{self, AttemptEnd, ProcessSpec};
+use super::eval::validate;
+use super::scheduler::{Msg, RunEnd, Runner, Task};
+use crate::ir::{LlmStep, Model, Provider, SecretSource, Setting, Value};
+use crate::journal::{Journal, JournalError, NewEvent, OUTPUT_CAP, now_ms};
+use crate::llm::fake::Script;
+use crate::llm::limits::{RateWindow, cost};
+use crate::llm::{self, CallError, Reply, Request, estimate_tokens, schema};
+use serde_json::{Value as Json, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Default request timeout when neither the model nor the step sets one.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Model-call state of one session: totals for the caps, rate windows,
+/// loaded answer scripts, and the recording being replayed.
+#[derive(Debug, Default)]
+pub struct LlmState {
+    /// Tokens (in + out) used by the run so far, earlier sessions included.
+    pub tokens: u64,
+    /// Cost in USD of the run so far.
+    pub cost: f64,
+    windows: HashMap<String, RateWindow>,
+    scripts: HashMap<String, Result<Arc<Script>, String>>,
+    /// In-order fake answers already given in this run, per model key.
+    fake_used: HashMap<String, Vec<usize>>,
+    /// `--replay-llm`: the recorded run, and its calls by (instance key, attempt).
+    replay: Option<(String, Recorded)>,
+}
+
+/// Recorded `llm_call` event data by (instance key, attempt).
+type Recorded = HashMap<(String, u32), Json>;
+
+impl LlmState {
+    /// Totals of the run so far (when resuming) and the recording to replay.
+    pub fn load(
+        journal: &Journal,
+        run: Option<&str>,
+        replay: Option<&str>,
+    ) -> Result<LlmState, JournalError> {
+        let mut state = LlmState::default();
+        if let Some(run) = run {
+            for e in journal.events_of(run, Some("llm_call"))? {
+                state.count(&e.data);
+            }
+        }
+        if let Some(rec) = replay {
+            let calls = journal
+                .events_of(rec, Some("llm_call"))?
+                .into_iter()
+                .filter_map(|e| Some(((e.node?, e.attempt?), e.data)))
+                .collect();
+            state.replay = Some((rec.to_string(), calls));
+        }
+        Ok(state)
+    }
+
+    fn count(&mut self, data: &Json) {
+        self.tokens +=
+            data["tokens_in"].as_u64().unwrap_or(0) + data["tokens_out"].as_u64().unwrap_or(0);
+        self.cost += data["cost_usd"].as_f64().unwrap_or(0.0);
+        if let (Some(key), Some(i)) = (data["model_key"].as_str(), data["fake_answer"].as_u64())
+            && data["fake_in_order"] == true
+        {
+            self.fake_used
+                .entry(key.to_string())
+                .or_default()
+                .push(i as usize);
+        }
+    }
+
+    fn script(&mut self, path: &str) -> Result<Arc<Script>, String> {
+        self.scripts
+            .entry(path.to_string())
+            .or_insert_with(|| Script::load(path).map(Arc::new))
+            .clone()
+    }
+}
+
+/// A model's settings as they are for this run (environment read now).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The provider in effect.
+    pub provider: Provider,
+    /// The base URL in effect.
+    pub base_url: Option<String>,
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Reads a model's `env(...)` settings and checks what its provider needs.
+pub fn resolve(model: &Model) -> Result<Resolved, String> {
+    let provider = match &model.provider_env {
+        Some(var) => match env_nonempty(var) {
+            Some(v) => Provider::parse(&v).ok_or_else(|| {
+                format!(
+                    "model `{}`: the environment variable `{var}` is `{v}`, which is not a provider \
+                     (openai, anthropic, command or fake)",
+                    model.name
+                )
+            })?,
+            None => model.provider,
+        },
+        None => model.provider,
+    };
+    let base_url = match &model.base_url {
+        Some(Setting::Text(t)) => Some(t.clone()),
+        Some(Setting::Env { name, default }) => env_nonempty(name).or_else(|| default.clone()),
+        None => None,
+    };
+    let needs = match provider {
+        Provider::OpenAi | Provider::Anthropic if model.model.is_none() => Some("name"),
+        Provider::Command if model.command.is_none() => Some("command"),
+        Provider::Fake if model.script.is_none() => Some("script"),
+        _ => None,
+    };
+    if let Some(field) = needs {
+        return Err(format!(
+            "model `{}` uses provider `{}` but has no `{field}`",
+            model.name,
+            provider.word()
+        ));
+    }
+    Ok(Resolved { provider, base_url })
+}
+
+/// The API key of a model: `secret()` reads the environment, then the secret
+/// store; `env()` the environment only. Either way the key is redacted.
+fn api_key(model: &Model) -> Result<Option<String>, String> {
+    let Some(source) = &model.api_key else {
+        return Ok(None);
+    };
+    match source {
+        SecretSource::Secret(name) => crate::secrets::resolve(name)
+            .map(Some)
+            .map_err(|e| format!("model `{}` needs an API key: {e}", model.name)),
+        SecretSource::Env(var) => {
+            let key = env_nonempty(var).ok_or_else(|| {
+                format!(
+                    "model `{}` needs an API key, but the environment variable `{var}` is not set",
+                    model.name
+                )
+            })?;
+            crate::secrets::register(&key);
+            Ok(Some(key))
+        }
+    }
+}
+
+/// One finished call, on its way back to the scheduler.
+#[derive(Debug)]
+pub struct Exchange {
+    request: Json,
+    outcome: Result<Reply, CallError>,
+    duration_ms: u64,
+    source: &'static str,
+    fake_answer: Option<(usize, bool)>,
+}
+
+/// The rendered inputs of an `llm` step (what its input hash covers).
+pub fn inputs(llm: &LlmStep, prompt: String, system: Option<String>) -> Result<Json, String> {
+    let m = &llm.model;
+    let r = resolve(m)?;
+    Ok(json!({
+        "model": m.name,
+        "model_key": m.key,
+        "provider": r.provider.word(),
+        "name": m.model,
+        "base_url": r.base_url,
+        "prompt": prompt,
+        "system": system,
+    }))
+}
+
+impl Runner<'_> {
+    /// Starts an `llm` attempt: checks the caps, reserves the rate limit and
+    /// returns the task that asks the model. `Err(Some(end))` ends the
+    /// attempt at once; `Err(None)`: the call was refused and the run stops.
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_llm(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        llm: &LlmStep,
+        inputs: &Json,
+        feedback: &str,
+        timeout: Duration,
+        cancel: Arc<Notify>,
+    ) -> Result<Task, Option<AttemptEnd>> {
+        let model = llm.model.clone();
+        let key = self.insts[inst].key.clone();
+        let resolved = resolve(&model).map_err(|e| Some(AttemptEnd::Fatal(e)))?;
+        let mut prompt = inputs["prompt"].as_str().unwrap_or_default().to_string();
+        let reads_feedback =
+            matches!(&llm.prompt, Value::Template(t) if t.source.contains("attempt.feedback"));
+        if attempt > 1 && !feedback.is_empty() && !reads_feedback {
+            prompt.push_str(&format!(
+                "\n\n---\nYour previous reply was not accepted:\n{feedback}\nReply again, fixing this."
+            ));
+        }
+        let schema = llm.output.as_ref().map(schema::schema);
+        let max_tokens = llm.max_tokens.or(model.max_tokens);
+        let request = Request {
+            model: model.name.clone(),
+            provider: resolved.provider,
+            name: model.model.clone().unwrap_or_default(),
+            base_url: resolved.base_url.clone(),
+            api_key: None,
+            system: inputs["system"].as_str().map(str::to_string),
+            prompt,
+            schema,
+            structured: model.structured_output,
+            temperature: llm.temperature.or(model.temperature),
+            max_tokens,
+            timeout: model
+                .timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(DEFAULT_TIMEOUT)
+                .min(timeout),
+        };
+        let (url, body) = llm::http::build(&request);
+        let journaled = json!({
+            "provider": resolved.provider.word(),
+            "url": matches!(resolved.provider, Provider::OpenAi | Provider::Anthropic).then_some(url),
+            "body": body,
+        });
+        // Spend caps, before the call: what this call may cost at most.
+        let sent = request.system.as_deref().unwrap_or_default().len() + request.prompt.len();
+        let est_in = (sent as u64).div_ceil(4);
+        let est_out = max_tokens.unwrap_or(0);
+        let policy = self.root_policy.clone();
+        let mut refused = None;
+        if let Some(cap) = policy.max_tokens
+            && self.llm.tokens + est_in + est_out > cap
+        {
+            refused = Some(format!(
+                "cap `max_tokens` ({cap}) of policy `{}` would be exceeded: {} tokens used so far, \
+                 and this call may use about {}",
+                policy.name,
+                self.llm.tokens,
+                est_in + est_out
+            ));
+        }
+        let est_cost = cost(est_in, est_out, model.input_price, model.output_price);
+        if refused.is_none()
+            && let Some(cap) = policy.max_cost_usd
+            && self.llm.cost + est_cost > cap
+        {
+            refused = Some(format!(
+                "cap `max_cost_usd` ({cap}) of policy `{}` would be exceeded: ${:.4} spent so far, \
+                 and this call may cost about ${est_cost:.4}",
+                policy.name, self.llm.cost
+            ));
+        }
+        if let Some(why) = refused {
+            // Fail closed: the step fails naming the cap, then the run stops
+            // (which settles the step like any other when a run is stopped).
+            let hash = self.insts[inst].input_hash.clone();
+            self.set_status(
+                &key,
+                "running",
+                Some(attempt),
+                json!({ "input_hash": hash }),
+            );
+            self.set_status(
+                &key,
+                "failed",
+                Some(attempt),
+                json!({ "error": why, "cap": true }),
+            );
+            self.stop_run(
+                RunEnd::Failed,
+                format!("step `{key}` was refused a model call: {why}"),
+            );
+            return Err(None);
+        }
+        if let Some((run, calls)) = &self.llm.replay {
+            let recorded = calls.get(&(key.clone(), attempt)).cloned();
+            let run = run.clone();
+            return Ok(Box::pin(async move {
+                let exchange = match recorded {
+                    Some(data) => replayed(data),
+                    None => Exchange {
+                        request: journaled,
+                        outcome: Err(CallError::fatal(format!(
+                            "the recording of run {run} has no reply for step `{key}`, attempt {attempt}"
+                        ))),
+                        duration_ms: 0,
+                        source: "replay",
+                        fake_answer: None,
+                    },
+                };
+                Msg::Llm {
+                    inst,
+                    attempt,
+                    call: Box::new(exchange),
+                }
+            }));
+        }
+        let wait = match (model.requests_per_minute, model.tokens_per_minute) {
+            (None, None) => 0,
+            (rpm, tpm) => self
+                .llm
+                .windows
+                .entry(model.key.clone())
+                .or_insert_with(|| RateWindow::new(rpm, tpm))
+                .reserve(now_ms(), est_in + est_out),
+        };
+        if wait > 0 {
+            let text = format!(
+                "waiting {} for the rate limit of model `{}`",
+                crate::ir::format_ms(wait),
+                model.name
+            );
+            self.push(NewEvent::node(
+                &self.run_id,
+                "note",
+                &key,
+                Some(attempt),
+                json!({ "text": text }),
+            ));
+        }
+        let call: CallFuture = match resolved.provider {
+            Provider::Fake => {
+                let path = model.script.clone().unwrap_or_default();
+                let name = self.frames[self.insts[inst].frame].skill.nodes[self.insts[inst].node]
+                    .name
+                    .clone();
+                let picked = self.llm.script(&path).and_then(|script| {
+                    let used = self.llm.fake_used.entry(model.key.clone()).or_default();
+                    match script.pick(&key, &name, attempt, used) {
+                        Some(i) => {
+                            let in_order = script.answers[i].step.is_none()
+                                && script.answers[i].attempt.is_none();
+                            if in_order {
+                                used.push(i);
+                            }
+                            Ok((script, i, in_order))
+                        }
+                        None => Err(format!(
+                            "the fake model `{}` has no answer left for step `{key}`, attempt {attempt} \
+                             (answers file `{path}`)",
+                            model.name
+                        )),
+                    }
+                });
+                match picked {
+                    Err(e) => Box::pin(async move { (Err(CallError::fatal(e)), "fake", None) }),
+                    Ok((script, i, in_order)) => {
+                        let text = format!(
+                            "{}\n{}",
+                            request.system.as_deref().unwrap_or_default(),
+                            request.prompt
+                        );
+                        Box::pin(
+                            async move { (script.answer(i, &text), "fake", Some((i, in_order))) },
+                        )
+                    }
+                }
+            }
+            Provider::Command => {
+                let mut env = vec![
+                    ("FLOWC_LLM_MODEL".to_string(), model.name.clone()),
+                    ("FLOWC_RUN_ID".to_string(), self.run_id.clone()),
+                    ("FLOWC_STEP".to_string(), key.clone()),
+                    ("FLOWC_ATTEMPT".to_string(), attempt.to_string()),
+                ];
+                if let Some(s) =
+                    llm::system_prompt(request.system.as_deref(), request.schema.as_ref())
+                {
+                    env.push(("FLOWC_LLM_SYSTEM".to_string(), s));
+                }
+                if let Some(s) = &request.schema {
+                    env.push(("FLOWC_LLM_SCHEMA".to_string(), s.to_string()));
+                }
+                let spec = ProcessSpec {
+                    argv: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        model.command.clone().unwrap_or_default(),
+                    ],
+                    stdin: Some(request.prompt.clone()),
+                    cwd: None,
+                    env,
+                    timeout: request.timeout,
+                    output: None,
+                    // Only its own process group so far; `sandbox::plan_for` gives a plan.
+                    sandbox: None,
+                };
+                let c = cancel.clone();
+                let who = model.name.clone();
+                let prompt_tokens = est_in;
+                Box::pin(async move {
+                    let outcome = match attempt::run_process(spec, c, None).await {
+                        AttemptEnd::Result(r) if r["exit_code"] == 0 => {
+                            let text = r["stdout"].as_str().unwrap_or_default().to_string();
+                            Ok(Reply {
+                                tokens_in: prompt_tokens,
+                                tokens_out: estimate_tokens(&text),
+                                text,
+                            })
+                        }
+                        AttemptEnd::Result(r) => Err(CallError::transient(format!(
+                            "the command of model `{who}` exited with code {}: {}",
+                            r["exit_code"],
+                            r["stderr"].as_str().unwrap_or_default().trim()
+                        ))),
+                        AttemptEnd::Error(e, _) => Err(CallError::transient(format!(
+                            "the command of model `{who}`: {e}"
+                        ))),
+                        other => Err(CallError::transient(format!(
+                            "the command of model `{who}` did not finish: {other:?}"
+                        ))),
+                    };
+                    (outcome, "command", None)
+                })
+            }
+            Provider::OpenAi | Provider::Anthropic => {
+                let mut request = request;
+                match api_key(&model) {
+                    Err(e) => Box::pin(async move { (Err(CallError::fatal(e)), "http", None) }),
+                    Ok(k) => {
+                        request.api_key = k;
+                        Box::pin(async move {
+                            let outcome =
+                                tokio::task::spawn_blocking(move || llm::http::call(&request))
+                                    .await
+                                    .unwrap_or_else(|e| {
+                                        Err(CallError::transient(format!(
+                                            "the request crashed: {e}"
+                                        )))
+                                    });
+                            (outcome, "http", None)
+                        })
+                    }
+                }
+            }
+        };
+        Ok(Box::pin(async move {
+            if wait > 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    () = cancel.notified() => {
+                        return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
+                    }
+                }
+            }
+            let started = Instant::now();
+            let (outcome, source, fake_answer) = tokio::select! {
+                r = call => r,
+                () = cancel.notified() => {
+                    return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
+                }
+            };
+            Msg::Llm {
+                inst,
+                attempt,
+                call: Box::new(Exchange {
+                    request: journaled,
+                    outcome,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    source,
+                    fake_answer,
+                }),
+            }
+        }))
+    }
+
+    /// A model call finished: journal it, count it, and end the attempt.
+    pub fn llm_returned(&mut self, inst: usize, attempt: u32, call: Exchange) {
+        let (skill, node) = {
+            let i = &self.insts[inst];
+            (self.frames[i.frame].skill.clone(), i.node)
+        };
+        let crate::ir::NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return;
+        };
+        let crate::ir::StepKind::Llm(llm) = &step.kind else {
+            return;
+        };
+        let model = &llm.model;
+        let key = self.insts[inst].key.clone();
+        let (tokens_in, tokens_out) = match &call.outcome {
+            Ok(r) => (r.tokens_in, r.tokens_out),
+            Err(_) => (0, 0),
+        };
+        let cost_usd = cost(tokens_in, tokens_out, model.input_price, model.output_price);
+        let mut data = json!({
+            "model": model.name,
+            "model_key": model.key,
+            "source": call.source,
+            "request": call.request,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "cost_usd": cost_usd,
+            "duration": call.duration_ms,
+        });
+        match &call.outcome {
+            Ok(r) => data["reply"] = json!(cap(&r.text)),
+            Err(e) => {
+                data["error"] = json!(e.message);
+                data["status"] = json!(e.status);
+                data["transient"] = json!(e.transient);
+                data["retry_after"] = json!(e.retry_after_ms);
+            }
+        }
+        if let Some((i, in_order)) = call.fake_answer {
+            data["fake_answer"] = json!(i);
+            data["fake_in_order"] = json!(in_order);
+        }
+        if self.llm.replay.is_some() {
+            data["replayed_from"] = json!(self.llm.replay.as_ref().map(|r| r.0.clone()));
+        }
+        self.llm.tokens += tokens_in + tokens_out;
+        self.llm.cost += cost_usd;
+        self.push(NewEvent::node(
+            &self.run_id,
+            "llm_call",
+            &key,
+            Some(attempt),
+            data,
+        ));
+        let end = match call.outcome {
+            Err(e) if e.transient => AttemptEnd::Transient(e.message, e.retry_after_ms),
+            Err(e) => AttemptEnd::Fatal(e.message),
+            Ok(reply) => reply_end(llm, reply, cost_usd),
+        };
+        self.attempt_ended(inst, attempt, end);
+    }
+}
+
+type CallFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (
+                    Result<Reply, CallError>,
+                    &'static str,
+                    Option<(usize, bool)>,
+                ),
+            > + Send,
+    >,
+>;
+
+/// Keeps journaled reply text within the output cap (the tail is kept).
+fn cap(text: &str) -> String {
+    if text.len() <= OUTPUT_CAP {
+        return text.to_string();
+    }
+    let mut cut = text.len() - OUTPUT_CAP;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    format!("[flowc: {cut} bytes dropped]{}", &text[cut..])
+}
+
+/// A recorded call, answered again.
+fn replayed(data: Json) -> Exchange {
+    let outcome = match data["reply"].as_str() {
+        Some(text) => Ok(Reply {
+            text: text.to_string(),
+            tokens_in: data["tokens_in"].as_u64().unwrap_or(0),
+            tokens_out: data["tokens_out"].as_u64().unwrap_or(0),
+        }),
+        None => Err(CallError {
+            transient: data["transient"] == true,
+            retry_after_ms: None,
+            status: data["status"].as_u64().map(|s| s as u16),
+            message: data["error"]
+                .as_str()
+                .unwrap_or("recorded error")
+                .to_string(),
+        }),
+    };
+    Exchange {
+        request: data["request"].clone(),
+        outcome,
+        duration_ms: 0,
+        source: "replay",
+        fake_answer: None,
+    }
+}
+
+/// What a reply means: a result, or a rejection whose feedback re-prompts.
+fn reply_end(llm: &LlmStep, reply: Reply, cost_usd: f64) -> AttemptEnd {
+    let mut result = json!({
+        "text": reply.text,
+        "tokens_in": reply.tokens_in,
+        "tokens_out": reply.tokens_out,
+        "cost_usd": cost_usd,
+    });
+    let Some(ty) = &llm.output else {
+        return AttemptEnd::Result(result);
+    };
+    let parsed: Json = match serde_json::from_str(schema::strip_fence(&reply.text)) {
+        Ok(v) => v,
+        Err(e) => {
+            result["output"] = Json::Null;
+            return AttemptEnd::Rejected(
+                result,
+                format!(
+                    "the reply is not valid JSON ({e}); reply with only a JSON value of type `{ty}`"
+                ),
+            );
+        }
+    };
+    if let Err(e) = validate(&parsed, ty) {
+        result["output"] = parsed;
+        return AttemptEnd::Rejected(
+            result,
+            format!("the reply does not match `output: {ty}`: {e}"),
+        );
+    }
+    result["output"] = parsed;
+    AttemptEnd::Result(result)
+}

@@ -1,0 +1,119 @@
+//! Models: requests to providers, replies, error classes, JSON Schema,
+//! scripted answers, rate limits and spend.
+//!
+//! Nothing here touches the journal; the executor (`exec::llm`) journals
+//! every request and reply and decides what an outcome means for the step.
+
+pub mod fake;
+pub mod http;
+pub mod limits;
+pub mod schema;
+
+use crate::ir::Provider;
+use serde_json::Value as Json;
+use std::time::Duration;
+
+/// One call to a model, fully rendered.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The model item's name (for messages).
+    pub model: String,
+    /// The API it speaks.
+    pub provider: Provider,
+    /// The provider's model name.
+    pub name: String,
+    /// API base URL (the provider's default when `None`).
+    pub base_url: Option<String>,
+    /// The API key, if the model has one.
+    pub api_key: Option<String>,
+    /// The system prompt.
+    pub system: Option<String>,
+    /// The user prompt.
+    pub prompt: String,
+    /// The JSON Schema of the declared `output`.
+    pub schema: Option<Json>,
+    /// Send the schema with the request (the server supports structured output).
+    pub structured: bool,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Reply token limit.
+    pub max_tokens: Option<u64>,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+}
+
+/// What a model answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The reply text.
+    pub text: String,
+    /// Input tokens, as the provider counted them.
+    pub tokens_in: u64,
+    /// Output tokens, as the provider counted them.
+    pub tokens_out: u64,
+}
+
+/// Why a call produced no reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallError {
+    /// Worth another attempt (429, 5xx, connection trouble, timeouts).
+    pub transient: bool,
+    /// What the server asked us to wait (`Retry-After`), in milliseconds.
+    pub retry_after_ms: Option<u64>,
+    /// The HTTP status, if the server answered.
+    pub status: Option<u16>,
+    /// The message, naming the model and provider; never the key.
+    pub message: String,
+}
+
+impl CallError {
+    /// An error that further attempts would not fix.
+    pub fn fatal(message: impl Into<String>) -> CallError {
+        CallError {
+            transient: false,
+            retry_after_ms: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    /// A passing trouble: the next attempt may succeed.
+    pub fn transient(message: impl Into<String>) -> CallError {
+        CallError {
+            transient: true,
+            retry_after_ms: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// A rough token count for text (about four bytes a token), for caps and
+/// rate limits before the provider has counted.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+/// The system prompt sent to the model: the step's own, plus the reply
+/// format when the step declares an `output` type.
+pub fn system_prompt(system: Option<&str>, schema: Option<&Json>) -> Option<String> {
+    let format = schema.map(|s| {
+        format!(
+            "Reply with one JSON value and nothing else (no prose, no code fence). \
+             It must match this JSON Schema:\n{s}"
+        )
+    });
+    match (system.filter(|s| !s.trim().is_empty()), format) {
+        (Some(s), Some(f)) => Some(format!("{s}\n\n{f}")),
+        (Some(s), None) => Some(s.to_string()),
+        (None, f) => f,
+    }
+}
+
+/// Replaces every occurrence of `secret` in `text`.
+pub fn redact(text: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if s.len() >= 4 => text.replace(s, "[redacted]"),
+        _ => text.to_string(),
+    }
+}
