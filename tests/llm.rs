@@ -395,6 +395,8 @@ fn spend_caps_refuse_a_call_before_it_is_made() {
         status["llm_usage"][0]["calls"], 1,
         "the refused call was not made"
     );
+    assert_eq!(status["violations"][0]["rule"], "max_cost_usd");
+    assert_eq!(status["violations"][0]["node"], "b");
     let b = status["nodes"]
         .as_array()
         .unwrap()

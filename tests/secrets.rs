@@ -115,6 +115,10 @@ skill main() -> string {
     command: "echo \"boom $TOKEN\" >&2; exit 3"
     on_failure: continue
   }
+  step relay: run {
+    stdin: "{{ leak.stdout }}"
+    command: "cat > relay.txt"
+  }
   return leak.stdout
 }
 "#;
@@ -171,6 +175,10 @@ fn secrets_never_reach_the_journal_or_the_output() {
             );
         }
     }
+    // A downstream step sees the redacted result, as a resumed run would.
+    let relay = std::fs::read_to_string(d.join("relay.txt")).unwrap();
+    assert!(relay.starts_with("plain [redacted]"), "{relay}");
+    assert!(!relay.contains(TOKEN));
     // The step really printed them: the redacted output keeps its shape.
     let out = String::from_utf8_lossy(&run.stdout);
     assert!(out.contains("plain [redacted]"), "{out}");

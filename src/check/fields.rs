@@ -19,13 +19,42 @@ const COMMON: &[&str] = &[
     "on_failure",
     "env",
     "description",
+    "expose_secrets",
 ];
+
+/// Step fields a `secret()` may flow into: the process environment and
+/// standard input (never journaled), and conditions (only a bool comes out).
+const SECRET_OK: &[&str] = &["env", "stdin", "when", "accept", "until", "expose_secrets"];
+
+/// Where `secret(...)` is called inside an expression.
+pub fn secret_calls(expr: &ast::Expr, out: &mut Vec<crate::span::Span>) {
+    match &expr.kind {
+        ExprKind::Call(f, args) => {
+            if f.name == "secret" {
+                out.push(expr.span);
+            }
+            args.iter().for_each(|a| secret_calls(a, out));
+        }
+        ExprKind::Member(base, _) | ExprKind::Unary(_, base) => secret_calls(base, out),
+        ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
+            secret_calls(a, out);
+            secret_calls(b, out);
+        }
+        ExprKind::Method(base, _, args) => {
+            secret_calls(base, out);
+            args.iter().for_each(|a| secret_calls(a, out));
+        }
+        ExprKind::List(items) => items.iter().for_each(|a| secret_calls(a, out)),
+        ExprKind::Map(entries) => entries.iter().for_each(|(_, v)| secret_calls(v, out)),
+        _ => {}
+    }
+}
 
 /// The fields a step kind takes besides the common ones.
 fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "run" => &[
-            "command", "argv", "stdin", "cwd", "output", "snapshot", "sandbox",
+            "command", "argv", "stdin", "cwd", "output", "snapshot", "rollback", "sandbox",
         ],
         "llm" => &[
             "model",
@@ -180,6 +209,21 @@ impl<'a> ModuleCx<'a> {
             );
         }
         let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
+        let exposed = get("expose_secrets").and_then(|f| self.lit_bool(f)) == Some(true);
+        if !exposed {
+            for f in &def.fields {
+                if SECRET_OK.contains(&f.key.name.as_str()) {
+                    continue;
+                }
+                if let FieldValue::Expr(e) = &f.value {
+                    let mut calls = Vec::new();
+                    secret_calls(e, &mut calls);
+                    for span in calls {
+                        self.secret_flow(span, &format!("`{}`", f.key.name), true);
+                    }
+                }
+            }
+        }
         let mut step = ir::Step {
             kind: StepKind::Wait {
                 duration_ms: None,
@@ -314,6 +358,27 @@ impl<'a> ModuleCx<'a> {
         step
     }
 
+    /// Reports a `secret()` flowing into `what`, which is journaled or shown.
+    pub fn secret_flow(&mut self, span: crate::span::Span, what: &str, in_step: bool) {
+        let help = if in_step {
+            "pass it through `env { TOKEN: secret(\"TOKEN\") }` and read `$TOKEN` in the command, \
+             or `stdin`; if this is intended, write `expose_secrets: true` on the step \
+             (the value is still redacted from the journal)"
+        } else {
+            "return something derived from it instead, or read the secret where it is used"
+        };
+        self.diags.push(
+            Diagnostic::new(
+                Code::E0319,
+                self.file,
+                span,
+                format!("a secret flows into {what}, which is journaled or shown"),
+            )
+            .label("`secret()` here")
+            .help(help),
+        );
+    }
+
     fn text(&mut self, field: Option<&Field>, id: usize, sk: &mut SkillCx<'a>) -> Option<Value> {
         let field = field?;
         let expr = self.value(field)?;
@@ -429,6 +494,21 @@ impl<'a> ModuleCx<'a> {
         let snapshot = get("snapshot")
             .and_then(|f| self.lit_strings(f))
             .unwrap_or_default();
+        let rollback = match get("rollback") {
+            Some(f) => {
+                let on = self.lit_bool(f).unwrap_or(false);
+                if on && get("snapshot").is_none() {
+                    self.missing(
+                        f.key.span,
+                        &format!("`run` step `{}` with `rollback: true`", def.name.name),
+                        "snapshot",
+                        "snapshot: [\"src/**\"]",
+                    );
+                }
+                on
+            }
+            None => false,
+        };
         let sandbox = match get("sandbox") {
             Some(f) => {
                 let narrowed = self.sandbox(f, &policy.sandbox);
@@ -443,6 +523,7 @@ impl<'a> ModuleCx<'a> {
             cwd,
             output: self.output_type(def, sk, id),
             snapshot,
+            rollback,
             sandbox,
         })
     }

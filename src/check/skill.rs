@@ -624,6 +624,11 @@ impl<'a> ModuleCx<'a> {
             }
             return None;
         };
+        let mut calls = Vec::new();
+        super::fields::secret_calls(expr, &mut calls);
+        for span in calls {
+            self.secret_flow(span, "the `return`", false);
+        }
         let errors_before = self.diags.len();
         let (value, ty) = self.data_value(expr, sk, None, Mode::Plain, None, "the `return`");
         if let Some(ret) = &sk.sig.ret

@@ -136,18 +136,28 @@ pub fn status(args: &StatusArgs) -> u8 {
         Ok(j) => j,
         Err(c) => return c,
     };
-    let (run, nodes, usage) = match journal.resolve_run(&args.run).and_then(|id| {
+    let (run, nodes, usage, violations) = match journal.resolve_run(&args.run).and_then(|id| {
         Ok((
             journal.run(&id)?,
             journal.nodes(&id)?,
             journal.llm_usage(&id)?,
+            journal.events_of(&id, Some("policy_violation"))?,
         ))
     }) {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
+    let violations: Vec<serde_json::Value> = violations
+        .into_iter()
+        .map(|e| {
+            let mut v = e.data;
+            v["node"] = serde_json::json!(e.node);
+            v["at"] = serde_json::json!(e.at);
+            v
+        })
+        .collect();
     if args.json {
-        let v = serde_json::json!({ "run": run, "nodes": nodes, "llm_usage": usage });
+        let v = serde_json::json!({ "run": run, "nodes": nodes, "llm_usage": usage, "violations": violations });
         return write_stdout(format!("{v}\n").as_bytes());
     }
     let mut out = String::new();
@@ -169,6 +179,22 @@ pub fn status(args: &StatusArgs) -> u8 {
     }
     if let Some(e) = &run.error {
         let _ = writeln!(out, "error: {e}");
+    }
+    for v in &violations {
+        let _ = writeln!(
+            out,
+            "policy violation: `{}` ({}) of policy `{}`{}",
+            v["rule"].as_str().unwrap_or_default(),
+            match &v["value"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+            v["policy"].as_str().unwrap_or_default(),
+            v["node"]
+                .as_str()
+                .map(|n| format!(" at step `{n}`"))
+                .unwrap_or_default()
+        );
     }
     let _ = writeln!(
         out,

@@ -8,6 +8,7 @@ mod graph;
 mod inspect;
 mod progress;
 mod queue;
+mod rollback;
 mod run;
 mod secret;
 
@@ -104,6 +105,11 @@ pub enum Command {
         after_help = "Examples:\n  flowc skip RUN flaky_check\n  flowc skip RUN fetch --output '{\"exit_code\": 0, \"stdout\": \"\", \"stderr\": \"\", \"duration\": 0, \"output\": null}'"
     )]
     Skip(queue::DecideArgs),
+    /// Restore the files a `run` step's `snapshot:` saved before its attempt.
+    #[command(
+        after_help = "Files matching the step's globs are written back as they were (contents and modes), and files the step created there are removed.\n\nExamples:\n  flowc rollback RUN apply\n  flowc rollback RUN 'repair#2/apply' --attempt 1"
+    )]
+    Rollback(rollback::RollbackArgs),
     /// Manage the encrypted secret store that `secret("NAME")` reads after the environment.
     #[command(
         after_help = "The store is encrypted with a key derived from $FLOWC_SECRETS_KEY (a passphrase) or the file named by $FLOWC_SECRETS_KEY_FILE.\n\nExamples:\n  printf %s \"$TOKEN\" | flowc secret set GITHUB_TOKEN\n  flowc secret list\n  flowc secret rm GITHUB_TOKEN"
@@ -166,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => queue::decide(queue::Verb::Retry, &args),
         Command::Skip(args) => queue::decide(queue::Verb::Skip, &args),
         Command::Secret(args) => secret::run(&args),
+        Command::Rollback(args) => rollback::run(&args),
         Command::Explain { code } => explain::run(code.as_deref()),
         Command::Doctor { json } => doctor::run(json),
         Command::Completions { shell } => {

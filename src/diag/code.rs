@@ -73,6 +73,7 @@ codes! {
     E0316 => "script does not compile",
     E0317 => "conflicting fields",
     E0318 => "value out of range",
+    E0319 => "secret flows where it is journaled or shown",
     E0401 => "template syntax error",
     E0402 => "unknown name in template",
     E0403 => "unknown field in template",

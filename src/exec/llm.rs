@@ -276,6 +276,12 @@ impl Runner<'_> {
                 Some(attempt),
                 json!({ "error": why, "cap": true }),
             );
+            let (rule, value) = if why.contains("`max_tokens`") {
+                ("max_tokens", json!(policy.max_tokens))
+            } else {
+                ("max_cost_usd", json!(policy.max_cost_usd))
+            };
+            self.violation(Some(&key), rule, value, &why);
             self.stop_run(
                 RunEnd::Failed,
                 format!("step `{key}` was refused a model call: {why}"),

@@ -164,6 +164,8 @@ pub(super) struct Inst {
     pub first_inputs: Option<Json>,
     /// The least wait before the next attempt (a server's `Retry-After`), in ms.
     pub retry_after_ms: Option<u64>,
+    /// The snapshot taken before the current attempt: (store, id).
+    pub snapshot: Option<(std::path::PathBuf, String)>,
 }
 
 pub(super) enum Work {
@@ -359,6 +361,22 @@ impl Runner<'_> {
         self.events.push(event);
     }
 
+    /// A policy rule was violated: journals which rule, its value and the
+    /// policy (`flowc status` lists these). The caller stops the run.
+    pub fn violation(&mut self, node: Option<&str>, rule: &str, value: Json, why: &str) {
+        let data = json!({
+            "rule": rule,
+            "value": value,
+            "policy": self.root_policy.name,
+            "message": why,
+        });
+        let event = match node {
+            Some(k) => NewEvent::node(&self.run_id, "policy_violation", k, None, data),
+            None => NewEvent::run(&self.run_id, "policy_violation", data),
+        };
+        self.push(event);
+    }
+
     /// Queues a node status change, tracking the status locally.
     pub fn set_status(&mut self, key: &str, status: &str, attempt: Option<u32>, extra: Json) {
         let mut data = match extra {
@@ -514,13 +532,12 @@ impl Runner<'_> {
             Msg::Heartbeat => self.journal.heartbeat(&self.run_id)?,
             Msg::RunTimeout => {
                 let cap = crate::ir::format_ms(self.root_policy.run_timeout_ms);
-                self.stop_run(
-                    RunEnd::Failed,
-                    format!(
-                        "cap `run_timeout` ({cap}) of policy `{}` reached",
-                        self.root_policy.name
-                    ),
+                let why = format!(
+                    "cap `run_timeout` ({cap}) of policy `{}` reached",
+                    self.root_policy.name
                 );
+                self.violation(None, "run_timeout", json!(cap), &why);
+                self.stop_run(RunEnd::Failed, why);
             }
         }
         Ok(())
@@ -671,6 +688,7 @@ impl Runner<'_> {
             quiet: false,
             first_inputs: None,
             retry_after_ms: None,
+            snapshot: None,
         });
         self.frames[frame].state.insert(node, NodeState::Active(id));
         self.frames[frame].active += 1;

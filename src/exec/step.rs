@@ -249,6 +249,7 @@ impl Runner<'_> {
                         policy.name, rule.source
                     );
                     self.set_status(&key, "failed", None, json!({ "error": why }));
+                    self.violation(Some(&key), "forbid", json!(rule.source), &why);
                     self.insts[inst].done = true;
                     self.stop_run(RunEnd::Failed, format!("step `{key}` {why}"));
                     return;
@@ -312,6 +313,13 @@ impl Runner<'_> {
             let why = format!(
                 "cap `max_steps` ({}) of policy `{}` reached: no more step attempts may start",
                 self.root_policy.max_steps, self.root_policy.name
+            );
+            let key = self.insts[inst].key.clone();
+            self.violation(
+                Some(&key),
+                "max_steps",
+                json!(self.root_policy.max_steps),
+                &why,
             );
             self.stop_run(RunEnd::Failed, why);
             self.mark_stopped(inst);
@@ -383,6 +391,34 @@ impl Runner<'_> {
                     output: run.output.clone(),
                     sandbox: Some(plan),
                 };
+                if !run.snapshot.is_empty() {
+                    let root = spec.cwd.clone().unwrap_or_else(|| ".".into());
+                    let store = self.snapshot_store();
+                    match crate::snapshot::take(&store, std::path::Path::new(&root), &run.snapshot)
+                    {
+                        Ok(t) => {
+                            data["snapshot"] = json!({
+                                "id": t.id,
+                                "store": store.display().to_string(),
+                                "entries": t.entries,
+                                "bytes": t.bytes,
+                            });
+                            self.insts[inst].snapshot = Some((store, t.id));
+                        }
+                        Err(e) => {
+                            self.set_status(&key, "running", Some(attempt), data);
+                            self.attempt_ended(
+                                inst,
+                                attempt,
+                                AttemptEnd::Error(
+                                    format!("the snapshot before the attempt failed: {e}"),
+                                    None,
+                                ),
+                            );
+                            return;
+                        }
+                    }
+                }
                 let (ttx, mut trx) = tokio::sync::mpsc::unbounded_channel::<String>();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -469,7 +505,15 @@ impl Runner<'_> {
                         "cap `max_depth` ({}) of policy `{}` reached by nested calls",
                         self.root_policy.max_depth, self.root_policy.name
                     );
-                    self.attempt_ended(inst, attempt, AttemptEnd::Error(why, None));
+                    // Fail closed: the step fails naming the cap, and the run stops.
+                    self.set_status(&key, "failed", Some(attempt), json!({ "error": why }));
+                    self.violation(
+                        Some(&key),
+                        "max_depth",
+                        json!(self.root_policy.max_depth),
+                        &why,
+                    );
+                    self.stop_run(RunEnd::Failed, format!("step `{key}` {why}"));
                     return;
                 }
                 let vars = Vars::child(None);
@@ -556,6 +600,9 @@ impl Runner<'_> {
         }
         self.insts[inst].cancel = None;
         self.insts[inst].child = None;
+        // A result never carries a secret value on: the journal holds the
+        // redacted form, so a resumed run must see the same as a fresh one.
+        let end = redact_end(end);
         let key = self.insts[inst].key.clone();
         let (skill, node) = self.step(inst);
         let NodeKind::Step(step) = &skill.nodes[node].kind else {
@@ -743,6 +790,11 @@ impl Runner<'_> {
     /// `after_failure`, where the reason to give up may differ from the feedback.
     fn after_failure_because(&mut self, inst: usize, step: &Step, feedback: String, why: &str) {
         self.insts[inst].feedback = feedback;
+        if let StepKind::Run(run) = &step.kind
+            && run.rollback
+        {
+            self.roll_back(inst);
+        }
         let attempt = self.insts[inst].attempt;
         let stopping = self.frames[self.insts[inst].frame].stopping || self.stop.is_some();
         if attempt < self.insts[inst].budget && !stopping {
@@ -774,6 +826,40 @@ impl Runner<'_> {
             first_line(why)
         };
         self.exhausted(inst, why);
+    }
+
+    /// Where snapshots are kept: `snapshots/` beside the journal.
+    fn snapshot_store(&self) -> std::path::PathBuf {
+        self.journal
+            .path()
+            .parent()
+            .map(|d| d.join("snapshots"))
+            .unwrap_or_else(|| std::path::PathBuf::from(".flowc/snapshots"))
+    }
+
+    /// `rollback: true`: restores the files saved before the attempt that
+    /// just failed, and journals what was done.
+    fn roll_back(&mut self, inst: usize) {
+        let Some((store, id)) = self.insts[inst].snapshot.take() else {
+            return;
+        };
+        let key = self.insts[inst].key.clone();
+        let attempt = self.insts[inst].attempt;
+        let text = match crate::snapshot::restore(&store, &id) {
+            Ok(r) => format!(
+                "rolled back snapshot {id}: {} file(s) restored, {} created file(s) removed",
+                r.written, r.removed
+            ),
+            Err(e) => format!("rollback of snapshot {id} failed: {e}"),
+        };
+        let event = NewEvent::node(
+            &self.run_id,
+            "note",
+            &key,
+            Some(attempt),
+            json!({ "text": text, "rollback": id }),
+        );
+        self.push(event);
     }
 
     /// A failure before any attempt (a field could not be rendered, `when` failed).
@@ -1123,5 +1209,22 @@ fn ask_terminal(key: &str, kind: &str, prompt: &str) -> Decision {
             }
             _ => {}
         }
+    }
+}
+
+/// An attempt's end with every registered secret value redacted.
+fn redact_end(end: AttemptEnd) -> AttemptEnd {
+    use crate::secrets::{redact, redact_json};
+    let json = |mut j: Json| {
+        redact_json(&mut j);
+        j
+    };
+    match end {
+        AttemptEnd::Result(r) => AttemptEnd::Result(json(r)),
+        AttemptEnd::Error(e, r) => AttemptEnd::Error(redact(&e), r.map(json)),
+        AttemptEnd::Rejected(r, f) => AttemptEnd::Rejected(json(r), redact(&f)),
+        AttemptEnd::Fatal(e) => AttemptEnd::Fatal(redact(&e)),
+        AttemptEnd::Transient(e, w) => AttemptEnd::Transient(redact(&e), w),
+        AttemptEnd::Cancelled => AttemptEnd::Cancelled,
     }
 }

@@ -331,6 +331,8 @@ pub struct RunStep {
     pub output: Option<Ty>,
     /// Globs of files saved before each attempt.
     pub snapshot: Vec<String>,
+    /// Restore the snapshot after a failed or rejected attempt.
+    pub rollback: bool,
     /// Limits narrower than the policy's.
     pub sandbox: Sandbox,
 }

@@ -110,7 +110,7 @@ pub fn apply(
             )?)?;
         }
         // Logs and traces: kept in `events` only.
-        "output" | "note" | "llm_call" => {}
+        "output" | "note" | "llm_call" | "policy_violation" => {}
         other => {
             return Err(rusqlite::Error::ToSqlConversionFailure(
                 format!("unknown journal event kind `{other}`").into(),

@@ -1,0 +1,106 @@
+//! `flowc rollback RUN STEP`: restore the files a `run` step's snapshot saved.
+
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, JournalArgs};
+use crate::journal::{Journal, NewEvent};
+use serde_json::json;
+
+/// Arguments of `flowc rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The run (an id, or a unique prefix of one).
+    pub run: String,
+    /// The step instance (its full key, e.g. `apply` or `repair#2/apply`).
+    pub step: String,
+    /// The attempt whose snapshot to restore (default: the latest with one).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    #[command(flatten)]
+    pub journal: JournalArgs,
+}
+
+/// Restores a step's snapshot; returns the exit code.
+pub fn run(args: &RollbackArgs) -> u8 {
+    let path = args.journal.path();
+    let mut journal = match Journal::open_existing(&path) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let run = match journal.resolve_run(&args.run) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Ok(Some(holder)) = journal.lease_holder(&run) {
+        eprintln!(
+            "error: run `{run}` is being driven by {}; stop it before rolling back its files",
+            holder.owner
+        );
+        return EXIT_USAGE;
+    }
+    let events = match journal.events_of(&run, Some("node_status")) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let snap = events
+        .iter()
+        .rev()
+        .filter(|e| e.node.as_deref() == Some(args.step.as_str()))
+        .filter(|e| args.attempt.is_none() || e.attempt == args.attempt)
+        .find_map(|e| {
+            let s = &e.data["snapshot"];
+            Some((
+                s["store"].as_str()?.to_string(),
+                s["id"].as_str()?.to_string(),
+                e.attempt,
+            ))
+        });
+    let Some((store, id, attempt)) = snap else {
+        let which = args
+            .attempt
+            .map(|a| format!(" at attempt {a}"))
+            .unwrap_or_default();
+        eprintln!(
+            "error: step `{}` of run `{run}` has no snapshot{which} (only `run` steps with `snapshot:` take one)",
+            args.step
+        );
+        return EXIT_USAGE;
+    };
+    let restored = match crate::snapshot::restore(std::path::Path::new(&store), &id) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let text = format!(
+        "rolled back snapshot {id} by `flowc rollback`: {} file(s) restored, {} created file(s) removed",
+        restored.written, restored.removed
+    );
+    let event = NewEvent::node(
+        &run,
+        "note",
+        &args.step,
+        attempt,
+        json!({ "text": text, "rollback": id }),
+    );
+    if let Err(e) = journal.append(&[event]) {
+        eprintln!("error: the files were restored, but the journal could not record it: {e}");
+        return EXIT_FAILED;
+    }
+    eprintln!(
+        "{}: {} file(s) restored, {} created file(s) removed (snapshot {id} of attempt {})",
+        args.step,
+        restored.written,
+        restored.removed,
+        attempt.unwrap_or(0)
+    );
+    EXIT_OK
+}

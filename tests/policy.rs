@@ -1,0 +1,125 @@
+//! Policies at run time: a forbidden step never starts, caps stop the run
+//! fail-closed, and every violation is journaled and shown by `flowc status`.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value as Json;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowc");
+
+fn flowc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FLOWC_JOURNAL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn run_flow(dir: &Path, text: &str) -> (Output, Json) {
+    std::fs::write(dir.join("p.flow"), text).unwrap();
+    let out = flowc(dir, &["run", "p.flow"]);
+    let journal = flowc::journal::Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+    let id = journal.runs().unwrap()[0].id.clone();
+    let status = flowc(dir, &["status", &id, "--json"]);
+    assert!(status.status.success());
+    (out, serde_json::from_slice(&status.stdout).unwrap())
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_forbidden_command_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, status) = run_flow(
+        dir.path(),
+        r#"
+policy guarded {
+  forbid: step.kind == "run" && step.command.contains("rm -rf")
+}
+skill main() {
+  policy: guarded
+  step first: run { command: "true" }
+  step danger: run { command: "touch marker; rm -rf ./nothing", after: [first] }
+}
+"#,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("marker").exists(),
+        "the forbidden step ran"
+    );
+    assert!(
+        stderr(&out).contains("refused by `forbid` of policy `guarded`"),
+        "{}",
+        stderr(&out)
+    );
+    let v = &status["violations"][0];
+    assert_eq!(v["rule"], "forbid");
+    assert_eq!(v["node"], "danger");
+    assert_eq!(v["policy"], "guarded");
+    let text = flowc(
+        dir.path(),
+        &["status", status["run"]["id"].as_str().unwrap()],
+    );
+    assert!(String::from_utf8_lossy(&text.stdout).contains("policy violation: `forbid`"));
+}
+
+#[test]
+fn max_steps_stops_a_fan_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, status) = run_flow(
+        dir.path(),
+        r#"
+policy small {
+  max_steps: 5
+  max_parallel: 1
+}
+skill main(n: int = 20) {
+  policy: small
+  for i in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] {
+    step work: run { command: "echo {{ i }} >> effects" }
+  }
+}
+"#,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let effects = std::fs::read_to_string(dir.path().join("effects")).unwrap();
+    assert_eq!(effects.lines().count(), 5, "{effects}");
+    assert!(stderr(&out).contains("cap `max_steps` (5) of policy `small` reached"));
+    let v = &status["violations"][0];
+    assert_eq!(v["rule"], "max_steps");
+    assert_eq!(v["value"], 5);
+    assert_eq!(status["run"]["status"], "failed");
+}
+
+#[test]
+fn run_timeout_stops_the_run_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let (out, status) = run_flow(
+        dir.path(),
+        r#"
+policy quick {
+  run_timeout: 1s
+  step_timeout: 1s
+}
+skill main() {
+  policy: quick
+  step a: run { command: "sleep 0.7" }
+  step b: run { command: "sleep 0.7; touch b_done", after: [a] }
+}
+"#,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(started.elapsed().as_secs() < 5, "the run was not stopped");
+    assert!(!dir.path().join("b_done").exists());
+    let v = &status["violations"][0];
+    assert_eq!(v["rule"], "run_timeout", "{status}");
+    assert_eq!(v["value"], "1s");
+    assert!(v["node"].is_null());
+}
