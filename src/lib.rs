@@ -9,6 +9,7 @@ pub mod exec;
 pub mod ir;
 pub mod journal;
 pub mod llm;
+pub mod sandbox;
 pub mod secrets;
 pub mod snapshot;
 pub mod source;

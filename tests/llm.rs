@@ -266,8 +266,10 @@ fn agent_fix_runs_end_to_end_against_a_local_openai_server() {
     let repo2 = sample(again.path());
     std::fs::create_dir_all(again.path().join(".flowc")).unwrap();
     let journal = dir.path().join(".flowc/journal.db");
+    // Run from the second checkout: the built-in sandbox lets steps write only
+    // beneath the directory flowc starts in (`writable: ["."]`).
     let out = flowc(
-        dir.path(),
+        again.path(),
         &[
             "run",
             flow.to_str().unwrap(),

@@ -534,6 +534,11 @@ impl<'a> ModuleCx<'a> {
         if step.network == Some(true) && base.network == Some(false) {
             widened.push("`network: true` where the policy denies the network".into());
         }
+        let weaker = |f: Option<ir::Fallback>| f == Some(ir::Fallback::Weaker);
+        // Only limits the policy wrote are refused, so only they can be weakened.
+        if weaker(step.fallback) && !weaker(base.fallback) && !base.written.is_empty() {
+            widened.push("`fallback: \"weaker\"` where the policy refuses".into());
+        }
         let more = |s: Option<u64>, b: Option<u64>| matches!((s, b), (Some(s), Some(b)) if s > b);
         for (name, s, b) in [
             ("memory", step.memory, base.memory),

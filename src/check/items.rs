@@ -1068,10 +1068,17 @@ impl<'a> ModuleCx<'a> {
             "file_size",
             "writable",
             "readable",
+            "fallback",
         ];
         let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
         self.known_fields(&sub, FIELDS, "`sandbox`", |_| None);
         for f in &sub {
+            if let Some(name) = FIELDS.iter().find(|n| **n == f.key.name)
+                && *name != "fallback"
+                && !sandbox.written.contains(name)
+            {
+                sandbox.written.push(name);
+            }
             match f.key.name.as_str() {
                 "network" => sandbox.network = self.lit_bool(f).or(sandbox.network),
                 "memory" => sandbox.memory = self.lit_size(f, Code::E0318).or(sandbox.memory),
@@ -1093,6 +1100,13 @@ impl<'a> ModuleCx<'a> {
                 }
                 "writable" => sandbox.writable = self.lit_strings(f).or(sandbox.writable.clone()),
                 "readable" => sandbox.readable = self.lit_strings(f).or(sandbox.readable.clone()),
+                "fallback" => {
+                    sandbox.fallback = match self.word(f, &["refuse", "weaker"]).as_deref() {
+                        Some("refuse") => Some(ir::Fallback::Refuse),
+                        Some("weaker") => Some(ir::Fallback::Weaker),
+                        _ => sandbox.fallback,
+                    }
+                }
                 _ => {}
             }
         }

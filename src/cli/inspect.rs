@@ -266,9 +266,16 @@ pub fn log(args: &LogArgs) -> u8 {
         let at = timestamp(e.at);
         match e.kind.as_str() {
             "output" => {
+                let outcome = match (
+                    e.data["outcome"].as_str(),
+                    e.data["outcome_detail"].as_str(),
+                ) {
+                    (Some(kind), Some(detail)) if kind != "exit" => format!(", {kind}: {detail}"),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     out,
-                    "{at} {node} attempt {} output (exit {}):",
+                    "{at} {node} attempt {} output (exit {}{outcome}):",
                     e.attempt.unwrap_or(0),
                     e.data["exit_code"]
                 );

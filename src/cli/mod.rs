@@ -2,6 +2,7 @@
 
 mod check;
 mod compile;
+mod doctor;
 mod explain;
 mod graph;
 mod inspect;
@@ -120,6 +121,13 @@ pub enum Command {
         /// A code such as `E0301` or `W0002`.
         code: Option<String>,
     },
+    /// Show which sandbox layers this machine supports for `run` steps.
+    #[command(after_help = "Examples:\n  flowc doctor\n  flowc doctor --json")]
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  flowc completions bash > /etc/bash_completion.d/flowc\n  flowc completions zsh > \"${fpath[1]}/_flowc\"\n  flowc completions fish > ~/.config/fish/completions/flowc.fish"
@@ -166,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Secret(args) => secret::run(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Explain { code } => explain::run(code.as_deref()),
+        Command::Doctor { json } => doctor::run(json),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "flowc", &mut buf);

@@ -50,6 +50,8 @@ pub struct ProcessSpec {
     pub timeout: Duration,
     /// Type of the JSON expected on stdout.
     pub output: Option<Ty>,
+    /// How the process is confined (`None`: only its own process group).
+    pub sandbox: Option<crate::sandbox::Plan>,
 }
 
 /// Captured output: the tail within the cap, and whether anything was dropped.
@@ -128,10 +130,32 @@ pub async fn run_process(
     cancel: Arc<Notify>,
     tail: Option<mpsc::UnboundedSender<String>>,
 ) -> AttemptEnd {
-    let Some((program, args)) = spec.argv.split_first() else {
+    let Some(program) = spec.argv.first().cloned() else {
         return AttemptEnd::Error("`argv` is empty".into(), None);
     };
-    let mut cmd = tokio::process::Command::new(program);
+    let prepared = match &spec.sandbox {
+        Some(plan) => {
+            let path = spec.env.iter().rev().find(|(k, _)| k == "PATH");
+            match crate::sandbox::prepare(
+                &spec.argv,
+                spec.cwd.as_deref(),
+                path.map(|(_, v)| v.as_str()),
+                plan,
+            ) {
+                Ok(p) => Some(p),
+                Err(e) => return AttemptEnd::Error(e, None),
+            }
+        }
+        None => None,
+    };
+    let (argv, setup) = match prepared {
+        Some(p) => (p.argv, Some(p.setup)),
+        None => (spec.argv.clone(), None),
+    };
+    let Some((first, args)) = argv.split_first() else {
+        return AttemptEnd::Error("`argv` is empty".into(), None);
+    };
+    let mut cmd = tokio::process::Command::new(first);
     cmd.args(args)
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(if spec.stdin.is_some() {
@@ -146,11 +170,16 @@ pub async fn run_process(
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
+    if let Some(setup) = setup {
+        crate::sandbox::install(&mut cmd, setup);
+    }
     let started = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let what = if spec
+            let what = if let Some(why) = crate::sandbox::setup_error(&e) {
+                why
+            } else if spec
                 .cwd
                 .as_deref()
                 .is_some_and(|c| !std::path::Path::new(c).is_dir())
@@ -214,12 +243,27 @@ pub async fn run_process(
         }),
         _ => -1,
     };
+    let ended = match &stop {
+        Stop::Exited(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal().map_or(
+                crate::sandbox::Ended::Code(exit_code),
+                crate::sandbox::Ended::Signal,
+            )
+        }
+        Stop::Timeout => crate::sandbox::Ended::Timeout,
+        _ => crate::sandbox::Ended::Code(exit_code),
+    };
+    let outcome =
+        crate::sandbox::Outcome::classify(spec.sandbox.as_ref(), ended, &stderr, duration as u64);
     let mut result = json!({
         "exit_code": exit_code,
         "stdout": stdout,
         "stderr": stderr,
         "duration": duration,
         "output": null,
+        // Taken out again by the executor and journaled with the output.
+        "outcome": outcome.record(),
     });
     match stop {
         Stop::Cancel => return AttemptEnd::Cancelled,

@@ -398,6 +398,8 @@ impl Runner<'_> {
                     env,
                     timeout: request.timeout,
                     output: None,
+                    // Only its own process group so far; `sandbox::plan_for` gives a plan.
+                    sandbox: None,
                 };
                 let c = cancel.clone();
                 let who = model.name.clone();

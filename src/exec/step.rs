@@ -365,6 +365,16 @@ impl Runner<'_> {
                 env.push(("FLOWC_STEP".into(), key.clone()));
                 env.push(("FLOWC_ATTEMPT".into(), attempt.to_string()));
                 env.push(("FLOWC_IDEMPOTENCY_KEY".into(), idem));
+                let plan = crate::sandbox::plan_for(&run.sandbox, &self.root_policy.sandbox);
+                let plan = match plan {
+                    Ok(plan) => plan,
+                    Err(refused) => {
+                        self.set_status(&key, "running", Some(attempt), data);
+                        self.attempt_ended(inst, attempt, AttemptEnd::Error(refused, None));
+                        return;
+                    }
+                };
+                data["sandbox"] = plan.record();
                 let spec = ProcessSpec {
                     argv: inputs["argv"]
                         .as_array()
@@ -379,6 +389,7 @@ impl Runner<'_> {
                     env,
                     timeout,
                     output: run.output.clone(),
+                    sandbox: Some(plan),
                 };
                 if !run.snapshot.is_empty() {
                     let root = spec.cwd.clone().unwrap_or_else(|| ".".into());
@@ -599,8 +610,8 @@ impl Runner<'_> {
         };
         match end {
             AttemptEnd::Cancelled => self.mark_stopped(inst),
-            AttemptEnd::Result(result) => {
-                self.log_output(inst, attempt, &result);
+            AttemptEnd::Result(mut result) => {
+                self.log_output(inst, attempt, &mut result);
                 match self.accept(inst, step, &result) {
                     Ok(None) => {
                         let name = skill.nodes[node].name.clone();
@@ -667,8 +678,8 @@ impl Runner<'_> {
                 self.insts[inst].retry_after_ms = wait;
                 self.after_failure_because(inst, step, feedback, &error);
             }
-            AttemptEnd::Error(error, result) => {
-                if let Some(r) = &result {
+            AttemptEnd::Error(error, mut result) => {
+                if let Some(r) = &mut result {
                     self.log_output(inst, attempt, r);
                 }
                 let mut feedback = error.clone();
@@ -691,17 +702,17 @@ impl Runner<'_> {
         }
     }
 
-    fn log_output(&mut self, inst: usize, attempt: u32, result: &Json) {
+    /// Journals an attempt's output, moving its sandbox outcome out of the result.
+    fn log_output(&mut self, inst: usize, attempt: u32, result: &mut Json) {
+        let outcome = result.as_object_mut().and_then(|m| m.remove("outcome"));
         if let (Some(out), Some(err)) = (result["stdout"].as_str(), result["stderr"].as_str()) {
             let key = self.insts[inst].key.clone();
             let truncated = out.starts_with("[flowc: ") || err.starts_with("[flowc: ");
-            let event = NewEvent::node(
-                &self.run_id,
-                "output",
-                &key,
-                Some(attempt),
-                json!({ "stdout": out, "stderr": err, "exit_code": result["exit_code"], "truncated": truncated }),
-            );
+            let mut data = json!({ "stdout": out, "stderr": err, "exit_code": result["exit_code"], "truncated": truncated });
+            if let (Some(d), Some(Json::Object(o))) = (data.as_object_mut(), outcome) {
+                d.extend(o);
+            }
+            let event = NewEvent::node(&self.run_id, "output", &key, Some(attempt), data);
             self.push(event);
         }
     }

@@ -3,6 +3,25 @@
 use super::CompiledExpr;
 use std::sync::Arc;
 
+/// What a step does when this machine cannot enforce a sandbox limit it asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// The step is refused, naming the missing layer.
+    Refuse,
+    /// The step runs with the layers that are available; the gaps are journaled.
+    Weaker,
+}
+
+impl Fallback {
+    /// The word used in `.flow` files and in the journal.
+    pub fn word(self) -> &'static str {
+        match self {
+            Fallback::Refuse => "refuse",
+            Fallback::Weaker => "weaker",
+        }
+    }
+}
+
 /// Sandbox limits for `run` steps; `None` means "no limit set".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sandbox {
@@ -22,6 +41,11 @@ pub struct Sandbox {
     pub writable: Option<Vec<String>>,
     /// Paths the step may read (everything when `None`).
     pub readable: Option<Vec<String>>,
+    /// What happens when a written limit cannot be enforced (`None` behaves as `Refuse`).
+    pub fallback: Option<Fallback>,
+    /// The fields written in a `sandbox` block (not inherited from the built-in
+    /// default): only these are refused when they cannot be enforced.
+    pub written: Vec<&'static str>,
 }
 
 /// An effective policy: a `policy` item over the built-in defaults.
@@ -77,6 +101,10 @@ impl Policy {
                 file_size: Some(1 << 30),
                 writable: Some(vec![".".to_string()]),
                 readable: None,
+                fallback: None,
+                // Nothing is written: the built-in limits are applied as far as the
+                // machine can, so they never make flowc unusable (root, no Landlock).
+                written: Vec::new(),
             },
         })
     }

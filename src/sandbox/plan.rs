@@ -1,0 +1,343 @@
+//! The plan for one process: the effective limits, the layers that enforce them,
+//! and what could not be enforced.
+
+use super::support::Support;
+use crate::ir::{Fallback, Sandbox};
+use serde_json::{Value as Json, json};
+use std::path::{Path, PathBuf};
+
+/// How one process is confined; built before it starts, recorded in the journal.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The effective limits (`memory`, `open_files`, `file_size` become rlimits as they are).
+    pub sandbox: Sandbox,
+    /// RLIMIT_CPU in whole seconds (rounded up).
+    pub cpu_secs: Option<u64>,
+    /// RLIMIT_NPROC (only where it binds).
+    pub processes: Option<u64>,
+    /// Landlock filesystem rules, when applied.
+    pub landlock_fs: Option<FsRules>,
+    /// Landlock denies TCP connect and bind.
+    pub landlock_net: bool,
+    /// `unshare` arguments that wrap the command (PID and maybe network namespace).
+    pub unshare: Option<Vec<String>>,
+    /// Names of the layers applied.
+    pub applied: Vec<&'static str>,
+    /// Limits asked for that this machine cannot enforce (run anyway: `fallback: "weaker"`).
+    pub missing: Vec<String>,
+}
+
+/// Absolute paths for Landlock.
+#[derive(Debug, Clone, Default)]
+pub struct FsRules {
+    /// Writable (and readable) trees; `None` means writes are not restricted.
+    pub writable: Option<Vec<PathBuf>>,
+    /// Readable trees; `None` means everything.
+    pub readable: Option<Vec<PathBuf>>,
+}
+
+/// Device files every step may write: discarding output is not escaping the sandbox.
+pub const DEVICE_WRITES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+
+/// Trees every step may read when `readable` is set: without them no program starts.
+pub const SYSTEM_READS: &[&str] = &[
+    "/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc", "/sys",
+];
+
+/// `inner` narrowed by `outer` (the run's policy over a step's own limits).
+pub fn narrow(inner: &Sandbox, outer: &Sandbox) -> Sandbox {
+    let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let paths = |a: &Option<Vec<String>>, b: &Option<Vec<String>>| match (a, b) {
+        (Some(a), Some(b)) => {
+            let mut out: Vec<String> = Vec::new();
+            let both = a
+                .iter()
+                .filter(|p| b.iter().any(|q| within(p, q)))
+                .chain(b.iter().filter(|q| a.iter().any(|p| within(q, p))));
+            for p in both {
+                if !out.contains(p) {
+                    out.push(p.clone());
+                }
+            }
+            Some(out)
+        }
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    let network = match (inner.network, outer.network) {
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        (a, b) => a.or(b),
+    };
+    let mut written = outer.written.clone();
+    written.extend(inner.written.iter().filter(|w| !outer.written.contains(w)));
+    let fallback = match (inner.fallback, outer.fallback) {
+        (Some(Fallback::Weaker), Some(Fallback::Weaker)) => Some(Fallback::Weaker),
+        (None, f) | (f, None) => f,
+        _ => Some(Fallback::Refuse),
+    };
+    Sandbox {
+        network,
+        memory: min(inner.memory, outer.memory),
+        cpu_ms: min(inner.cpu_ms, outer.cpu_ms),
+        processes: min(inner.processes, outer.processes),
+        open_files: min(inner.open_files, outer.open_files),
+        file_size: min(inner.file_size, outer.file_size),
+        writable: paths(&inner.writable, &outer.writable),
+        readable: paths(&inner.readable, &outer.readable),
+        fallback,
+        written,
+    }
+}
+
+fn within(path: &str, tree: &str) -> bool {
+    let (p, t) = (resolve(path), resolve(tree));
+    p.starts_with(&t)
+}
+
+/// A sandbox path made absolute: `~` is the home directory, a relative path is
+/// relative to the directory flowc runs in.
+pub fn resolve(path: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    let p = if path == "~" {
+        home().unwrap_or_else(|| PathBuf::from("/"))
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        home().unwrap_or_else(|| PathBuf::from("/")).join(rest)
+    } else {
+        PathBuf::from(path)
+    };
+    let p = if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    // Landlock follows the real tree, so symlinks are resolved where the path exists.
+    std::fs::canonicalize(&p).unwrap_or_else(|_| clean(&p))
+}
+
+fn clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl Plan {
+    /// The plan for `sandbox` on this machine, or a refusal naming the missing layers.
+    pub fn new(sandbox: &Sandbox, support: &Support) -> Result<Plan, String> {
+        let mut plan = Plan {
+            sandbox: sandbox.clone(),
+            ..Plan::default()
+        };
+        plan.applied.push("process_group");
+        // What is missing: the fields it concerns, how to say it, the layer it needs.
+        let mut missing: Vec<(&[&str], String, &'static str)> = Vec::new();
+        // Resource limits are plain setrlimit calls: always there on Linux.
+        plan.cpu_secs = sandbox.cpu_ms.map(|ms| ms.div_ceil(1000).max(1));
+        if sandbox.memory.is_some()
+            || sandbox.cpu_ms.is_some()
+            || sandbox.open_files.is_some()
+            || sandbox.file_size.is_some()
+        {
+            plan.applied.push("rlimits");
+        }
+        if let Some(n) = sandbox.processes {
+            if support.has("rlimit_nproc") {
+                plan.processes = Some(n);
+                plan.applied.push("rlimit_nproc");
+            } else {
+                missing.push((&["processes"], format!("`processes: {n}`"), "rlimit_nproc"));
+            }
+        }
+        if sandbox.writable.is_some() || sandbox.readable.is_some() {
+            if support.has("landlock_fs") {
+                plan.landlock_fs = Some(FsRules {
+                    writable: sandbox
+                        .writable
+                        .as_ref()
+                        .map(|w| w.iter().map(|p| resolve(p)).collect()),
+                    readable: sandbox
+                        .readable
+                        .as_ref()
+                        .map(|r| r.iter().map(|p| resolve(p)).collect()),
+                });
+                plan.applied.push("landlock_fs");
+            } else {
+                let what = if sandbox.readable.is_some() {
+                    "`writable`/`readable`"
+                } else {
+                    "`writable`"
+                };
+                missing.push((&["writable", "readable"], what.to_string(), "landlock_fs"));
+            }
+        }
+        if let Some(args) = &support.pid_ns {
+            let mut args = args.clone();
+            plan.applied.push("pid_namespace");
+            if sandbox.network == Some(false)
+                && let Some(net) = &support.net_ns
+            {
+                args.push(net.clone());
+                plan.applied.push("net_namespace");
+            }
+            plan.unshare = Some(args);
+        }
+        if sandbox.network == Some(false) {
+            if support.has("landlock_net") {
+                plan.landlock_net = true;
+                plan.applied.push("landlock_net");
+            }
+            if !plan.landlock_net && !plan.applied.contains(&"net_namespace") {
+                missing.push((
+                    &["network"],
+                    "`network: false`".to_string(),
+                    "landlock_net or net_namespace",
+                ));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(plan);
+        }
+        let written = |fields: &[&str]| fields.iter().any(|f| sandbox.written.contains(f));
+        let refuse = sandbox.fallback != Some(Fallback::Weaker)
+            && missing.iter().any(|(fields, ..)| written(fields));
+        let what: Vec<String> = missing
+            .iter()
+            // A refusal names only what was written; the built-in limits never refuse.
+            .filter(|(fields, ..)| !refuse || written(fields))
+            .map(|(_, what, layer)| {
+                let why = layer
+                    .split(" or ")
+                    .map(|l| support.detail(l))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                format!("{what} needs `{layer}`, which this machine lacks ({why})")
+            })
+            .collect();
+        if !refuse {
+            plan.missing = what;
+            return Ok(plan);
+        }
+        Err(format!(
+            "sandbox refused: {}; `flowc doctor` lists what this machine supports, \
+             and `fallback: \"weaker\"` in the policy's sandbox runs the step with the layers available",
+            what.join(", and ")
+        ))
+    }
+
+    /// What the journal records in the attempt's `running` event.
+    pub fn record(&self) -> Json {
+        let s = &self.sandbox;
+        json!({
+            "layers": self.applied,
+            "missing": self.missing,
+            "limits": {
+                "network": s.network,
+                "memory": s.memory,
+                "cpu": s.cpu_ms,
+                "processes": s.processes,
+                "open_files": s.open_files,
+                "file_size": s.file_size,
+                "writable": s.writable,
+                "readable": s.readable,
+                "fallback": s.fallback.map(Fallback::word),
+            },
+        })
+    }
+
+    /// Whether a layer was applied.
+    pub fn has(&self, layer: &str) -> bool {
+        self.applied.contains(&layer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::Layer;
+
+    /// A machine with every layer but `rlimit_nproc` and the namespaces.
+    fn root_machine() -> Support {
+        let layer = |name, available| Layer {
+            name,
+            available,
+            detail: format!("{name} detail"),
+        };
+        Support {
+            layers: vec![
+                layer("rlimits", true),
+                layer("rlimit_nproc", false),
+                layer("landlock_fs", true),
+                layer("landlock_net", true),
+            ],
+            landlock_abi: 4,
+            pid_ns: None,
+            net_ns: None,
+        }
+    }
+
+    fn sandbox(processes: u64, written: &[&'static str], fallback: Option<Fallback>) -> Sandbox {
+        Sandbox {
+            processes: Some(processes),
+            written: written.to_vec(),
+            fallback,
+            ..Sandbox::default()
+        }
+    }
+
+    #[test]
+    fn narrowing_keeps_the_tighter_of_each_limit() {
+        let step = Sandbox {
+            memory: Some(10),
+            network: Some(true),
+            fallback: Some(Fallback::Weaker),
+            written: vec!["memory"],
+            ..Sandbox::default()
+        };
+        let run = Sandbox {
+            memory: Some(20),
+            cpu_ms: Some(5),
+            network: Some(false),
+            written: vec!["network"],
+            ..Sandbox::default()
+        };
+        let n = narrow(&step, &run);
+        assert_eq!(n.memory, Some(10));
+        assert_eq!(n.cpu_ms, Some(5));
+        assert_eq!(n.network, Some(false));
+        assert_eq!(n.fallback, Some(Fallback::Weaker));
+        assert_eq!(n.written, vec!["network", "memory"]);
+    }
+
+    #[test]
+    fn only_written_limits_are_refused() {
+        let m = root_machine();
+        let refused = Plan::new(&sandbox(64, &["processes"], None), &m).unwrap_err();
+        assert!(refused.starts_with("sandbox refused: `processes: 64` needs `rlimit_nproc`"));
+        let inherited = Plan::new(&sandbox(512, &[], None), &m).unwrap();
+        assert_eq!(inherited.processes, None);
+        assert_eq!(inherited.missing.len(), 1);
+        let weaker = Plan::new(&sandbox(64, &["processes"], Some(Fallback::Weaker)), &m).unwrap();
+        assert!(weaker.missing[0].contains("rlimit_nproc"));
+    }
+
+    #[test]
+    fn network_off_uses_landlock_without_namespaces() {
+        let off = Sandbox {
+            network: Some(false),
+            written: vec!["network"],
+            ..Sandbox::default()
+        };
+        let plan = Plan::new(&off, &root_machine()).unwrap();
+        assert!(plan.landlock_net && plan.unshare.is_none());
+        assert!(plan.has("landlock_net") && !plan.has("net_namespace"));
+    }
+}

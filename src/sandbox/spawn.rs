@@ -1,0 +1,227 @@
+//! Starting a process inside its plan: the namespace wrapper around the command,
+//! the Landlock ruleset built in the parent, and the few syscalls made in the child.
+
+use super::plan::{DEVICE_WRITES, FsRules, Plan, SYSTEM_READS};
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr,
+};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use std::path::Path;
+
+/// The PID 1 of a step's namespace: it runs the command as its child, so the
+/// command keeps ordinary signal handling (PID 1 ignores signals it has no
+/// handler for), and its exit ends the namespace and everything left in it.
+const INIT: &str = "exec 3<&0; \"$@\" <&3 3<&- & wait $!";
+
+/// Raw OS errors returned from the child carry the failed stage above this bit.
+const STAGE_SHIFT: i32 = 16;
+const STAGE_RLIMIT: i32 = 1;
+const STAGE_LANDLOCK: i32 = 2;
+
+/// What the child does between fork and exec, prepared in the parent.
+#[derive(Debug)]
+pub struct ChildSetup {
+    rlimits: Vec<(Resource, u64, u64)>,
+    landlock: Option<RulesetCreated>,
+}
+
+/// The command line to run and the child's setup.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The argv to execute (the command, maybe wrapped by `unshare`).
+    pub argv: Vec<String>,
+    /// Limits applied in the child.
+    pub setup: ChildSetup,
+}
+
+/// Builds everything the child needs, so the child itself only makes syscalls.
+pub fn prepare(
+    argv: &[String],
+    cwd: Option<&str>,
+    path_var: Option<&str>,
+    plan: &Plan,
+) -> Result<Prepared, String> {
+    let Some(program) = argv.first() else {
+        return Err("`argv` is empty".into());
+    };
+    let argv = match &plan.unshare {
+        Some(args) => {
+            // The wrapper would turn "not found" into exit code 127: say it as before.
+            if !program_exists(program, cwd, path_var) {
+                return Err(format!(
+                    "cannot start `{program}`: {}",
+                    std::io::Error::from(std::io::ErrorKind::NotFound)
+                ));
+            }
+            let mut wrapped = vec!["unshare".to_string()];
+            wrapped.extend(args.iter().cloned());
+            wrapped.extend(["--", "/bin/sh", "-c", INIT, "flowc-init"].map(String::from));
+            wrapped.extend(argv.iter().cloned());
+            wrapped
+        }
+        None => argv.to_vec(),
+    };
+    let landlock = match (&plan.landlock_fs, plan.landlock_net) {
+        (None, false) => None,
+        (fs, net) => Some(
+            ruleset(fs.as_ref(), net)
+                .map_err(|e| format!("sandbox setup failed: Landlock ruleset: {e}"))?,
+        ),
+    };
+    Ok(Prepared {
+        argv,
+        setup: ChildSetup {
+            rlimits: rlimits(plan),
+            landlock,
+        },
+    })
+}
+
+/// Installs the child's setup on `cmd`.
+pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
+    let ChildSetup {
+        rlimits,
+        mut landlock,
+    } = setup;
+    let child = move || -> std::io::Result<()> {
+        for &(resource, soft, hard) in &rlimits {
+            setrlimit(resource, soft, hard).map_err(|e| staged(STAGE_RLIMIT, e as i32))?;
+        }
+        if let Some(ruleset) = landlock.take() {
+            ruleset.restrict_self().map_err(|_| {
+                let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                staged(STAGE_LANDLOCK, errno)
+            })?;
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe work is allowed (the parent may have other threads, e.g.
+    // tokio's blocking pool, holding the allocator's locks). Everything it uses was
+    // built in the parent: it only iterates a ready Vec, calls setrlimit, prctl and
+    // landlock_restrict_self, closes the ruleset fd, and builds an io::Error from a
+    // raw errno; none of these allocate or take locks.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(child);
+    }
+}
+
+fn staged(stage: i32, errno: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error((stage << STAGE_SHIFT) | (errno & 0xffff))
+}
+
+/// The message for a spawn error that came from the child's setup, if it did.
+pub fn setup_error(e: &std::io::Error) -> Option<String> {
+    let raw = e.raw_os_error()?;
+    let stage = raw >> STAGE_SHIFT;
+    let errno = std::io::Error::from_raw_os_error(raw & 0xffff);
+    let what = match stage {
+        STAGE_RLIMIT => "setrlimit",
+        STAGE_LANDLOCK => "Landlock restrict_self",
+        _ => return None,
+    };
+    Some(format!("sandbox setup failed: {what}: {errno}"))
+}
+
+fn rlimits(plan: &Plan) -> Vec<(Resource, u64, u64)> {
+    let mut out = Vec::new();
+    let mut add = |r: Resource, soft: Option<u64>, hard: Option<u64>| {
+        let (Some(soft), Some(hard)) = (soft, hard) else {
+            return;
+        };
+        // Only lowering is always allowed: never ask for more than the current hard limit.
+        let cur = getrlimit(r).map_or(u64::MAX, |(_, h)| h);
+        out.push((r, soft.min(cur), hard.min(cur)));
+    };
+    let s = &plan.sandbox;
+    add(Resource::RLIMIT_DATA, s.memory, s.memory);
+    // SIGXCPU at the limit, SIGKILL a second later for a process that catches it.
+    add(
+        Resource::RLIMIT_CPU,
+        plan.cpu_secs,
+        plan.cpu_secs.map(|s| s + 1),
+    );
+    add(Resource::RLIMIT_NOFILE, s.open_files, s.open_files);
+    add(Resource::RLIMIT_FSIZE, s.file_size, s.file_size);
+    add(Resource::RLIMIT_NPROC, plan.processes, plan.processes);
+    out
+}
+
+/// Landlock's filesystem rights are those of ABI 4 (no ioctl rules): enough for
+/// reads, writes, truncation and renames without breaking terminal ioctls.
+const FS_ABI: ABI = ABI::V4;
+
+fn ruleset(fs: Option<&FsRules>, net: bool) -> Result<RulesetCreated, landlock::RulesetError> {
+    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+    if fs.is_some() {
+        ruleset = ruleset.handle_access(AccessFs::from_all(FS_ABI))?;
+    }
+    if net {
+        // No port rule is added: every TCP connect and bind is denied.
+        ruleset = ruleset.handle_access(AccessNet::from_all(ABI::V4))?;
+    }
+    let mut created = ruleset.create()?;
+    let Some(fs) = fs else {
+        return Ok(created);
+    };
+    let read = AccessFs::from_read(FS_ABI);
+    let all = AccessFs::from_all(FS_ABI);
+    match &fs.readable {
+        None => created = rule(created, Path::new("/"), read)?,
+        Some(trees) => {
+            for p in trees
+                .iter()
+                .map(|p| p.as_path())
+                .chain(SYSTEM_READS.iter().map(Path::new))
+            {
+                created = rule(created, p, read)?;
+            }
+        }
+    }
+    match &fs.writable {
+        None => created = rule(created, Path::new("/"), AccessFs::from_write(FS_ABI) | read)?,
+        Some(trees) => {
+            for p in trees {
+                created = rule(created, p, all)?;
+            }
+        }
+    }
+    for p in DEVICE_WRITES {
+        created = rule(created, Path::new(p), all)?;
+    }
+    Ok(created)
+}
+
+/// Adds a rule for `path` if it exists; a file gets only the rights files have.
+fn rule(
+    created: RulesetCreated,
+    path: &Path,
+    access: BitFlags<AccessFs>,
+) -> Result<RulesetCreated, landlock::RulesetError> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        // A tree that does not exist cannot be written or read; nothing to allow.
+        return Ok(created);
+    };
+    let access = if meta.is_dir() {
+        access
+    } else {
+        access & AccessFs::from_file(FS_ABI)
+    };
+    let Ok(fd) = PathFd::new(path) else {
+        return Ok(created);
+    };
+    created.add_rule(PathBeneath::new(fd, access))
+}
+
+fn program_exists(program: &str, cwd: Option<&str>, path_var: Option<&str>) -> bool {
+    if program.contains('/') {
+        return Path::new(cwd.unwrap_or(".")).join(program).exists();
+    }
+    let path = path_var
+        .map(String::from)
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+}
