@@ -267,7 +267,7 @@ fn agent_fix_runs_end_to_end_against_a_local_openai_server() {
     std::fs::create_dir_all(again.path().join(".flowc")).unwrap();
     let journal = dir.path().join(".flowc/journal.db");
     // Run from the second checkout: the built-in sandbox lets steps write only
-    // beneath the directory flowc starts in (`writable: ["."]`).
+    // beneath the directory flowc starts in and /tmp (`writable: [".", "/tmp"]`).
     let out = flowc(
         again.path(),
         &[
@@ -432,6 +432,16 @@ fn command_provider_takes_the_prompt_on_stdin() {
     let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");
+    // It ran in the sandbox of a `run` step, recorded with the call.
+    let journal =
+        flowc::journal::Journal::open_existing(&dir.path().join(".flowc/journal.db")).unwrap();
+    let run = journal.runs().unwrap()[0].id.clone();
+    let calls = journal.events_of(&run, Some("llm_call")).unwrap();
+    let layers = calls[0].data["request"]["sandbox"]["layers"]
+        .as_array()
+        .unwrap();
+    assert!(layers.iter().any(|l| l == "process_group"), "{layers:?}");
+    assert_eq!(calls[0].data["source"], "command");
 }
 
 #[test]

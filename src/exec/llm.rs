@@ -227,7 +227,7 @@ impl Runner<'_> {
                 .min(timeout),
         };
         let (url, body) = llm::http::build(&request);
-        let journaled = json!({
+        let mut journaled = json!({
             "provider": resolved.provider.word(),
             "url": matches!(resolved.provider, Provider::OpenAi | Provider::Anthropic).then_some(url),
             "body": body,
@@ -387,6 +387,15 @@ impl Runner<'_> {
                 if let Some(s) = &request.schema {
                     env.push(("FLOWC_LLM_SCHEMA".to_string(), s.to_string()));
                 }
+                // Sandboxed like a `run` step of the same skill, under the run's policy.
+                let step_policy = self.frames[self.insts[inst].frame].skill.policy.clone();
+                let plan =
+                    match crate::sandbox::plan_for(&step_policy.sandbox, &self.root_policy.sandbox)
+                    {
+                        Ok(plan) => plan,
+                        Err(refused) => return Err(Some(AttemptEnd::Fatal(refused))),
+                    };
+                journaled["sandbox"] = plan.record();
                 let spec = ProcessSpec {
                     argv: vec![
                         "sh".into(),
@@ -398,8 +407,7 @@ impl Runner<'_> {
                     env,
                     timeout: request.timeout,
                     output: None,
-                    // Only its own process group so far; `sandbox::plan_for` gives a plan.
-                    sandbox: None,
+                    sandbox: Some(plan),
                 };
                 let c = cancel.clone();
                 let who = model.name.clone();

@@ -99,7 +99,7 @@ impl Policy {
                 processes: Some(512),
                 open_files: Some(1024),
                 file_size: Some(1 << 30),
-                writable: Some(vec![".".to_string()]),
+                writable: Some(vec![".".to_string(), "/tmp".to_string()]),
                 readable: None,
                 fallback: None,
                 // Nothing is written: the built-in limits are applied as far as the
