@@ -109,20 +109,14 @@ pub fn decide(verb: Verb, args: &DecideArgs) -> u8 {
         Ok(j) => j,
         Err(c) => return c,
     };
-    let run = match journal.resolve_run(&args.run) {
+    let run = match idle_run(
+        &journal,
+        &args.run,
+        "answer on its terminal, or stop it and decide here",
+    ) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
-    if let Ok(Some(holder)) = journal.lease_holder(&run) {
-        eprintln!(
-            "error: run `{run}` is being driven by {}; answer on its terminal, or stop it and decide here",
-            holder.owner
-        );
-        return EXIT_USAGE;
-    }
     let items = match journal.approvals(Some(&run)) {
         Ok(i) => i,
         Err(e) => {
@@ -210,4 +204,21 @@ pub fn decide(verb: Verb, args: &DecideArgs) -> u8 {
     };
     eprintln!("recorded; continue with `flowc run --resume {run}{flag}`");
     EXIT_OK
+}
+
+/// Resolves `run` for a change made from outside it: a run driven by a live
+/// process is refused (the exit code), saying `what_to_do`.
+pub fn idle_run(journal: &Journal, run: &str, what_to_do: &str) -> Result<String, u8> {
+    let run = journal.resolve_run(run).map_err(|e| {
+        eprintln!("error: {e}");
+        EXIT_USAGE
+    })?;
+    if let Ok(Some(holder)) = journal.lease_holder(&run) {
+        eprintln!(
+            "error: run `{run}` is being driven by {}; {what_to_do}",
+            holder.owner
+        );
+        return Err(EXIT_USAGE);
+    }
+    Ok(run)
 }

@@ -28,20 +28,14 @@ pub fn run(args: &RollbackArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let run = match journal.resolve_run(&args.run) {
+    let run = match super::queue::idle_run(
+        &journal,
+        &args.run,
+        "stop it before rolling back its files",
+    ) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
-    if let Ok(Some(holder)) = journal.lease_holder(&run) {
-        eprintln!(
-            "error: run `{run}` is being driven by {}; stop it before rolling back its files",
-            holder.owner
-        );
-        return EXIT_USAGE;
-    }
     let events = match journal.events_of(&run, Some("node_status")) {
         Ok(e) => e,
         Err(e) => {

@@ -565,14 +565,10 @@ type CallFuture = std::pin::Pin<
 
 /// Keeps journaled reply text within the output cap (the tail is kept).
 fn cap(text: &str) -> String {
-    if text.len() <= OUTPUT_CAP {
-        return text.to_string();
+    match super::step::tail_cut(text, OUTPUT_CAP) {
+        0 => text.to_string(),
+        cut => format!("[flowc: {cut} bytes dropped]{}", &text[cut..]),
     }
-    let mut cut = text.len() - OUTPUT_CAP;
-    while !text.is_char_boundary(cut) {
-        cut += 1;
-    }
-    format!("[flowc: {cut} bytes dropped]{}", &text[cut..])
 }
 
 /// A recorded call, answered again.

@@ -14,14 +14,22 @@ use std::time::Duration;
 const FEEDBACK_CAP: usize = 4000;
 
 fn tail(text: &str, max: usize) -> String {
+    match tail_cut(text, max) {
+        0 => text.to_string(),
+        cut => format!("…{}", &text[cut..]),
+    }
+}
+
+/// Where the last `max` bytes of `text` start, on a char boundary (0 when it fits).
+pub(super) fn tail_cut(text: &str, max: usize) -> usize {
     if text.len() <= max {
-        return text.to_string();
+        return 0;
     }
     let mut cut = text.len() - max;
     while !text.is_char_boundary(cut) {
         cut += 1;
     }
-    format!("…{}", &text[cut..])
+    cut
 }
 
 fn user() -> String {
