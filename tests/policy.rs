@@ -123,3 +123,41 @@ skill main() {
     assert_eq!(v["value"], "1s");
     assert!(v["node"].is_null());
 }
+
+#[test]
+fn max_steps_counts_the_attempts_of_earlier_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.flow"),
+        r#"
+policy small {
+  max_steps: 3
+}
+skill main() {
+  policy: small
+  step a: run { command: "echo a >> effects" }
+  step b: run { command: "echo b >> effects", after: [a] }
+  step gate: approval { prompt: "go on?", after: [b] }
+  step c: run { command: "echo c >> effects", after: [gate] }
+  step e: run { command: "echo e >> effects", after: [c] }
+}
+"#,
+    )
+    .unwrap();
+    let out = flowc(d, &["run", "p.flow", "--no-input"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let journal = flowc::journal::Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
+    let id = journal.runs().unwrap()[0].id.clone();
+    drop(journal);
+    assert!(flowc(d, &["approve", &id, "gate"]).status.success());
+    let out = flowc(d, &["run", "--resume", &id, "--no-input"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cap `max_steps` (3)"),
+        "{}",
+        stderr(&out)
+    );
+    let effects = std::fs::read_to_string(d.join("effects")).unwrap();
+    assert_eq!(effects, "a\nb\nc\n");
+}

@@ -195,6 +195,8 @@ pub(super) struct Runner<'o> {
     pub prior: HashMap<String, NodeRow>,
     pub prior_approvals: HashMap<String, ApprovalRow>,
     pub steps_run: u64,
+    /// Step attempts started by earlier sessions of this run (for `max_steps`).
+    pub prior_steps: u64,
     pub reused: usize,
     pub root_policy: Arc<crate::ir::Policy>,
     pub stop: Option<(RunEnd, String)>,
@@ -250,6 +252,11 @@ pub async fn execute(
         resuming.then_some(run_id.as_str()),
         opts.replay_llm.as_deref(),
     )?;
+    let prior_steps = if resuming {
+        journal.attempts_started(&run_id)?
+    } else {
+        0
+    };
     let mut runner = Runner {
         run_id: run_id.clone(),
         program,
@@ -271,6 +278,7 @@ pub async fn execute(
         prior,
         prior_approvals,
         steps_run: 0,
+        prior_steps,
         reused: 0,
         root_policy: skill.policy.clone(),
         stop: None,

@@ -317,7 +317,7 @@ impl Runner<'_> {
             return;
         };
         self.steps_run += 1;
-        if self.steps_run > self.root_policy.max_steps {
+        if self.prior_steps + self.steps_run > self.root_policy.max_steps {
             let why = format!(
                 "cap `max_steps` ({}) of policy `{}` reached: no more step attempts may start",
                 self.root_policy.max_steps, self.root_policy.name

@@ -217,6 +217,17 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Step attempts a run has started so far (its `running` events).
+    pub fn attempts_started(&self, run: &str) -> Result<u64, JournalError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM events WHERE run_id = ?1 AND kind = 'node_status' \
+             AND attempt IS NOT NULL AND json_extract(data, '$.status') = 'running'",
+            params![run],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Model calls of a run, summed per model (from the `llm_call` events).
     pub fn llm_usage(&self, run: &str) -> Result<Vec<LlmUsage>, JournalError> {
         let mut stmt = self.conn.prepare(
