@@ -236,56 +236,8 @@ impl Runner<'_> {
         let sent = request.system.as_deref().unwrap_or_default().len() + request.prompt.len();
         let est_in = (sent as u64).div_ceil(4);
         let est_out = max_tokens.unwrap_or(0);
-        let policy = self.root_policy.clone();
-        let mut refused = None;
-        if let Some(cap) = policy.max_tokens
-            && self.llm.tokens + est_in + est_out > cap
-        {
-            refused = Some(format!(
-                "cap `max_tokens` ({cap}) of policy `{}` would be exceeded: {} tokens used so far, \
-                 and this call may use about {}",
-                policy.name,
-                self.llm.tokens,
-                est_in + est_out
-            ));
-        }
-        let est_cost = cost(est_in, est_out, model.input_price, model.output_price);
-        if refused.is_none()
-            && let Some(cap) = policy.max_cost_usd
-            && self.llm.cost + est_cost > cap
-        {
-            refused = Some(format!(
-                "cap `max_cost_usd` ({cap}) of policy `{}` would be exceeded: ${:.4} spent so far, \
-                 and this call may cost about ${est_cost:.4}",
-                policy.name, self.llm.cost
-            ));
-        }
-        if let Some(why) = refused {
-            // Fail closed: the step fails naming the cap, then the run stops
-            // (which settles the step like any other when a run is stopped).
-            let hash = self.insts[inst].input_hash.clone();
-            self.set_status(
-                &key,
-                "running",
-                Some(attempt),
-                json!({ "input_hash": hash }),
-            );
-            self.set_status(
-                &key,
-                "failed",
-                Some(attempt),
-                json!({ "error": why, "cap": true }),
-            );
-            let (rule, value) = if why.contains("`max_tokens`") {
-                ("max_tokens", json!(policy.max_tokens))
-            } else {
-                ("max_cost_usd", json!(policy.max_cost_usd))
-            };
-            self.violation(Some(&key), rule, value, &why);
-            self.stop_run(
-                RunEnd::Failed,
-                format!("step `{key}` was refused a model call: {why}"),
-            );
+        if let Some((rule, value, why)) = self.over_cap(&model, est_in, est_out) {
+            self.refuse_call(inst, attempt, rule, value, why);
             return Err(None);
         }
         if let Some((run, calls)) = &self.llm.replay {
@@ -334,7 +286,62 @@ impl Runner<'_> {
                 json!({ "text": text }),
             ));
         }
-        let call: CallFuture = match resolved.provider {
+        let call = self.provider_call(
+            inst,
+            attempt,
+            &model,
+            resolved.provider,
+            request,
+            est_in,
+            &cancel,
+            &mut journaled,
+        )?;
+        Ok(Box::pin(async move {
+            if wait > 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    () = cancel.notified() => {
+                        return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
+                    }
+                }
+            }
+            let started = Instant::now();
+            let (outcome, source, fake_answer) = tokio::select! {
+                r = call => r,
+                () = cancel.notified() => {
+                    return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
+                }
+            };
+            Msg::Llm {
+                inst,
+                attempt,
+                call: Box::new(Exchange {
+                    request: journaled,
+                    outcome,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    source,
+                    fake_answer,
+                }),
+            }
+        }))
+    }
+
+    /// The future that asks the model through its provider.
+    #[allow(clippy::too_many_arguments)]
+    fn provider_call(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        model: &Arc<Model>,
+        provider: Provider,
+        request: Request,
+        est_in: u64,
+        cancel: &Arc<Notify>,
+        journaled: &mut Json,
+    ) -> Result<CallFuture, Option<AttemptEnd>> {
+        let key = self.insts[inst].key.clone();
+        let model = model.clone();
+        Ok(match provider {
             Provider::Fake => {
                 let path = model.script.clone().unwrap_or_default();
                 let name = self.frames[self.insts[inst].frame].skill.nodes[self.insts[inst].node]
@@ -457,35 +464,72 @@ impl Runner<'_> {
                     }
                 }
             }
-        };
-        Ok(Box::pin(async move {
-            if wait > 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                    () = cancel.notified() => {
-                        return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
-                    }
-                }
-            }
-            let started = Instant::now();
-            let (outcome, source, fake_answer) = tokio::select! {
-                r = call => r,
-                () = cancel.notified() => {
-                    return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
-                }
-            };
-            Msg::Llm {
-                inst,
-                attempt,
-                call: Box::new(Exchange {
-                    request: journaled,
-                    outcome,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    source,
-                    fake_answer,
-                }),
-            }
-        }))
+        })
+    }
+
+    /// The spend cap a call of about `est_in` + `est_out` tokens would pass:
+    /// (rule, its value, the message).
+    fn over_cap(
+        &self,
+        model: &Model,
+        est_in: u64,
+        est_out: u64,
+    ) -> Option<(&'static str, Json, String)> {
+        let policy = &self.root_policy;
+        if let Some(cap) = policy.max_tokens
+            && self.llm.tokens + est_in + est_out > cap
+        {
+            return Some((
+                "max_tokens",
+                json!(cap),
+                format!(
+                    "cap `max_tokens` ({cap}) of policy `{}` would be exceeded: {} tokens used so far, \
+                     and this call may use about {}",
+                    policy.name,
+                    self.llm.tokens,
+                    est_in + est_out
+                ),
+            ));
+        }
+        let est_cost = cost(est_in, est_out, model.input_price, model.output_price);
+        if let Some(cap) = policy.max_cost_usd
+            && self.llm.cost + est_cost > cap
+        {
+            return Some((
+                "max_cost_usd",
+                json!(cap),
+                format!(
+                    "cap `max_cost_usd` ({cap}) of policy `{}` would be exceeded: ${:.4} spent so far, \
+                     and this call may cost about ${est_cost:.4}",
+                    policy.name, self.llm.cost
+                ),
+            ));
+        }
+        None
+    }
+
+    /// Fails closed: the step fails naming the cap, then the run stops (which
+    /// settles the step like any other when a run is stopped).
+    fn refuse_call(&mut self, inst: usize, attempt: u32, rule: &str, value: Json, why: String) {
+        let key = self.insts[inst].key.clone();
+        let hash = self.insts[inst].input_hash.clone();
+        self.set_status(
+            &key,
+            "running",
+            Some(attempt),
+            json!({ "input_hash": hash }),
+        );
+        self.set_status(
+            &key,
+            "failed",
+            Some(attempt),
+            json!({ "error": why, "cap": true }),
+        );
+        self.violation(Some(&key), rule, value, &why);
+        self.stop_run(
+            RunEnd::Failed,
+            format!("step `{key}` was refused a model call: {why}"),
+        );
     }
 
     /// A model call finished: journal it, count it, and end the attempt.
