@@ -283,3 +283,56 @@ fn doctor_lists_every_layer() {
         assert!(text.contains(layer), "{layer} missing from:\n{text}");
     }
 }
+
+/// Runs `flow` as the unprivileged user `nobody` (when the tests run as root
+/// and `setpriv` exists), so the non-root layers are exercised too:
+/// RLIMIT_NPROC, and the PID namespace inside a user namespace.
+fn run_as_nobody(flow: &str) -> Option<(i32, Vec<Event>, tempfile::TempDir)> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // The fixture is copied where `nobody` can read it.
+    let copy = dir.path().join(flow);
+    std::fs::copy(fixture(flow), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(["run", copy.to_str().unwrap(), "--no-input"])
+        .current_dir(dir.path())
+        .env_remove("FLOWC_JOURNAL")
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let journal = Journal::open_existing(&dir.path().join(".flowc/journal.db")).ok()?;
+    let run = journal.runs().unwrap()[0].id.clone();
+    let events = journal.events(&run).unwrap();
+    Some((out.status.code().unwrap_or(-1), events, dir))
+}
+
+#[test]
+fn unprivileged_users_get_every_layer_the_fork_bomb_hits_its_process_limit() {
+    let Some((code, events, _dir)) = run_as_nobody("fork_bomb.flow") else {
+        return; // not root, or no setpriv: the other tests ran this path already
+    };
+    assert_eq!(code, 1);
+    let running = events
+        .iter()
+        .find(|e| e.data["status"] == "running")
+        .unwrap();
+    let layers = running.data["sandbox"]["layers"].as_array().unwrap();
+    assert!(layers.iter().any(|l| l == "rlimit_nproc"), "{layers:?}");
+    let output = events.iter().find(|e| e.kind == "output").unwrap();
+    assert_eq!(output.data["outcome"], "process_limit", "{}", output.data);
+    // The user-namespaced PID namespace started: no `uid_map` denial.
+    assert!(
+        !output.data["stderr"]
+            .as_str()
+            .unwrap_or("")
+            .contains("uid_map")
+    );
+}

@@ -62,10 +62,16 @@ pub fn prepare(
         }
         None => argv.to_vec(),
     };
+    // Without root the PID namespace comes with a user namespace, and
+    // `unshare` must write its own `/proc/self/uid_map` after Landlock applies.
+    let user_ns = plan
+        .unshare
+        .as_ref()
+        .is_some_and(|a| a.iter().any(|x| x == "--user"));
     let landlock = match (&plan.landlock_fs, plan.landlock_net) {
         (None, false) => None,
         (fs, net) => Some(
-            ruleset(fs.as_ref(), net)
+            ruleset(fs.as_ref(), net, user_ns)
                 .map_err(|e| format!("sandbox setup failed: Landlock ruleset: {e}"))?,
         ),
     };
@@ -153,7 +159,11 @@ fn rlimits(plan: &Plan) -> Vec<(Resource, u64, u64)> {
 /// reads, writes, truncation and renames without breaking terminal ioctls.
 const FS_ABI: ABI = ABI::V4;
 
-fn ruleset(fs: Option<&FsRules>, net: bool) -> Result<RulesetCreated, landlock::RulesetError> {
+fn ruleset(
+    fs: Option<&FsRules>,
+    net: bool,
+    user_ns: bool,
+) -> Result<RulesetCreated, landlock::RulesetError> {
     let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
     if fs.is_some() {
         ruleset = ruleset.handle_access(AccessFs::from_all(FS_ABI))?;
@@ -190,6 +200,11 @@ fn ruleset(fs: Option<&FsRules>, net: bool) -> Result<RulesetCreated, landlock::
     }
     for p in DEVICE_WRITES {
         created = rule(created, Path::new(p), all)?;
+    }
+    if user_ns {
+        // Files under /proc only: what the kernel lets this user write there
+        // (its own uid_map, setgroups, gid_map) and nothing it would refuse anyway.
+        created = rule(created, Path::new("/proc"), read | AccessFs::WriteFile)?;
     }
     Ok(created)
 }
