@@ -258,30 +258,78 @@ pub async fn run_process(
     AttemptEnd::Result(result)
 }
 
-/// Runs a `script` step on a blocking thread.
-pub async fn run_script(
-    evaluator: Arc<Evaluator>,
-    ast: Arc<rhai::AST>,
-    names: Vec<String>,
-    values: HashMap<String, Json>,
-    output: Option<Ty>,
-    timeout: Duration,
-) -> AttemptEnd {
-    let task = tokio::task::spawn_blocking(move || {
-        let lookup = |n: &str| values.get(n).cloned();
-        evaluator.script(&names, &ast, &lookup)
-    });
-    match tokio::time::timeout(timeout, task).await {
-        Err(_) => AttemptEnd::Error(
-            format!(
-                "timed out after {}",
-                crate::ir::format_ms(timeout.as_millis() as u64)
-            ),
-            None,
+/// A `script` step attempt, ready to run.
+pub struct ScriptJob {
+    /// The shared evaluator.
+    pub evaluator: Arc<Evaluator>,
+    /// The compiled script.
+    pub ast: Arc<rhai::AST>,
+    /// The names it reads.
+    pub names: Vec<String>,
+    /// Their values.
+    pub values: HashMap<String, Json>,
+    /// The declared output type.
+    pub output: Option<Ty>,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+impl ScriptJob {
+    /// Runs a small script right here, on the scheduler's thread; `Err(self)`
+    /// when it needs more than the inline operation budget, to be run with
+    /// [`ScriptJob::run`] (from the start) instead.
+    pub fn run_inline(self) -> Result<AttemptEnd, ScriptJob> {
+        let started = Instant::now();
+        let lookup = |n: &str| self.values.get(n).cloned();
+        let Some(out) = self
+            .evaluator
+            .script_inline(&self.names, &self.ast, &lookup)
+        else {
+            return Err(self);
+        };
+        if started.elapsed() > self.timeout {
+            return Ok(timed_out(self.timeout));
+        }
+        Ok(script_end(out, self.output.as_ref()))
+    }
+
+    /// Runs the script on a blocking thread.
+    pub async fn run(self) -> AttemptEnd {
+        let ScriptJob {
+            evaluator,
+            ast,
+            names,
+            values,
+            output,
+            timeout,
+        } = self;
+        let task = tokio::task::spawn_blocking(move || {
+            let lookup = |n: &str| values.get(n).cloned();
+            evaluator.script(&names, &ast, &lookup)
+        });
+        match tokio::time::timeout(timeout, task).await {
+            Err(_) => timed_out(timeout),
+            Ok(Err(e)) => AttemptEnd::Error(format!("script crashed: {e}"), None),
+            Ok(Ok(out)) => script_end(out, output.as_ref()),
+        }
+    }
+}
+
+fn timed_out(timeout: Duration) -> AttemptEnd {
+    AttemptEnd::Error(
+        format!(
+            "timed out after {}",
+            crate::ir::format_ms(timeout.as_millis() as u64)
         ),
-        Ok(Err(e)) => AttemptEnd::Error(format!("script crashed: {e}"), None),
-        Ok(Ok(Err(e))) => AttemptEnd::Error(e, None),
-        Ok(Ok(Ok(value))) => match output.as_ref().map(|ty| (ty, validate(&value, ty))) {
+        None,
+    )
+}
+
+/// A script's value checked against its declared output type.
+fn script_end(out: Result<Json, String>, output: Option<&Ty>) -> AttemptEnd {
+    match out {
+        Err(e) => AttemptEnd::Error(e, None),
+        Ok(value) => match output.map(|ty| (ty, validate(&value, ty))) {
             Some((ty, Err(e))) => AttemptEnd::Error(
                 format!("the script's value does not match `output: {ty}`: {e}"),
                 Some(value),

@@ -396,14 +396,20 @@ impl Runner<'_> {
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default();
                 let names: Vec<String> = values.keys().cloned().collect();
-                let (ev, ast, output) = (self.eval.clone(), ast.clone(), output.clone());
-                Some(Box::pin(async move {
-                    Msg::Attempt {
-                        inst,
-                        attempt,
-                        end: attempt::run_script(ev, ast, names, values, output, timeout).await,
-                    }
-                }))
+                let job = attempt::ScriptJob {
+                    evaluator: self.eval.clone(),
+                    ast: ast.clone(),
+                    names,
+                    values,
+                    output: output.clone(),
+                    timeout,
+                };
+                // Started by `flush` once `running` is committed: inline when small.
+                self.set_status(&key, "running", Some(attempt), data);
+                self.insts[inst].cancel = Some(cancel);
+                self.running += 1;
+                self.inline.push((inst, attempt, job));
+                return;
             }
             StepKind::Wait {
                 duration_ms,
