@@ -165,7 +165,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         file: file.display().to_string(),
     };
     let mut observer: Box<dyn Observer> = if args.json {
-        Box::new(JsonLines)
+        Box::new(JsonLines::default())
     } else if std::io::stderr().is_terminal() {
         Box::new(Live::new(args.explain, interactive))
     } else {

@@ -375,6 +375,7 @@ impl Runner<'_> {
             for e in &events {
                 self.observer.event(e);
             }
+            self.observer.committed();
         }
         for task in self.spawn.drain(..) {
             let tx = self.tx.clone();
