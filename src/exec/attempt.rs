@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// Largest stdout or stderr kept in memory and in the result; the tail is kept.
 pub const CAPTURE_CAP: usize = super::super::journal::OUTPUT_CAP;
@@ -51,8 +51,8 @@ struct Capture {
 }
 
 impl Capture {
-    fn push(&mut self, chunk: &[u8]) {
-        self.bytes.extend_from_slice(chunk);
+    /// Keeps the tail once well over the cap (trimming in bulk, not per read).
+    fn trim(&mut self) {
         if self.bytes.len() > CAPTURE_CAP * 2 {
             let cut = self.bytes.len() - CAPTURE_CAP;
             self.dropped += cut;
@@ -77,27 +77,30 @@ impl Capture {
     }
 }
 
-async fn pump<R: AsyncRead + Unpin>(
-    mut r: R,
-    tail: Option<mpsc::UnboundedSender<String>>,
-) -> Capture {
+/// Sends a line of a running step's output to whoever shows it.
+pub type TailFn = dyn Fn(String) + Send + Sync;
+
+async fn pump<R: AsyncRead + Unpin>(mut r: R, tail: Option<&TailFn>) -> Capture {
     let mut cap = Capture::default();
-    let mut buf = vec![0u8; 16 * 1024];
     let mut last_sent = Instant::now() - Duration::from_secs(1);
     loop {
-        match r.read(&mut buf).await {
+        // Read straight into the capture, without a zeroed buffer of its own:
+        // most steps write little or nothing.
+        cap.bytes.reserve(4096);
+        let start = cap.bytes.len();
+        match r.read_buf(&mut cap.bytes).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                cap.push(&buf[..n]);
-                if let Some(tx) = &tail
+                if let Some(send) = tail
                     && last_sent.elapsed() > Duration::from_millis(100)
                 {
-                    let text = String::from_utf8_lossy(&buf[..n]);
+                    let text = String::from_utf8_lossy(&cap.bytes[start..start + n]);
                     if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-                        let _ = tx.send(line.trim_end().to_string());
+                        send(line.trim_end().to_string());
                         last_sent = Instant::now();
                     }
                 }
+                cap.trim();
             }
         }
     }
@@ -117,7 +120,7 @@ fn kill_group(pid: Option<u32>) {
 pub async fn run_process(
     spec: ProcessSpec,
     cancel: Arc<Notify>,
-    tail: Option<mpsc::UnboundedSender<String>>,
+    tail: Option<Box<TailFn>>,
 ) -> AttemptEnd {
     let Some((program, args)) = spec.argv.split_first() else {
         return AttemptEnd::Error("`argv` is empty".into(), None);
@@ -164,20 +167,39 @@ pub async fn run_process(
         })),
         _ => None,
     };
-    let out = child
-        .stdout
-        .take()
-        .map(|r| tokio::spawn(pump(r, tail.clone())));
-    let err = child.stderr.take().map(|r| tokio::spawn(pump(r, tail)));
+    // Both streams are read in this task (no task per stream), while it waits.
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let tail = tail.as_deref();
+    let read = |r: Option<tokio::process::ChildStdout>| async move {
+        match r {
+            Some(r) => pump(r, tail).await,
+            None => Capture::default(),
+        }
+    };
+    let read_err = |r: Option<tokio::process::ChildStderr>| async move {
+        match r {
+            Some(r) => pump(r, tail).await,
+            None => Capture::default(),
+        }
+    };
+    let mut streams = std::pin::pin!(async { tokio::join!(read(out), read_err(err)) });
+    let mut captured = None;
     enum Stop {
         Exited(std::io::Result<std::process::ExitStatus>),
         Timeout,
         Cancel,
     }
-    let stop = tokio::select! {
-        status = child.wait() => Stop::Exited(status),
-        () = tokio::time::sleep(spec.timeout) => Stop::Timeout,
-        () = cancel.notified() => Stop::Cancel,
+    let timeout = tokio::time::sleep(spec.timeout);
+    let mut timeout = std::pin::pin!(timeout);
+    let cancelled = cancel.notified();
+    let mut cancelled = std::pin::pin!(cancelled);
+    let stop = loop {
+        tokio::select! {
+            status = child.wait() => break Stop::Exited(status),
+            () = &mut timeout => break Stop::Timeout,
+            () = &mut cancelled => break Stop::Cancel,
+            c = &mut streams, if captured.is_none() => captured = Some(c),
+        }
     };
     if !matches!(stop, Stop::Exited(_)) {
         kill_group(pid);
@@ -189,14 +211,12 @@ pub async fn run_process(
     if let Some(t) = stdin_task {
         t.abort();
     }
-    let collect = |h: Option<tokio::task::JoinHandle<Capture>>| async move {
-        match h {
-            Some(h) => h.await.unwrap_or_default(),
-            None => Capture::default(),
-        }
+    let (out, err) = match captured {
+        Some(c) => c,
+        None => streams.await,
     };
-    let (stdout, out_trunc) = collect(out).await.finish();
-    let (stderr, _) = collect(err).await.finish();
+    let (stdout, out_trunc) = out.finish();
+    let (stderr, _) = err.finish();
     let duration = started.elapsed().as_millis() as i64;
     let exit_code = match &stop {
         Stop::Exited(Ok(status)) => status.code().unwrap_or_else(|| {
