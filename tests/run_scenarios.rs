@@ -257,3 +257,19 @@ fn a_resumed_finished_run_reuses_everything() {
     assert!(stderr.contains("= first reused"), "{stderr}");
     assert!(stderr.contains("0 step attempts, 2 reused"), "{stderr}");
 }
+
+#[test]
+fn small_scripts_run_inline_and_large_ones_move_to_a_thread_printing_once() {
+    // `small` fits the inline operation budget; `big` does not, so it is
+    // stopped inline and run again on a blocking thread: its print must
+    // appear once, and both results must be right.
+    let s = Scenario::new(Path::new("inline.flow"));
+    std::fs::write(
+        s.dir.path().join("inline.flow"),
+        "skill main() -> int {\n  step small: script { code: \"print(\\\"small ran\\\"); 41\", output: int }\n  step big: script { code: \"let n = 0; for i in 0..20000 { n += 1 } print(\\\"big ran\\\"); n + small - 41\", output: int }\n  return big\n}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = s.flowc(&["run", "inline.flow", "--no-input"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "small ran\nbig ran\n20000\n", "{stderr}");
+}

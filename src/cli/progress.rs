@@ -75,6 +75,8 @@ fn explain_line(key: &str, reused: bool, why: &str) -> String {
 pub struct Lines {
     started: HashMap<String, Instant>,
     explain: bool,
+    /// The lines of the current commit, written at once (one `write` per commit).
+    buf: String,
 }
 
 impl Lines {
@@ -83,6 +85,7 @@ impl Lines {
         Lines {
             started: HashMap::new(),
             explain,
+            buf: String::new(),
         }
     }
 }
@@ -90,7 +93,15 @@ impl Lines {
 impl Observer for Lines {
     fn event(&mut self, event: &NewEvent) {
         if let Some(line) = describe(event, &mut self.started) {
-            eprintln!("{line}");
+            self.buf.push_str(&line);
+            self.buf.push('\n');
+        }
+    }
+
+    fn committed(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = std::io::stderr().write_all(self.buf.as_bytes());
+            self.buf.clear();
         }
     }
 
@@ -103,7 +114,9 @@ impl Observer for Lines {
 
 /// Every journaled event as one JSON object per line on stdout.
 #[derive(Debug, Default)]
-pub struct JsonLines;
+pub struct JsonLines {
+    buf: String,
+}
 
 impl Observer for JsonLines {
     fn event(&mut self, event: &NewEvent) {
@@ -114,8 +127,17 @@ impl Observer for JsonLines {
             "attempt": event.attempt,
             "data": event.data,
         });
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        // Line-buffered stdout would write each line on its own; a commit's
+        // lines go out together in `committed`.
+        self.buf.push_str(&line.to_string());
+        self.buf.push('\n');
+    }
+
+    fn committed(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = std::io::stdout().lock().write_all(self.buf.as_bytes());
+            self.buf.clear();
+        }
     }
 
     fn explain(&mut self, key: &str, reused: bool, why: &str) {

@@ -180,7 +180,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         replay_llm,
     };
     let mut observer: Box<dyn Observer> = if args.json {
-        Box::new(JsonLines)
+        Box::new(JsonLines::default())
     } else if std::io::stderr().is_terminal() {
         Box::new(Live::new(args.explain, interactive))
     } else {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// Largest stdout or stderr kept in memory and in the result; the tail is kept.
 pub const CAPTURE_CAP: usize = super::super::journal::OUTPUT_CAP;
@@ -62,8 +62,8 @@ struct Capture {
 }
 
 impl Capture {
-    fn push(&mut self, chunk: &[u8]) {
-        self.bytes.extend_from_slice(chunk);
+    /// Keeps the tail once well over the cap (trimming in bulk, not per read).
+    fn trim(&mut self) {
         if self.bytes.len() > CAPTURE_CAP * 2 {
             let cut = self.bytes.len() - CAPTURE_CAP;
             self.dropped += cut;
@@ -88,27 +88,30 @@ impl Capture {
     }
 }
 
-async fn pump<R: AsyncRead + Unpin>(
-    mut r: R,
-    tail: Option<mpsc::UnboundedSender<String>>,
-) -> Capture {
+/// Sends a line of a running step's output to whoever shows it.
+pub type TailFn = dyn Fn(String) + Send + Sync;
+
+async fn pump<R: AsyncRead + Unpin>(mut r: R, tail: Option<&TailFn>) -> Capture {
     let mut cap = Capture::default();
-    let mut buf = vec![0u8; 16 * 1024];
     let mut last_sent = Instant::now() - Duration::from_secs(1);
     loop {
-        match r.read(&mut buf).await {
+        // Read straight into the capture, without a zeroed buffer of its own:
+        // most steps write little or nothing.
+        cap.bytes.reserve(4096);
+        let start = cap.bytes.len();
+        match r.read_buf(&mut cap.bytes).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                cap.push(&buf[..n]);
-                if let Some(tx) = &tail
+                if let Some(send) = tail
                     && last_sent.elapsed() > Duration::from_millis(100)
                 {
-                    let text = String::from_utf8_lossy(&buf[..n]);
+                    let text = String::from_utf8_lossy(&cap.bytes[start..start + n]);
                     if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
-                        let _ = tx.send(line.trim_end().to_string());
+                        send(line.trim_end().to_string());
                         last_sent = Instant::now();
                     }
                 }
+                cap.trim();
             }
         }
     }
@@ -128,7 +131,7 @@ fn kill_group(pid: Option<u32>) {
 pub async fn run_process(
     spec: ProcessSpec,
     cancel: Arc<Notify>,
-    tail: Option<mpsc::UnboundedSender<String>>,
+    tail: Option<Box<TailFn>>,
 ) -> AttemptEnd {
     let Some(program) = spec.argv.first().cloned() else {
         return AttemptEnd::Error("`argv` is empty".into(), None);
@@ -202,20 +205,39 @@ pub async fn run_process(
         })),
         _ => None,
     };
-    let out = child
-        .stdout
-        .take()
-        .map(|r| tokio::spawn(pump(r, tail.clone())));
-    let err = child.stderr.take().map(|r| tokio::spawn(pump(r, tail)));
+    // Both streams are read in this task (no task per stream), while it waits.
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let tail = tail.as_deref();
+    let read = |r: Option<tokio::process::ChildStdout>| async move {
+        match r {
+            Some(r) => pump(r, tail).await,
+            None => Capture::default(),
+        }
+    };
+    let read_err = |r: Option<tokio::process::ChildStderr>| async move {
+        match r {
+            Some(r) => pump(r, tail).await,
+            None => Capture::default(),
+        }
+    };
+    let mut streams = std::pin::pin!(async { tokio::join!(read(out), read_err(err)) });
+    let mut captured = None;
     enum Stop {
         Exited(std::io::Result<std::process::ExitStatus>),
         Timeout,
         Cancel,
     }
-    let stop = tokio::select! {
-        status = child.wait() => Stop::Exited(status),
-        () = tokio::time::sleep(spec.timeout) => Stop::Timeout,
-        () = cancel.notified() => Stop::Cancel,
+    let timeout = tokio::time::sleep(spec.timeout);
+    let mut timeout = std::pin::pin!(timeout);
+    let cancelled = cancel.notified();
+    let mut cancelled = std::pin::pin!(cancelled);
+    let stop = loop {
+        tokio::select! {
+            status = child.wait() => break Stop::Exited(status),
+            () = &mut timeout => break Stop::Timeout,
+            () = &mut cancelled => break Stop::Cancel,
+            c = &mut streams, if captured.is_none() => captured = Some(c),
+        }
     };
     if !matches!(stop, Stop::Exited(_)) {
         kill_group(pid);
@@ -227,14 +249,12 @@ pub async fn run_process(
     if let Some(t) = stdin_task {
         t.abort();
     }
-    let collect = |h: Option<tokio::task::JoinHandle<Capture>>| async move {
-        match h {
-            Some(h) => h.await.unwrap_or_default(),
-            None => Capture::default(),
-        }
+    let (out, err) = match captured {
+        Some(c) => c,
+        None => streams.await,
     };
-    let (stdout, out_trunc) = collect(out).await.finish();
-    let (stderr, _) = collect(err).await.finish();
+    let (stdout, out_trunc) = out.finish();
+    let (stderr, _) = err.finish();
     let duration = started.elapsed().as_millis() as i64;
     let exit_code = match &stop {
         Stop::Exited(Ok(status)) => status.code().unwrap_or_else(|| {
@@ -311,30 +331,78 @@ pub async fn run_process(
     AttemptEnd::Result(result)
 }
 
-/// Runs a `script` step on a blocking thread.
-pub async fn run_script(
-    evaluator: Arc<Evaluator>,
-    ast: Arc<rhai::AST>,
-    names: Vec<String>,
-    values: HashMap<String, Json>,
-    output: Option<Ty>,
-    timeout: Duration,
-) -> AttemptEnd {
-    let task = tokio::task::spawn_blocking(move || {
-        let lookup = |n: &str| values.get(n).cloned();
-        evaluator.script(&names, &ast, &lookup)
-    });
-    match tokio::time::timeout(timeout, task).await {
-        Err(_) => AttemptEnd::Error(
-            format!(
-                "timed out after {}",
-                crate::ir::format_ms(timeout.as_millis() as u64)
-            ),
-            None,
+/// A `script` step attempt, ready to run.
+pub struct ScriptJob {
+    /// The shared evaluator.
+    pub evaluator: Arc<Evaluator>,
+    /// The compiled script.
+    pub ast: Arc<rhai::AST>,
+    /// The names it reads.
+    pub names: Vec<String>,
+    /// Their values.
+    pub values: HashMap<String, Json>,
+    /// The declared output type.
+    pub output: Option<Ty>,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+impl ScriptJob {
+    /// Runs a small script right here, on the scheduler's thread; `Err(self)`
+    /// when it needs more than the inline operation budget, to be run with
+    /// [`ScriptJob::run`] (from the start) instead.
+    pub fn run_inline(self) -> Result<AttemptEnd, ScriptJob> {
+        let started = Instant::now();
+        let lookup = |n: &str| self.values.get(n).cloned();
+        let Some(out) = self
+            .evaluator
+            .script_inline(&self.names, &self.ast, &lookup)
+        else {
+            return Err(self);
+        };
+        if started.elapsed() > self.timeout {
+            return Ok(timed_out(self.timeout));
+        }
+        Ok(script_end(out, self.output.as_ref()))
+    }
+
+    /// Runs the script on a blocking thread.
+    pub async fn run(self) -> AttemptEnd {
+        let ScriptJob {
+            evaluator,
+            ast,
+            names,
+            values,
+            output,
+            timeout,
+        } = self;
+        let task = tokio::task::spawn_blocking(move || {
+            let lookup = |n: &str| values.get(n).cloned();
+            evaluator.script(&names, &ast, &lookup)
+        });
+        match tokio::time::timeout(timeout, task).await {
+            Err(_) => timed_out(timeout),
+            Ok(Err(e)) => AttemptEnd::Error(format!("script crashed: {e}"), None),
+            Ok(Ok(out)) => script_end(out, output.as_ref()),
+        }
+    }
+}
+
+fn timed_out(timeout: Duration) -> AttemptEnd {
+    AttemptEnd::Error(
+        format!(
+            "timed out after {}",
+            crate::ir::format_ms(timeout.as_millis() as u64)
         ),
-        Ok(Err(e)) => AttemptEnd::Error(format!("script crashed: {e}"), None),
-        Ok(Ok(Err(e))) => AttemptEnd::Error(e, None),
-        Ok(Ok(Ok(value))) => match output.as_ref().map(|ty| (ty, validate(&value, ty))) {
+        None,
+    )
+}
+
+/// A script's value checked against its declared output type.
+fn script_end(out: Result<Json, String>, output: Option<&Ty>) -> AttemptEnd {
+    match out {
+        Err(e) => AttemptEnd::Error(e, None),
+        Ok(value) => match output.map(|ty| (ty, validate(&value, ty))) {
             Some((ty, Err(e))) => AttemptEnd::Error(
                 format!("the script's value does not match `output: {ty}`: {e}"),
                 Some(value),

@@ -8,7 +8,7 @@ use crate::ir::{CompiledExpr, Skill, TemplateRef, Ty, Value};
 use rhai::{Dynamic, EvalAltResult, ImmutableString};
 use serde_json::{Map, Number, Value as Json};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
@@ -27,9 +27,24 @@ impl<F: Fn(&str) -> Option<Json>> Names for F {
 /// Most operations a `script` step may perform (rhai's operation counter).
 pub const SCRIPT_MAX_OPERATIONS: u64 = 50_000_000;
 
+/// Most operations a `script` step runs inline on the scheduler; a script
+/// that needs more is stopped and run again, from the start, on a blocking
+/// thread (with [`SCRIPT_MAX_OPERATIONS`]). A few thousand operations take
+/// well under a millisecond, so the scheduler is never held up for long,
+/// while the usual small script skips two thread hand-overs.
+pub const SCRIPT_INLINE_OPERATIONS: u64 = 10_000;
+
+thread_local! {
+    /// What an inline script printed: shown only if it finished inline, so a
+    /// script that moves to a blocking thread does not print twice.
+    static INLINE_PRINTS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The shared evaluator: one rhai engine and a cache of template names.
 pub struct Evaluator {
     engine: rhai::Engine,
+    /// The engine for inline scripts: [`SCRIPT_INLINE_OPERATIONS`], prints buffered.
+    inline: OnceLock<rhai::Engine>,
     template_names: Mutex<HashMap<(usize, String), Vec<String>>>,
 }
 
@@ -52,13 +67,9 @@ fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
 impl Evaluator {
     /// An engine with the built-ins of the expression language registered.
     pub fn new() -> Evaluator {
-        let mut engine = rhai::Engine::new();
-        engine.set_max_operations(SCRIPT_MAX_OPERATIONS);
-        engine.set_max_expr_depths(128, 64);
-        engine.set_max_string_size(256 << 20);
-        register(&mut engine);
         Evaluator {
-            engine,
+            engine: engine(SCRIPT_MAX_OPERATIONS),
+            inline: OnceLock::new(),
             template_names: Mutex::new(HashMap::new()),
         }
     }
@@ -105,6 +116,55 @@ impl Evaluator {
             .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
             .map_err(|err| format!("script failed: {}", describe(&err)))?;
         Ok(to_json(&out))
+    }
+
+    /// Runs a `script` step's code on the calling thread with a budget of
+    /// [`SCRIPT_INLINE_OPERATIONS`]; `None` when it needs more (nothing it
+    /// printed is shown then: run it with [`Evaluator::script`] instead).
+    pub fn script_inline(
+        &self,
+        code_names: &[String],
+        ast: &rhai::AST,
+        names: &dyn Names,
+    ) -> Option<Result<Json, String>> {
+        let engine = self.inline.get_or_init(|| {
+            let mut e = engine(SCRIPT_INLINE_OPERATIONS);
+            // The same text as rhai's default `print` and `debug`, held back.
+            e.on_print(|s| INLINE_PRINTS.with(|p| p.borrow_mut().push(s.to_string())));
+            e.on_debug(|s, source, pos| {
+                let line = match (source, pos) {
+                    (Some(source), rhai::Position::NONE) => format!("{source} | {s}"),
+                    (Some(source), pos) => format!("{source} @ {pos:?} | {s}"),
+                    (None, rhai::Position::NONE) => s.to_string(),
+                    (None, pos) => format!("{pos:?} | {s}"),
+                };
+                INLINE_PRINTS.with(|p| p.borrow_mut().push(line));
+            });
+            e
+        });
+        INLINE_PRINTS.with(|p| p.borrow_mut().clear());
+        let mut scope = rhai::Scope::new();
+        for name in code_names {
+            if let Some(value) = names.get(name) {
+                scope.push_dynamic(name.clone(), to_dynamic(&value));
+            }
+        }
+        let out = engine.eval_ast_with_scope::<Dynamic>(&mut scope, ast);
+        let printed = INLINE_PRINTS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+        match out {
+            Err(err) if matches!(err.unwrap_inner(), EvalAltResult::ErrorTooManyOperations(_)) => {
+                None
+            }
+            out => {
+                for line in printed {
+                    println!("{line}");
+                }
+                Some(
+                    out.map(|v| to_json(&v))
+                        .map_err(|err| format!("script failed: {}", describe(&err))),
+                )
+            }
+        }
     }
 
     /// Renders a template of `skill`.
@@ -461,6 +521,16 @@ fn env_var(name: &str, default: Option<ImmutableString>) -> RhaiResult {
         (Err(_), Some(d)) => Ok(Dynamic::from(d)),
         (Err(_), None) => Err(err(format!("environment variable `{name}` is not set"))),
     }
+}
+
+/// An engine with the built-ins registered, allowing `max_operations`.
+fn engine(max_operations: u64) -> rhai::Engine {
+    let mut engine = rhai::Engine::new();
+    engine.set_max_operations(max_operations);
+    engine.set_max_expr_depths(128, 64);
+    engine.set_max_string_size(256 << 20);
+    register(&mut engine);
+    engine
 }
 
 fn register(engine: &mut rhai::Engine) {

@@ -6,6 +6,9 @@ use crate::journal::NewEvent;
 pub trait Observer: Send {
     /// An event was committed.
     fn event(&mut self, event: &NewEvent);
+    /// The events of one commit have all been passed to [`Observer::event`]:
+    /// a good moment to write what was buffered.
+    fn committed(&mut self) {}
     /// A line of a running step's output.
     fn tail(&mut self, _key: &str, _line: &str) {}
     /// Why a step is reused or run again on resume (`--explain`).

@@ -1,6 +1,6 @@
 //! The scheduler: frames, node instances, the ready queue and the run's end.
 
-use super::attempt::AttemptEnd;
+use super::attempt::{AttemptEnd, ScriptJob};
 use super::eval::Evaluator;
 use super::frame::{Frame, NodeState, Owner, Settle, Vars, hash};
 use super::observer::Observer;
@@ -184,6 +184,10 @@ pub(super) struct Runner<'o> {
     pub work: VecDeque<Work>,
     pub events: Vec<NewEvent>,
     pub spawn: Vec<Task>,
+    /// Script attempts to start after the next commit, inline when small.
+    pub inline: Vec<(usize, u32, ScriptJob)>,
+    /// Results of attempts that ended inline, handled before waiting on `rx`.
+    pub inbox: VecDeque<Msg>,
     pub launch: VecDeque<usize>,
     pub tx: mpsc::UnboundedSender<Msg>,
     pub running: usize,
@@ -267,6 +271,8 @@ pub async fn execute(
         work: VecDeque::new(),
         events: Vec::new(),
         spawn: Vec::new(),
+        inline: Vec::new(),
+        inbox: VecDeque::new(),
         launch: VecDeque::new(),
         tx: tx.clone(),
         running: 0,
@@ -415,6 +421,7 @@ impl Runner<'_> {
             for e in &events {
                 self.observer.event(e);
             }
+            self.observer.committed();
         }
         for task in self.spawn.drain(..) {
             let tx = self.tx.clone();
@@ -422,6 +429,20 @@ impl Runner<'_> {
                 let msg = task.await;
                 let _ = tx.send(msg);
             });
+        }
+        // Their `running` is committed: run small scripts here and now (no
+        // thread hand-over), move the others to a blocking thread.
+        for (inst, attempt, job) in std::mem::take(&mut self.inline) {
+            match job.run_inline() {
+                Ok(end) => self.inbox.push_back(Msg::Attempt { inst, attempt, end }),
+                Err(job) => {
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let end = job.run().await;
+                        let _ = tx.send(Msg::Attempt { inst, attempt, end });
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -454,6 +475,7 @@ impl Runner<'_> {
         &mut self,
         rx: &mut mpsc::UnboundedReceiver<Msg>,
     ) -> Result<RunReport, JournalError> {
+        let mut turned = std::time::Instant::now();
         loop {
             self.pump()?;
             if let Some(done) = self.root_done.take() {
@@ -464,8 +486,27 @@ impl Runner<'_> {
             if idle {
                 return self.finish(None);
             }
-            let Some(msg) = rx.recv().await else {
-                return self.finish(None);
+            // Messages from tasks first, so a chain of inline scripts cannot starve them.
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(_) => match self.inbox.pop_front() {
+                    Some(msg) => {
+                        // Let the runtime turn now and then (timers, signals,
+                        // processes) while inline results keep coming.
+                        if turned.elapsed() >= std::time::Duration::from_millis(2) {
+                            tokio::task::yield_now().await;
+                            turned = std::time::Instant::now();
+                        }
+                        msg
+                    }
+                    None => {
+                        let Some(msg) = rx.recv().await else {
+                            return self.finish(None);
+                        };
+                        turned = std::time::Instant::now();
+                        msg
+                    }
+                },
             };
             self.handle(msg)?;
         }

@@ -245,8 +245,13 @@ impl Runner<'_> {
         if waiting_kind.is_none() {
             self.ensure_ready(&key, &n.name, kind);
         }
-        let info = self.step_info(inst, &inputs);
         let policy = self.root_policy.clone();
+        // `step` as the rules see it; built only when there is a rule to read it.
+        let info = if policy.forbid.is_some() || policy.require_approval.is_some() {
+            self.step_info(inst, &inputs)
+        } else {
+            Json::Null
+        };
         let info_names = |name: &str| (name == "step").then(|| info.clone());
         if let Some(rule) = &policy.forbid {
             match self.eval.condition(rule, &info_names) {
@@ -427,21 +432,16 @@ impl Runner<'_> {
                         }
                     }
                 }
-                let (ttx, mut trx) = tokio::sync::mpsc::unbounded_channel::<String>();
                 let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    while let Some(line) = trx.recv().await {
-                        if tx.send(Msg::Tail { inst, line }).is_err() {
-                            break;
-                        }
-                    }
+                let tail: Box<attempt::TailFn> = Box::new(move |line| {
+                    let _ = tx.send(Msg::Tail { inst, line });
                 });
                 let c = cancel.clone();
                 Some(Box::pin(async move {
                     Msg::Attempt {
                         inst,
                         attempt,
-                        end: attempt::run_process(spec, c, Some(ttx)).await,
+                        end: attempt::run_process(spec, c, Some(tail)).await,
                     }
                 }))
             }
@@ -451,14 +451,20 @@ impl Runner<'_> {
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                     .unwrap_or_default();
                 let names: Vec<String> = values.keys().cloned().collect();
-                let (ev, ast, output) = (self.eval.clone(), ast.clone(), output.clone());
-                Some(Box::pin(async move {
-                    Msg::Attempt {
-                        inst,
-                        attempt,
-                        end: attempt::run_script(ev, ast, names, values, output, timeout).await,
-                    }
-                }))
+                let job = attempt::ScriptJob {
+                    evaluator: self.eval.clone(),
+                    ast: ast.clone(),
+                    names,
+                    values,
+                    output: output.clone(),
+                    timeout,
+                };
+                // Started by `flush` once `running` is committed: inline when small.
+                self.set_status(&key, "running", Some(attempt), data);
+                self.insts[inst].cancel = Some(cancel);
+                self.running += 1;
+                self.inline.push((inst, attempt, job));
+                return;
             }
             StepKind::Wait {
                 duration_ms,
