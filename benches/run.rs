@@ -82,12 +82,21 @@ fn timed(dir: &Path, args: &[&str]) -> (Duration, f64, i32) {
     (wall, rss, code)
 }
 
-fn bare_spawns(n: usize) -> Duration {
+/// `n` spawns of `argv`, two at a time.
+fn bare_spawns(n: usize, argv: &[&str]) -> Duration {
+    let spawn = || {
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     let start = Instant::now();
     let mut done = 0;
     while done < n {
-        let a = Command::new("sh").args(["-c", "true"]).spawn().unwrap();
-        let b = (done + 1 < n).then(|| Command::new("sh").args(["-c", "true"]).spawn().unwrap());
+        let a = spawn();
+        let b = (done + 1 < n).then(spawn);
         let mut a = a;
         a.wait().unwrap();
         done += 1;
@@ -118,12 +127,38 @@ fn main() {
         t.as_secs_f64() * 1e6 / 1000.0
     );
 
-    let bare = bare_spawns(steps);
+    let bare = bare_spawns(steps, &["sh", "-c", "true"]);
     println!(
         "| bare `sh -c true` spawns from Rust, 2 at a time | {steps} | {:.0} ms | {:.1} µs | — |",
         bare.as_secs_f64() * 1e3,
         bare.as_secs_f64() * 1e6 / steps as f64
     );
+    // The same isolation the sandbox gives a `run` step when a PID namespace
+    // is available: `unshare` and a small `sh` as PID 1 around the command.
+    let pid_ns: &[&str] = &[
+        "unshare",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--",
+        "/bin/sh",
+        "-c",
+        "exec 3<&0; \"$@\" <&3 3<&- & wait $!",
+        "flowc-init",
+        "true",
+    ];
+    let isolated = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+        .then(|| bare_spawns(steps, pid_ns));
+    if let Some(iso) = isolated {
+        println!(
+            "| bare spawns in a PID namespace (`unshare` + `sh` + `true`), 2 at a time | {steps} | {:.0} ms | {:.1} µs | — |",
+            iso.as_secs_f64() * 1e3,
+            iso.as_secs_f64() * 1e6 / steps as f64
+        );
+    }
     let (t, rss, code) = timed(dir.path(), &["run", "fan.flow", "--no-input"]);
     assert_eq!(code, 0);
     println!(
@@ -135,6 +170,12 @@ fn main() {
         "ratio fan-out/bare: {:.2}",
         t.as_secs_f64() / bare.as_secs_f64()
     );
+    if let Some(iso) = isolated {
+        println!(
+            "ratio fan-out/bare in a PID namespace: {:.2}",
+            t.as_secs_f64() / iso.as_secs_f64()
+        );
+    }
     let out = Command::new(BIN)
         .args(["runs"])
         .current_dir(dir.path())

@@ -18,12 +18,15 @@ const INIT: &str = "exec 3<&0; \"$@\" <&3 3<&- & wait $!";
 const STAGE_SHIFT: i32 = 16;
 const STAGE_RLIMIT: i32 = 1;
 const STAGE_LANDLOCK: i32 = 2;
+const STAGE_UNSHARE: i32 = 3;
 
 /// What the child does between fork and exec, prepared in the parent.
 #[derive(Debug)]
 pub struct ChildSetup {
     rlimits: Vec<(Resource, u64, u64)>,
     landlock: Option<RulesetCreated>,
+    /// Namespaces the child enters itself (as root: no `unshare` program to start).
+    namespaces: Option<nix::sched::CloneFlags>,
 }
 
 /// The command line to run and the child's setup.
@@ -45,7 +48,30 @@ pub fn prepare(
     let Some(program) = argv.first() else {
         return Err("`argv` is empty".into());
     };
+    let mut namespaces = None;
     let argv = match &plan.unshare {
+        // As root the child makes the namespaces itself: one program start
+        // (`unshare`) fewer per step. `sh` stays: the command becomes PID 1 of
+        // the new namespace as its first child, and its exit ends the namespace.
+        Some(args) if !args.iter().any(|a| a == "--user") => {
+            if !program_exists(program, cwd, path_var) {
+                return Err(format!(
+                    "cannot start `{program}`: {}",
+                    std::io::Error::from(std::io::ErrorKind::NotFound)
+                ));
+            }
+            use nix::sched::CloneFlags;
+            let mut flags = CloneFlags::CLONE_NEWPID;
+            if args.iter().any(|a| a == "--net") {
+                flags |= CloneFlags::CLONE_NEWNET;
+            }
+            namespaces = Some(flags);
+            let mut wrapped: Vec<String> = ["/bin/sh", "-c", INIT, "flowc-init"]
+                .map(String::from)
+                .to_vec();
+            wrapped.extend(argv.iter().cloned());
+            wrapped
+        }
         Some(args) => {
             // The wrapper would turn "not found" into exit code 127: say it as before.
             if !program_exists(program, cwd, path_var) {
@@ -80,6 +106,7 @@ pub fn prepare(
         setup: ChildSetup {
             rlimits: rlimits(plan),
             landlock,
+            namespaces,
         },
     })
 }
@@ -89,8 +116,12 @@ pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     let ChildSetup {
         rlimits,
         mut landlock,
+        namespaces,
     } = setup;
     let child = move || -> std::io::Result<()> {
+        if let Some(flags) = namespaces {
+            nix::sched::unshare(flags).map_err(|e| staged(STAGE_UNSHARE, e as i32))?;
+        }
         for &(resource, soft, hard) in &rlimits {
             setrlimit(resource, soft, hard).map_err(|e| staged(STAGE_RLIMIT, e as i32))?;
         }
@@ -105,9 +136,9 @@ pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe work is allowed (the parent may have other threads, e.g.
     // tokio's blocking pool, holding the allocator's locks). Everything it uses was
-    // built in the parent: it only iterates a ready Vec, calls setrlimit, prctl and
-    // landlock_restrict_self, closes the ruleset fd, and builds an io::Error from a
-    // raw errno; none of these allocate or take locks.
+    // built in the parent: it only calls unshare, iterates a ready Vec, calls
+    // setrlimit, prctl and landlock_restrict_self, closes the ruleset fd, and builds
+    // an io::Error from a raw errno; none of these allocate or take locks.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(child);
@@ -126,6 +157,7 @@ pub fn setup_error(e: &std::io::Error) -> Option<String> {
     let what = match stage {
         STAGE_RLIMIT => "setrlimit",
         STAGE_LANDLOCK => "Landlock restrict_self",
+        STAGE_UNSHARE => "unshare (PID/network namespace)",
         _ => return None,
     };
     Some(format!("sandbox setup failed: {what}: {errno}"))
