@@ -48,15 +48,8 @@ pub fn run(args: &RollbackArgs) -> u8 {
         .rev()
         .filter(|e| e.node.as_deref() == Some(args.step.as_str()))
         .filter(|e| args.attempt.is_none() || e.attempt == args.attempt)
-        .find_map(|e| {
-            let s = &e.data["snapshot"];
-            Some((
-                s["store"].as_str()?.to_string(),
-                s["id"].as_str()?.to_string(),
-                e.attempt,
-            ))
-        });
-    let Some((store, id, attempt)) = snap else {
+        .find_map(|e| Some((e.data["snapshot"]["id"].as_str()?.to_string(), e.attempt)));
+    let Some((id, attempt)) = snap else {
         let which = args
             .attempt
             .map(|a| format!(" at attempt {a}"))
@@ -67,7 +60,13 @@ pub fn run(args: &RollbackArgs) -> u8 {
         );
         return EXIT_USAGE;
     };
-    let restored = match crate::snapshot::restore(std::path::Path::new(&store), &id) {
+    // Only the store beside this journal is used, whatever an event says: a
+    // journal is data, and must not steer writes to another store.
+    let store = path
+        .parent()
+        .map(|d| d.join("snapshots"))
+        .unwrap_or_else(|| std::path::PathBuf::from(".flowc/snapshots"));
+    let restored = match crate::snapshot::restore(&store, &id) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
