@@ -161,3 +161,45 @@ skill main() {
     let effects = std::fs::read_to_string(d.join("effects")).unwrap();
     assert_eq!(effects, "a\nb\nc\n");
 }
+
+#[test]
+fn a_skip_result_that_does_not_fit_the_type_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.flow"),
+        "skill main() -> string {\n  step broken: run { command: \"exit 3\", on_failure: escalate }\n  step next: run { command: \"echo {{ broken.stdout }} > next_ran\" }\n  return next.stdout\n}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        flowc(d, &["run", "p.flow", "--no-input"]).status.code(),
+        Some(75)
+    );
+    let journal = flowc::journal::Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
+    let id = journal.runs().unwrap()[0].id.clone();
+    drop(journal);
+    let skip = flowc(
+        d,
+        &[
+            "skip",
+            &id,
+            "broken",
+            "--output",
+            r#"{"exit_code": "zero"}"#,
+        ],
+    );
+    assert!(skip.status.success());
+    let out = flowc(d, &["run", "--resume", &id, "--no-input"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not fit the step's result type"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("$.exit_code should be int"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.join("next_ran").exists());
+}

@@ -1050,6 +1050,19 @@ impl Runner<'_> {
             }
             ("policy", _) => self.queue_attempt(inst),
             ("escalation", Decision::Skip { output, .. }) => {
+                // The result a person gives is data like any step's: it must fit the type.
+                if let (Some(o), NodeKind::Step(step)) = (&output, &skill.nodes[node].kind)
+                    && let Err(e) = super::eval::validate(o, &step.result)
+                {
+                    let why = format!(
+                        "the result given with `flowc skip` does not fit the step's result type `{}`: {e}",
+                        step.result
+                    );
+                    self.set_status(&key, "failed", None, json!({ "error": why }));
+                    self.insts[inst].done = true;
+                    self.stop_run(RunEnd::Failed, format!("step `{key}`: {why}"));
+                    return;
+                }
                 self.set_status(&key, "skipped", None, json!({ "result": output }));
                 let settle = if output.is_some() {
                     Settle::Done
