@@ -203,3 +203,36 @@ fn a_skip_result_that_does_not_fit_the_type_fails_closed() {
     );
     assert!(!d.join("next_ran").exists());
 }
+
+#[test]
+fn a_called_skills_own_policy_still_forbids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, status) = run_flow(
+        dir.path(),
+        r#"
+policy loose {
+  max_steps: 100
+}
+policy tight {
+  forbid: step.kind == "run" && step.command.contains("marker")
+}
+skill cleanup() {
+  policy: tight
+  step wipe: run { command: "touch marker" }
+}
+skill main() {
+  policy: loose
+  step first: run { command: "touch allowed" }
+  step c: call cleanup { after: [first] }
+}
+"#,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(dir.path().join("allowed").exists());
+    assert!(
+        !dir.path().join("marker").exists(),
+        "the callee's forbid was ignored"
+    );
+    assert_eq!(status["violations"][0]["policy"], "tight");
+    assert_eq!(status["violations"][0]["node"], "c/wipe");
+}

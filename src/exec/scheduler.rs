@@ -378,10 +378,23 @@ impl Runner<'_> {
     /// A policy rule was violated: journals which rule, its value and the
     /// policy (`flowc status` lists these). The caller stops the run.
     pub fn violation(&mut self, node: Option<&str>, rule: &str, value: Json, why: &str) {
+        let policy = self.root_policy.name.clone();
+        self.violation_of(&policy, node, rule, value, why);
+    }
+
+    /// [`Runner::violation`] of a rule of `policy` (a called skill's own, say).
+    pub fn violation_of(
+        &mut self,
+        policy: &str,
+        node: Option<&str>,
+        rule: &str,
+        value: Json,
+        why: &str,
+    ) {
         let data = json!({
             "rule": rule,
             "value": value,
-            "policy": self.root_policy.name,
+            "policy": policy,
             "message": why,
         });
         let event = match node {

@@ -245,15 +245,26 @@ impl Runner<'_> {
         if waiting_kind.is_none() {
             self.ensure_ready(&key, &n.name, kind);
         }
-        let policy = self.root_policy.clone();
+        // The run's policy governs every step; a called skill's own policy
+        // adds its rules (it can only refuse more, never allow more).
+        let mut policies = vec![self.root_policy.clone()];
+        if !Arc::ptr_eq(&skill.policy, &self.root_policy) {
+            policies.push(skill.policy.clone());
+        }
         // `step` as the rules see it; built only when there is a rule to read it.
-        let info = if policy.forbid.is_some() || policy.require_approval.is_some() {
+        let info = if policies
+            .iter()
+            .any(|p| p.forbid.is_some() || p.require_approval.is_some())
+        {
             self.step_info(inst, &inputs)
         } else {
             Json::Null
         };
         let info_names = |name: &str| (name == "step").then(|| info.clone());
-        if let Some(rule) = &policy.forbid {
+        for policy in &policies {
+            let Some(rule) = &policy.forbid else {
+                continue;
+            };
             match self.eval.condition(rule, &info_names) {
                 Ok(false) => {}
                 Ok(true) => {
@@ -262,7 +273,7 @@ impl Runner<'_> {
                         policy.name, rule.source
                     );
                     self.set_status(&key, "failed", None, json!({ "error": why }));
-                    self.violation(Some(&key), "forbid", json!(rule.source), &why);
+                    self.violation_of(&policy.name, Some(&key), "forbid", json!(rule.source), &why);
                     self.insts[inst].done = true;
                     self.stop_run(RunEnd::Failed, format!("step `{key}` {why}"));
                     return;
@@ -278,7 +289,10 @@ impl Runner<'_> {
             self.ask(inst, "approval", prompt);
             return;
         }
-        if let Some(rule) = &policy.require_approval {
+        for policy in &policies {
+            let Some(rule) = &policy.require_approval else {
+                continue;
+            };
             match self.eval.condition(rule, &info_names) {
                 Ok(false) => {}
                 Ok(true) => {
