@@ -220,7 +220,7 @@ pub fn status(args: &StatusArgs) -> u8 {
     for u in &usage {
         let _ = writeln!(out, "{}", super::run::usage_line(u));
     }
-    if let Some(o) = &run.output {
+    if let Some(o) = run.output.as_ref().filter(|o| !o.is_null()) {
         let _ = writeln!(out, "output: {o}");
     }
     write_stdout(out.as_bytes())

@@ -250,6 +250,11 @@ impl Journal {
 
     /// Resolves a run id or a unique prefix of one.
     pub fn resolve_run(&self, id: &str) -> Result<String, JournalError> {
+        if id.trim().is_empty() {
+            return Err(JournalError::Sql(
+                "a run id is needed (see `flowc runs`)".to_string(),
+            ));
+        }
         let mut stmt = self
             .conn
             .prepare("SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ESCAPE '\\' LIMIT 2")?;
