@@ -4,19 +4,10 @@
 
 use serde_json::Value as Json;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flowc");
-
-fn flowc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FLOWC_JOURNAL")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{flowc, latest_run, stderr};
 
 fn run_flow(dir: &Path, text: &str) -> (Output, Json) {
     std::fs::write(dir.join("p.flow"), text).unwrap();
@@ -26,10 +17,6 @@ fn run_flow(dir: &Path, text: &str) -> (Output, Json) {
     let status = flowc(dir, &["status", &id, "--json"]);
     assert!(status.status.success());
     (out, serde_json::from_slice(&status.stdout).unwrap())
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
@@ -147,9 +134,7 @@ skill main() {
     .unwrap();
     let out = flowc(d, &["run", "p.flow", "--no-input"]);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
-    let journal = flowc::journal::Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
-    let id = journal.runs().unwrap()[0].id.clone();
-    drop(journal);
+    let id = latest_run(d);
     assert!(flowc(d, &["approve", &id, "gate"]).status.success());
     let out = flowc(d, &["run", "--resume", &id, "--no-input"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -175,9 +160,7 @@ fn a_skip_result_that_does_not_fit_the_type_fails_closed() {
         flowc(d, &["run", "p.flow", "--no-input"]).status.code(),
         Some(75)
     );
-    let journal = flowc::journal::Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
-    let id = journal.runs().unwrap()[0].id.clone();
-    drop(journal);
+    let id = latest_run(d);
     let skip = flowc(
         d,
         &[

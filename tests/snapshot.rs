@@ -3,19 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flowc");
-
-fn flowc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("FLOWC_JOURNAL")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+mod common;
+use common::{flowc, latest_run};
 
 fn project(dir: &Path) {
     std::fs::create_dir_all(dir.join("src/deep")).unwrap();
@@ -103,9 +93,7 @@ fn flowc_rollback_restores_a_finished_step() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_ne!(tree(d), before);
-    let journal = flowc::journal::Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
-    let run = journal.runs().unwrap()[0].id.clone();
-    drop(journal);
+    let run = latest_run(d);
 
     let out = flowc(d, &["rollback", &run, "edit"]);
     assert!(

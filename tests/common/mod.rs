@@ -1,0 +1,30 @@
+//! Helpers shared by the integration tests that drive the built binary.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_flowc");
+
+/// Runs `flowc ARGS` in `dir` with the default journal there and no stdin.
+pub fn flowc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FLOWC_JOURNAL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The id of the newest run in `dir`'s default journal.
+pub fn latest_run(dir: &Path) -> String {
+    let journal = flowc::journal::Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+    journal.runs().unwrap()[0].id.clone()
+}
+
+/// A process's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
