@@ -395,13 +395,11 @@ impl Runner<'_> {
                     env.push(("FLOWC_LLM_SCHEMA".to_string(), s.to_string()));
                 }
                 // Sandboxed like a `run` step of the same skill, under the run's policy.
-                let step_policy = self.frames[self.insts[inst].frame].skill.policy.clone();
-                let plan =
-                    match crate::sandbox::plan_for(&step_policy.sandbox, &self.root_policy.sandbox)
-                    {
-                        Ok(plan) => plan,
-                        Err(refused) => return Err(Some(AttemptEnd::Fatal(refused))),
-                    };
+                let skill = self.frames[self.insts[inst].frame].skill.clone();
+                let plan = match self.sandbox_plan(&skill, None, &skill.policy.sandbox) {
+                    Ok(plan) => plan,
+                    Err(refused) => return Err(Some(AttemptEnd::Fatal(refused))),
+                };
                 journaled["sandbox"] = plan.record();
                 let spec = ProcessSpec {
                     argv: vec![

@@ -208,6 +208,10 @@ pub(super) struct Runner<'o> {
     pub observer: &'o mut dyn Observer,
     pub root_done: Option<Result<Json, String>>,
     pub llm: super::llm::LlmState,
+    /// Sandbox plans by (skill, node; `None` for the skill's own policy): a
+    /// plan only depends on the definitions and this machine, so it is made
+    /// once per run rather than per attempt.
+    pub plans: HashMap<(usize, Option<NodeId>), Result<crate::sandbox::Plan, String>>,
 }
 
 fn new_run_id() -> String {
@@ -292,6 +296,7 @@ pub async fn execute(
         observer,
         root_done: None,
         llm,
+        plans: HashMap::new(),
     };
     if resuming {
         runner.push(NewEvent::run(&run_id, "run_resumed", json!({})));
@@ -402,6 +407,22 @@ impl Runner<'_> {
             None => NewEvent::run(&self.run_id, "policy_violation", data),
         };
         self.push(event);
+    }
+
+    /// The sandbox plan for `sandbox` (a step's, or its skill policy's)
+    /// under the run's policy; refused when a written limit cannot be held.
+    pub fn sandbox_plan(
+        &mut self,
+        skill: &Arc<Skill>,
+        node: Option<NodeId>,
+        sandbox: &crate::ir::Sandbox,
+    ) -> Result<crate::sandbox::Plan, String> {
+        let key = (Arc::as_ptr(skill) as usize, node);
+        let run = &self.root_policy.sandbox;
+        self.plans
+            .entry(key)
+            .or_insert_with(|| crate::sandbox::plan_for(sandbox, run))
+            .clone()
     }
 
     /// Queues a node status change, tracking the status locally.

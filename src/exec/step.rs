@@ -392,7 +392,7 @@ impl Runner<'_> {
                 env.push(("FLOWC_STEP".into(), key.clone()));
                 env.push(("FLOWC_ATTEMPT".into(), attempt.to_string()));
                 env.push(("FLOWC_IDEMPOTENCY_KEY".into(), idem));
-                let plan = crate::sandbox::plan_for(&run.sandbox, &self.root_policy.sandbox);
+                let plan = self.sandbox_plan(&skill, Some(node), &run.sandbox);
                 let plan = match plan {
                     Ok(plan) => plan,
                     Err(refused) => {

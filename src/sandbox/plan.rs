@@ -25,6 +25,9 @@ pub struct Plan {
     pub applied: Vec<&'static str>,
     /// Limits asked for that this machine cannot enforce (run anyway: `fallback: "weaker"`).
     pub missing: Vec<String>,
+    /// The Landlock ruleset, built on first use and shared by the clones of
+    /// this plan (each process gets a duplicate of its descriptor).
+    pub ruleset: std::sync::Arc<std::sync::OnceLock<Result<landlock::RulesetCreated, String>>>,
 }
 
 /// Absolute paths for Landlock.

@@ -96,10 +96,18 @@ pub fn prepare(
         .is_some_and(|a| a.iter().any(|x| x == "--user"));
     let landlock = match (&plan.landlock_fs, plan.landlock_net) {
         (None, false) => None,
-        (fs, net) => Some(
-            ruleset(fs.as_ref(), net, user_ns)
-                .map_err(|e| format!("sandbox setup failed: Landlock ruleset: {e}"))?,
-        ),
+        (fs, net) => {
+            let shared = plan.ruleset.get_or_init(|| {
+                ruleset(fs.as_ref(), net, user_ns)
+                    .map_err(|e| format!("sandbox setup failed: Landlock ruleset: {e}"))
+            });
+            let created = shared.as_ref().map_err(Clone::clone)?;
+            Some(
+                created
+                    .try_clone()
+                    .map_err(|e| format!("sandbox setup failed: Landlock ruleset: {e}"))?,
+            )
+        }
     };
     Ok(Prepared {
         argv,
