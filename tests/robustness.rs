@@ -258,3 +258,42 @@ proptest! {
         let _ = check_bytes(path, &mutated);
     }
 }
+
+// Files flowc reads at run time are untrusted too: a `fake` provider's
+// answers file, a model's reply, the secret store.
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn answer_files_never_panic(text in "[ -~\n\t:{}\\[\\]\"-]{0,400}") {
+        let yaml = flowc::llm::fake::Script::parse("a.yaml", &text);
+        let json = flowc::llm::fake::Script::parse("a.json", &text);
+        for script in [yaml, json].into_iter().flatten() {
+            for i in 0..script.answers.len() {
+                let _ = script.answer(i, "prompt");
+            }
+            let _ = script.pick("k", "k", 1, &[]);
+        }
+    }
+
+    #[test]
+    fn replies_never_panic(text in "[ -~\n]{0,300}") {
+        let _ = flowc::llm::schema::strip_fence(&text);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            let _ = flowc::llm::http::parse(flowc::ir::Provider::OpenAi, &v);
+            let _ = flowc::llm::http::parse(flowc::ir::Provider::Anthropic, &v);
+        }
+    }
+
+    #[test]
+    fn secret_stores_never_panic(text in "[ -~\n{}\":,]{0,400}") {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        std::fs::write(&path, &text).unwrap();
+        if let Ok(store) = flowc::secrets::Store::open(&path) {
+            for name in store.names() {
+                let _ = store.get(&name);
+            }
+        }
+    }
+}
