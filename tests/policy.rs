@@ -219,3 +219,43 @@ skill main() {
     assert_eq!(status["violations"][0]["policy"], "tight");
     assert_eq!(status["violations"][0]["node"], "c/wipe");
 }
+
+#[test]
+fn run_timeout_counts_the_time_of_earlier_sessions_but_not_the_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("p.flow"),
+        r#"
+policy quick {
+  run_timeout: 2s
+  step_timeout: 2s
+}
+skill main() {
+  policy: quick
+  step a: run { command: "sleep 1.2" }
+  step gate: approval { prompt: "go on?", after: [a] }
+  step b: run { command: "sleep 1.2; touch b_done", after: [gate] }
+}
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        flowc(d, &["run", "p.flow", "--no-input"]).status.code(),
+        Some(75)
+    );
+    let id = latest_run(d);
+    // The pause itself does not count: wait longer than the whole cap.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert!(flowc(d, &["approve", &id, "gate"]).status.success());
+    // About 0.8 s are left of the 2 s, and `b` needs 1.2 s: without the first
+    // session's time it would finish.
+    let out = flowc(d, &["run", "--resume", &id, "--no-input"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cap `run_timeout` (2s)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.join("b_done").exists());
+}

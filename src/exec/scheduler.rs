@@ -260,6 +260,11 @@ pub async fn execute(
         resuming.then_some(run_id.as_str()),
         opts.replay_llm.as_deref(),
     )?;
+    let spent_ms = if resuming {
+        journal.active_ms(&run_id)?
+    } else {
+        0
+    };
     let prior_steps = if resuming {
         journal.attempts_started(&run_id)?
     } else {
@@ -335,7 +340,11 @@ pub async fn execute(
         }
     });
     let limit = tx.clone();
-    let timeout_ms = skill.policy.run_timeout_ms;
+    // `run_timeout` counts the time the run was driven in earlier sessions too.
+    let timeout_ms = skill
+        .policy
+        .run_timeout_ms
+        .saturating_sub(spent_ms.max(0) as u64);
     let run_timer = tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(timeout_ms)).await;
         let _ = limit.send(Msg::RunTimeout);

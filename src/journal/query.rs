@@ -217,6 +217,36 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// How long the run has been driven so far, in ms: each session counts
+    /// from its `run_started`/`run_resumed` to its last own event. Time while
+    /// paused or stopped, and decisions recorded from outside, do not count.
+    pub fn active_ms(&self, run: &str) -> Result<i64, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT kind, at FROM events WHERE run_id = ?1 \
+             AND kind IN ('run_started', 'run_resumed', 'run_status', 'node_status') ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![run], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        let mut total = 0i64;
+        let mut session: Option<(i64, i64)> = None;
+        for row in rows {
+            let (kind, at) = row?;
+            if kind == "run_started" || kind == "run_resumed" {
+                if let Some((start, end)) = session {
+                    total += (end - start).max(0);
+                }
+                session = Some((at, at));
+            } else if let Some((_, end)) = session.as_mut() {
+                *end = (*end).max(at);
+            }
+        }
+        if let Some((start, end)) = session {
+            total += (end - start).max(0);
+        }
+        Ok(total)
+    }
+
     /// Step attempts a run has started so far (its `running` events).
     pub fn attempts_started(&self, run: &str) -> Result<u64, JournalError> {
         let n: i64 = self.conn.query_row(
