@@ -164,7 +164,28 @@ impl Store {
     }
 
     fn cipher(&self) -> Result<XChaCha20Poly1305, String> {
+        // Argon2id is slow on purpose (tens of ms): derive each key once per
+        // process, not once per `secret()` call of every step.
+        static DERIVED: std::sync::Mutex<Vec<(String, XChaCha20Poly1305)>> =
+            std::sync::Mutex::new(Vec::new());
         let pass = passphrase()?;
+        let id = format!(
+            "{}:{}:{}:{}",
+            self.file.kdf.salt,
+            self.file.kdf.m_cost,
+            self.file.kdf.t_cost,
+            blake3::hash(&pass).to_hex()
+        );
+        let mut derived = DERIVED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = derived.iter().find(|(k, _)| *k == id) {
+            return Ok(c.clone());
+        }
+        let cipher = self.derive(&pass)?;
+        derived.push((id, cipher.clone()));
+        Ok(cipher)
+    }
+
+    fn derive(&self, pass: &[u8]) -> Result<XChaCha20Poly1305, String> {
         let salt = B64
             .decode(&self.file.kdf.salt)
             .map_err(|_| "the secret store's salt is damaged".to_string())?;
@@ -174,7 +195,7 @@ impl Store {
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut key = Zeroizing::new([0u8; 32]);
         argon
-            .hash_password_into(&pass, &salt, key.as_mut())
+            .hash_password_into(pass, &salt, key.as_mut())
             .map_err(|e| format!("cannot derive the secret store's key: {e}"))?;
         let key = Key::try_from(key.as_slice())
             .map_err(|_| "the derived key has the wrong length".to_string())?;
