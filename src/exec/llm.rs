@@ -230,7 +230,7 @@ impl Runner<'_> {
         let mut journaled = json!({
             "provider": resolved.provider.word(),
             "url": matches!(resolved.provider, Provider::OpenAi | Provider::Anthropic).then_some(url),
-            "body": body,
+            "body": journaled_body(body),
         });
         // Spend caps, before the call: what this call may cost at most.
         let sent = request.system.as_deref().unwrap_or_default().len() + request.prompt.len();
@@ -605,6 +605,30 @@ type CallFuture = std::pin::Pin<
     >,
 >;
 
+/// Longest prompt text kept in the journal per message (the tail is kept).
+const PROMPT_CAP: usize = 4 * OUTPUT_CAP;
+
+/// The request body as journaled: each message's text within `PROMPT_CAP`.
+fn journaled_body(mut body: Json) -> Json {
+    let clip = |v: &mut Json| {
+        if let Some(text) = v.as_str()
+            && text.len() > PROMPT_CAP
+        {
+            let cut = super::step::tail_cut(text, PROMPT_CAP);
+            *v = json!(format!("[flowc: {cut} bytes dropped]{}", &text[cut..]));
+        }
+    };
+    if let Some(messages) = body["messages"].as_array_mut() {
+        for m in messages {
+            clip(&mut m["content"]);
+        }
+    }
+    if body.get("system").is_some() {
+        clip(&mut body["system"]);
+    }
+    body
+}
+
 /// Keeps journaled reply text within the output cap (the tail is kept).
 fn cap(text: &str) -> String {
     match super::step::tail_cut(text, OUTPUT_CAP) {
@@ -672,4 +696,28 @@ fn reply_end(llm: &LlmStep, reply: Reply, cost_usd: f64) -> AttemptEnd {
     }
     result["output"] = parsed;
     AttemptEnd::Result(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_prompts_are_clipped_in_the_journal_only() {
+        let long = "x".repeat(PROMPT_CAP + 10);
+        let body = json!({
+            "messages": [{ "role": "user", "content": long }, { "role": "user", "content": "short" }],
+            "system": "brief",
+        });
+        let j = journaled_body(body);
+        let first = j["messages"][0]["content"].as_str().unwrap_or_default();
+        assert!(
+            first.starts_with("[flowc: 10 bytes dropped]"),
+            "{}",
+            &first[..40]
+        );
+        assert_eq!(first.len(), PROMPT_CAP + "[flowc: 10 bytes dropped]".len());
+        assert_eq!(j["messages"][1]["content"], "short");
+        assert_eq!(j["system"], "brief");
+    }
 }
