@@ -70,6 +70,12 @@ fn the_store_sets_lists_and_removes_without_showing_values() {
 
     let out = flowc(d, &["secret", "list"], Some("pw"), None);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "TOKEN\n");
+    // `flowc doctor` tells where secrets come from, never what they are.
+    let out = flowc(d, &["doctor", "--json"], Some("pw"), None);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["secrets"]["names"], 1);
+    assert_eq!(doc["secrets"]["key_from"], "FLOWC_SECRETS_KEY");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(TOKEN));
     // Another key cannot add to (or read) this store.
     let out = flowc(
         d,
