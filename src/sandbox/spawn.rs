@@ -50,28 +50,6 @@ pub fn prepare(
     };
     let mut namespaces = None;
     let argv = match &plan.unshare {
-        // As root the child makes the namespaces itself: one program start
-        // (`unshare`) fewer per step. `sh` stays: the command becomes PID 1 of
-        // the new namespace as its first child, and its exit ends the namespace.
-        Some(args) if !args.iter().any(|a| a == "--user") => {
-            if !program_exists(program, cwd, path_var) {
-                return Err(format!(
-                    "cannot start `{program}`: {}",
-                    std::io::Error::from(std::io::ErrorKind::NotFound)
-                ));
-            }
-            use nix::sched::CloneFlags;
-            let mut flags = CloneFlags::CLONE_NEWPID;
-            if args.iter().any(|a| a == "--net") {
-                flags |= CloneFlags::CLONE_NEWNET;
-            }
-            namespaces = Some(flags);
-            let mut wrapped: Vec<String> = ["/bin/sh", "-c", INIT, "flowc-init"]
-                .map(String::from)
-                .to_vec();
-            wrapped.extend(argv.iter().cloned());
-            wrapped
-        }
         Some(args) => {
             // The wrapper would turn "not found" into exit code 127: say it as before.
             if !program_exists(program, cwd, path_var) {
@@ -80,9 +58,24 @@ pub fn prepare(
                     std::io::Error::from(std::io::ErrorKind::NotFound)
                 ));
             }
-            let mut wrapped = vec!["unshare".to_string()];
-            wrapped.extend(args.iter().cloned());
-            wrapped.extend(["--", "/bin/sh", "-c", INIT, "flowc-init"].map(String::from));
+            let mut wrapped = Vec::new();
+            if args.iter().any(|a| a == "--user") {
+                wrapped.push("unshare".to_string());
+                wrapped.extend(args.iter().cloned());
+                wrapped.push("--".to_string());
+            } else {
+                // As root the child makes the namespaces itself: one program
+                // start (`unshare`) fewer per step. `sh` stays: the command is
+                // its first child, so PID 1 of the new namespace, and its exit
+                // ends the namespace.
+                use nix::sched::CloneFlags;
+                let mut flags = CloneFlags::CLONE_NEWPID;
+                if args.iter().any(|a| a == "--net") {
+                    flags |= CloneFlags::CLONE_NEWNET;
+                }
+                namespaces = Some(flags);
+            }
+            wrapped.extend(["/bin/sh", "-c", INIT, "flowc-init"].map(String::from));
             wrapped.extend(argv.iter().cloned());
             wrapped
         }
@@ -90,10 +83,7 @@ pub fn prepare(
     };
     // Without root the PID namespace comes with a user namespace, and
     // `unshare` must write its own `/proc/self/uid_map` after Landlock applies.
-    let user_ns = plan
-        .unshare
-        .as_ref()
-        .is_some_and(|a| a.iter().any(|x| x == "--user"));
+    let user_ns = plan.unshare.is_some() && namespaces.is_none();
     let landlock = match (&plan.landlock_fs, plan.landlock_net) {
         (None, false) => None,
         (fs, net) => {
