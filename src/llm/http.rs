@@ -4,8 +4,9 @@
 //! overall timeout. `build` is separate from `call` so the executor can
 //! journal exactly the body that is sent (the key travels in a header only).
 
-use super::{CallError, Reply, Request, estimate_tokens, redact};
+use super::{CallError, Reply, Request, estimate_tokens};
 use crate::ir::Provider;
+use crate::secrets::redact;
 use serde_json::{Value as Json, json};
 
 /// Largest response body read, in bytes.
@@ -174,6 +175,10 @@ pub fn call(req: &Request) -> Result<Reply, CallError> {
         req.name
     );
     let key = req.api_key.as_deref();
+    // The key joins the secrets every message is redacted of (a server may echo it).
+    if let Some(k) = key {
+        crate::secrets::register(k);
+    }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(req.timeout))
         .http_status_as_error(false)
@@ -193,7 +198,7 @@ pub fn call(req: &Request) -> Result<Reply, CallError> {
     }
     let mut response = match request.send(body.to_string()) {
         Ok(r) => r,
-        Err(e) => return Err(transport_error(&who, e, key)),
+        Err(e) => return Err(transport_error(&who, e)),
     };
     let status = response.status().as_u16();
     let wait = response
@@ -208,7 +213,7 @@ pub fn call(req: &Request) -> Result<Reply, CallError> {
         .read_to_string()
     {
         Ok(t) => t,
-        Err(e) => return Err(transport_error(&who, e, key)),
+        Err(e) => return Err(transport_error(&who, e)),
     };
     if !(200..300).contains(&status) {
         let transient = classify(status);
@@ -221,22 +226,21 @@ pub fn call(req: &Request) -> Result<Reply, CallError> {
             transient,
             retry_after_ms: wait,
             status: Some(status),
-            message: redact(
-                &format!("{who} answered HTTP {status}{hint}: {}", gist(&text)),
-                key,
-            ),
+            message: redact(&format!(
+                "{who} answered HTTP {status}{hint}: {}",
+                gist(&text)
+            )),
         });
     }
     let json: Json = serde_json::from_str(&text).map_err(|e| {
-        CallError::transient(redact(
-            &format!("{who} sent a response that is not JSON: {e}"),
-            key,
-        ))
+        CallError::transient(redact(&format!(
+            "{who} sent a response that is not JSON: {e}"
+        )))
     })?;
     parse(req.provider, &json).map_err(|e| CallError::transient(format!("{who}: {e}")))
 }
 
-fn transport_error(who: &str, e: ureq::Error, key: Option<&str>) -> CallError {
+fn transport_error(who: &str, e: ureq::Error) -> CallError {
     use ureq::Error as E;
     let transient = matches!(
         e,
@@ -261,7 +265,7 @@ fn transport_error(who: &str, e: ureq::Error, key: Option<&str>) -> CallError {
         transient,
         retry_after_ms: None,
         status: None,
-        message: redact(&format!("{who} {what}"), key),
+        message: redact(&format!("{who} {what}")),
     }
 }
 

@@ -109,11 +109,3 @@ pub fn system_prompt(system: Option<&str>, schema: Option<&Json>) -> Option<Stri
         (None, f) => f,
     }
 }
-
-/// Replaces every occurrence of `secret` in `text`.
-pub fn redact(text: &str, secret: Option<&str>) -> String {
-    match secret {
-        Some(s) if s.len() >= 4 => text.replace(s, "[redacted]"),
-        _ => text.to_string(),
-    }
-}
