@@ -247,13 +247,13 @@ impl Runner<'_> {
         }
         // The run's policy governs every step; a called skill's own policy
         // adds its rules (it can only refuse more, never allow more).
-        let mut policies = vec![self.root_policy.clone()];
-        if !Arc::ptr_eq(&skill.policy, &self.root_policy) {
-            policies.push(skill.policy.clone());
-        }
+        let root = self.root_policy.clone();
+        let own = (!Arc::ptr_eq(&skill.policy, &root)).then(|| skill.policy.clone());
+        let policies = [Some(root), own];
+        let policies = policies.iter().flatten();
         // `step` as the rules see it; built only when there is a rule to read it.
         let info = if policies
-            .iter()
+            .clone()
             .any(|p| p.forbid.is_some() || p.require_approval.is_some())
         {
             self.step_info(inst, &inputs)
@@ -261,7 +261,7 @@ impl Runner<'_> {
             Json::Null
         };
         let info_names = |name: &str| (name == "step").then(|| info.clone());
-        for policy in &policies {
+        for policy in policies.clone() {
             let Some(rule) = &policy.forbid else {
                 continue;
             };
@@ -289,7 +289,7 @@ impl Runner<'_> {
             self.ask(inst, "approval", prompt);
             return;
         }
-        for policy in &policies {
+        for policy in policies.clone() {
             let Some(rule) = &policy.require_approval else {
                 continue;
             };
