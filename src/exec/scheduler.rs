@@ -613,7 +613,7 @@ impl Runner<'_> {
             }
             Msg::Tail { inst, line } => {
                 let key = self.insts[inst].key.clone();
-                self.observer.tail(&key, &crate::secrets::redact(&line));
+                self.observer.tail(&key, &crate::secrets::redact(line));
             }
             Msg::Interrupt => {
                 eprintln!(
@@ -667,7 +667,7 @@ impl Runner<'_> {
         if let Some(o) = &mut output {
             crate::secrets::redact_json(o);
         }
-        let error = error.map(|e| crate::secrets::redact(&e));
+        let error = error.map(crate::secrets::redact);
         let status = match end {
             RunEnd::Succeeded => "succeeded",
             RunEnd::Failed => "failed",

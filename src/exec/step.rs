@@ -1262,10 +1262,10 @@ fn redact_end(end: AttemptEnd) -> AttemptEnd {
     };
     match end {
         AttemptEnd::Result(r) => AttemptEnd::Result(json(r)),
-        AttemptEnd::Error(e, r) => AttemptEnd::Error(redact(&e), r.map(json)),
-        AttemptEnd::Rejected(r, f) => AttemptEnd::Rejected(json(r), redact(&f)),
-        AttemptEnd::Fatal(e) => AttemptEnd::Fatal(redact(&e)),
-        AttemptEnd::Transient(e, w) => AttemptEnd::Transient(redact(&e), w),
+        AttemptEnd::Error(e, r) => AttemptEnd::Error(redact(e), r.map(json)),
+        AttemptEnd::Rejected(r, f) => AttemptEnd::Rejected(json(r), redact(f)),
+        AttemptEnd::Fatal(e) => AttemptEnd::Fatal(redact(e)),
+        AttemptEnd::Transient(e, w) => AttemptEnd::Transient(redact(e), w),
         AttemptEnd::Cancelled => AttemptEnd::Cancelled,
     }
 }

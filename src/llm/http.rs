@@ -226,14 +226,14 @@ pub fn call(req: &Request) -> Result<Reply, CallError> {
             transient,
             retry_after_ms: wait,
             status: Some(status),
-            message: redact(&format!(
+            message: redact(format!(
                 "{who} answered HTTP {status}{hint}: {}",
                 gist(&text)
             )),
         });
     }
     let json: Json = serde_json::from_str(&text).map_err(|e| {
-        CallError::transient(redact(&format!(
+        CallError::transient(redact(format!(
             "{who} sent a response that is not JSON: {e}"
         )))
     })?;
@@ -265,7 +265,7 @@ fn transport_error(who: &str, e: ureq::Error) -> CallError {
         transient,
         retry_after_ms: None,
         status: None,
-        message: redact(&format!("{who} {what}")),
+        message: redact(format!("{who} {what}")),
     }
 }
 

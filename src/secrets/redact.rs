@@ -89,10 +89,15 @@ pub fn register(value: &str) {
     patterns.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
-/// `text` with every registered secret form replaced.
-pub fn redact(text: &str) -> String {
+/// `text` with every registered secret form replaced (unchanged, and not
+/// copied, when it holds none).
+pub fn redact(text: String) -> String {
     let patterns = PATTERNS.lock().unwrap_or_else(|p| p.into_inner());
-    redact_with(text, &patterns)
+    if patterns.iter().any(|p| text.contains(p.as_str())) {
+        redact_with(&text, &patterns)
+    } else {
+        text
+    }
 }
 
 fn redact_with(text: &str, patterns: &[String]) -> String {
