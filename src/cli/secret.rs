@@ -52,6 +52,9 @@ pub fn run(args: &SecretArgs) -> u8 {
                 eprintln!("error: {e}");
                 return EXIT_USAGE;
             }
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("value of `{name}` (it is echoed; end with Enter, then Ctrl-D):");
+            }
             let mut value = zeroize::Zeroizing::new(String::new());
             if let Err(e) = std::io::stdin().read_to_string(&mut value) {
                 eprintln!("error: cannot read the value from standard input: {e}");
