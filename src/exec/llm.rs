@@ -233,8 +233,8 @@ impl Runner<'_> {
             "body": journaled_body(body),
         });
         // Spend caps, before the call: what this call may cost at most.
-        let sent = request.system.as_deref().unwrap_or_default().len() + request.prompt.len();
-        let est_in = (sent as u64).div_ceil(4);
+        let est_in = estimate_tokens(request.system.as_deref().unwrap_or_default())
+            + estimate_tokens(&request.prompt);
         let est_out = max_tokens.unwrap_or(0);
         if let Some((rule, value, why)) = self.over_cap(&model, est_in, est_out) {
             self.refuse_call(inst, attempt, rule, value, why);
