@@ -69,11 +69,50 @@ fn globset(globs: &[String]) -> Result<GlobSet, String> {
     b.build().map_err(|e| format!("snapshot globs: {e}"))
 }
 
+/// The directories a walk must start from: each glob's leading literal
+/// directories (`src/**` → `src`), so that `target/` is not read for `src/**`;
+/// the root itself when a glob starts with a pattern. Nested ones are dropped.
+fn starts(globs: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for g in globs {
+        let parts: Vec<&str> = g.split('/').collect();
+        let literal: Vec<&str> = parts[..parts.len().saturating_sub(1)]
+            .iter()
+            .take_while(|c| !c.contains(['*', '?', '[', '{', '\\']) && !c.is_empty() && **c != ".")
+            .copied()
+            .collect();
+        out.push(literal.join("/"));
+    }
+    out.sort();
+    out.dedup();
+    let all = out.clone();
+    out.retain(|p| {
+        !all.iter()
+            .any(|q| q != p && (q.is_empty() || p.starts_with(&format!("{q}/"))))
+    });
+    out
+}
+
 /// Every file and symlink under `root` whose relative path matches, never
 /// entering a symlinked directory and skipping `.flowc/` and `.git/`.
-fn walk(root: &Path, set: &GlobSet) -> Result<Vec<(String, PathBuf, std::fs::Metadata)>, String> {
+fn walk(
+    root: &Path,
+    set: &GlobSet,
+    globs: &[String],
+) -> Result<Vec<(String, PathBuf, std::fs::Metadata)>, String> {
     let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
+    let mut stack = Vec::new();
+    'start: for start in starts(globs) {
+        // Every directory on the way must be a real one: never follow a link.
+        let mut dir = root.to_path_buf();
+        for part in start.split('/').filter(|p| !p.is_empty()) {
+            dir.push(part);
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                continue 'start;
+            }
+        }
+        stack.push(dir);
+    }
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| format!("cannot read `{}` for a snapshot: {e}", dir.display()))?;
@@ -115,7 +154,7 @@ pub fn take(store: &Path, root: &Path, globs: &[String]) -> Result<Taken, String
         .map_err(|e| format!("cannot create `{}`: {e}", objects.display()))?;
     let mut entries = Vec::new();
     let mut bytes = 0;
-    for (rel, path, meta) in walk(&root, &set)? {
+    for (rel, path, meta) in walk(&root, &set, globs)? {
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&path)
                 .map_err(|e| format!("cannot read the link `{}`: {e}", path.display()))?;
@@ -221,7 +260,7 @@ pub fn restore(store: &Path, id: &str) -> Result<Restored, String> {
     let mut done = Restored::default();
     let recorded: std::collections::HashSet<&str> =
         m.entries.iter().map(|e| e.path.as_str()).collect();
-    for (rel, path, _) in walk(&root, &set)? {
+    for (rel, path, _) in walk(&root, &set, &m.globs)? {
         if !recorded.contains(rel.as_str()) {
             std::fs::remove_file(&path)
                 .map_err(|e| format!("cannot remove `{}`: {e}", path.display()))?;
@@ -361,6 +400,18 @@ mod tests {
         // The same content is stored once, and the same tree gives the same id.
         let same = take(&store, &root, &["src/**".into()]).unwrap();
         assert_eq!(same.id, taken.id);
+    }
+
+    #[test]
+    fn walks_start_at_the_literal_directories_of_the_globs() {
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            starts(&g(&["src/**", "src/a/*.rs", "tests/x.rs"])),
+            ["src", "tests"]
+        );
+        assert_eq!(starts(&g(&["src/**", "*.toml"])), [""]);
+        assert_eq!(starts(&g(&["a/{b,c}/*.rs", "d/e/**"])), ["a", "d/e"]);
+        assert_eq!(starts(&g(&["./d/**"])), [""]);
     }
 
     #[test]
