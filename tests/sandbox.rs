@@ -39,22 +39,58 @@ struct Run {
     events: Vec<Event>,
 }
 
+/// How `flowc run` starts step processes: each sandbox test runs both ways.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// Through the spawner process (the default).
+    Spawner,
+    /// By forking flowc (`FLOWC_NO_SPAWNER=1`, and the fallback).
+    Forked,
+}
+
+macro_rules! both_ways {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[test]
+            fn spawner() {
+                super::$name(super::Start::Spawner)
+            }
+            #[test]
+            fn forked() {
+                super::$name(super::Start::Forked)
+            }
+        })*
+    };
+}
+
+both_ways!(
+    a_write_outside_writable_is_denied,
+    a_connect_with_network_off_is_denied,
+    a_fork_bomb_is_bounded_and_leaves_nothing,
+    allocating_past_the_memory_limit_is_classified,
+    a_process_ignoring_sigterm_dies_at_its_timeout,
+    a_daemon_dies_with_its_step,
+);
+
 impl Run {
-    fn new(flow: &str, inputs: &[&str]) -> Run {
+    fn new(how: Start, flow: &str, inputs: &[&str]) -> Run {
         let dir = tempfile::tempdir().unwrap();
         let flow = fixture(flow);
         let mut args = vec!["run", flow.to_str().unwrap(), "--no-input"];
         for i in inputs {
             args.extend(["-i", i]);
         }
-        let out = Command::new(BIN)
-            .args(&args)
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args)
             .current_dir(dir.path())
             .env_remove("FLOWC_JOURNAL")
             .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .stdin(Stdio::null());
+        match how {
+            Start::Spawner => cmd.env_remove("FLOWC_NO_SPAWNER"),
+            Start::Forked => cmd.env("FLOWC_NO_SPAWNER", "1"),
+        };
+        let out = cmd.output().unwrap();
         let journal = Journal::open_existing(&dir.path().join(".flowc/journal.db")).unwrap();
         let run = journal.runs().unwrap()[0].id.clone();
         let events = journal.events(&run).unwrap();
@@ -145,11 +181,11 @@ fn read_pid(path: &Path) -> i32 {
         .unwrap()
 }
 
-#[test]
-fn a_write_outside_writable_is_denied() {
+fn a_write_outside_writable_is_denied(how: Start) {
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("escaped.txt");
     let run = Run::new(
+        how,
         "write_outside.flow",
         &[&format!("target={}", target.display())],
     );
@@ -171,12 +207,11 @@ fn a_write_outside_writable_is_denied() {
     );
 }
 
-#[test]
-fn a_connect_with_network_off_is_denied() {
+fn a_connect_with_network_off_is_denied(how: Start) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let run = Run::new("network.flow", &[&format!("port={port}")]);
+    let run = Run::new(how, "network.flow", &[&format!("port={port}")]);
     if !has("landlock_net") && !has("net_namespace") {
         assert_eq!(run.code, 1);
         assert!(run.error().contains("network"), "{}", run.error());
@@ -190,9 +225,8 @@ fn a_connect_with_network_off_is_denied() {
     );
 }
 
-#[test]
-fn a_fork_bomb_is_bounded_and_leaves_nothing() {
-    let run = Run::new("fork_bomb.flow", &[]);
+fn a_fork_bomb_is_bounded_and_leaves_nothing(how: Start) {
+    let run = Run::new(how, "fork_bomb.flow", &[]);
     if !has("rlimit_nproc") {
         // Root: RLIMIT_NPROC does not bind, so `processes: 16` is refused before it starts.
         assert_eq!(run.code, 1);
@@ -208,7 +242,7 @@ fn a_fork_bomb_is_bounded_and_leaves_nothing() {
         assert_eq!(run.outcome(), "process_limit", "{}", run.output());
     }
     // With `fallback: "weaker"` it runs anyway; nothing it forked may outlive it.
-    let weak = Run::new("fork_bomb_weaker.flow", &[]);
+    let weak = Run::new(how, "fork_bomb_weaker.flow", &[]);
     let pids: Vec<i32> = std::fs::read_dir(weak.path("pids"))
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -225,17 +259,15 @@ fn a_fork_bomb_is_bounded_and_leaves_nothing() {
     }
 }
 
-#[test]
-fn allocating_past_the_memory_limit_is_classified() {
-    let run = Run::new("memory.flow", &[]);
+fn allocating_past_the_memory_limit_is_classified(how: Start) {
+    let run = Run::new(how, "memory.flow", &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(run.outcome(), "memory_limit", "{}", run.output());
     assert!(run.layers().contains(&"rlimits".to_string()));
 }
 
-#[test]
-fn a_process_ignoring_sigterm_dies_at_its_timeout() {
-    let run = Run::new("ignores_sigterm.flow", &[]);
+fn a_process_ignoring_sigterm_dies_at_its_timeout(how: Start) {
+    let run = Run::new(how, "ignores_sigterm.flow", &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(run.outcome(), "timeout", "{}", run.output());
     assert!(
@@ -249,9 +281,8 @@ fn a_process_ignoring_sigterm_dies_at_its_timeout() {
     assert!(left.is_empty(), "the stubborn process survived its timeout");
 }
 
-#[test]
-fn a_daemon_dies_with_its_step() {
-    let run = Run::new("daemon.flow", &[]);
+fn a_daemon_dies_with_its_step(how: Start) {
+    let run = Run::new(how, "daemon.flow", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.outcome(), "exit");
     let pid = read_pid(&run.path("daemon.pid"));

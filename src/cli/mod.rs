@@ -139,6 +139,23 @@ pub enum Command {
 }
 
 /// Runs the command line; returns the process exit code.
+/// Whether these arguments (without the program name) ask for `flowc run`:
+/// decided before parsing, so the spawner can be forked before any thread starts.
+pub fn runs_steps(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--color") => {
+                args.next();
+            }
+            Some(a) if a.starts_with('-') => {}
+            Some(a) => return a == "run",
+            None => return false,
+        }
+    }
+    false
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

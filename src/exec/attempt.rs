@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 /// Largest stdout or stderr kept in memory and in the result; the tail is kept.
@@ -127,27 +127,84 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Runs a process in its own process group; kills the group on timeout or cancel.
-pub async fn run_process(
-    spec: ProcessSpec,
-    cancel: Arc<Notify>,
-    tail: Option<Box<TailFn>>,
-) -> AttemptEnd {
-    let Some(program) = spec.argv.first().cloned() else {
-        return AttemptEnd::Error("`argv` is empty".into(), None);
-    };
+type Stream = Box<dyn AsyncRead + Unpin + Send>;
+
+/// A started process, however it was started.
+struct Proc {
+    stdin: Option<Box<dyn AsyncWrite + Unpin + Send>>,
+    stdout: Option<Stream>,
+    stderr: Option<Stream>,
+    handle: Handle,
+}
+
+enum Handle {
+    /// Forked from flowc (`tokio::process`).
+    Forked(tokio::process::Child),
+    /// Started by the spawner process.
+    Spawned(crate::sandbox::SpawnedChild),
+}
+
+impl Proc {
+    fn id(&self) -> Option<u32> {
+        match &self.handle {
+            Handle::Forked(c) => c.id(),
+            Handle::Spawned(c) => Some(c.id()),
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match &mut self.handle {
+            Handle::Forked(c) => c.wait().await,
+            Handle::Spawned(c) => c.wait().await,
+        }
+    }
+
+    async fn kill(&mut self) {
+        match &mut self.handle {
+            Handle::Forked(c) => {
+                let _ = c.kill().await;
+            }
+            Handle::Spawned(c) => {
+                c.start_kill();
+                let _ = c.wait().await;
+            }
+        }
+    }
+}
+
+/// Starts the process of `spec`: through the spawner when there is one,
+/// otherwise by forking flowc with the sandbox applied before exec.
+async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
+    use crate::sandbox::NotSpawned;
+    match crate::sandbox::spawn_process(
+        &spec.argv,
+        &spec.env,
+        spec.cwd.as_deref(),
+        spec.stdin.is_some(),
+        spec.sandbox.as_ref(),
+    )
+    .await
+    {
+        Ok(s) => {
+            return Ok(Proc {
+                stdin: s.stdin.map(|w| Box::new(w) as _),
+                stdout: Some(Box::new(s.stdout)),
+                stderr: Some(Box::new(s.stderr)),
+                handle: Handle::Spawned(s.child),
+            });
+        }
+        Err(NotSpawned::Failed(e)) => return Err(spawn_error(spec, program, &e)),
+        Err(NotSpawned::Unavailable) => {}
+    }
     let prepared = match &spec.sandbox {
         Some(plan) => {
             let path = spec.env.iter().rev().find(|(k, _)| k == "PATH");
-            match crate::sandbox::prepare(
+            Some(crate::sandbox::prepare(
                 &spec.argv,
                 spec.cwd.as_deref(),
                 path.map(|(_, v)| v.as_str()),
                 plan,
-            ) {
-                Ok(p) => Some(p),
-                Err(e) => return AttemptEnd::Error(e, None),
-            }
+            )?)
         }
         None => None,
     };
@@ -156,7 +213,7 @@ pub async fn run_process(
         None => (spec.argv.clone(), None),
     };
     let Some((first, args)) = argv.split_first() else {
-        return AttemptEnd::Error("`argv` is empty".into(), None);
+        return Err("`argv` is empty".into());
     };
     let mut cmd = tokio::process::Command::new(first);
     cmd.args(args)
@@ -176,26 +233,45 @@ pub async fn run_process(
     if let Some(setup) = setup {
         crate::sandbox::install(&mut cmd, setup);
     }
+    let mut child = cmd.spawn().map_err(|e| spawn_error(spec, program, &e))?;
+    Ok(Proc {
+        stdin: child.stdin.take().map(|w| Box::new(w) as _),
+        stdout: child.stdout.take().map(|r| Box::new(r) as _),
+        stderr: child.stderr.take().map(|r| Box::new(r) as _),
+        handle: Handle::Forked(child),
+    })
+}
+
+fn spawn_error(spec: &ProcessSpec, program: &str, e: &std::io::Error) -> String {
+    if let Some(why) = crate::sandbox::setup_error(e) {
+        why
+    } else if spec
+        .cwd
+        .as_deref()
+        .is_some_and(|c| !std::path::Path::new(c).is_dir())
+    {
+        format!(
+            "working directory `{}` does not exist",
+            spec.cwd.as_deref().unwrap_or_default()
+        )
+    } else {
+        format!("cannot start `{program}`: {e}")
+    }
+}
+
+/// Runs a process in its own process group; kills the group on timeout or cancel.
+pub async fn run_process(
+    spec: ProcessSpec,
+    cancel: Arc<Notify>,
+    tail: Option<Box<TailFn>>,
+) -> AttemptEnd {
+    let Some(program) = spec.argv.first().cloned() else {
+        return AttemptEnd::Error("`argv` is empty".into(), None);
+    };
     let started = Instant::now();
-    let mut child = match cmd.spawn() {
+    let mut child = match start(&spec, &program).await {
         Ok(c) => c,
-        Err(e) => {
-            let what = if let Some(why) = crate::sandbox::setup_error(&e) {
-                why
-            } else if spec
-                .cwd
-                .as_deref()
-                .is_some_and(|c| !std::path::Path::new(c).is_dir())
-            {
-                format!(
-                    "working directory `{}` does not exist",
-                    spec.cwd.as_deref().unwrap_or_default()
-                )
-            } else {
-                format!("cannot start `{program}`: {e}")
-            };
-            return AttemptEnd::Error(what, None);
-        }
+        Err(what) => return AttemptEnd::Error(what, None),
     };
     let pid = child.id();
     let stdin_task = match (child.stdin.take(), spec.stdin) {
@@ -208,19 +284,13 @@ pub async fn run_process(
     // Both streams are read in this task (no task per stream), while it waits.
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let tail = tail.as_deref();
-    let read = |r: Option<tokio::process::ChildStdout>| async move {
+    let read = |r: Option<Stream>| async move {
         match r {
             Some(r) => pump(r, tail).await,
             None => Capture::default(),
         }
     };
-    let read_err = |r: Option<tokio::process::ChildStderr>| async move {
-        match r {
-            Some(r) => pump(r, tail).await,
-            None => Capture::default(),
-        }
-    };
-    let mut streams = std::pin::pin!(async { tokio::join!(read(out), read_err(err)) });
+    let mut streams = std::pin::pin!(async { tokio::join!(read(out), read(err)) });
     let mut captured = None;
     enum Stop {
         Exited(std::io::Result<std::process::ExitStatus>),

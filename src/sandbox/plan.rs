@@ -31,7 +31,7 @@ pub struct Plan {
 }
 
 /// Absolute paths for Landlock.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FsRules {
     /// Writable (and readable) trees; `None` means writes are not restricted.
     pub writable: Option<Vec<PathBuf>>,

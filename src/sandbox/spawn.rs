@@ -16,17 +16,15 @@ const INIT: &str = "exec 3<&0; \"$@\" <&3 3<&- & wait $!";
 
 /// Raw OS errors returned from the child carry the failed stage above this bit.
 const STAGE_SHIFT: i32 = 16;
-const STAGE_RLIMIT: i32 = 1;
-const STAGE_LANDLOCK: i32 = 2;
-const STAGE_UNSHARE: i32 = 3;
+pub(super) const STAGE_RLIMIT: i32 = 1;
+pub(super) const STAGE_LANDLOCK: i32 = 2;
+pub(super) const STAGE_UNSHARE: i32 = 3;
 
 /// What the child does between fork and exec, prepared in the parent.
 #[derive(Debug)]
 pub struct ChildSetup {
     rlimits: Vec<(Resource, u64, u64)>,
     landlock: Option<RulesetCreated>,
-    /// Namespaces the child enters itself (as root: no `unshare` program to start).
-    namespaces: Option<nix::sched::CloneFlags>,
 }
 
 /// The command line to run and the child's setup.
@@ -48,33 +46,22 @@ pub fn prepare(
     let Some(program) = argv.first() else {
         return Err("`argv` is empty".into());
     };
-    let mut namespaces = None;
     let argv = match &plan.unshare {
         Some(args) => {
             // The wrapper would turn "not found" into exit code 127: say it as before.
             if !program_exists(program, cwd, path_var) {
                 return Err(format!(
                     "cannot start `{program}`: {}",
-                    std::io::Error::from(std::io::ErrorKind::NotFound)
+                    std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32)
                 ));
             }
-            let mut wrapped = Vec::new();
-            if args.iter().any(|a| a == "--user") {
-                wrapped.push("unshare".to_string());
-                wrapped.extend(args.iter().cloned());
-                wrapped.push("--".to_string());
-            } else {
-                // As root the child makes the namespaces itself: one program
-                // start (`unshare`) fewer per step. `sh` stays: the command is
-                // its first child, so PID 1 of the new namespace, and its exit
-                // ends the namespace.
-                use nix::sched::CloneFlags;
-                let mut flags = CloneFlags::CLONE_NEWPID;
-                if args.iter().any(|a| a == "--net") {
-                    flags |= CloneFlags::CLONE_NEWNET;
-                }
-                namespaces = Some(flags);
-            }
+            // `unshare --fork` makes `sh` PID 1 of the new namespace and the
+            // command its child: the command keeps ordinary signal handling,
+            // and the namespace ends with it. (The spawner does the same with
+            // two clones and no program starts.)
+            let mut wrapped = vec!["unshare".to_string()];
+            wrapped.extend(args.iter().cloned());
+            wrapped.push("--".to_string());
             wrapped.extend(["/bin/sh", "-c", INIT, "flowc-init"].map(String::from));
             wrapped.extend(argv.iter().cloned());
             wrapped
@@ -83,7 +70,10 @@ pub fn prepare(
     };
     // Without root the PID namespace comes with a user namespace, and
     // `unshare` must write its own `/proc/self/uid_map` after Landlock applies.
-    let user_ns = plan.unshare.is_some() && namespaces.is_none();
+    let user_ns = plan
+        .unshare
+        .as_ref()
+        .is_some_and(|args| args.iter().any(|a| a == "--user"));
     let landlock = match (&plan.landlock_fs, plan.landlock_net) {
         (None, false) => None,
         (fs, net) => {
@@ -104,7 +94,6 @@ pub fn prepare(
         setup: ChildSetup {
             rlimits: rlimits(plan),
             landlock,
-            namespaces,
         },
     })
 }
@@ -114,12 +103,8 @@ pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     let ChildSetup {
         rlimits,
         mut landlock,
-        namespaces,
     } = setup;
     let child = move || -> std::io::Result<()> {
-        if let Some(flags) = namespaces {
-            nix::sched::unshare(flags).map_err(|e| staged(STAGE_UNSHARE, e as i32))?;
-        }
         for &(resource, soft, hard) in &rlimits {
             setrlimit(resource, soft, hard).map_err(|e| staged(STAGE_RLIMIT, e as i32))?;
         }
@@ -134,7 +119,7 @@ pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe work is allowed (the parent may have other threads, e.g.
     // tokio's blocking pool, holding the allocator's locks). Everything it uses was
-    // built in the parent: it only calls unshare, iterates a ready Vec, calls
+    // built in the parent: it only iterates a ready Vec, calls
     // setrlimit, prctl and landlock_restrict_self, closes the ruleset fd, and builds
     // an io::Error from a raw errno; none of these allocate or take locks.
     #[allow(unsafe_code)]
@@ -144,7 +129,12 @@ pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
 }
 
 fn staged(stage: i32, errno: i32) -> std::io::Error {
-    std::io::Error::from_raw_os_error((stage << STAGE_SHIFT) | (errno & 0xffff))
+    std::io::Error::from_raw_os_error(staged_raw(stage, errno))
+}
+
+/// A raw errno with the stage of the child's setup that failed.
+pub(super) fn staged_raw(stage: i32, errno: i32) -> i32 {
+    (stage << STAGE_SHIFT) | (errno & 0xffff)
 }
 
 /// The message for a spawn error that came from the child's setup, if it did.
@@ -161,7 +151,7 @@ pub fn setup_error(e: &std::io::Error) -> Option<String> {
     Some(format!("sandbox setup failed: {what}: {errno}"))
 }
 
-fn rlimits(plan: &Plan) -> Vec<(Resource, u64, u64)> {
+pub(super) fn rlimits(plan: &Plan) -> Vec<(Resource, u64, u64)> {
     let mut out = Vec::new();
     let mut add = |r: Resource, soft: Option<u64>, hard: Option<u64>| {
         let (Some(soft), Some(hard)) = (soft, hard) else {
@@ -189,7 +179,7 @@ fn rlimits(plan: &Plan) -> Vec<(Resource, u64, u64)> {
 /// reads, writes, truncation and renames without breaking terminal ioctls.
 const FS_ABI: ABI = ABI::V4;
 
-fn ruleset(
+pub(super) fn ruleset(
     fs: Option<&FsRules>,
     net: bool,
     user_ns: bool,

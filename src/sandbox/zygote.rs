@@ -1,0 +1,638 @@
+//! The spawner's own process: forked from flowc before anything else runs, it
+//! starts each step's process on request and reports how it ended.
+//!
+//! It is single-threaded, so the processes it clones may do anything between
+//! clone and exec (allocate included): no other thread can hold a lock. Its
+//! children are cheap to create because it stays small, whatever the size of
+//! the flowc process it serves.
+
+use super::spawn::{STAGE_LANDLOCK, STAGE_RLIMIT, STAGE_UNSHARE, ruleset, staged_raw};
+use super::spawner::{
+    FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, MAX_REQUEST, Request, UserMap,
+};
+use landlock::RulesetCreated;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, killpg, signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, send};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, OsStr};
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+/// The clone child's stack; untouched pages are never materialized.
+const STACK: usize = 1 << 20;
+
+struct Zygote {
+    sock: OwnedFd,
+    signals: SignalFd,
+    devnull: OwnedFd,
+    /// Live children: the reply socket of a started one (`None`: failed to start, only reaped).
+    children: HashMap<i32, Option<OwnedFd>>,
+    rulesets: HashMap<String, RulesetCreated>,
+    /// The environment flowc had when it forked this process, as `NAME=value`
+    /// entries with the length of the name.
+    base_env: Vec<(usize, CString)>,
+}
+
+/// Serves requests on `sock` until flowc closes it, then kills what is left and exits.
+pub(super) fn serve(sock: OwnedFd) -> ! {
+    let _ = nix::sys::prctl::set_name(c"flowc-spawner");
+    // flowc decides how to stop (Ctrl-C reaches the whole foreground group);
+    // this process ends when flowc's end of the socket closes.
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+    ] {
+        // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+        #[allow(unsafe_code)]
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    let (Ok(signals), Ok(devnull)) = (
+        SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK),
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null"),
+    ) else {
+        std::process::exit(1);
+    };
+    let devnull = OwnedFd::from(devnull);
+    // Nothing is written to flowc's terminal or pipes from here: a test that
+    // waits for flowc's output to close must not wait for this process.
+    for fd in 0..3 {
+        let mut target = std::mem::ManuallyDrop::new(raw_owned(fd));
+        let _ = nix::unistd::dup2(devnull.as_fd(), &mut target);
+    }
+    let mut z = Zygote {
+        sock,
+        signals,
+        devnull,
+        children: HashMap::new(),
+        rulesets: HashMap::new(),
+        base_env: std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let entry = [k.as_bytes(), b"=", v.as_bytes()].concat();
+                Some((k.len(), CString::new(entry).ok()?))
+            })
+            .collect(),
+    };
+    let mut stack = vec![0u8; STACK];
+    let mut buf = vec![0u8; MAX_REQUEST];
+    loop {
+        let (sock_ready, sig_ready) = {
+            let mut fds = [
+                PollFd::new(z.sock.as_fd(), PollFlags::POLLIN),
+                PollFd::new(z.signals.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(_) => z.shutdown(),
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if sig_ready {
+            while let Ok(Some(_)) = z.signals.read_signal() {}
+            z.reap();
+        }
+        if sock_ready {
+            match z.receive(&mut buf) {
+                Received::Request(req, fds) => z.start(&req, fds, &mut stack),
+                Received::Nothing => {}
+                Received::Closed => z.shutdown(),
+            }
+        }
+    }
+}
+
+enum Received {
+    Request(Box<Request>, Vec<OwnedFd>),
+    Nothing,
+    Closed,
+}
+
+fn raw_owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: used only for 0, 1 and 2 under ManuallyDrop (never closed through it).
+    #[allow(unsafe_code)]
+    unsafe {
+        OwnedFd::from_raw_fd(fd)
+    }
+}
+
+impl Zygote {
+    fn receive(&mut self, buf: &mut [u8]) -> Received {
+        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        let mut iov = [IoSliceMut::new(buf)];
+        let (len, fds, truncated) = match recvmsg::<()>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(msg) => {
+                let mut fds = Vec::new();
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            fds.extend(raw.into_iter().map(|fd| {
+                                // SAFETY: SCM_RIGHTS hands this process new descriptors it alone owns.
+                                #[allow(unsafe_code)]
+                                unsafe {
+                                    OwnedFd::from_raw_fd(fd)
+                                }
+                            }));
+                        }
+                    }
+                }
+                let truncated = msg
+                    .flags
+                    .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+                (msg.bytes, fds, truncated)
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => return Received::Nothing,
+            Err(_) => return Received::Closed,
+        };
+        if len == 0 && fds.is_empty() {
+            return Received::Closed;
+        }
+        let reply = fds.first().map(|fd| fd.as_raw_fd());
+        let parsed = if truncated {
+            None
+        } else {
+            serde_json::from_slice::<Request>(&buf[..len]).ok()
+        };
+        match (parsed, reply) {
+            (Some(req), Some(_)) if fds.len() == req.fds().len() => {
+                Received::Request(Box::new(req), fds)
+            }
+            (_, Some(fd)) => {
+                // A malformed request: say so on its reply socket, if it has one.
+                let _ = send_reply(fd, KIND_FAILED, Errno::EINVAL as i32);
+                Received::Nothing
+            }
+            (_, None) => Received::Nothing,
+        }
+    }
+
+    /// Starts the process of `req`; replies `started` or `failed` on its socket.
+    fn start(&mut self, req: &Request, fds: Vec<OwnedFd>, stack: &mut [u8]) {
+        let roles = req.fds();
+        let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
+        let mut take = |role: FdRole| -> Option<OwnedFd> {
+            let i = roles.iter().position(|r| *r == role)?;
+            fds.get_mut(i)?.take()
+        };
+        let (Some(reply), Some(stdout), Some(stderr)) = (
+            take(FdRole::Reply),
+            take(FdRole::Stdout),
+            take(FdRole::Stderr),
+        ) else {
+            return;
+        };
+        let stdin = take(FdRole::Stdin);
+        match self.clone_child(req, stdin, stdout, stderr, stack) {
+            Ok(pid) => {
+                let _ = send_reply(reply.as_raw_fd(), KIND_STARTED, pid);
+                self.children.insert(pid, Some(reply));
+            }
+            Err((errno, pid)) => {
+                let _ = send_reply(reply.as_raw_fd(), KIND_FAILED, errno);
+                if let Some(pid) = pid {
+                    self.children.insert(pid, None);
+                }
+            }
+        }
+    }
+
+    /// Clones the child and waits until it has exec'd (or failed to).
+    /// Errors are raw staged errnos, with the pid when a child exists to reap.
+    fn clone_child(
+        &mut self,
+        req: &Request,
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        stack: &mut [u8],
+    ) -> Result<i32, (i32, Option<i32>)> {
+        let no_child = |errno: i32| (errno, None);
+        let argv = cstrings(req.argv.iter().map(|s| s.as_bytes())).map_err(no_child)?;
+        let Some(program) = req.argv.first() else {
+            return Err(no_child(Errno::ENOENT as i32));
+        };
+        let mut landlock = match &req.landlock {
+            None => None,
+            Some(spec) => {
+                let key = serde_json::to_string(spec).unwrap_or_default();
+                if !self.rulesets.contains_key(&key) {
+                    let built = ruleset(spec.fs.as_ref(), spec.net, false)
+                        .map_err(|_| no_child(staged_raw(STAGE_LANDLOCK, Errno::EINVAL as i32)))?;
+                    self.rulesets.insert(key.clone(), built);
+                }
+                let shared = self
+                    .rulesets
+                    .get(&key)
+                    .ok_or_else(|| no_child(Errno::EINVAL as i32))?;
+                Some(
+                    shared
+                        .try_clone()
+                        .map_err(|e| no_child(e.raw_os_error().unwrap_or(0)))?,
+                )
+            }
+        };
+        let overrides = Self::overrides(&req.env).map_err(no_child)?;
+        let envp = self.environment(&overrides);
+        let candidates = candidates(program, &envp, req.cwd.as_deref()).map_err(no_child)?;
+        let cwd = match &req.cwd {
+            Some(c) => {
+                Some(CString::new(c.as_bytes()).map_err(|_| no_child(Errno::EINVAL as i32))?)
+            }
+            None => None,
+        };
+        let rlimits = req.rlimits();
+        let (err_r, err_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?;
+        let sync = match req.ns.user {
+            Some(_) => Some(
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?,
+            ),
+            None => None,
+        };
+        let mut flags = CloneFlags::empty();
+        if req.ns.pid {
+            flags |= CloneFlags::CLONE_NEWPID;
+        }
+        if req.ns.net {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        if req.ns.user.is_some() {
+            flags |= CloneFlags::CLONE_NEWUSER;
+        }
+        let namespaces = flags;
+        if !req.ns.pid {
+            // The child execs the command itself: it may borrow this process's
+            // memory until then (as posix_spawn does), which spares copying it.
+            flags |= CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
+        }
+        let (own_stack, command_stack) = stack.split_at_mut(stack.len() / 2);
+        // Descriptors of this process the child must not keep (it may live as
+        // the namespace's init for as long as the command runs). The cached
+        // Landlock rulesets are close-on-exec and grant nothing by being open.
+        let mut foreign: Vec<RawFd> = self
+            .children
+            .values()
+            .flatten()
+            .map(AsRawFd::as_raw_fd)
+            .collect();
+        foreign.extend([
+            self.sock.as_raw_fd(),
+            self.signals.as_raw_fd(),
+            err_r.as_raw_fd(),
+        ]);
+        if let Some((_, w)) = &sync {
+            foreign.push(w.as_raw_fd());
+        }
+        let stdin_fd = stdin
+            .as_ref()
+            .map_or(self.devnull.as_raw_fd(), AsRawFd::as_raw_fd);
+        let mut child = Child {
+            command_stack,
+            stdin: stdin_fd,
+            stdout: stdout.as_raw_fd(),
+            stderr: stderr.as_raw_fd(),
+            devnull: self.devnull.as_raw_fd(),
+            err: err_w.as_raw_fd(),
+            sync: sync.as_ref().map(|(r, _)| r.as_raw_fd()),
+            foreign: &foreign,
+            cwd: cwd.as_deref(),
+            rlimits: &rlimits,
+            init: req.ns.pid,
+            argv: &argv,
+            envp: &envp,
+            candidates: &candidates,
+        };
+        let cb = Box::new(move || child.run(landlock.take()));
+        // SAFETY: this process has a single thread, so the child may run any
+        // code; the stack is ours and large for what the child does (no recursion).
+        #[allow(unsafe_code)]
+        let cloned =
+            unsafe { nix::sched::clone(cb, own_stack, flags, Some(Signal::SIGCHLD as i32)) };
+        drop((err_w, stdin, stdout, stderr));
+        let pid = match cloned {
+            Ok(pid) => pid.as_raw(),
+            Err(e) if namespaces.is_empty() => return Err(no_child(e as i32)),
+            Err(e) => return Err(no_child(staged_raw(STAGE_UNSHARE, e as i32))),
+        };
+        if let (Some(map), Some((sync_r, sync_w))) = (req.ns.user, sync) {
+            drop(sync_r);
+            if let Err(e) = write_id_maps(pid, map) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                return Err((staged_raw(STAGE_UNSHARE, e), Some(pid)));
+            }
+            let _ = nix::unistd::write(&sync_w, &[1]);
+        }
+        // The pipe closes on exec (close-on-exec) or carries the errno of a failure.
+        let mut word = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match nix::unistd::read(&err_r, &mut word[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        if got == 4 {
+            Err((i32::from_le_bytes(word), Some(pid)))
+        } else {
+            Ok(pid)
+        }
+    }
+
+    /// The step's variables (the last of each name), as `NAME=value`.
+    fn overrides(set: &[(String, String)]) -> Result<Vec<(usize, CString)>, i32> {
+        set.iter()
+            .enumerate()
+            .filter(|(i, (k, _))| !set[i + 1..].iter().any(|(later, _)| later == k))
+            .map(|(_, (k, v))| {
+                let entry = [k.as_bytes(), b"=", v.as_bytes()].concat();
+                CString::new(entry)
+                    .map(|c| (k.len(), c))
+                    .map_err(|_| Errno::EINVAL as i32)
+            })
+            .collect()
+    }
+
+    /// flowc's environment at fork time with `overrides` set over it.
+    fn environment<'a>(&'a self, overrides: &'a [(usize, CString)]) -> Vec<&'a CStr> {
+        fn name((len, entry): &(usize, CString)) -> &[u8] {
+            &entry.as_bytes()[..*len]
+        }
+        self.base_env
+            .iter()
+            .filter(|kv| !overrides.iter().any(|o| name(o) == name(kv)))
+            .chain(overrides)
+            .map(|(_, entry)| entry.as_c_str())
+            .collect()
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let (pid, raw) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, (code & 0xff) << 8),
+                Ok(WaitStatus::Signaled(pid, sig, core)) => {
+                    (pid, sig as i32 | if core { 0x80 } else { 0 })
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            if let Some(Some(reply)) = self.children.remove(&pid.as_raw()) {
+                let _ = send_reply(reply.as_raw_fd(), KIND_EXITED, raw);
+            }
+        }
+    }
+
+    /// flowc is gone or closed the socket: nothing it started may outlive it.
+    fn shutdown(&mut self) -> ! {
+        for &pid in self.children.keys() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        for &pid in self.children.keys() {
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        std::process::exit(0)
+    }
+}
+
+fn send_reply(fd: RawFd, kind: i32, value: i32) -> nix::Result<usize> {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&kind.to_le_bytes());
+    msg[4..].copy_from_slice(&value.to_le_bytes());
+    send(fd, &msg, MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT)
+}
+
+fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>, i32> {
+    items
+        .map(|b| CString::new(b).map_err(|_| Errno::EINVAL as i32))
+        .collect()
+}
+
+/// The paths `execve` tries, in `PATH` order like `execvp`; absolute
+/// directories without the program are left out here rather than tried.
+fn candidates(program: &str, env: &[&CStr], cwd: Option<&str>) -> Result<Vec<CString>, i32> {
+    if program.contains('/') {
+        return cstrings(std::iter::once(program.as_bytes()));
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.to_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"/bin:/usr/bin");
+    let mut out = Vec::new();
+    for dir in path.split(|&b| b == b':') {
+        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+        let full = [dir, b"/", program.as_bytes()].concat();
+        if dir.starts_with(b"/") {
+            if !std::path::Path::new(OsStr::from_bytes(&full)).is_file() {
+                continue;
+            }
+        } else if cwd.is_none() && !std::path::Path::new(OsStr::from_bytes(&full)).exists() {
+            continue;
+        }
+        out.push(CString::new(full).map_err(|_| Errno::EINVAL as i32)?);
+    }
+    if out.is_empty() {
+        return Err(Errno::ENOENT as i32);
+    }
+    Ok(out)
+}
+
+fn write_id_maps(pid: i32, map: UserMap) -> Result<(), i32> {
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let (inner_uid, inner_gid) = match map {
+        UserMap::Current => (uid, gid),
+        UserMap::Root => (0, 0),
+    };
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/{pid}/{file}"), text)
+            .map_err(|e| e.raw_os_error().unwrap_or(Errno::EPERM as i32))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("{inner_uid} {uid} 1"))?;
+    write("gid_map", format!("{inner_gid} {gid} 1"))
+}
+
+/// Everything the cloned child needs, prepared before the clone.
+struct Child<'a> {
+    /// The stack the namespace's init starts the command on.
+    command_stack: &'a mut [u8],
+    stdin: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    devnull: RawFd,
+    err: RawFd,
+    sync: Option<RawFd>,
+    foreign: &'a [RawFd],
+    cwd: Option<&'a CStr>,
+    rlimits: &'a [(nix::sys::resource::Resource, u64, u64)],
+    /// The child is PID 1 of a new namespace: it runs the command as its own child.
+    init: bool,
+    argv: &'a [CString],
+    envp: &'a [&'a CStr],
+    candidates: &'a [CString],
+}
+
+impl Child<'_> {
+    /// Runs in the cloned child; returns only as the exit code.
+    fn run(&mut self, landlock: Option<RulesetCreated>) -> isize {
+        let errno = match self.setup(landlock) {
+            Ok(()) if self.init => return self.init(),
+            Ok(()) => self.exec(),
+            Err(raw) => raw,
+        };
+        self.fail(errno)
+    }
+
+    fn fail(&self, raw: i32) -> ! {
+        let _ = nix::unistd::write(borrowed(self.err), &raw.to_le_bytes());
+        exit_now(127)
+    }
+
+    fn setup(&self, landlock: Option<RulesetCreated>) -> Result<(), i32> {
+        if let Some(fd) = self.sync {
+            // Wait until the spawner has written this user namespace's id maps.
+            let mut byte = [0u8; 1];
+            while let Err(Errno::EINTR) = nix::unistd::read(borrowed(fd), &mut byte) {}
+        }
+        for s in [
+            Signal::SIGPIPE,
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+        ] {
+            // SAFETY: restoring the default disposition installs no handler code.
+            #[allow(unsafe_code)]
+            let _ = unsafe { signal(s, SigHandler::SigDfl) };
+        }
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+        for &fd in self.foreign {
+            let _ = nix::unistd::close(fd);
+        }
+        nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(|e| e as i32)?;
+        for (fd, target) in [(self.stdin, 0), (self.stdout, 1), (self.stderr, 2)] {
+            let mut target = std::mem::ManuallyDrop::new(raw_owned(target));
+            nix::unistd::dup2(borrowed(fd), &mut target).map_err(|e| e as i32)?;
+        }
+        if let Some(cwd) = self.cwd {
+            nix::unistd::chdir(cwd).map_err(|e| e as i32)?;
+        }
+        for &(resource, soft, hard) in self.rlimits {
+            nix::sys::resource::setrlimit(resource, soft, hard)
+                .map_err(|e| staged_raw(STAGE_RLIMIT, e as i32))?;
+        }
+        if let Some(ruleset) = landlock {
+            ruleset.restrict_self().map_err(|_| {
+                let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                staged_raw(STAGE_LANDLOCK, errno)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// PID 1 of the step's namespace: the command is its child, so it keeps
+    /// ordinary signal handling, and this process's exit ends the namespace.
+    fn init(&mut self) -> isize {
+        let stack = std::mem::take(&mut self.command_stack);
+        let this = &*self;
+        let start = Box::new(|| -> isize { this.fail(this.exec()) });
+        // SAFETY: as posix_spawn does: the command's process shares this one's
+        // memory, on its own stack, while this one is suspended until it has
+        // exec'd or exited (CLONE_VFORK); it only execs or reports and exits.
+        #[allow(unsafe_code)]
+        let cloned = unsafe {
+            nix::sched::clone(
+                start,
+                stack,
+                CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+                Some(Signal::SIGCHLD as i32),
+            )
+        };
+        let command = match cloned {
+            Ok(pid) => pid,
+            Err(e) => self.fail(e as i32),
+        };
+        // Only the command holds the output pipes and the error pipe now.
+        for fd in [self.err, self.stdin, self.stdout, self.stderr, 0, 1, 2] {
+            if fd != self.devnull {
+                let _ = nix::unistd::close(fd);
+            }
+        }
+        loop {
+            match waitpid(None, None) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == command => exit_now(code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
+                    exit_now(128 + sig as i32)
+                }
+                Err(Errno::ECHILD) => exit_now(127),
+                _ => {}
+            }
+        }
+    }
+
+    /// Tries each candidate like `execvp`; returns the errno that explains the failure.
+    fn exec(&self) -> i32 {
+        let mut denied = false;
+        let mut last = Errno::ENOENT;
+        for path in self.candidates {
+            let Err(e) = nix::unistd::execve(path, self.argv, self.envp);
+            match e {
+                Errno::ENOEXEC => {
+                    // A script without `#!`: run it with sh, as execvp does.
+                    let mut argv = vec![c"/bin/sh".to_owned(), path.clone()];
+                    argv.extend(self.argv.iter().skip(1).cloned());
+                    let Err(e) = nix::unistd::execve(c"/bin/sh", &argv, self.envp);
+                    return e as i32;
+                }
+                Errno::EACCES => denied = true,
+                Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::ENAMETOOLONG => {}
+                other => return other as i32,
+            }
+            last = e;
+        }
+        if denied {
+            Errno::EACCES as i32
+        } else {
+            last as i32
+        }
+    }
+}
+
+/// Ends a cloned child at once: no exit handlers of the spawner's copy run.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` only ends the process.
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::_exit(code)
+    }
+}
+
+fn borrowed(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: every descriptor passed here stays open for the child's whole life.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::os::fd::BorrowedFd::borrow_raw(fd)
+    }
+}
