@@ -6,6 +6,7 @@
 //! - 1,000 chained `script` steps (each adds one to the previous result);
 //! - a fan-out of 10,000 `run` steps of `true` with `parallel: 2`, next to
 //!   10,000 bare `sh -c true` spawns from Rust, two at a time, in the same run;
+//! - the same fan-out with `FLOWC_NO_SPAWNER=1` (each step forks flowc);
 //! - `--resume` of the finished 10,000-step run (nothing to do).
 //!
 //! Set `FLOWC_BENCH_STEPS` to change the fan-out size.
@@ -46,6 +47,11 @@ fn fan_out(n: usize) -> String {
 
 /// Runs flowc with `/usr/bin/time -v`; returns (wall time, peak RSS in MB, exit code).
 fn timed(dir: &Path, args: &[&str]) -> (Duration, f64, i32) {
+    timed_with(dir, args, &[])
+}
+
+/// `timed` with extra environment variables.
+fn timed_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Duration, f64, i32) {
     let time = Path::new("/usr/bin/time").exists();
     let mut cmd = if time {
         let mut c = Command::new("/usr/bin/time");
@@ -59,6 +65,8 @@ fn timed(dir: &Path, args: &[&str]) -> (Duration, f64, i32) {
         .args(args)
         .current_dir(dir)
         .env_remove("FLOWC_JOURNAL")
+        .env_remove("FLOWC_NO_SPAWNER")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -176,6 +184,18 @@ fn main() {
             t.as_secs_f64() / iso.as_secs_f64()
         );
     }
+    // The fallback: every step forks flowc itself (its page tables grow with the run).
+    let (f, frss, code) = timed_with(
+        dir.path(),
+        &["run", "fan.flow", "--no-input"],
+        &[("FLOWC_NO_SPAWNER", "1")],
+    );
+    assert_eq!(code, 0);
+    println!(
+        "| the same fan-out with `FLOWC_NO_SPAWNER=1` (fork of flowc per step) | {steps} | {:.0} ms | {:.1} µs | {frss:.1} |",
+        f.as_secs_f64() * 1e3,
+        f.as_secs_f64() * 1e6 / steps as f64
+    );
     let out = Command::new(BIN)
         .args(["runs"])
         .current_dir(dir.path())

@@ -34,6 +34,8 @@ struct Zygote {
     devnull: OwnedFd,
     /// Live children: the reply socket of a started one (`None`: failed to start, only reaped).
     children: HashMap<i32, Option<OwnedFd>>,
+    /// Children cloned whose command has not exec'd yet (namespace inits).
+    starting: Vec<Starting>,
     rulesets: HashMap<String, RulesetCreated>,
     /// The environment flowc had when it forked this process, as `NAME=value`
     /// entries with the length of the name.
@@ -79,6 +81,7 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
         signals,
         devnull,
         children: HashMap::new(),
+        starting: Vec::new(),
         rulesets: HashMap::new(),
         base_env: std::env::vars_os()
             .filter_map(|(k, v)| {
@@ -90,22 +93,35 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
     let mut stack = vec![0u8; STACK];
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {
-        let (sock_ready, sig_ready) = {
-            let mut fds = [
+        let (sock_ready, sig_ready, started) = {
+            let mut fds = vec![
                 PollFd::new(z.sock.as_fd(), PollFlags::POLLIN),
                 PollFd::new(z.signals.as_fd(), PollFlags::POLLIN),
             ];
+            fds.extend(
+                z.starting
+                    .iter()
+                    .map(|s| PollFd::new(s.err.as_fd(), PollFlags::POLLIN)),
+            );
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(_) => z.shutdown(),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[0]), ready(&fds[1]))
+            let started: Vec<bool> = fds[2..].iter().map(ready).collect();
+            (ready(&fds[0]), ready(&fds[1]), started)
         };
         if sig_ready {
             while let Ok(Some(_)) = z.signals.read_signal() {}
             z.reap();
+        }
+        // Newest first, so removing one keeps the earlier indices valid.
+        for i in (0..started.len()).rev() {
+            if started[i] {
+                let s = z.starting.swap_remove(i);
+                z.resolve(s);
+            }
         }
         if sock_ready {
             match z.receive(&mut buf) {
@@ -115,6 +131,16 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
             }
         }
     }
+}
+
+/// A child whose start is not known yet: its error pipe closes when the
+/// command has exec'd, or carries the errno of the failure.
+struct Starting {
+    pid: i32,
+    err: OwnedFd,
+    reply: OwnedFd,
+    /// Its wait status, when it ended before the pipe said how it started.
+    exited: Option<i32>,
 }
 
 enum Received {
@@ -203,9 +229,21 @@ impl Zygote {
         };
         let stdin = take(FdRole::Stdin);
         match self.clone_child(req, stdin, stdout, stderr, stack) {
-            Ok(pid) => {
-                let _ = send_reply(reply.as_raw_fd(), KIND_STARTED, pid);
-                self.children.insert(pid, Some(reply));
+            Ok((pid, err)) => {
+                let starting = Starting {
+                    pid,
+                    err,
+                    reply,
+                    exited: None,
+                };
+                if req.ns.pid {
+                    // Answered when the command has exec'd; meanwhile this
+                    // process serves other requests.
+                    self.starting.push(starting);
+                } else {
+                    // Cloned with CLONE_VFORK: it has exec'd or failed already.
+                    self.resolve(starting);
+                }
             }
             Err((errno, pid)) => {
                 let _ = send_reply(reply.as_raw_fd(), KIND_FAILED, errno);
@@ -216,8 +254,48 @@ impl Zygote {
         }
     }
 
-    /// Clones the child and waits until it has exec'd (or failed to).
-    /// Errors are raw staged errnos, with the pid when a child exists to reap.
+    /// Says how a child started, once its error pipe has closed or spoken.
+    fn resolve(&mut self, s: Starting) {
+        let mut word = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match nix::unistd::read(&s.err, &mut word[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    word = (e as i32).to_le_bytes();
+                    got = 4;
+                }
+            }
+        }
+        let fd = s.reply.as_raw_fd();
+        if got > 0 {
+            let errno = if got == 4 {
+                i32::from_le_bytes(word)
+            } else {
+                Errno::EIO as i32
+            };
+            let _ = send_reply(fd, KIND_FAILED, errno);
+            if s.exited.is_none() {
+                self.children.insert(s.pid, None);
+            }
+            return;
+        }
+        let _ = send_reply(fd, KIND_STARTED, s.pid);
+        match s.exited {
+            Some(raw) => {
+                let _ = send_reply(fd, KIND_EXITED, raw);
+            }
+            None => {
+                self.children.insert(s.pid, Some(s.reply));
+            }
+        }
+    }
+
+    /// Clones the child. Returns its pid and the error pipe that closes when
+    /// the command has exec'd (or carries the errno of a failure); errors are
+    /// raw staged errnos, with the pid when a child exists to reap.
     fn clone_child(
         &mut self,
         req: &Request,
@@ -225,7 +303,7 @@ impl Zygote {
         stdout: OwnedFd,
         stderr: OwnedFd,
         stack: &mut [u8],
-    ) -> Result<i32, (i32, Option<i32>)> {
+    ) -> Result<(i32, OwnedFd), (i32, Option<i32>)> {
         let no_child = |errno: i32| (errno, None);
         let argv = cstrings(req.argv.iter().map(|s| s.as_bytes())).map_err(no_child)?;
         let Some(program) = req.argv.first() else {
@@ -342,22 +420,7 @@ impl Zygote {
             }
             let _ = nix::unistd::write(&sync_w, &[1]);
         }
-        // The pipe closes on exec (close-on-exec) or carries the errno of a failure.
-        let mut word = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match nix::unistd::read(&err_r, &mut word[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(Errno::EINTR) => {}
-                Err(_) => break,
-            }
-        }
-        if got == 4 {
-            Err((i32::from_le_bytes(word), Some(pid)))
-        } else {
-            Ok(pid)
-        }
+        Ok((pid, err_r))
     }
 
     /// The step's variables (the last of each name), as `NAME=value`.
@@ -399,12 +462,19 @@ impl Zygote {
             };
             if let Some(Some(reply)) = self.children.remove(&pid.as_raw()) {
                 let _ = send_reply(reply.as_raw_fd(), KIND_EXITED, raw);
+            } else if let Some(s) = self.starting.iter_mut().find(|s| s.pid == pid.as_raw()) {
+                s.exited = Some(raw);
             }
         }
     }
 
     /// flowc is gone or closed the socket: nothing it started may outlive it.
     fn shutdown(&mut self) -> ! {
+        for s in &self.starting {
+            if s.exited.is_none() {
+                self.children.insert(s.pid, None);
+            }
+        }
         for &pid in self.children.keys() {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
