@@ -221,3 +221,62 @@ fn a_step_too_large_for_one_message_still_runs() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"180000\"");
 }
+
+#[test]
+fn a_dead_spawner_fails_its_running_step_and_later_steps_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("s.flow"),
+        r#"skill main() -> string {
+  step first: run { command: "touch started; exec sleep 30", on_failure: continue }
+  step second: run { command: "echo second", after: [first] }
+  return second.stdout.trim()
+}
+"#,
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "s.flow", "--no-input"])
+        .current_dir(d)
+        .env_remove("FLOWC_JOURNAL")
+        .env_remove("FLOWC_NO_SPAWNER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flowc = child.id() as i32;
+    let start = Instant::now();
+    while !d.join("started").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the step never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let spawner = processes()
+        .into_iter()
+        .find(|&p| stat(p).is_some_and(|(ppid, comm, _)| ppid == flowc && comm == "flowc-spawner"))
+        .expect("flowc run has a spawner process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spawner),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let killed = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    // The running step is killed at once, not waited for (it sleeps 30 s).
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"second\"");
+    assert!(
+        stderr(&out).contains("the process spawner exited before the process did"),
+        "{}",
+        stderr(&out)
+    );
+}

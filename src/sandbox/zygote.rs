@@ -228,7 +228,7 @@ impl Zygote {
             return;
         };
         let stdin = take(FdRole::Stdin);
-        match self.clone_child(req, stdin, stdout, stderr, stack) {
+        match self.clone_child(req, stdin, stdout, stderr, reply.as_raw_fd(), stack) {
             Ok((pid, err)) => {
                 let starting = Starting {
                     pid,
@@ -302,6 +302,7 @@ impl Zygote {
         stdin: Option<OwnedFd>,
         stdout: OwnedFd,
         stderr: OwnedFd,
+        reply: RawFd,
         stack: &mut [u8],
     ) -> Result<(i32, OwnedFd), (i32, Option<i32>)> {
         let no_child = |errno: i32| (errno, None);
@@ -373,10 +374,17 @@ impl Zygote {
             .flatten()
             .map(AsRawFd::as_raw_fd)
             .collect();
+        foreign.extend(
+            self.starting
+                .iter()
+                .flat_map(|s| [s.err.as_raw_fd(), s.reply.as_raw_fd()]),
+        );
+        // Its own reply socket too: flowc must see it close if this process dies.
         foreign.extend([
             self.sock.as_raw_fd(),
             self.signals.as_raw_fd(),
             err_r.as_raw_fd(),
+            reply,
         ]);
         if let Some((_, w)) = &sync {
             foreign.push(w.as_raw_fd());
