@@ -140,23 +140,17 @@ fn processes() -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn the_spawner_and_its_steps_end_with_flowc() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(
-        d.join("s.flow"),
-        "skill main() {\n  step slow: run { command: \"touch started; exec sleep 60\" }\n}\n",
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
+/// Starts `flowc run s.flow` in `d` with piped output, waits until its step
+/// has touched `started`, and returns it with the pid of its spawner.
+fn run_until_started(d: &Path) -> (std::process::Child, i32) {
+    let child = Command::new(BIN)
         .args(["run", "s.flow", "--no-input"])
         .current_dir(d)
         .env_remove("FLOWC_JOURNAL")
         .env_remove("FLOWC_NO_SPAWNER")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let flowc = child.id() as i32;
@@ -172,6 +166,19 @@ fn the_spawner_and_its_steps_end_with_flowc() {
         .into_iter()
         .find(|&p| stat(p).is_some_and(|(ppid, comm, _)| ppid == flowc && comm == "flowc-spawner"))
         .expect("flowc run has a spawner process");
+    (child, spawner)
+}
+
+#[test]
+fn the_spawner_and_its_steps_end_with_flowc() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("s.flow"),
+        "skill main() {\n  step slow: run { command: \"touch started; exec sleep 60\" }\n}\n",
+    )
+    .unwrap();
+    let (mut child, spawner) = run_until_started(d);
     // The step's `sleep`, somewhere below the spawner.
     let below = |mut p: i32| {
         for _ in 0..4 {
@@ -236,29 +243,7 @@ fn a_dead_spawner_fails_its_running_step_and_later_steps_fork() {
 "#,
     )
     .unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "s.flow", "--no-input"])
-        .current_dir(d)
-        .env_remove("FLOWC_JOURNAL")
-        .env_remove("FLOWC_NO_SPAWNER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let flowc = child.id() as i32;
-    let start = Instant::now();
-    while !d.join("started").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the step never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let spawner = processes()
-        .into_iter()
-        .find(|&p| stat(p).is_some_and(|(ppid, comm, _)| ppid == flowc && comm == "flowc-spawner"))
-        .expect("flowc run has a spawner process");
+    let (child, spawner) = run_until_started(d);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(spawner),
         nix::sys::signal::Signal::SIGKILL,
