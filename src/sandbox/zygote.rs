@@ -410,7 +410,10 @@ impl Zygote {
         };
         let cb = Box::new(move || child.run(landlock.take()));
         // SAFETY: this process has a single thread, so the child may run any
-        // code; the stack is ours and large for what the child does (no recursion).
+        // code; the stack is ours and large for what the child does (no
+        // recursion). Without namespaces the child shares this memory
+        // (CLONE_VM) while this process is suspended until it has exec'd or
+        // exited (CLONE_VFORK), as posix_spawn does.
         #[allow(unsafe_code)]
         let cloned =
             unsafe { nix::sched::clone(cb, own_stack, flags, Some(Signal::SIGCHLD as i32)) };
