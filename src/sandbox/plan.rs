@@ -28,6 +28,8 @@ pub struct Plan {
     /// The Landlock ruleset, built on first use and shared by the clones of
     /// this plan (each process gets a duplicate of its descriptor).
     pub ruleset: std::sync::Arc<std::sync::OnceLock<Result<landlock::RulesetCreated, String>>>,
+    /// The rlimits applied in the child, built on first use and shared likewise.
+    pub rlimits: std::sync::Arc<std::sync::OnceLock<Vec<(nix::sys::resource::Resource, u64, u64)>>>,
 }
 
 /// Absolute paths for Landlock.

@@ -1,5 +1,7 @@
-//! Starting a process inside its plan: the namespace wrapper around the command,
-//! the Landlock ruleset built in the parent, and the few syscalls made in the child.
+//! The fallback start of a process inside its plan (flowc forks itself): the
+//! `unshare` wrapper around the command, the Landlock ruleset built in the
+//! parent, and the few syscalls made in the child. The rlimit values, the
+//! ruleset and the stage codes are shared with the spawner.
 
 use super::plan::{DEVICE_WRITES, FsRules, Plan, SYSTEM_READS};
 use landlock::{
@@ -92,7 +94,7 @@ pub fn prepare(
     Ok(Prepared {
         argv,
         setup: ChildSetup {
-            rlimits: rlimits(plan),
+            rlimits: rlimits(plan).to_vec(),
             landlock,
         },
     })
@@ -151,7 +153,13 @@ pub fn setup_error(e: &std::io::Error) -> Option<String> {
     Some(format!("sandbox setup failed: {what}: {errno}"))
 }
 
-pub(super) fn rlimits(plan: &Plan) -> Vec<(Resource, u64, u64)> {
+/// The rlimits of `plan`, computed once per step definition (each reads the
+/// current hard limit) and shared by the clones of the plan.
+pub(super) fn rlimits(plan: &Plan) -> &[(Resource, u64, u64)] {
+    plan.rlimits.get_or_init(|| compute_rlimits(plan))
+}
+
+fn compute_rlimits(plan: &Plan) -> Vec<(Resource, u64, u64)> {
     let mut out = Vec::new();
     let mut add = |r: Resource, soft: Option<u64>, hard: Option<u64>| {
         let (Some(soft), Some(hard)) = (soft, hard) else {

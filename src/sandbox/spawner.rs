@@ -112,8 +112,8 @@ impl Request {
             return req;
         };
         req.rlimits = super::spawn::rlimits(plan)
-            .into_iter()
-            .filter_map(|(r, soft, hard)| {
+            .iter()
+            .filter_map(|&(r, soft, hard)| {
                 let i = RESOURCES.iter().position(|x| *x == r)?;
                 Some((i as u8, soft, hard))
             })
@@ -214,13 +214,6 @@ pub fn start_spawner() {
         }
         Err(_) => {}
     }
-}
-
-/// Whether steps are started by the spawner in this process.
-pub fn spawner_running() -> bool {
-    SPAWNER
-        .get()
-        .is_some_and(|s| !s.dead.load(Ordering::Relaxed))
 }
 
 /// A process started by the spawner, with its pipes.
@@ -380,7 +373,7 @@ pub struct SpawnedChild {
 impl SpawnedChild {
     /// Its pid (and process group id).
     pub fn id(&self) -> u32 {
-        self.pid.unsigned_abs()
+        self.pid as u32
     }
 
     /// Waits until it has ended (cancel-safe).
