@@ -1028,10 +1028,10 @@ impl Runner<'_> {
                     }
                 } else if let Some((key, why)) = failure {
                     AttemptEnd::Error(format!("step `{key}` failed: {why}"), None)
-                } else if self.stop.is_some() {
-                    AttemptEnd::Cancelled
                 } else {
-                    return;
+                    // Stopped from outside: the run stopped, or a sibling failed
+                    // and the calling frame cancelled this call.
+                    AttemptEnd::Cancelled
                 };
                 let attempt = self.insts[inst].attempt;
                 self.attempt_ended(inst, attempt, end);
