@@ -153,7 +153,7 @@ fn a_skip_result_that_does_not_fit_the_type_fails_closed() {
     let d = dir.path();
     std::fs::write(
         d.join("p.flow"),
-        "skill main() -> string {\n  step broken: run { command: \"exit 3\", on_failure: escalate }\n  step next: run { command: \"echo {{ broken.stdout }} > next_ran\" }\n  return next.stdout\n}\n",
+        "skill main() -> string {\n  step broken: run { command: \"exit 3\", on_failure: escalate }\n  step next: run { command: \"echo {{ broken.stdout | default('') }} > next_ran\" }\n  return next.stdout\n}\n",
     )
     .unwrap();
     assert_eq!(

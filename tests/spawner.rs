@@ -27,7 +27,7 @@ skill main() -> { env: string, fds: string, signalled: int, script: string, code
   return {
     env: env_stdin_cwd.stdout,
     fds: fds.stdout,
-    signalled: signalled.exit_code,
+    signalled: signalled?.exit_code ?? -1,
     script: no_shebang.stdout,
     code: exit_code.exit_code,
   }

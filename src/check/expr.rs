@@ -22,6 +22,92 @@ pub trait Scope {
     fn lookup(&mut self, name: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Lookup;
     /// Every name in scope, for "did you mean".
     fn names(&self) -> Vec<String>;
+    /// Why the value of `name` may be absent (`null`) here, if it may.
+    fn absence(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A scope in which some names are known to be present (`x != null && …`).
+struct Narrowed<'s> {
+    inner: &'s mut dyn Scope,
+    present: Vec<String>,
+}
+
+impl Scope for Narrowed<'_> {
+    fn lookup(&mut self, name: &str, span: Span, diags: &mut Vec<Diagnostic>) -> Lookup {
+        match self.inner.lookup(name, span, diags) {
+            Lookup::Found(ty) if self.present.iter().any(|n| n == name) => {
+                Lookup::Found(ty.strip_optional().clone())
+            }
+            other => other,
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.inner.names()
+    }
+
+    fn absence(&self, name: &str) -> Option<String> {
+        if self.present.iter().any(|n| n == name) {
+            return None;
+        }
+        self.inner.absence(name)
+    }
+}
+
+/// The names `expr` being `truth` proves present: `a != null` (true),
+/// `a == null` (false), and the conjuncts (or disjuncts) of such tests.
+pub fn proven_present(expr: &Expr, truth: bool) -> Vec<String> {
+    match &expr.kind {
+        ExprKind::Binary(op @ (BinOp::Ne | BinOp::Eq), l, r) if (*op == BinOp::Ne) == truth => {
+            match (&l.kind, &r.kind) {
+                (ExprKind::Name(n), ExprKind::Null) | (ExprKind::Null, ExprKind::Name(n)) => {
+                    vec![n.clone()]
+                }
+                _ => Vec::new(),
+            }
+        }
+        ExprKind::Binary(BinOp::And, l, r) if truth => {
+            let mut v = proven_present(l, true);
+            v.extend(proven_present(r, true));
+            v
+        }
+        ExprKind::Binary(BinOp::Or, l, r) if !truth => {
+            let mut v = proven_present(l, false);
+            v.extend(proven_present(r, false));
+            v
+        }
+        ExprKind::Unary(UnOp::Not, inner) => proven_present(inner, !truth),
+        _ => Vec::new(),
+    }
+}
+
+/// The name an access chain starts from (`a` in `a.b[0].c()`).
+fn root_name(expr: &Expr) -> Option<&str> {
+    match &expr.kind {
+        ExprKind::Name(n) => Some(n),
+        ExprKind::Member(b, _)
+        | ExprKind::OptMember(b, _)
+        | ExprKind::Index(b, _)
+        | ExprKind::Method(b, _, _)
+        | ExprKind::OptMethod(b, _, _) => root_name(b),
+        _ => None,
+    }
+}
+
+/// `T?`, unless `ty` is already optional or dynamic.
+pub fn optional(ty: Ty) -> Ty {
+    if matches!(ty, Ty::Optional(_) | Ty::Json | Ty::Error) {
+        ty
+    } else {
+        Ty::Optional(Box::new(ty))
+    }
+}
+
+/// Whether a value of `ty` may be `null` (and is not merely unknown).
+pub fn may_be_null(ty: &Ty) -> bool {
+    matches!(ty, Ty::Optional(inner) if !inner.is_dynamic())
 }
 
 /// Type-checks expressions of one file.
@@ -81,6 +167,10 @@ impl ExprChecker<'_> {
     /// Checks a condition: it must be a bool (E0306).
     pub fn condition(&mut self, expr: &Expr, scope: &mut dyn Scope, what: &str) -> Ty {
         let ty = self.check(expr, scope);
+        if may_be_null(&ty) && ty.fits(&Ty::Bool) {
+            self.absent(expr, &*scope, what, "?? false");
+            return Ty::Bool;
+        }
         if !ty.fits(&Ty::Bool) {
             let help = match ty.strip_optional() {
                 Ty::Int => Some("compare it, for example `... == 0`".to_string()),
@@ -113,7 +203,22 @@ impl ExprChecker<'_> {
             ExprKind::Float(_) => Ty::Float,
             ExprKind::Duration(_) => Ty::Duration,
             ExprKind::Size(_) => Ty::Size,
-            ExprKind::Str(_) => Ty::String,
+            ExprKind::Str(lit) => {
+                if lit.value.contains("{{") || lit.value.contains("{%") {
+                    self.diags.push(
+                        Diagnostic::new(
+                            Code::W0005,
+                            self.file,
+                            expr.span,
+                            "`{{ … }}` inside an expression is not a template",
+                        )
+                        .label("this string is used as it is written")
+                        .help("only a field whose whole value is a string is a template; inside an expression, join text with `+`, as in `\"coverage \" + output`"),
+                    );
+                }
+                Ty::String
+            }
+            ExprKind::Null => Ty::Optional(Box::new(Ty::Error)),
             ExprKind::Error => Ty::Error,
             ExprKind::Name(name) => match scope.lookup(name, expr.span, self.diags) {
                 Lookup::Found(ty) => ty,
@@ -134,25 +239,46 @@ impl ExprChecker<'_> {
                 }
             },
             ExprKind::Member(base, field) => {
-                let base_ty = self.check(base, scope);
+                let base_ty = self.present(base, scope, &format!("`.{}`", field.name));
                 self.member(&base_ty, base, &field.name, field.span)
             }
-            ExprKind::Index(base, index) => {
+            ExprKind::OptMember(base, field) => {
                 let base_ty = self.check(base, scope);
+                let ty = self.member(base_ty.strip_optional(), base, &field.name, field.span);
+                if may_be_null(&base_ty) {
+                    optional(ty)
+                } else {
+                    ty
+                }
+            }
+            ExprKind::Index(base, index) => {
+                let base_ty = self.present(base, scope, "indexing");
                 let index_ty = self.check(index, scope);
                 self.index(&base_ty, base, &index_ty, index)
             }
             ExprKind::Method(recv, name, args) => {
-                let recv_ty = self.check(recv, scope);
+                let recv_ty = self.present(recv, scope, &format!("`.{}()`", name.name));
                 let arg_tys: Vec<Ty> = args.iter().map(|a| self.check(a, scope)).collect();
                 self.method(&recv_ty, name.name.as_str(), name.span, args, &arg_tys)
+            }
+            ExprKind::OptMethod(recv, name, args) => {
+                let recv_ty = self.check(recv, scope);
+                let arg_tys: Vec<Ty> = args.iter().map(|a| self.check(a, scope)).collect();
+                let absent = may_be_null(&recv_ty);
+                let recv_ty = recv_ty.strip_optional().clone();
+                let ty = self.method(&recv_ty, name.name.as_str(), name.span, args, &arg_tys);
+                if absent { optional(ty) } else { ty }
             }
             ExprKind::Call(name, args) => {
                 let arg_tys: Vec<Ty> = args.iter().map(|a| self.check(a, scope)).collect();
                 self.call(&name.name, name.span, args, &arg_tys)
             }
             ExprKind::Unary(op, inner) => {
-                let ty = self.check(inner, scope);
+                let what = match op {
+                    UnOp::Not => "`!`",
+                    UnOp::Neg => "`-`",
+                };
+                let ty = self.present(inner, scope, what);
                 match op {
                     UnOp::Not if ty.fits(&Ty::Bool) => Ty::Bool,
                     UnOp::Neg
@@ -179,9 +305,37 @@ impl ExprChecker<'_> {
                     }
                 }
             }
-            ExprKind::Binary(op, l, r) => {
+            ExprKind::Binary(BinOp::Coalesce, l, r) => {
                 let lt = self.check(l, scope);
                 let rt = self.check(r, scope);
+                self.coalesce(l, &lt, r, &rt)
+            }
+            ExprKind::Binary(op, l, r) => {
+                let lt = self.check(l, scope);
+                let rt = match op {
+                    // `a != null && a.x`: the right side sees `a` present.
+                    BinOp::And | BinOp::Or => {
+                        let present = proven_present(l, *op == BinOp::And);
+                        if present.is_empty() {
+                            self.check(r, scope)
+                        } else {
+                            let mut narrowed = Narrowed {
+                                inner: scope,
+                                present,
+                            };
+                            self.check(r, &mut narrowed)
+                        }
+                    }
+                    _ => self.check(r, scope),
+                };
+                if !matches!(op, BinOp::Eq | BinOp::Ne) {
+                    let what = format!("`{}`", op.symbol());
+                    for (side, ty) in [(l, &lt), (r, &rt)] {
+                        if may_be_null(ty) {
+                            self.absent(side, &*scope, &what, "");
+                        }
+                    }
+                }
                 self.binary(*op, expr, l, &lt, r, &rt)
             }
             ExprKind::List(items) => {
@@ -229,6 +383,63 @@ impl ExprChecker<'_> {
                 Ty::record(fields)
             }
         }
+    }
+
+    /// Checks `expr` where a value is required (`what` uses it): a value that
+    /// may be absent is E0320. Returns the type without its `?`.
+    fn present(&mut self, expr: &Expr, scope: &mut dyn Scope, what: &str) -> Ty {
+        let ty = self.check(expr, scope);
+        if may_be_null(&ty) {
+            self.absent(expr, &*scope, what, "");
+            return ty.strip_optional().clone();
+        }
+        ty
+    }
+
+    /// Reports E0320: `expr` may be `null` where `what` needs a value.
+    /// `what` is an access (`.stdout`, `.len()`) or an operator (`` `+` ``).
+    fn absent(&mut self, expr: &Expr, scope: &dyn Scope, what: &str, default: &str) {
+        let text = base_text(expr);
+        let why = root_name(expr).and_then(|n| scope.absence(n));
+        let label = why.unwrap_or_else(|| "this may be `null`".to_string());
+        let guard = root_name(expr)
+            .map(|root| format!(", or test `{root} != null && …` first"))
+            .unwrap_or_default();
+        let help = match what.strip_prefix("`.").and_then(|w| w.strip_suffix('`')) {
+            Some(access) => {
+                format!("read it with `?.` and give a default: `{text}?.{access} ?? …`{guard}")
+            }
+            None if !default.is_empty() => format!("give a default: `{text} {default}`{guard}"),
+            None => format!("give a default with `{text} ?? …`{guard}"),
+        };
+        let message = match what.strip_prefix('`') {
+            Some(_) if what.starts_with("`.") => {
+                format!(
+                    "`{text}` may be absent, so `{text}{}` may fail",
+                    &what[1..what.len() - 1]
+                )
+            }
+            _ => format!("`{text}` may be absent where {what} needs a value"),
+        };
+        self.diags.push(
+            Diagnostic::new(Code::E0320, self.file, expr.span, message)
+                .label(label)
+                .help(help),
+        );
+    }
+
+    /// `a ?? b`: `a` without its `?`, where `b` must fit.
+    fn coalesce(&mut self, l: &Expr, lt: &Ty, r: &Expr, rt: &Ty) -> Ty {
+        let inner = lt.strip_optional();
+        if inner.is_dynamic() {
+            return rt.clone();
+        }
+        self.require(r, rt, inner, "the default after `??`");
+        if may_be_null(rt) {
+            return lt.clone();
+        }
+        let _ = l;
+        inner.clone()
     }
 
     fn member(&mut self, base_ty: &Ty, base: &Expr, field: &str, span: Span) -> Ty {
@@ -517,6 +728,8 @@ impl ExprChecker<'_> {
         let dynamic = a.is_dynamic() || b.is_dynamic();
         use BinOp::*;
         let result = match op {
+            // Checked by `coalesce` before this is reached.
+            Coalesce => Some(a.clone()),
             And | Or => {
                 for (side, ty) in [(l, a), (r, b)] {
                     if !ty.fits(&Ty::Bool) {
@@ -691,6 +904,8 @@ pub fn base_text(expr: &Expr) -> String {
         ExprKind::Name(n) => n.clone(),
         ExprKind::Member(b, f) => format!("{}.{}", base_text(b), f.name),
         ExprKind::Method(b, m, _) => format!("{}.{}()", base_text(b), m.name),
+        ExprKind::OptMember(b, f) => format!("{}?.{}", base_text(b), f.name),
+        ExprKind::OptMethod(b, m, _) => format!("{}?.{}()", base_text(b), m.name),
         ExprKind::Index(b, _) => format!("{}[…]", base_text(b)),
         _ => "value".to_string(),
     }

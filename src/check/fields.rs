@@ -35,12 +35,14 @@ pub fn secret_calls(expr: &ast::Expr, out: &mut Vec<crate::span::Span>) {
             }
             args.iter().for_each(|a| secret_calls(a, out));
         }
-        ExprKind::Member(base, _) | ExprKind::Unary(_, base) => secret_calls(base, out),
+        ExprKind::Member(base, _) | ExprKind::OptMember(base, _) | ExprKind::Unary(_, base) => {
+            secret_calls(base, out)
+        }
         ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
             secret_calls(a, out);
             secret_calls(b, out);
         }
-        ExprKind::Method(base, _, args) => {
+        ExprKind::Method(base, _, args) | ExprKind::OptMethod(base, _, args) => {
             secret_calls(base, out);
             args.iter().for_each(|a| secret_calls(a, out));
         }
@@ -304,17 +306,16 @@ impl<'a> ModuleCx<'a> {
         if let Some(f) = get("feedback")
             && let Some(expr) = self.value(f)
         {
-            let mut scope = NodeScope {
-                state: &mut sk.state,
-                at: Some(id),
-                mode: Mode::Accept(id),
-            };
-            let mut checker = super::expr::ExprChecker {
-                file: self.file,
-                diags: &mut self.diags,
-            };
-            let ty = checker.expect(expr, &mut scope, &Ty::String, "`feedback`");
-            step.feedback = Some(self.compile(expr, ty));
+            // A string is a template, as in every other text field.
+            let (value, _) = self.data_value(
+                expr,
+                sk,
+                Some(id),
+                Mode::Accept(id),
+                Some(&Ty::String),
+                "`feedback`",
+            );
+            step.feedback = Some(value);
         }
         if let Some(f) = get("env")
             && let Some(expr) = self.value(f)

@@ -15,6 +15,7 @@ mod scope;
 pub mod script;
 mod skill;
 mod template;
+mod template_types;
 mod types;
 
 pub use loader::{FsLoader, Loader, MemLoader, STDLIB, normalize, stdlib};

@@ -40,6 +40,28 @@ fn emit(expr: &Expr, out: &mut String) {
             emit_string(&field.name, out);
             out.push(']');
         }
+        ExprKind::OptMember(base, field) => {
+            // rhai's `?[` yields `()` when the base is `()`.
+            out.push('(');
+            emit(base, out);
+            out.push_str(")?[");
+            emit_string(&field.name, out);
+            out.push(']');
+        }
+        ExprKind::OptMethod(recv, name, args) => {
+            // Method-call syntax, so rhai's `?.` skips the call on `()`.
+            out.push('(');
+            emit(recv, out);
+            let _ = write!(out, ")?.m_{}(", name.name);
+            for (i, arg) in args.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                emit(arg, out);
+            }
+            out.push(')');
+        }
+        ExprKind::Null => out.push_str("()"),
         ExprKind::Index(base, index) => {
             emit(base, out);
             out.push('[');

@@ -1,6 +1,6 @@
 //! What names mean inside a skill, and the dataflow edges their use creates.
 
-use super::expr::{Lookup, Scope};
+use super::expr::{Lookup, Scope, optional};
 use crate::diag::{Code, Diagnostic, FileId};
 use crate::ir::Ty;
 use crate::span::Span;
@@ -21,6 +21,85 @@ pub struct NodeInfo<'a> {
     pub ty: Ty,
     /// How many expressions or templates read it.
     pub reads: usize,
+    /// Whether its names may be `null` after it settled, and why.
+    pub absent: Option<Absent>,
+    /// The text of its `when`, when that condition reads no files or
+    /// variables: a step with the same `when` runs only where this one did.
+    pub when_key: Option<String>,
+}
+
+/// Why a node's result may be `null` where later steps read it.
+#[derive(Debug, Clone)]
+pub struct Absent {
+    /// The reason, for diagnostics ("skipped when its `when` is false").
+    pub why: &'static str,
+    /// The whole result may be `null` (skipped).
+    pub whole: bool,
+    /// A `for` block's list may hold `null` elements (`on_failure: continue`).
+    pub partial: bool,
+    /// Absent only when its `when` is false (no `on_failure` may drop it).
+    pub only_when: bool,
+}
+
+impl Absent {
+    /// From a node's fields: `when`, and `on_failure: continue | escalate`.
+    /// A rejected `approval` still has a result, so `continue` keeps it present.
+    pub fn of(fields: &[ast::Field], is_approval: bool, is_for: bool) -> Option<Absent> {
+        let on_failure = fields
+            .iter()
+            .find(|f| f.key.name == "on_failure")
+            .and_then(|f| match &f.value {
+                ast::FieldValue::Expr(ast::Expr {
+                    kind: ast::ExprKind::Str(s),
+                    ..
+                }) => Some(s.value.as_str()),
+                ast::FieldValue::Expr(ast::Expr {
+                    kind: ast::ExprKind::Name(n),
+                    ..
+                }) => Some(n.as_str()),
+                _ => None,
+            });
+        let has_when = fields.iter().any(|f| f.key.name == "when");
+        let (why, whole, partial) = match on_failure {
+            Some("escalate") => ("a person may skip it (`on_failure: escalate`)", true, false),
+            Some("continue") if is_for => (
+                "elements may not have finished (`on_failure: continue`)",
+                false,
+                true,
+            ),
+            Some("continue") if !is_approval => (
+                "it may have failed without a result (`on_failure: continue`)",
+                true,
+                false,
+            ),
+            _ if has_when => ("it is skipped when its `when` is false", true, false),
+            _ => return None,
+        };
+        let fails = matches!(on_failure, Some("escalate" | "continue")) && (is_for || !is_approval);
+        Some(Absent {
+            why: if has_when && fails {
+                "it is skipped when its `when` is false, or may fail (`on_failure`)"
+            } else {
+                why
+            },
+            whole: whole || has_when,
+            partial,
+            only_when: has_when && !fails,
+        })
+    }
+}
+
+/// The text of a `when` that depends only on step results and parameters
+/// (no `env()`, `exists()`, `read()`, `secret()`), with spaces removed.
+pub fn when_key(fields: &[ast::Field], text: &str) -> Option<String> {
+    let field = fields.iter().find(|f| f.key.name == "when")?;
+    let ast::FieldValue::Expr(expr) = &field.value else {
+        return None;
+    };
+    let source = text.get(expr.span.start..expr.span.end)?;
+    let impure = ["env(", "exists(", "read(", "secret("];
+    let key: String = source.chars().filter(|c| !c.is_whitespace()).collect();
+    (!impure.iter().any(|f| key.contains(f))).then_some(key)
 }
 
 /// A node's definition.
@@ -59,6 +138,8 @@ pub struct SkillState<'a> {
     pub params: Vec<(String, Ty, bool)>,
     /// Dependencies found.
     pub edges: Vec<Edge>,
+    /// Names a node's `when` proves present inside it (`when: a != null`).
+    pub narrowed: HashMap<usize, Vec<String>>,
 }
 
 /// Which names a position sees.
@@ -230,6 +311,98 @@ impl NodeScope<'_, '_> {
         matches!(self.mode, Mode::Template | Mode::Accept(_)) && name == "attempt"
     }
 
+    /// The type of step `node`'s name as seen from outside the blocks it is
+    /// in but not in `enclosing`: a list per `for`, `?` where it may be absent.
+    fn seen_type(&self, node: usize, enclosing: &[usize]) -> Ty {
+        let info = &self.state.nodes[node];
+        let mut ty = info.ty.clone();
+        if self.may_be_absent(node) {
+            ty = optional(ty);
+        }
+        for anc in self.state.ancestors(node) {
+            if enclosing.contains(&anc) {
+                break;
+            }
+            let absent = self.state.nodes[anc]
+                .absent
+                .as_ref()
+                .filter(|_| self.may_be_absent(anc));
+            match self.state.nodes[anc].def {
+                NodeDefRef::For(_) => {
+                    if absent.is_some_and(|a| a.partial) {
+                        ty = optional(ty);
+                    }
+                    ty = ty.list_of();
+                    if absent.is_some_and(|a| a.whole) {
+                        ty = optional(ty);
+                    }
+                }
+                _ if absent.is_some() => ty = optional(ty),
+                _ => {}
+            }
+        }
+        ty
+    }
+
+    /// Whether `node` may be absent here: it has an [`Absent`], unless that is
+    /// only its `when` and the position runs under the same `when`.
+    fn may_be_absent(&self, node: usize) -> bool {
+        let info = &self.state.nodes[node];
+        let Some(absent) = &info.absent else {
+            return false;
+        };
+        if !absent.only_when {
+            return true;
+        }
+        let (Some(key), Some(at)) = (&info.when_key, self.at) else {
+            return true;
+        };
+        !std::iter::once(at)
+            .chain(self.state.ancestors(at))
+            .any(|n| n != node && self.state.nodes[n].when_key.as_ref() == Some(key))
+    }
+
+    /// Whether the `when` of the position (or of a block around it) proves `name` present.
+    fn is_narrowed(&self, name: &str) -> bool {
+        let Some(at) = self.at else { return false };
+        std::iter::once(at)
+            .chain(self.state.ancestors(at))
+            .any(|n| {
+                self.state
+                    .narrowed
+                    .get(&n)
+                    .is_some_and(|v| v.iter().any(|x| x == name))
+            })
+    }
+
+    /// Why `node`'s value may be absent as seen from here, naming the node.
+    fn absence_of(&self, node: usize, enclosing: &[usize]) -> Option<String> {
+        let info = &self.state.nodes[node];
+        if let Some(a) = info.absent.as_ref().filter(|_| self.may_be_absent(node)) {
+            return Some(format!("`{}` may be absent: {}", info.name, a.why));
+        }
+        for anc in self.state.ancestors(node) {
+            if enclosing.contains(&anc) {
+                break;
+            }
+            if let Some(a) = self.state.nodes[anc]
+                .absent
+                .as_ref()
+                .filter(|_| self.may_be_absent(anc))
+            {
+                let block = &self.state.nodes[anc].name;
+                return Some(format!(
+                    "`{}` may be absent: it is inside `{block}`, and {}",
+                    info.name,
+                    a.why
+                        .replacen("it is", "that is", 1)
+                        .replacen("it may", "that may", 1)
+                ));
+            }
+        }
+        None
+    }
+
     fn own_fields(&self) -> Option<&crate::ir::Record> {
         let Mode::Accept(own) = self.mode else {
             return None;
@@ -283,22 +456,24 @@ impl Scope for NodeScope<'_, '_> {
                     }
                 }
                 _ => {
-                    let mut ty = self.state.nodes[node].ty.clone();
-                    for anc in self.state.ancestors(node) {
-                        if matches!(self.state.nodes[anc].def, NodeDefRef::For(_))
-                            && !enclosing.contains(&anc)
-                        {
-                            ty = ty.list_of();
-                        }
-                    }
+                    let ty = self.seen_type(node, &enclosing);
+                    let ty = if self.is_narrowed(name) {
+                        ty.strip_optional().clone()
+                    } else {
+                        ty
+                    };
                     let at = self.at;
                     self.state.depend(node, at, span, true, diags);
                     Lookup::Found(ty)
                 }
             };
         }
+        let narrowed = self.is_narrowed(name);
         if let Some(p) = self.state.params.iter_mut().find(|p| p.0 == name) {
             p.2 = true;
+            if narrowed {
+                return Lookup::Found(p.1.strip_optional().clone());
+            }
             return Lookup::Found(p.1.clone());
         }
         for node in &self.state.nodes {
@@ -319,6 +494,28 @@ impl Scope for NodeScope<'_, '_> {
             }
         }
         Lookup::Missing
+    }
+
+    fn absence(&self, name: &str) -> Option<String> {
+        if self.is_narrowed(name) {
+            return None;
+        }
+        if let Mode::Accept(_) = self.mode
+            && self.own_fields().is_some_and(|r| r.field(name).is_some())
+        {
+            return None;
+        }
+        match self.state.by_name.get(name) {
+            Some(&node) if matches!(self.state.nodes[node].def, NodeDefRef::Step(_)) => {
+                self.absence_of(node, &self.enclosing())
+            }
+            _ => self
+                .state
+                .params
+                .iter()
+                .find(|p| p.0 == name)
+                .map(|p| format!("parameter `{name}` has the optional type `{}`", p.1)),
+        }
     }
 
     fn names(&self) -> Vec<String> {

@@ -3,7 +3,7 @@
 use super::expr::{ExprChecker, Lookup, Scope};
 use super::items::ModuleCx;
 use super::module::SkillSig;
-use super::scope::{Mode, NodeDefRef, NodeInfo, NodeScope, SkillState};
+use super::scope::{Absent, Mode, NodeDefRef, NodeInfo, NodeScope, SkillState, when_key};
 use super::template::Templates;
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{self, OnFailure, Ty, Value};
@@ -49,6 +49,7 @@ impl<'a> ModuleCx<'a> {
                     .map(|(n, t, _)| (n.clone(), t.clone(), false))
                     .collect(),
                 edges: Vec::new(),
+                narrowed: HashMap::new(),
             },
             templates: Templates::new(),
             sig: sig.clone(),
@@ -149,6 +150,20 @@ impl<'a> ModuleCx<'a> {
             }
         }
         for node in &body.nodes {
+            let (absent, when_key) = match node {
+                NodeDef::Step(s) => (
+                    Absent::of(&s.fields, s.kind.name == "approval", false),
+                    when_key(&s.fields, self.text),
+                ),
+                NodeDef::Loop(l) => (
+                    Absent::of(&l.body.fields, false, false),
+                    when_key(&l.body.fields, self.text),
+                ),
+                NodeDef::For(f) => (
+                    Absent::of(&f.body.fields, false, true),
+                    when_key(&f.body.fields, self.text),
+                ),
+            };
             let (name, span, def_ref, inner) = match node {
                 NodeDef::Step(s) => (s.name.name.clone(), s.name.span, NodeDefRef::Step(s), None),
                 NodeDef::Loop(l) => (
@@ -207,6 +222,8 @@ impl<'a> ModuleCx<'a> {
                 def: def_ref,
                 ty: Ty::Error,
                 reads: 0,
+                absent,
+                when_key,
             });
             if let Some(inner) = inner {
                 self.known_block_fields(node, inner);
@@ -393,6 +410,10 @@ impl<'a> ModuleCx<'a> {
             diags: &mut self.diags,
         };
         checker.condition(expr, &mut scope, "`when`");
+        let present = super::expr::proven_present(expr, true);
+        if !present.is_empty() {
+            sk.state.narrowed.insert(id, present);
+        }
         Some(self.compile(expr, Ty::Bool))
     }
 

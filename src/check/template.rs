@@ -1,25 +1,11 @@
 //! Templates: compiled with minijinja at check time, names checked against the scope.
 
-use super::expr::{Lookup, Scope};
+use super::expr::Scope;
 use super::items::ModuleCx;
-use crate::diag::{Code, Diagnostic, did_you_mean};
-use crate::ir::{TemplateRef, Ty, Value};
+use crate::diag::{Code, Diagnostic};
+use crate::ir::{TemplateRef, Value};
 use crate::span::Span;
 use crate::syntax::{ast::StrLit, decode_string};
-
-/// Globals minijinja provides itself.
-const TEMPLATE_GLOBALS: &[&str] = &[
-    "range",
-    "dict",
-    "debug",
-    "namespace",
-    "loop",
-    "self",
-    "super",
-    "caller",
-    "varargs",
-    "kwargs",
-];
 
 /// A skill's template environment, the sources of its templates, and a
 /// counter for template names.
@@ -154,127 +140,13 @@ impl ModuleCx<'_> {
             templates.sources.push(None);
             return Value::Const(serde_json::Value::String(source.clone()));
         }
-        let variables = match templates.env.get_template(&name) {
-            Ok(t) => t.undeclared_variables(true),
-            Err(_) => Default::default(),
-        };
         // Only checked here; the IR's environment compiles it again when used.
         templates.env.remove_template(&name);
         templates.sources.push(Some(source.clone()));
-        let mut paths: Vec<String> = variables.into_iter().collect();
-        paths.sort();
-        for path in paths {
-            self.template_path(lit, &path, scope);
-        }
+        self.check_template_names(lit, scope);
         Value::Template(TemplateRef {
             name,
             source: source.clone(),
         })
     }
-
-    fn template_path(&mut self, lit: &StrLit, path: &str, scope: &mut dyn Scope) {
-        let mut parts = path.split('.');
-        let root = parts.next().unwrap_or_default();
-        if TEMPLATE_GLOBALS.contains(&root) {
-            return;
-        }
-        let span = self.find_in_template(lit, path, root);
-        let mut ty = match scope.lookup(root, span, &mut self.diags) {
-            Lookup::Found(ty) => ty,
-            Lookup::Reported => return,
-            Lookup::Missing => {
-                let names = scope.names();
-                self.diags.push(
-                    Diagnostic::new(
-                        Code::E0402,
-                        self.file,
-                        span,
-                        format!("unknown name `{root}` in template"),
-                    )
-                    .label("not a parameter, step or loop name here")
-                    .maybe_help(did_you_mean(root, names.iter().map(String::as_str))),
-                );
-                return;
-            }
-        };
-        let mut walked = root.to_string();
-        for part in parts {
-            match ty.strip_optional() {
-                Ty::Record(rec) => match rec.field(part) {
-                    Some(t) => ty = t.clone(),
-                    None => {
-                        let names: Vec<&str> = rec.fields.iter().map(|(n, _)| n.as_str()).collect();
-                        let span = self.find_in_template(lit, path, path);
-                        let help = if part == "output"
-                            && rec.name.as_deref().is_some_and(|n| n.ends_with("result"))
-                        {
-                            Some(
-                                "declare `output: Type` on the step to get a typed `output`"
-                                    .to_string(),
-                            )
-                        } else {
-                            did_you_mean(part, names.iter().copied())
-                        };
-                        self.diags.push(
-                            Diagnostic::new(
-                                Code::E0403,
-                                self.file,
-                                span,
-                                format!("no field `{part}` on `{walked}` (type `{}`)", ty),
-                            )
-                            .label("unknown field")
-                            .maybe_help(help),
-                        );
-                        return;
-                    }
-                },
-                _ => return,
-            }
-            walked.push('.');
-            walked.push_str(part);
-        }
-    }
-
-    /// The span of `needle` (or else `root`) inside a template literal.
-    fn find_in_template(&self, lit: &StrLit, needle: &str, root: &str) -> Span {
-        let value = &lit.value;
-        let found = find_word(value, needle).or_else(|| find_word(value, root));
-        match found {
-            Some(start) => {
-                let len = if value[start..].starts_with(needle) {
-                    needle.len()
-                } else {
-                    root.len()
-                };
-                self.span_in_literal(lit, start..start + len)
-            }
-            None => lit.span,
-        }
-    }
-}
-
-/// The first occurrence of `word` not inside a longer identifier.
-fn find_word(haystack: &str, word: &str) -> Option<usize> {
-    if word.is_empty() {
-        return None;
-    }
-    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let mut from = 0;
-    while let Some(pos) = haystack[from..].find(word) {
-        let start = from + pos;
-        let end = start + word.len();
-        let before_ok = !haystack[..start]
-            .chars()
-            .next_back()
-            .is_some_and(|c| is_ident(c) || c == '.');
-        let after_ok = !haystack[end..].chars().next().is_some_and(is_ident);
-        if before_ok && after_ok {
-            return Some(start);
-        }
-        from = start + word.len().max(1);
-        if from >= haystack.len() {
-            break;
-        }
-    }
-    None
 }

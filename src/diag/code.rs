@@ -74,6 +74,7 @@ codes! {
     E0317 => "conflicting fields",
     E0318 => "value out of range",
     E0319 => "secret flows where it is journaled or shown",
+    E0320 => "value may be absent",
     E0401 => "template syntax error",
     E0402 => "unknown name in template",
     E0403 => "unknown field in template",
@@ -91,6 +92,7 @@ codes! {
     W0002 => "unused import",
     W0003 => "unused parameter",
     W0004 => "step can never run",
+    W0005 => "template braces inside an expression",
 }
 
 impl Code {

@@ -784,9 +784,8 @@ impl Runner<'_> {
             return Ok(None);
         };
         let feedback = match &step.feedback {
-            Some(expr) => match self.eval.expr(expr, &names) {
-                Ok(Json::String(s)) => s,
-                Ok(other) => other.to_string(),
+            Some(value) => match self.eval.text(&self.frames[frame].skill, value, &names) {
+                Ok(s) => s,
                 Err(e) => format!("`accept: {failed}` did not hold (and `feedback` failed: {e})"),
             },
             None => match step.kind {

@@ -256,8 +256,9 @@ pub struct Step {
     pub timeout_ms: u64,
     /// All must hold for an attempt to be accepted; empty means the kind's default.
     pub accept: Vec<CompiledExpr>,
-    /// Text handed to the next attempt when rejected; `None` means the kind's default.
-    pub feedback: Option<CompiledExpr>,
+    /// Text handed to the next attempt when rejected (an expression, or a
+    /// template when written as a string); `None` means the kind's default.
+    pub feedback: Option<Value>,
     /// Environment variables (values are rendered to text).
     pub env: Vec<(String, Value)>,
     /// The type of the step's result.

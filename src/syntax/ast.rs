@@ -283,6 +283,8 @@ pub enum UnOp {
 /// Binary operators, loosest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinOp {
+    /// `??`
+    Coalesce,
     /// `||`
     Or,
     /// `&&`
@@ -317,6 +319,7 @@ impl BinOp {
     /// The operator as written.
     pub fn symbol(self) -> &'static str {
         match self {
+            BinOp::Coalesce => "??",
             BinOp::Or => "||",
             BinOp::And => "&&",
             BinOp::Eq => "==",
@@ -358,6 +361,12 @@ pub enum ExprKind {
     Index(Box<Expr>, Box<Expr>),
     /// `base.method(args)`
     Method(Box<Expr>, Ident, Vec<Expr>),
+    /// `base?.field`: `null` when `base` is `null`
+    OptMember(Box<Expr>, Ident),
+    /// `base?.method(args)`: `null` when `base` is `null`
+    OptMethod(Box<Expr>, Ident, Vec<Expr>),
+    /// `null`
+    Null,
     /// `function(args)`
     Call(Ident, Vec<Expr>),
     /// `!x`, `-x`

@@ -19,7 +19,7 @@ struct FlowParser;
 /// Words that cannot be used as the name of an item, step, block or parameter.
 pub const KEYWORDS: &[&str] = &[
     "import", "as", "type", "model", "policy", "skill", "trigger", "step", "loop", "for", "in",
-    "return", "true", "false",
+    "return", "true", "false", "null",
 ];
 
 /// Deepest expression tree accepted (operators and postfix chains).
@@ -27,6 +27,7 @@ pub const MAX_EXPR_DEPTH: usize = 64;
 
 static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
     PrattParser::new()
+        .op(Op::infix(Rule::op_coalesce, Assoc::Left))
         .op(Op::infix(Rule::op_or, Assoc::Left))
         .op(Op::infix(Rule::op_and, Assoc::Left))
         .op(Op::infix(Rule::op_eq, Assoc::Left) | Op::infix(Rule::op_ne, Assoc::Left))
@@ -692,6 +693,7 @@ impl Lower {
                     return self.too_deep(span);
                 }
                 let op = match op.as_rule() {
+                    Rule::op_coalesce => BinOp::Coalesce,
                     Rule::op_or => BinOp::Or,
                     Rule::op_and => BinOp::And,
                     Rule::op_eq => BinOp::Eq,
@@ -731,6 +733,15 @@ impl Lower {
             let mut parts = post.into_inner();
             let kind = match rule {
                 Rule::member => ExprKind::Member(Box::new(expr), self.ident(next(&mut parts))),
+                Rule::opt_member => {
+                    ExprKind::OptMember(Box::new(expr), self.ident(next(&mut parts)))
+                }
+                Rule::opt_method_call => {
+                    let name = self.ident(next(&mut parts));
+                    let (args, d) = self.args(next(&mut parts));
+                    depth = depth.max(d + 1);
+                    ExprKind::OptMethod(Box::new(expr), name, args)
+                }
                 Rule::index => {
                     let (index, d) = self.expr(next(&mut parts));
                     depth = depth.max(d + 1);
@@ -766,6 +777,7 @@ impl Lower {
         let leaf = |kind| (Expr { kind, span }, 1);
         match pair.as_rule() {
             Rule::boolean => leaf(ExprKind::Bool(pair.as_str() == "true")),
+            Rule::null => leaf(ExprKind::Null),
             Rule::number => match decode_number(pair.as_str(), span, self.file) {
                 Ok(Number::Int(n)) => leaf(ExprKind::Int(n)),
                 Ok(Number::Float(f)) => leaf(ExprKind::Float(f)),
@@ -779,8 +791,10 @@ impl Lower {
             Rule::string | Rule::multiline_string => leaf(ExprKind::Str(self.string_lit(pair))),
             Rule::ident => leaf(ExprKind::Name(pair.as_str().to_string())),
             Rule::paren => {
+                // The parentheses belong to the span, so an enclosing
+                // expression's source text keeps its closing `)`.
                 let (e, d) = self.expr(first(pair));
-                (e, d)
+                (Expr { kind: e.kind, span }, d)
             }
             Rule::call => {
                 let mut inner = pair.into_inner();

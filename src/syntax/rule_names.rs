@@ -32,7 +32,8 @@ pub fn describe(rule: Rule) -> &'static str {
         Rule::record_field => "a record field `name: Type`",
         Rule::expr | Rule::postfix_expr | Rule::paren => "an expression",
         Rule::op_not | Rule::op_neg => "an expression",
-        Rule::op_or
+        Rule::op_coalesce
+        | Rule::op_or
         | Rule::op_and
         | Rule::op_eq
         | Rule::op_ne
@@ -47,6 +48,8 @@ pub fn describe(rule: Rule) -> &'static str {
         | Rule::op_div
         | Rule::op_rem => "an operator",
         Rule::method_call => "a method call `.name()`",
+        Rule::opt_method_call => "a method call `?.name()`",
+        Rule::opt_member => "a field access `?.name`",
         Rule::member => "a field access `.name`",
         Rule::index => "an index `[i]`",
         Rule::call => "a function call",
@@ -55,6 +58,7 @@ pub fn describe(rule: Rule) -> &'static str {
         Rule::map => "a map `{ key: value }`",
         Rule::map_entry => "a map entry `key: value`",
         Rule::boolean => "`true` or `false`",
+        Rule::null => "`null`",
         Rule::number => "a number",
         Rule::string | Rule::string_inner => "a string",
         Rule::multiline_string | Rule::multiline_inner => "a multi-line string",
