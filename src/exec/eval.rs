@@ -199,7 +199,7 @@ impl Evaluator {
             format!(
                 "template `{}` failed: {}",
                 short(&t.source),
-                jinja_error(&e)
+                jinja_error(&e, &t.source)
             )
         })
     }
@@ -244,8 +244,21 @@ fn short(s: &str) -> String {
     }
 }
 
-fn jinja_error(e: &minijinja::Error) -> String {
-    let mut msg = e.to_string();
+/// A render error in the user's terms: what failed, and the part of the
+/// template it failed on; never minijinja's internal template name.
+fn jinja_error(e: &minijinja::Error, source: &str) -> String {
+    let mut msg = match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if e.detail().is_none()
+        && let Some(part) = e.range().and_then(|r| source.get(r))
+    {
+        let part = part.trim();
+        if !part.is_empty() {
+            msg.push_str(&format!(" at `{}`", short(part)));
+        }
+    }
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         msg.push_str(": ");

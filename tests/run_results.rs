@@ -1,0 +1,66 @@
+//! What steps see of each other's results at run time: absent results read
+//! through the checked forms, `feedback` templates, and run-time template
+//! errors in the user's terms.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::{flowc, latest_run, stderr};
+use std::path::Path;
+
+fn fixture(dir: &Path, name: &str) -> String {
+    let src = std::fs::read_to_string(format!("tests/fixtures/results/{name}")).unwrap();
+    std::fs::write(dir.join(name), &src).unwrap();
+    name.to_string()
+}
+
+fn output(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(out)))
+}
+
+#[test]
+fn absent_results_take_their_defaults_and_present_ones_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = fixture(d, "absent_results.flow");
+    let skipped = flowc(d, &["run", &f, "--no-input"]);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    let v = output(&skipped);
+    assert_eq!(v["tests"], -1);
+    assert_eq!(v["shown"], "[|none]");
+    assert_eq!(v["label"], "lint");
+    let ran = flowc(d, &["run", &f, "-i", "full=true", "--no-input"]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let v = output(&ran);
+    assert_eq!(v["tests"], 5);
+    assert_eq!(v["shown"], "[5|5]");
+}
+
+#[test]
+fn a_feedback_string_is_rendered_with_the_steps_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = fixture(d, "feedback_template.flow");
+    let out = flowc(d, &["run", &f, "--no-input"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("coverage 75% is below 80% (attempt 1)"),
+        "{err}"
+    );
+    assert!(err.contains("(attempt 2)"), "{err}");
+    assert!(!err.contains("{{"), "{err}");
+}
+
+#[test]
+fn a_template_error_names_the_missing_value_not_an_internal_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = fixture(d, "undefined_in_json.flow");
+    let out = flowc(d, &["run", &f, "--no-input"]);
+    assert_eq!(out.status.code(), Some(1));
+    let status = flowc(d, &["status", &latest_run(d), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let error = v["run"]["error"].as_str().unwrap();
+    assert!(error.contains("`j.output.b` is undefined"), "{error}");
+    assert!(!error.contains("(in t"), "{error}");
+}
