@@ -64,3 +64,24 @@ fn a_template_error_names_the_missing_value_not_an_internal_id() {
     assert!(error.contains("`j.output.b` is undefined"), "{error}");
     assert!(!error.contains("(in t"), "{error}");
 }
+
+#[test]
+fn a_steps_description_is_rendered_and_shown_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = fixture(d, "description.flow");
+    let out = flowc(d, &["run", &f, "-i", "who=team", "--no-input"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("▶ a running (attempt 1): say hello to team"),
+        "{err}"
+    );
+    assert!(err.contains("▶ b running (attempt 1): repeat"), "{err}");
+    let log = flowc(d, &["log", &latest_run(d), "a"]);
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.contains(r#""description":"say hello to team""#),
+        "{log}"
+    );
+}

@@ -326,7 +326,24 @@ impl<'a> ModuleCx<'a> {
                         _ => OnFailure::Fail,
                     }
                 }
-                "description" => description = self.lit_string(field),
+                "description" => {
+                    if let Some(expr) = self.value(field) {
+                        let mode = if header_mode == Mode::Plain {
+                            Mode::Template
+                        } else {
+                            header_mode
+                        };
+                        let (v, _) = self.data_value(
+                            expr,
+                            sk,
+                            Some(id),
+                            mode,
+                            Some(&Ty::String),
+                            "`description`",
+                        );
+                        description = Some(v);
+                    }
+                }
                 "after" => self.after(field, id, sk),
                 _ => {}
             }

@@ -6,9 +6,24 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// What a view remembers of each node instance.
+#[derive(Debug, Default)]
+struct Seen {
+    /// When it first ran.
+    started: HashMap<String, Instant>,
+    /// Its rendered `description`, from `node_added`.
+    descriptions: HashMap<String, String>,
+}
+
 /// One readable line for a node status change, or `None` for bookkeeping states.
-fn describe(event: &NewEvent, started: &mut HashMap<String, Instant>) -> Option<String> {
+fn describe(event: &NewEvent, seen: &mut Seen) -> Option<String> {
     let key = event.node.as_deref().unwrap_or("");
+    if event.kind == "node_added"
+        && let Some(d) = event.data["description"].as_str()
+    {
+        seen.descriptions.insert(key.to_string(), d.to_string());
+    }
+    let started = &mut seen.started;
     let data = &event.data;
     let attempt = event
         .attempt
@@ -38,7 +53,10 @@ fn describe(event: &NewEvent, started: &mut HashMap<String, Instant>) -> Option<
             Some(match status {
                 "running" => {
                     started.entry(key.to_string()).or_insert_with(Instant::now);
-                    format!("▶ {key} running{attempt}")
+                    match seen.descriptions.get(key) {
+                        Some(d) => format!("▶ {key} running{attempt}: {d}"),
+                        None => format!("▶ {key} running{attempt}"),
+                    }
                 }
                 "succeeded" => format!("✓ {key} succeeded{}", elapsed()),
                 "rejected" => format!("✗ {key} not accepted{attempt}: {}", first("feedback")),
@@ -73,7 +91,7 @@ fn explain_line(key: &str, reused: bool, why: &str) -> String {
 /// One line per state change on stderr (not a terminal, or inline questions).
 #[derive(Debug, Default)]
 pub struct Lines {
-    started: HashMap<String, Instant>,
+    seen: Seen,
     explain: bool,
     /// The lines of the current commit, written at once (one `write` per commit).
     buf: String,
@@ -83,7 +101,7 @@ impl Lines {
     /// A line view; `explain` prints resume decisions.
     pub fn new(explain: bool) -> Lines {
         Lines {
-            started: HashMap::new(),
+            seen: Seen::default(),
             explain,
             buf: String::new(),
         }
@@ -92,7 +110,7 @@ impl Lines {
 
 impl Observer for Lines {
     fn event(&mut self, event: &NewEvent) {
-        if let Some(line) = describe(event, &mut self.started) {
+        if let Some(line) = describe(event, &mut self.seen) {
             self.buf.push_str(&line);
             self.buf.push('\n');
         }
@@ -151,7 +169,7 @@ impl Observer for JsonLines {
 /// what runs, the counts, elapsed time and the tail of the latest output.
 pub struct Live {
     bar: indicatif::ProgressBar,
-    started: HashMap<String, Instant>,
+    seen: Seen,
     running: BTreeMap<String, u32>,
     done: usize,
     failed: usize,
@@ -174,7 +192,7 @@ impl Live {
         bar.enable_steady_tick(Duration::from_millis(120));
         Live {
             bar,
-            started: HashMap::new(),
+            seen: Seen::default(),
             running: BTreeMap::new(),
             done: 0,
             failed: 0,
@@ -191,11 +209,18 @@ impl Live {
             .iter()
             .take(4)
             .map(|(k, a)| {
+                let mut s = k.clone();
                 if *a > 1 {
-                    format!("{k} (attempt {a})")
-                } else {
-                    k.clone()
+                    s.push_str(&format!(" (attempt {a})"));
                 }
+                // With one or two running, there is room to say what they do.
+                if self.running.len() <= 2
+                    && let Some(d) = self.seen.descriptions.get(k)
+                {
+                    let short: String = d.chars().take(40).collect();
+                    s.push_str(&format!(": {short}"));
+                }
+                s
             })
             .collect();
         let more = self.running.len().saturating_sub(4);
@@ -222,6 +247,9 @@ impl Observer for Live {
             self.asking += 1;
             self.bar
                 .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            // Hiding does not erase what was drawn: clear the status line so
+            // a stale one does not sit above the question.
+            let _ = std::io::stderr().write_all(b"\r\x1b[2K");
         }
         if self.interactive && event.kind == "approval_decided" {
             self.asking = self.asking.saturating_sub(1);
@@ -250,7 +278,7 @@ impl Observer for Live {
                 _ => {}
             }
         }
-        if let Some(line) = describe(event, &mut self.started)
+        if let Some(line) = describe(event, &mut self.seen)
             && !line.starts_with('▶')
         {
             if self.asking > 0 {

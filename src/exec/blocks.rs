@@ -24,20 +24,18 @@ impl Runner<'_> {
     }
 
     /// Brings a block instance to `ready`, or marks it quiet when it had succeeded.
-    fn block_ready(&mut self, inst: usize, name: &str, kind: &str) {
+    fn block_ready(&mut self, inst: usize, kind: &str) {
         let key = self.insts[inst].key.clone();
         if self.status.get(&key).is_some_and(|s| s == "succeeded") {
             self.insts[inst].quiet = true;
         } else {
-            self.ensure_ready(&key, name, kind);
+            self.ensure_ready(inst, kind);
         }
     }
 
     /// Starts a loop instance at its first (or journaled) iteration.
     pub fn begin_loop(&mut self, inst: usize) {
         let key = self.insts[inst].key.clone();
-        let (frame, node) = (self.insts[inst].frame, self.insts[inst].node);
-        let name = self.frames[frame].skill.nodes[node].name.clone();
         if let Some(prior) = self.prior.get(&key).and_then(|p| p.data.clone())
             && let IKind::Loop {
                 iteration,
@@ -50,7 +48,7 @@ impl Runner<'_> {
             }
             *feedback = prior["feedback"].as_str().unwrap_or_default().to_string();
         }
-        self.block_ready(inst, &name, "loop");
+        self.block_ready(inst, "loop");
         self.next_iteration(inst);
     }
 
@@ -175,7 +173,7 @@ impl Runner<'_> {
             .get(&key)
             .and_then(|p| p.data.as_ref())
             .and_then(|d| d["elements"].as_array().cloned());
-        self.block_ready(inst, &n.name, "for");
+        self.block_ready(inst, "for");
         let elements = match recorded {
             Some(e) => e,
             None => {

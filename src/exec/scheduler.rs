@@ -697,8 +697,10 @@ impl Runner<'_> {
         format!("{}{}", f.prefix, f.skill.nodes[node].name)
     }
 
-    /// Makes `key` known to the journal and brings it to `ready`.
-    pub fn ensure_ready(&mut self, key: &str, name: &str, kind: &str) {
+    /// Makes instance `inst` known to the journal and brings it to `ready`.
+    pub fn ensure_ready(&mut self, inst: usize, kind: &str) {
+        let key = self.insts[inst].key.clone();
+        let key = key.as_str();
         let current = self.status.get(key).cloned();
         match current.as_deref() {
             None => {
@@ -707,7 +709,7 @@ impl Runner<'_> {
                     "node_added",
                     key,
                     None,
-                    json!({ "name": name, "kind": kind }),
+                    self.node_added_data(inst, kind),
                 );
                 self.push(event);
                 self.status.insert(key.to_string(), "pending".into());
@@ -726,6 +728,34 @@ impl Runner<'_> {
                 self.set_status(key, "ready", None, json!({}));
             }
         }
+    }
+
+    /// An instance's node name and its description, rendered with the names
+    /// its frame has now (the source text when it cannot be rendered).
+    pub fn describe(&self, inst: usize) -> (String, Option<String>) {
+        let (frame, node) = (self.insts[inst].frame, self.insts[inst].node);
+        let skill = &self.frames[frame].skill;
+        let n = &skill.nodes[node];
+        let description = n.description.as_ref().map(|d| {
+            let names = |name: &str| self.lookup(frame, name);
+            self.eval
+                .text(skill, d, &names)
+                .unwrap_or_else(|_| match d {
+                    crate::ir::Value::Template(t) => t.source.clone(),
+                    other => format!("{other:?}"),
+                })
+        });
+        (n.name.clone(), description)
+    }
+
+    /// The data of an instance's `node_added`: name, kind, and its description if it has one.
+    fn node_added_data(&self, inst: usize, kind: &str) -> Json {
+        let (name, description) = self.describe(inst);
+        let mut data = json!({ "name": name, "kind": kind });
+        if let Some(d) = description {
+            data["description"] = json!(crate::secrets::redact(d));
+        }
+        data
     }
 
     fn start_node(&mut self, frame: usize, node: NodeId) {
@@ -792,14 +822,14 @@ impl Runner<'_> {
                     let prior_skipped = self.status.get(&key).is_some_and(|s| s == "skipped");
                     if !prior_skipped {
                         if self.status.contains_key(&key) {
-                            self.ensure_ready(&key, &n.name, kind_word);
+                            self.ensure_ready(id, kind_word);
                         } else {
                             let event = NewEvent::node(
                                 &self.run_id,
                                 "node_added",
                                 &key,
                                 None,
-                                json!({ "name": n.name, "kind": kind_word }),
+                                self.node_added_data(id, kind_word),
                             );
                             self.push(event);
                             self.status.insert(key.clone(), "pending".into());
@@ -816,7 +846,7 @@ impl Runner<'_> {
                     return;
                 }
                 Err(e) => {
-                    self.ensure_ready(&key, &n.name, kind_word);
+                    self.ensure_ready(id, kind_word);
                     self.fail_now(id, format!("`when` could not be evaluated: {e}"));
                     return;
                 }

@@ -190,7 +190,7 @@ impl Runner<'_> {
         let inputs = match self.inputs(inst, 1, "") {
             Ok(i) => i,
             Err(e) => {
-                self.ensure_ready(&key, &n.name, kind);
+                self.ensure_ready(inst, kind);
                 self.fail_now(inst, e);
                 return;
             }
@@ -243,7 +243,7 @@ impl Runner<'_> {
             return;
         }
         if waiting_kind.is_none() {
-            self.ensure_ready(&key, &n.name, kind);
+            self.ensure_ready(inst, kind);
         }
         // The run's policy governs every step; a called skill's own policy
         // adds its rules (it can only refuse more, never allow more).

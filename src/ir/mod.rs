@@ -197,8 +197,8 @@ pub struct Node {
     pub when: Option<CompiledExpr>,
     /// What to do when it fails for good.
     pub on_failure: OnFailure,
-    /// Shown in progress and graphs.
-    pub description: Option<String>,
+    /// Shown in progress and graphs: a constant, or a template rendered when the node starts.
+    pub description: Option<Value>,
     /// Step or block specifics.
     pub kind: NodeKind,
     /// Where it is defined (for messages).
