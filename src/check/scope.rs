@@ -420,10 +420,14 @@ impl Scope for NodeScope<'_, '_> {
             if name == "attempt" {
                 return Lookup::Found(Ty::Int);
             }
+            // A step's own result read by its `accept` or `feedback` is a use
+            // of it (W0001 does not fire for a step that only gates on it).
             if let Some(ty) = self.own_fields().and_then(|r| r.field(name)).cloned() {
+                self.state.nodes[own].reads += 1;
                 return Lookup::Found(ty);
             }
             if matches!(self.state.nodes[own].ty, Ty::Json | Ty::Error) && name == "output" {
+                self.state.nodes[own].reads += 1;
                 return Lookup::Found(self.state.nodes[own].ty.clone());
             }
         }
