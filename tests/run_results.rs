@@ -85,3 +85,18 @@ fn a_steps_description_is_rendered_and_shown_when_it_starts() {
         "{log}"
     );
 }
+
+#[test]
+fn a_rejected_llm_reply_is_shown_in_the_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = fixture(d, "llm_accept_value.flow");
+    fixture(d, "llm_accept_value.yaml");
+    let out = flowc(d, &["run", &f, "--no-input"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(r#"the result was: {"ok":false,"why":"too risky"}"#),
+        "{err}"
+    );
+}

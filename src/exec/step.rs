@@ -802,7 +802,12 @@ impl Runner<'_> {
                         tail(text, FEEDBACK_CAP)
                     )
                 }
-                _ => format!("`accept: {failed}` did not hold"),
+                // Say what the step gave, so a person (or a re-prompted model)
+                // sees why it was rejected.
+                _ => format!(
+                    "`accept: {failed}` did not hold; the result was: {}",
+                    shown_result(&step.kind, result)
+                ),
             },
         };
         Ok(Some(feedback))
@@ -1267,4 +1272,23 @@ fn redact_end(end: AttemptEnd) -> AttemptEnd {
         AttemptEnd::Transient(e, w) => AttemptEnd::Transient(redact(e), w),
         AttemptEnd::Cancelled => AttemptEnd::Cancelled,
     }
+}
+
+/// A step's result as the feedback of a failed `accept` shows it: an `llm`
+/// step's typed output (else its text), anything else as JSON, cut short.
+fn shown_result(kind: &StepKind, result: &Json) -> String {
+    let value = match kind {
+        StepKind::Llm(_) if !result["output"].is_null() => result["output"].to_string(),
+        StepKind::Llm(_) => result["text"].as_str().unwrap_or_default().to_string(),
+        _ => result.to_string(),
+    };
+    const MAX: usize = 2000;
+    if value.len() <= MAX {
+        return value;
+    }
+    let mut end = MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &value[..end], value.len())
 }
