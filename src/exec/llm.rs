@@ -614,7 +614,7 @@ fn journaled_body(mut body: Json) -> Json {
         if let Some(text) = v.as_str()
             && text.len() > PROMPT_CAP
         {
-            let cut = super::step::tail_cut(text, PROMPT_CAP);
+            let cut = super::accept::tail_cut(text, PROMPT_CAP);
             *v = json!(format!("[flowc: {cut} bytes dropped]{}", &text[cut..]));
         }
     };
@@ -631,7 +631,7 @@ fn journaled_body(mut body: Json) -> Json {
 
 /// Keeps journaled reply text within the output cap (the tail is kept).
 fn cap(text: &str) -> String {
-    match super::step::tail_cut(text, OUTPUT_CAP) {
+    match super::accept::tail_cut(text, OUTPUT_CAP) {
         0 => text.to_string(),
         cut => format!("[flowc: {cut} bytes dropped]{}", &text[cut..]),
     }

@@ -4,14 +4,18 @@
 //! attempts run as separate tasks that report back over a channel, and every
 //! event is committed before the side effects it announces start.
 
+mod accept;
 mod attempt;
 mod blocks;
 pub mod eval;
 mod frame;
+mod human;
 pub mod inputs;
+mod launch;
 mod llm;
 mod observer;
 mod scheduler;
+mod settle;
 mod step;
 
 pub use observer::{Observer, Silent};

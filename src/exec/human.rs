@@ -1,0 +1,331 @@
+//! The human queue: asking a person (approvals, escalations), approval timeouts, recorded decisions, and questions on the terminal.
+
+use super::frame::Settle;
+use super::scheduler::{Decision, IKind, Msg, RunEnd, Runner};
+use crate::ir::{NodeKind, StepKind};
+use crate::journal::{ApprovalRow, NewEvent, now_ms};
+use serde_json::json;
+
+impl Runner<'_> {
+    /// Puts an item in the human queue (journaled before anything waits).
+    pub fn ask(&mut self, inst: usize, kind: &'static str, prompt: String) {
+        let key = self.insts[inst].key.clone();
+        let hash = self.insts[inst].input_hash.clone();
+        if let Some(row) = self.prior_approvals.get(&key).cloned()
+            && row.input_hash == hash
+            && row.kind == kind
+        {
+            if row.status != "pending" {
+                self.prior_approvals.remove(&key);
+                if self.status.get(&key).is_none_or(|s| s != "waiting") {
+                    self.set_status(&key, "waiting", None, json!({}));
+                }
+                self.insts[inst].asking = Some(kind);
+                self.waiting += 1;
+                let decision = decision_of(&row);
+                self.apply_decision(inst, decision, false);
+                return;
+            }
+        } else {
+            let event = NewEvent::node(
+                &self.run_id,
+                "approval_requested",
+                &key,
+                None,
+                json!({ "kind": kind, "prompt": prompt, "input_hash": hash }),
+            );
+            self.push(event);
+        }
+        self.prior_approvals.remove(&key);
+        if self.status.get(&key).is_none_or(|s| s != "waiting") {
+            self.set_status(
+                &key,
+                "waiting",
+                None,
+                json!({ "error": format!("waiting for a person ({kind})") }),
+            );
+        }
+        self.insts[inst].asking = Some(kind);
+        self.waiting += 1;
+        if let Some(decision) = self.approval_timed_out(inst, kind) {
+            self.apply_decision(inst, decision, true);
+            return;
+        }
+        if self.interactive {
+            self.prompts.push_back(inst);
+        }
+    }
+
+    /// An approval step whose `timeout` has passed gets its `default` decision.
+    pub fn approval_timed_out(&self, inst: usize, kind: &str) -> Option<Decision> {
+        if kind != "approval" {
+            return None;
+        }
+        let (skill, node) = self.step(inst);
+        let NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return None;
+        };
+        let StepKind::Approval {
+            timeout_ms: Some(t),
+            default_approve,
+            ..
+        } = step.kind
+        else {
+            return None;
+        };
+        let key = &self.insts[inst].key;
+        let asked = self
+            .journal
+            .approvals(Some(&self.run_id))
+            .ok()?
+            .into_iter()
+            .find(|a| &a.node == key)?
+            .requested_at;
+        if now_ms() - asked < t as i64 {
+            return None;
+        }
+        let by = "timeout".to_string();
+        Some(if default_approve {
+            Decision::Approve {
+                by,
+                comment: Some("approved by default when the timeout passed".into()),
+            }
+        } else {
+            Decision::Reject {
+                by,
+                reason: "rejected by default when the timeout passed".into(),
+            }
+        })
+    }
+
+    /// A decision arrived from the terminal.
+    pub fn decide(&mut self, inst: usize, decision: Decision) {
+        self.apply_decision(inst, decision, true);
+    }
+
+    pub fn apply_decision(&mut self, inst: usize, decision: Decision, record: bool) {
+        let Some(kind) = self.insts[inst].asking.take() else {
+            return;
+        };
+        if self.insts[inst].done {
+            return;
+        }
+        self.waiting = self.waiting.saturating_sub(1);
+        let key = self.insts[inst].key.clone();
+        if record {
+            let (word, by, comment, output) = match &decision {
+                Decision::Approve { by, comment } => ("approved", by, comment.clone(), None),
+                Decision::Reject { by, reason } => ("rejected", by, Some(reason.clone()), None),
+                Decision::Retry { by } => ("retry", by, None, None),
+                Decision::Skip { by, output } => ("skip", by, None, output.clone()),
+            };
+            let event = NewEvent::node(
+                &self.run_id,
+                "approval_decided",
+                &key,
+                None,
+                json!({ "decision": word, "by": by, "comment": comment, "output": output }),
+            );
+            self.push(event);
+        }
+        let (skill, node) = self.step(inst);
+        let name = skill.nodes[node].name.clone();
+        match (kind, decision) {
+            ("approval", Decision::Approve { by, comment }) => {
+                let result =
+                    json!({ "approved": true, "by": by, "comment": comment.unwrap_or_default() });
+                self.set_status(&key, "succeeded", None, json!({ "result": result }));
+                self.frames[self.insts[inst].frame].vars.set(&name, result);
+                self.settle(inst, Settle::Done);
+            }
+            ("approval" | "policy", Decision::Reject { by, reason }) => {
+                let result = json!({ "approved": false, "by": by, "comment": reason });
+                let why = format!("rejected by {by}: {reason}");
+                self.set_status(
+                    &key,
+                    "failed",
+                    None,
+                    json!({ "result": result, "error": why }),
+                );
+                self.insts[inst].result = Some(result);
+                self.exhausted_no_escalate(inst, why);
+            }
+            ("policy", _) => self.queue_attempt(inst),
+            ("escalation", Decision::Skip { output, .. }) => {
+                // The result a person gives is data like any step's: it must fit the type.
+                if let (Some(o), NodeKind::Step(step)) = (&output, &skill.nodes[node].kind)
+                    && let Err(e) = super::eval::validate(o, &step.result)
+                {
+                    let why = format!(
+                        "the result given with `flowc skip` does not fit the step's result type `{}`: {e}",
+                        step.result
+                    );
+                    self.set_status(&key, "failed", None, json!({ "error": why }));
+                    self.insts[inst].done = true;
+                    self.stop_run(RunEnd::Failed, format!("step `{key}`: {why}"));
+                    return;
+                }
+                self.set_status(&key, "skipped", None, json!({ "result": output }));
+                let settle = if output.is_some() {
+                    Settle::Done
+                } else {
+                    Settle::Skipped
+                };
+                self.bind_skipped(inst, output);
+                self.settle(inst, settle);
+            }
+            ("escalation", Decision::Reject { by, reason }) => {
+                let why = format!("aborted by {by}: {reason}");
+                self.set_status(&key, "failed", None, json!({ "error": why }));
+                self.insts[inst].done = true;
+                self.stop_run(RunEnd::Failed, format!("step `{key}` was {why}"));
+            }
+            ("escalation", _) => self.retry_block_or_step(inst),
+            (_, _) => self.queue_attempt(inst),
+        }
+    }
+
+    /// `flowc retry` on an escalation: a fresh budget of attempts or iterations.
+    pub fn retry_block_or_step(&mut self, inst: usize) {
+        let key = self.insts[inst].key.clone();
+        self.set_status(&key, "retrying", None, json!({}));
+        match &mut self.insts[inst].kind {
+            IKind::Step => {
+                let (skill, node) = self.step(inst);
+                let extra = match &skill.nodes[node].kind {
+                    NodeKind::Step(s) => s.attempts.max(1),
+                    _ => 1,
+                };
+                self.insts[inst].budget = self.insts[inst].attempt + extra;
+                self.queue_attempt(inst);
+            }
+            IKind::Loop { iteration, max, .. } => {
+                *max += *iteration;
+                *iteration += 1;
+                self.next_iteration(inst);
+            }
+            IKind::For { .. } => self.restart_for(inst),
+        }
+    }
+
+    /// Shows the next queued item on the terminal (one at a time).
+    pub fn next_prompt(&mut self) {
+        if self.prompting || !self.interactive {
+            return;
+        }
+        while let Some(inst) = self.prompts.pop_front() {
+            let Some(kind) = self.insts[inst].asking else {
+                continue;
+            };
+            if self.insts[inst].done {
+                continue;
+            }
+            let key = self.insts[inst].key.clone();
+            let prompt = self
+                .journal
+                .approvals(Some(&self.run_id))
+                .ok()
+                .and_then(|a| a.into_iter().find(|r| r.node == key))
+                .map(|r| r.prompt)
+                .unwrap_or_default();
+            self.prompting = true;
+            self.spawn.push(Box::pin(async move {
+                let decision =
+                    tokio::task::spawn_blocking(move || ask_terminal(&key, kind, &prompt))
+                        .await
+                        .unwrap_or(Decision::Reject {
+                            by: user(),
+                            reason: "no answer".into(),
+                        });
+                Msg::Decision { inst, decision }
+            }));
+            return;
+        }
+    }
+}
+
+pub fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The decision recorded in an approvals row.
+pub fn decision_of(row: &ApprovalRow) -> Decision {
+    let by = row.decided_by.clone().unwrap_or_else(|| "unknown".into());
+    match row.status.as_str() {
+        "approved" => Decision::Approve {
+            by,
+            comment: row.comment.clone(),
+        },
+        "retry" => Decision::Retry { by },
+        "skip" => Decision::Skip {
+            by,
+            output: row.output.clone(),
+        },
+        _ => Decision::Reject {
+            by,
+            reason: row.comment.clone().unwrap_or_default(),
+        },
+    }
+}
+
+pub fn read_line() -> Option<String> {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim().to_string()),
+    }
+}
+
+pub fn ask_terminal(key: &str, kind: &str, prompt: &str) -> Decision {
+    use std::io::Write;
+    let by = user();
+    let mut err = std::io::stderr();
+    loop {
+        let _ = match kind {
+            "escalation" => write!(
+                err,
+                "\n? step `{key}` needs a person: {prompt}\n  [r]etry, [s]kip, or [a]bort the run: "
+            ),
+            _ => write!(
+                err,
+                "\n? {prompt}\n  (step `{key}`) [a]pprove or [r]eject: "
+            ),
+        };
+        let _ = err.flush();
+        let Some(answer) = read_line().map(|a| a.to_lowercase()) else {
+            return Decision::Reject {
+                by,
+                reason: "stdin closed before an answer".into(),
+            };
+        };
+        match (kind, answer.as_str()) {
+            ("escalation", "r" | "retry") => return Decision::Retry { by },
+            ("escalation", "s" | "skip") => return Decision::Skip { by, output: None },
+            ("escalation", "a" | "abort") | (_, "r" | "reject") => {
+                let _ = write!(err, "  reason: ");
+                let _ = err.flush();
+                let reason = read_line().unwrap_or_default();
+                return Decision::Reject {
+                    by,
+                    reason: if reason.is_empty() {
+                        "no reason given".into()
+                    } else {
+                        reason
+                    },
+                };
+            }
+            (_, "a" | "approve" | "y" | "yes") => {
+                let _ = write!(err, "  comment (optional): ");
+                let _ = err.flush();
+                let comment = read_line().unwrap_or_default();
+                return Decision::Approve {
+                    by,
+                    comment: (!comment.is_empty()).then_some(comment),
+                };
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Starting one attempt of a step: the `max_steps` cap, rendering its inputs, and the task of each kind (a sandboxed process, a script, a wait, a call's child frame, a model call).
+
+use super::attempt::{self, AttemptEnd, ProcessSpec};
+use super::frame::{Frame, Owner, Vars, hash};
+use super::scheduler::{Msg, RunEnd, Runner, Task};
+use crate::ir::{CompiledExpr, NodeKind, RunStep, Skill, StepKind};
+use crate::journal::now_ms;
+use serde_json::{Value as Json, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Runner<'_> {
+    /// Starts the next attempt of a step instance.
+    pub fn launch_attempt(&mut self, inst: usize) {
+        let (skill, node) = self.step(inst);
+        let NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return;
+        };
+        self.steps_run += 1;
+        if self.prior_steps + self.steps_run > self.root_policy.max_steps {
+            let why = format!(
+                "cap `max_steps` ({}) of policy `{}` reached: no more step attempts may start",
+                self.root_policy.max_steps, self.root_policy.name
+            );
+            let key = self.insts[inst].key.clone();
+            self.violation(
+                Some(&key),
+                "max_steps",
+                json!(self.root_policy.max_steps),
+                &why,
+            );
+            self.stop_run(RunEnd::Failed, why);
+            self.mark_stopped(inst);
+            return;
+        }
+        self.insts[inst].attempt += 1;
+        let attempt = self.insts[inst].attempt;
+        let key = self.insts[inst].key.clone();
+        let feedback = self.insts[inst].feedback.clone();
+        // The first attempt's inputs were rendered for the input hash already.
+        let first = self.insts[inst]
+            .first_inputs
+            .take()
+            .filter(|_| attempt == 1);
+        let inputs = match first.map_or_else(|| self.inputs(inst, attempt, &feedback), Ok) {
+            Ok(i) => i,
+            Err(e) => {
+                self.set_status(
+                    &key,
+                    "running",
+                    Some(attempt),
+                    json!({ "input_hash": self.insts[inst].input_hash }),
+                );
+                self.attempt_ended(inst, attempt, AttemptEnd::Error(e, None));
+                return;
+            }
+        };
+        let timeout = Duration::from_millis(step.timeout_ms.max(1));
+        let cancel = Arc::new(tokio::sync::Notify::new());
+        let mut data = json!({ "input_hash": self.insts[inst].input_hash });
+        let task: Option<Task> = match &step.kind {
+            StepKind::Run(run) => self.run_task(
+                inst, attempt, &skill, node, run, &inputs, timeout, &cancel, &mut data,
+            ),
+            StepKind::Script { ast, output, .. } => {
+                let values: HashMap<String, Json> = inputs["values"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                let names: Vec<String> = values.keys().cloned().collect();
+                let job = attempt::ScriptJob {
+                    evaluator: self.eval.clone(),
+                    ast: ast.clone(),
+                    names,
+                    values,
+                    output: output.clone(),
+                    timeout,
+                };
+                // Started by `flush` once `running` is committed: inline when small.
+                self.set_status(&key, "running", Some(attempt), data);
+                self.insts[inst].cancel = Some(cancel);
+                self.running += 1;
+                self.inline.push((inst, attempt, job));
+                return;
+            }
+            StepKind::Wait {
+                duration_ms,
+                until,
+                interval_ms,
+            } => self.wait_task(
+                inst,
+                attempt,
+                *duration_ms,
+                until.as_ref(),
+                *interval_ms,
+                timeout,
+                &cancel,
+                &mut data,
+            ),
+            StepKind::Call { skill: callee, .. } => {
+                self.start_call(inst, attempt, callee, &inputs, data);
+                return;
+            }
+            StepKind::Llm(llm) => {
+                match self.launch_llm(
+                    inst,
+                    attempt,
+                    llm,
+                    &inputs,
+                    &feedback,
+                    timeout,
+                    cancel.clone(),
+                ) {
+                    Ok(task) => Some(task),
+                    Err(None) => return,
+                    Err(Some(end)) => {
+                        self.set_status(&key, "running", Some(attempt), data);
+                        self.attempt_ended(inst, attempt, end);
+                        return;
+                    }
+                }
+            }
+            StepKind::Approval { .. } => return,
+        };
+        self.set_status(&key, "running", Some(attempt), data);
+        if let Some(task) = task {
+            self.insts[inst].cancel = Some(cancel);
+            self.running += 1;
+            self.spawn.push(task);
+        }
+    }
+
+    /// The task of a `run` attempt: its environment, sandbox plan and
+    /// snapshot; `None` when the attempt already ended (refused, snapshot failed).
+    #[allow(clippy::too_many_arguments)]
+    fn run_task(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        skill: &Arc<Skill>,
+        node: usize,
+        run: &RunStep,
+        inputs: &Json,
+        timeout: Duration,
+        cancel: &Arc<tokio::sync::Notify>,
+        data: &mut Json,
+    ) -> Option<Task> {
+        let key = self.insts[inst].key.clone();
+        let idem = hash(&[&self.run_id, &key, &self.insts[inst].input_hash]);
+        let mut env: Vec<(String, String)> = inputs["env"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        env.push(("FLOWC_RUN_ID".into(), self.run_id.clone()));
+        env.push(("FLOWC_STEP".into(), key.clone()));
+        env.push(("FLOWC_ATTEMPT".into(), attempt.to_string()));
+        env.push(("FLOWC_IDEMPOTENCY_KEY".into(), idem));
+        let plan = self.sandbox_plan(skill, Some(node), &run.sandbox);
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(refused) => {
+                self.set_status(&key, "running", Some(attempt), std::mem::take(data));
+                self.attempt_ended(inst, attempt, AttemptEnd::Error(refused, None));
+                return None;
+            }
+        };
+        data["sandbox"] = plan.record();
+        let spec = ProcessSpec {
+            argv: inputs["argv"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|s| s.as_str().unwrap_or_default().to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            stdin: inputs["stdin"].as_str().map(str::to_string),
+            cwd: inputs["cwd"].as_str().map(str::to_string),
+            env,
+            timeout,
+            output: run.output.clone(),
+            sandbox: Some(plan),
+        };
+        if !run.snapshot.is_empty() {
+            let root = spec.cwd.clone().unwrap_or_else(|| ".".into());
+            let store = self.snapshot_store();
+            match crate::snapshot::take(&store, std::path::Path::new(&root), &run.snapshot) {
+                Ok(t) => {
+                    data["snapshot"] = json!({
+                        "id": t.id,
+                        "store": store.display().to_string(),
+                        "entries": t.entries,
+                        "bytes": t.bytes,
+                    });
+                    self.insts[inst].snapshot = Some((store, t.id));
+                }
+                Err(e) => {
+                    self.set_status(&key, "running", Some(attempt), std::mem::take(data));
+                    self.attempt_ended(
+                        inst,
+                        attempt,
+                        AttemptEnd::Error(
+                            format!("the snapshot before the attempt failed: {e}"),
+                            None,
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        let tx = self.tx.clone();
+        let tail: Box<attempt::TailFn> = Box::new(move |line| {
+            let _ = tx.send(Msg::Tail { inst, line });
+        });
+        let c = cancel.clone();
+        Some(Box::pin(async move {
+            Msg::Attempt {
+                inst,
+                attempt,
+                end: attempt::run_process(spec, c, Some(tail)).await,
+            }
+        }))
+    }
+
+    /// The task of a `wait` attempt: a durable deadline, or `until` polling.
+    #[allow(clippy::too_many_arguments)]
+    fn wait_task(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        duration_ms: Option<u64>,
+        until: Option<&CompiledExpr>,
+        interval_ms: u64,
+        timeout: Duration,
+        cancel: &Arc<tokio::sync::Notify>,
+        data: &mut Json,
+    ) -> Option<Task> {
+        let key = self.insts[inst].key.clone();
+        let feedback = self.insts[inst].feedback.clone();
+        let prior_deadline = self
+            .prior
+            .get(&key)
+            .filter(|p| p.input_hash.as_deref() == Some(self.insts[inst].input_hash.as_str()))
+            .and_then(|p| p.data.as_ref())
+            .and_then(|d| d["deadline"].as_i64());
+        let deadline = self.insts[inst]
+            .deadline
+            .or(prior_deadline)
+            .or_else(|| duration_ms.map(|d| now_ms() + d as i64));
+        self.insts[inst].deadline = deadline;
+        data["data"] = json!({ "deadline": deadline });
+        let until = until.as_ref().map(|u| {
+            let names = self.names(inst, attempt, &feedback);
+            let values: HashMap<String, Json> = super::eval::prefixed_names(&u.code)
+                .filter_map(|n| names(n).map(|v| (n.to_string(), v)))
+                .collect();
+            (self.eval.clone(), (*u).clone(), values, interval_ms)
+        });
+        let c = cancel.clone();
+        Some(Box::pin(async move {
+            Msg::Attempt {
+                inst,
+                attempt,
+                end: attempt::run_wait(deadline, until, timeout, c).await,
+            }
+        }))
+    }
+
+    /// A `call` attempt: the callee's graph as a child frame (or the
+    /// `max_depth` refusal).
+    fn start_call(&mut self, inst: usize, attempt: u32, callee: &str, inputs: &Json, data: Json) {
+        let key = self.insts[inst].key.clone();
+        let Some(callee_skill) = self.program.skills.get(callee).cloned() else {
+            self.set_status(&key, "running", Some(attempt), data);
+            self.attempt_ended(
+                inst,
+                attempt,
+                AttemptEnd::Error(format!("skill `{callee}` is not in the program"), None),
+            );
+            return;
+        };
+        let frame = self.insts[inst].frame;
+        let depth = self.frames[frame].depth + 1;
+        self.set_status(&key, "running", Some(attempt), data);
+        if depth > self.root_policy.max_depth {
+            let why = format!(
+                "cap `max_depth` ({}) of policy `{}` reached by nested calls",
+                self.root_policy.max_depth, self.root_policy.name
+            );
+            // Fail closed: the step fails naming the cap, and the run stops.
+            self.set_status(&key, "failed", Some(attempt), json!({ "error": why }));
+            self.violation(
+                Some(&key),
+                "max_depth",
+                json!(self.root_policy.max_depth),
+                &why,
+            );
+            self.stop_run(RunEnd::Failed, format!("step `{key}` {why}"));
+            return;
+        }
+        let vars = Vars::child(None);
+        let args = inputs["args"].as_object().cloned().unwrap_or_default();
+        for (k, v) in &args {
+            vars.set(k, v.clone());
+        }
+        for p in &callee_skill.params {
+            if args.contains_key(&p.name) {
+                continue;
+            }
+            if let Some(d) = &p.default {
+                let lookup = |n: &str| vars.get(n);
+                match self.eval.value(&callee_skill, d, &lookup) {
+                    Ok(v) => vars.set(&p.name, v),
+                    Err(e) => {
+                        self.attempt_ended(
+                            inst,
+                            attempt,
+                            AttemptEnd::Error(format!("default of `{}`: {e}", p.name), None),
+                        );
+                        return;
+                    }
+                }
+            }
+        }
+        let prefix = if attempt > 1 {
+            format!("{key}@{attempt}/")
+        } else {
+            format!("{key}/")
+        };
+        let ctx = hash(&[
+            &self.frames[frame].context_hash,
+            &Json::Object(args).to_string(),
+        ]);
+        let child = self.new_frame(Frame::new(
+            callee_skill,
+            None,
+            prefix,
+            vars,
+            ctx,
+            Owner::Call(inst),
+            depth,
+        ));
+        self.insts[inst].child = Some(child);
+    }
+}
