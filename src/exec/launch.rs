@@ -60,9 +60,14 @@ impl Runner<'_> {
         let cancel = Arc::new(tokio::sync::Notify::new());
         let mut data = json!({ "input_hash": self.insts[inst].input_hash });
         let task: Option<Task> = match &step.kind {
-            StepKind::Run(run) => self.run_task(
-                inst, attempt, &skill, node, run, &inputs, timeout, &cancel, &mut data,
-            ),
+            StepKind::Run(run) => {
+                let task = self.run_task(
+                    inst, attempt, &skill, node, run, &inputs, timeout, &cancel, &mut data,
+                );
+                // `None`: the attempt already ended (refused, or its snapshot failed).
+                let Some(task) = task else { return };
+                Some(task)
+            }
             StepKind::Script { ast, output, .. } => {
                 let values: HashMap<String, Json> = inputs["values"]
                     .as_object()
