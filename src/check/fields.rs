@@ -1,6 +1,6 @@
 //! The fields of each step kind, their types, and the step's result type.
 
-use super::items::ModuleCx;
+use super::module_cx::ModuleCx;
 use super::scope::{Mode, NodeScope};
 use super::skill::SkillCx;
 use crate::diag::{Code, Diagnostic};
@@ -884,7 +884,7 @@ impl<'a> ModuleCx<'a> {
             ExprKind::Map(entries) => {
                 let sub: Vec<Field> = entries
                     .iter()
-                    .map(|(k, v)| super::items::map_field(k, v))
+                    .map(|(k, v)| super::literals::map_field(k, v))
                     .collect();
                 self.known_fields(&sub, &["initial", "factor", "max"], "`backoff`", |_| None);
                 let mut b = Backoff {

@@ -1,7 +1,7 @@
 //! Templates: compiled with minijinja at check time, names checked against the scope.
 
 use super::expr::{Lookup, Scope};
-use super::items::ModuleCx;
+use super::module_cx::ModuleCx;
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::ir::{TemplateRef, Ty, Value};
 use crate::span::Span;

@@ -1,0 +1,217 @@
+//! `policy` items: caps, `forbid`/`require_approval` rules over `step`, and `sandbox` blocks.
+
+use super::expr::{ExprChecker, Lookup, Scope};
+use super::literals::map_field;
+use super::module_cx::ModuleCx;
+use crate::diag::{Code, Diagnostic};
+use crate::ir::{self, CompiledExpr, Policy, Sandbox, Ty};
+use crate::span::Span;
+use crate::syntax::ast::{self, ExprKind, Field};
+use std::sync::Arc;
+
+impl ModuleCx<'_> {
+    pub(super) fn policy_item(&mut self, item: &ast::ConfigItem) -> Policy {
+        const FIELDS: &[&str] = &[
+            "max_attempts",
+            "max_parallel",
+            "max_steps",
+            "max_depth",
+            "max_cost_usd",
+            "max_tokens",
+            "step_timeout",
+            "run_timeout",
+            "require_approval",
+            "forbid",
+            "sandbox",
+            "description",
+        ];
+        self.known_fields(&item.fields, FIELDS, "a policy", |_| None);
+        let base = Policy::builtin();
+        let mut policy = Policy {
+            name: item.name.name.clone(),
+            ..(*base).clone()
+        };
+        let c = Code::E0605;
+        for field in &item.fields {
+            match field.key.name.as_str() {
+                "max_attempts" => {
+                    policy.max_attempts = self
+                        .lit_int(field, 1, c)
+                        .map_or(policy.max_attempts, |n| n.min(u32::MAX as i64) as u32)
+                }
+                "max_parallel" => {
+                    policy.max_parallel = self
+                        .lit_int(field, 1, c)
+                        .map_or(policy.max_parallel, |n| n.min(u32::MAX as i64) as u32)
+                }
+                "max_steps" => {
+                    policy.max_steps = self
+                        .lit_int(field, 1, c)
+                        .map_or(policy.max_steps, |n| n as u64)
+                }
+                "max_depth" => {
+                    policy.max_depth = self
+                        .lit_int(field, 0, c)
+                        .map_or(policy.max_depth, |n| n.min(u32::MAX as i64) as u32)
+                }
+                "max_cost_usd" => {
+                    policy.max_cost_usd = self
+                        .lit_float(field, 0.0, f64::MAX, c)
+                        .or(policy.max_cost_usd)
+                }
+                "max_tokens" => {
+                    policy.max_tokens = self
+                        .lit_int(field, 0, c)
+                        .map(|n| n as u64)
+                        .or(policy.max_tokens)
+                }
+                "step_timeout" => {
+                    policy.step_timeout_ms = self
+                        .lit_duration(field, c)
+                        .unwrap_or(policy.step_timeout_ms)
+                }
+                "run_timeout" => {
+                    policy.run_timeout_ms =
+                        self.lit_duration(field, c).unwrap_or(policy.run_timeout_ms)
+                }
+                "require_approval" => policy.require_approval = self.policy_rule(field),
+                "forbid" => policy.forbid = self.policy_rule(field),
+                "sandbox" => policy.sandbox = self.sandbox(field, &base.sandbox),
+                "description" => {
+                    self.lit_string(field);
+                }
+                _ => {}
+            }
+        }
+        if policy.step_timeout_ms > policy.run_timeout_ms {
+            let span = |k: &str| item.fields.iter().find(|f| f.key.name == k).map(|f| f.span);
+            let primary = span("step_timeout")
+                .or(span("run_timeout"))
+                .unwrap_or(item.name.span);
+            let mut diag = Diagnostic::new(
+                Code::E0605,
+                self.file,
+                primary,
+                format!(
+                    "`step_timeout` ({}) is longer than `run_timeout` ({})",
+                    crate::ir::format_ms(policy.step_timeout_ms),
+                    crate::ir::format_ms(policy.run_timeout_ms)
+                ),
+            )
+            .label("a single step may not outlast the whole run")
+            .help("lower `step_timeout` or raise `run_timeout`");
+            if let Some(run) = span("run_timeout").filter(|s| *s != primary) {
+                diag = diag.with(run, "the run's ceiling");
+            }
+            self.diags.push(diag);
+        }
+        policy
+    }
+
+    fn policy_rule(&mut self, field: &Field) -> Option<CompiledExpr> {
+        let expr = self.value(field)?;
+        let mut scope = StepInfoScope { used: false };
+        let mut checker = ExprChecker {
+            file: self.file,
+            diags: &mut self.diags,
+        };
+        checker.condition(expr, &mut scope, &format!("`{}`", field.key.name));
+        Some(self.compile(expr, Ty::Bool))
+    }
+
+    /// Reads a `sandbox { ... }` block over `base`.
+    pub fn sandbox(&mut self, field: &Field, base: &Sandbox) -> Sandbox {
+        let mut sandbox = base.clone();
+        let Some(expr) = self.value(field) else {
+            return sandbox;
+        };
+        let ExprKind::Map(entries) = &expr.kind else {
+            self.lit_error(field, expr, "a block `{ network: false, ... }`");
+            return sandbox;
+        };
+        const FIELDS: &[&str] = &[
+            "network",
+            "memory",
+            "cpu",
+            "processes",
+            "open_files",
+            "file_size",
+            "writable",
+            "readable",
+            "fallback",
+        ];
+        let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
+        self.known_fields(&sub, FIELDS, "`sandbox`", |_| None);
+        for f in &sub {
+            if let Some(name) = FIELDS.iter().find(|n| **n == f.key.name)
+                && *name != "fallback"
+                && !sandbox.written.contains(name)
+            {
+                sandbox.written.push(name);
+            }
+            match f.key.name.as_str() {
+                "network" => sandbox.network = self.lit_bool(f).or(sandbox.network),
+                "memory" => sandbox.memory = self.lit_size(f, Code::E0318).or(sandbox.memory),
+                "cpu" => sandbox.cpu_ms = self.lit_duration(f, Code::E0318).or(sandbox.cpu_ms),
+                "processes" => {
+                    sandbox.processes = self
+                        .lit_int(f, 1, Code::E0318)
+                        .map(|n| n as u64)
+                        .or(sandbox.processes)
+                }
+                "open_files" => {
+                    sandbox.open_files = self
+                        .lit_int(f, 1, Code::E0318)
+                        .map(|n| n as u64)
+                        .or(sandbox.open_files)
+                }
+                "file_size" => {
+                    sandbox.file_size = self.lit_size(f, Code::E0318).or(sandbox.file_size)
+                }
+                "writable" => sandbox.writable = self.lit_strings(f).or(sandbox.writable.clone()),
+                "readable" => sandbox.readable = self.lit_strings(f).or(sandbox.readable.clone()),
+                "fallback" => {
+                    sandbox.fallback = match self.word(f, &["refuse", "weaker"]).as_deref() {
+                        Some("refuse") => Some(ir::Fallback::Refuse),
+                        Some("weaker") => Some(ir::Fallback::Weaker),
+                        _ => sandbox.fallback,
+                    }
+                }
+                _ => {}
+            }
+        }
+        sandbox
+    }
+}
+
+/// The scope of policy rules: `step` and its fields.
+struct StepInfoScope {
+    used: bool,
+}
+
+impl Scope for StepInfoScope {
+    fn lookup(&mut self, name: &str, _span: Span, _diags: &mut Vec<Diagnostic>) -> Lookup {
+        if name != "step" {
+            return Lookup::Missing;
+        }
+        self.used = true;
+        Lookup::Found(Ty::Record(Arc::new(ir::Record {
+            name: Some("StepInfo".into()),
+            fields: vec![
+                ("kind".into(), Ty::String),
+                ("name".into(), Ty::String),
+                ("skill".into(), Ty::String),
+                ("command".into(), Ty::String),
+                ("argv".into(), Ty::String.list_of()),
+                ("cwd".into(), Ty::String),
+                ("model".into(), Ty::String),
+                ("prompt".into(), Ty::String),
+                ("attempt".into(), Ty::Int),
+            ],
+        })))
+    }
+
+    fn names(&self) -> Vec<String> {
+        vec!["step".into()]
+    }
+}
