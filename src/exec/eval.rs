@@ -16,6 +16,16 @@ type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 pub trait Names {
     /// The value bound to `name`, if any.
     fn get(&self, name: &str) -> Option<Json>;
+
+    /// Why `name` is a null left by a step that failed without a result
+    /// (`on_failure: continue`): reading it fails with this cause, not with
+    /// whatever rhai or minijinja would say about a null.
+    fn failure(&self, name: &str) -> Option<String> {
+        match self.get(&super::frame::failure_key(name)) {
+            Some(Json::String(why)) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 impl<F: Fn(&str) -> Option<Json>> Names for F {
@@ -78,6 +88,9 @@ impl Evaluator {
     pub fn expr(&self, e: &CompiledExpr, names: &dyn Names) -> Result<Json, String> {
         let mut scope = rhai::Scope::new();
         for name in prefixed_names(&e.code) {
+            if let Some(why) = names.failure(name) {
+                return Err(why);
+            }
             let value = names
                 .get(name)
                 .ok_or_else(|| format!("`{name}` has no value here"))?;
@@ -191,6 +204,9 @@ impl Evaluator {
         };
         let mut ctx: BTreeMap<String, minijinja::Value> = BTreeMap::new();
         for name in wanted {
+            if let Some(why) = names.failure(&name) {
+                return Err(why);
+            }
             if let Some(v) = names.get(&name) {
                 ctx.insert(name, to_jinja(&v));
             }

@@ -120,6 +120,9 @@ impl Runner<'_> {
             StepKind::Script { code, .. } => {
                 let mut map = serde_json::Map::new();
                 for name in crate::check::script::identifiers(code) {
+                    if let Some(why) = super::eval::Names::failure(&names, name) {
+                        return Err(why);
+                    }
                     if let Some(v) = names(name) {
                         map.insert(name.to_string(), v);
                     }
@@ -1101,9 +1104,18 @@ impl Runner<'_> {
     fn exhausted_no_escalate(&mut self, inst: usize, why: String) {
         let (skill, node) = self.step(inst);
         if skill.nodes[node].on_failure == OnFailure::Continue {
-            let result = self.insts[inst].result.clone().unwrap_or(Json::Null);
             let name = skill.nodes[node].name.clone();
-            self.frames[self.insts[inst].frame].vars.set(&name, result);
+            let vars = &self.frames[self.insts[inst].frame].vars;
+            match self.insts[inst].result.clone() {
+                Some(result) => vars.set(&name, result),
+                None => {
+                    let key = &self.insts[inst].key;
+                    vars.set_failed(
+                        &name,
+                        format!("`{name}` has no result: step `{key}` failed: {why}"),
+                    )
+                }
+            }
             self.settle(inst, Settle::FailedContinue);
         } else {
             self.fail_frame(inst, why);
