@@ -539,6 +539,11 @@ impl<'a> ModuleCx<'a> {
         if weaker(step.fallback) && !weaker(base.fallback) && !base.written.is_empty() {
             widened.push("`fallback: \"weaker\"` where the policy refuses".into());
         }
+        for name in base.written.iter().filter(|w| !step.written.contains(w)) {
+            widened.push(format!(
+                "`best_effort` for `{name}`, which the policy enforces or refuses"
+            ));
+        }
         let more = |s: Option<u64>, b: Option<u64>| matches!((s, b), (Some(s), Some(b)) if s > b);
         for (name, s, b) in [
             ("memory", step.memory, base.memory),

@@ -3,7 +3,7 @@
 use super::expr::{ExprChecker, Lookup, Scope};
 use super::literals::map_field;
 use super::module_cx::ModuleCx;
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::ir::{self, CompiledExpr, Policy, Sandbox, Ty};
 use crate::span::Span;
 use crate::syntax::ast::{self, ExprKind, Field};
@@ -139,12 +139,12 @@ impl ModuleCx<'_> {
             "writable",
             "readable",
             "fallback",
+            "best_effort",
         ];
         let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
         self.known_fields(&sub, FIELDS, "`sandbox`", |_| None);
         for f in &sub {
-            if let Some(name) = FIELDS.iter().find(|n| **n == f.key.name)
-                && *name != "fallback"
+            if let Some(name) = LIMITS.iter().find(|n| **n == f.key.name)
                 && !sandbox.written.contains(name)
             {
                 sandbox.written.push(name);
@@ -180,9 +180,73 @@ impl ModuleCx<'_> {
                 _ => {}
             }
         }
+        // Last, so it also covers limits this block writes: they are applied as
+        // far as the machine can and journaled as missing, never refused.
+        if let Some(f) = sub.iter().find(|f| f.key.name == "best_effort") {
+            for name in self.limit_names(f) {
+                sandbox.written.retain(|w| *w != name);
+            }
+        }
         sandbox
     }
+
+    /// The limit names listed in `best_effort`.
+    fn limit_names(&mut self, field: &Field) -> Vec<&'static str> {
+        let Some(expr) = self.value(field) else {
+            return Vec::new();
+        };
+        let ExprKind::List(items) = &expr.kind else {
+            self.lit_error(
+                field,
+                expr,
+                "a list of limit names such as `[\"processes\"]`",
+            );
+            return Vec::new();
+        };
+        let mut names = Vec::new();
+        for item in items {
+            let text = match &item.kind {
+                ExprKind::Str(s) => s.value.clone(),
+                _ => {
+                    self.lit_error(field, item, "a limit name such as `\"processes\"`");
+                    continue;
+                }
+            };
+            match LIMITS.iter().find(|l| **l == text) {
+                Some(name) => names.push(*name),
+                None => {
+                    let list = LIMITS.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>();
+                    self.diags.push(
+                        Diagnostic::new(
+                            Code::E0309,
+                            self.file,
+                            item.span,
+                            format!("`{text}` is not a sandbox limit"),
+                        )
+                        .label("`best_effort` lists limits of this block")
+                        .maybe_help(
+                            did_you_mean(&text, LIMITS.iter().copied())
+                                .or_else(|| Some(format!("the limits are {}", list.join(", ")))),
+                        ),
+                    );
+                }
+            }
+        }
+        names
+    }
 }
+
+/// The limits of a `sandbox` block (every field but `fallback` and `best_effort`).
+const LIMITS: &[&str] = &[
+    "network",
+    "memory",
+    "cpu",
+    "processes",
+    "open_files",
+    "file_size",
+    "writable",
+    "readable",
+];
 
 /// The scope of policy rules: `step` and its fields.
 struct StepInfoScope {
