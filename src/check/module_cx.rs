@@ -36,6 +36,8 @@ pub struct ModuleCx<'a> {
     pub calls: Vec<CallEdge>,
     /// Types being resolved (recursion guard).
     pub resolving: Vec<String>,
+    /// Policies being checked, each extending the next (cycle guard).
+    pub policy_stack: Vec<String>,
     /// The prefix of item keys (`FILE#`).
     pub key_prefix: String,
 }
@@ -62,6 +64,7 @@ impl<'a> ModuleCx<'a> {
             engine,
             calls: Vec::new(),
             resolving: Vec::new(),
+            policy_stack: Vec::new(),
             key_prefix: format!("{display}#"),
         }
     }
@@ -93,10 +96,17 @@ impl<'a> ModuleCx<'a> {
                         self.own.order.push((ItemKind::Model, c.name.name.clone()));
                     }
                     ConfigKind::Policy => {
-                        let policy = self.policy_item(c);
-                        self.own
-                            .policies
-                            .insert(c.name.name.clone(), Arc::new(policy));
+                        // A base is checked when what extends it needs it,
+                        // which may be before its own turn.
+                        let first = self.m.items.get(&c.name.name).is_some_and(|ix| {
+                            matches!(&items[ix.index], ast::Item::Config(f) if std::ptr::eq(f, c))
+                        });
+                        if !(first && self.own.policies.contains_key(&c.name.name)) {
+                            let policy = self.policy_item(c);
+                            self.own
+                                .policies
+                                .insert(c.name.name.clone(), Arc::new(policy));
+                        }
                         self.own.order.push((ItemKind::Policy, c.name.name.clone()));
                     }
                     ConfigKind::Trigger => {}
@@ -162,6 +172,18 @@ impl<'a> ModuleCx<'a> {
     /// Type-checks and compiles an expression against `scope`.
     pub fn compile(&mut self, expr: &Expr, ty: Ty) -> CompiledExpr {
         let code = super::rhai_gen::to_rhai(expr);
+        let source = self.source(expr.span);
+        self.compile_code(code, source, expr.span, ty)
+    }
+
+    /// Compiles generated rhai `code` (checked already) for the expression `source` at `span`.
+    pub fn compile_code(
+        &mut self,
+        code: String,
+        source: String,
+        span: Span,
+        ty: Ty,
+    ) -> CompiledExpr {
         let ast = match self.engine.compile_expression(&code) {
             // The same statements, but with one shared empty function library
             // instead of a fresh one per expression (~270 bytes each).
@@ -175,7 +197,7 @@ impl<'a> ModuleCx<'a> {
                     Diagnostic::new(
                         Code::E0105,
                         self.file,
-                        expr.span,
+                        span,
                         "expression is too complex to compile",
                     )
                     .label(err.to_string())
@@ -185,11 +207,11 @@ impl<'a> ModuleCx<'a> {
             }
         };
         CompiledExpr {
-            source: self.source(expr.span),
+            source,
             code,
             ast: Arc::new(ast),
             ty,
-            span: expr.span,
+            span,
         }
     }
 }

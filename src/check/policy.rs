@@ -2,7 +2,9 @@
 
 use super::expr::{ExprChecker, Lookup, Scope};
 use super::literals::map_field;
+use super::module::ItemKind;
 use super::module_cx::ModuleCx;
+use super::resolve::Found;
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::ir::{self, CompiledExpr, Policy, Sandbox, Ty};
 use crate::span::Span;
@@ -26,7 +28,15 @@ impl ModuleCx<'_> {
             "description",
         ];
         self.known_fields(&item.fields, FIELDS, "a policy", |_| None);
-        let base = Policy::builtin();
+        let base = match &item.base {
+            Some(q) => {
+                self.policy_stack.push(item.name.name.clone());
+                let base = self.base_policy(q);
+                self.policy_stack.pop();
+                base.unwrap_or_else(Policy::builtin)
+            }
+            None => Policy::builtin(),
+        };
         let mut policy = Policy {
             name: item.name.name.clone(),
             ..(*base).clone()
@@ -74,8 +84,18 @@ impl ModuleCx<'_> {
                     policy.run_timeout_ms =
                         self.lit_duration(field, c).unwrap_or(policy.run_timeout_ms)
                 }
-                "require_approval" => policy.require_approval = self.policy_rule(field),
-                "forbid" => policy.forbid = self.policy_rule(field),
+                // A base's rules still apply: an extension can add to them,
+                // never drop one (a forbid lost on the way would fail open).
+                "require_approval" => {
+                    policy.require_approval = self
+                        .policy_rule(field)
+                        .map(|own| self.either(base.require_approval.as_ref(), own))
+                }
+                "forbid" => {
+                    policy.forbid = self
+                        .policy_rule(field)
+                        .map(|own| self.either(base.forbid.as_ref(), own))
+                }
                 "sandbox" => policy.sandbox = self.sandbox(field, &base.sandbox),
                 "description" => {
                     self.lit_string(field);
@@ -106,6 +126,53 @@ impl ModuleCx<'_> {
             self.diags.push(diag);
         }
         policy
+    }
+
+    /// The policy a `policy NAME: BASE { ... }` extends; a local one is checked
+    /// first if it was not yet, and a chain that leads back is E0606.
+    fn base_policy(&mut self, q: &ast::QualifiedName) -> Option<Arc<Policy>> {
+        let Found::Local(name) = self.find(q, ItemKind::Policy)? else {
+            return self.policy(q);
+        };
+        if let Some(p) = self.own.policies.get(&name) {
+            return Some(p.clone());
+        }
+        if let Some(at) = self.policy_stack.iter().position(|n| *n == name) {
+            let mut chain: Vec<String> = self.policy_stack[at..]
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            chain.push(name.clone());
+            let extending = self.policy_stack.last().cloned().unwrap_or_default();
+            self.diags.push(
+                Diagnostic::new(
+                    Code::E0606,
+                    self.file,
+                    q.span,
+                    format!("policy `{name}` extends itself: `{}`", chain.join(" -> ")),
+                )
+                .label(format!("`{extending}` extends `{name}` here"))
+                .help("a policy cannot be its own base: remove one of the bases"),
+            );
+            return None;
+        }
+        let ix = self.m.items.get(&name)?.index;
+        let ast::Item::Config(item) = &self.m.ast.items[ix] else {
+            return None;
+        };
+        let policy = Arc::new(self.policy_item(item));
+        self.own.policies.insert(name, policy.clone());
+        Some(policy)
+    }
+
+    /// `base || own`, so the extended policy's rule keeps holding.
+    fn either(&mut self, base: Option<&CompiledExpr>, own: CompiledExpr) -> CompiledExpr {
+        let Some(base) = base else {
+            return own;
+        };
+        let code = format!("({}) || ({})", base.code, own.code);
+        let source = format!("({}) || ({})", base.source, own.source);
+        self.compile_code(code, source, own.span, Ty::Bool)
     }
 
     fn policy_rule(&mut self, field: &Field) -> Option<CompiledExpr> {
