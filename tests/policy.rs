@@ -259,3 +259,75 @@ skill main() {
     );
     assert!(!d.join("b_done").exists());
 }
+
+/// Most attempts under `prefix` running at once, from the journal's status changes.
+fn most_at_once(dir: &Path, prefix: &str) -> usize {
+    let journal = flowc::journal::Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+    let id = journal.runs().unwrap()[0].id.clone();
+    let (mut now, mut most) = (0usize, 0usize);
+    for e in journal.events(&id).unwrap() {
+        if e.kind != "node_status" || !e.node.as_deref().unwrap_or("").starts_with(prefix) {
+            continue;
+        }
+        match e.data["status"].as_str().unwrap_or_default() {
+            "running" => now += 1,
+            "succeeded" | "failed" => now = now.saturating_sub(1),
+            _ => {}
+        }
+        most = most.max(now);
+    }
+    most
+}
+
+#[test]
+fn an_extended_policy_overrides_its_fields_and_keeps_the_bases_rules() {
+    let flow = |last: &str| {
+        format!(
+            r#"
+import "std/policy.flow"
+
+policy wide: policy.careful {{
+  max_parallel: 3
+  forbid: step.command.contains("refused-by-wide")
+}}
+
+skill main() {{
+  policy: wide
+  for each in [1, 2, 3, 4, 5, 6, 7, 8] {{
+    step work: run {{ command: "sleep 0.2; echo {{{{ each }}}}" }}
+  }}
+  step last: run {{ after: [work], command: "touch marker; {last}" }}
+}}
+"#
+        )
+    };
+    // careful's own `forbid` (privilege escalation) still refuses under `wide`.
+    let dir = tempfile::tempdir().unwrap();
+    let (out, status) = run_flow(dir.path(), &flow("sudo true"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("marker").exists(),
+        "the forbidden step ran"
+    );
+    assert!(
+        stderr(&out).contains("refused by `forbid` of policy `wide`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(status["violations"][0]["node"], "last");
+    // The overridden cap applies: careful alone runs four at a time.
+    assert_eq!(most_at_once(dir.path(), "for_each["), 3);
+    // The rule `wide` adds refuses too.
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = run_flow(dir.path(), &flow("echo refused-by-wide"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("marker").exists(),
+        "the forbidden step ran"
+    );
+    // And a step neither forbids runs.
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = run_flow(dir.path(), &flow("echo fine"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(dir.path().join("marker").exists());
+}

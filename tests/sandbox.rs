@@ -70,6 +70,7 @@ both_ways!(
     allocating_past_the_memory_limit_is_classified,
     a_process_ignoring_sigterm_dies_at_its_timeout,
     a_daemon_dies_with_its_step,
+    std_strict_runs_with_what_the_machine_enforces,
 );
 
 impl Run {
@@ -378,4 +379,32 @@ fn unprivileged_users_get_every_layer_the_fork_bomb_hits_its_process_limit() {
             .unwrap_or("")
             .contains("uid_map")
     );
+}
+
+fn std_strict_runs_with_what_the_machine_enforces(how: Start) {
+    let run = Run::new(how, "std_strict.flow", &[]);
+    if !has("landlock_fs") {
+        // `writable` and `readable` are not best effort: without Landlock strict refuses.
+        assert_eq!(run.code, 1);
+        assert!(run.error().contains("landlock_fs"), "{}", run.error());
+        return;
+    }
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let running = run
+        .events
+        .iter()
+        .find(|e| e.kind == "node_status" && e.data["status"] == "running")
+        .unwrap();
+    let missing = running.data["sandbox"]["missing"].to_string();
+    let note = "note: not enforced on this machine: `processes: 64` needs `rlimit_nproc`";
+    if has("rlimit_nproc") {
+        assert!(run.layers().contains(&"rlimit_nproc".to_string()));
+        assert!(!run.stderr.contains("note: not enforced"), "{}", run.stderr);
+    } else {
+        // Root: the limit the kernel ignores is stated, in the journal and at run start.
+        assert!(!run.layers().contains(&"rlimit_nproc".to_string()));
+        assert!(missing.contains("`processes: 64`"), "{missing}");
+        assert!(run.stderr.contains(note), "{}", run.stderr);
+    }
+    assert!(run.layers().contains(&"landlock_fs".to_string()));
 }

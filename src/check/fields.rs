@@ -1,6 +1,6 @@
 //! The fields of each step kind, their types, and the step's result type.
 
-use super::items::ModuleCx;
+use super::module_cx::ModuleCx;
 use super::scope::{Mode, NodeScope};
 use super::skill::SkillCx;
 use crate::diag::{Code, Diagnostic};
@@ -540,6 +540,11 @@ impl<'a> ModuleCx<'a> {
         if weaker(step.fallback) && !weaker(base.fallback) && !base.written.is_empty() {
             widened.push("`fallback: \"weaker\"` where the policy refuses".into());
         }
+        for name in base.written.iter().filter(|w| !step.written.contains(w)) {
+            widened.push(format!(
+                "`best_effort` for `{name}`, which the policy enforces or refuses"
+            ));
+        }
         let more = |s: Option<u64>, b: Option<u64>| matches!((s, b), (Some(s), Some(b)) if s > b);
         for (name, s, b) in [
             ("memory", step.memory, base.memory),
@@ -885,7 +890,7 @@ impl<'a> ModuleCx<'a> {
             ExprKind::Map(entries) => {
                 let sub: Vec<Field> = entries
                     .iter()
-                    .map(|(k, v)| super::items::map_field(k, v))
+                    .map(|(k, v)| super::literals::map_field(k, v))
                     .collect();
                 self.known_fields(&sub, &["initial", "factor", "max"], "`backoff`", |_| None);
                 let mut b = Backoff {

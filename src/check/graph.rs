@@ -1,6 +1,6 @@
 //! Dependency graphs per skill and block, and cycle detection.
 
-use super::items::ModuleCx;
+use super::module_cx::ModuleCx;
 use super::scope::{Edge, NodeDefRef, SkillState};
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{Graph, NodeId};

@@ -1,7 +1,7 @@
 //! Loading files and their imports, and the per-file tables of checked items.
 
-use super::items::ModuleCx;
 use super::loader::{Loader, STDLIB, stdlib};
+use super::module_cx::ModuleCx;
 use super::{decode_utf8, join_import};
 use crate::diag::{Code, Diagnostic, FileId, Severity, did_you_mean};
 use crate::ir::{self, Ty};

@@ -1,7 +1,7 @@
 //! `script` steps: rhai code compiled at check time, its names resolved.
 
 use super::expr::{Lookup, Scope};
-use super::items::ModuleCx;
+use super::module_cx::ModuleCx;
 use super::scope::{Mode, NodeScope};
 use super::skill::SkillCx;
 use crate::diag::{Code, Diagnostic};

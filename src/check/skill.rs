@@ -1,8 +1,8 @@
 //! Checking a skill: its nodes, their dataflow, its `return`, and its IR.
 
 use super::expr::{ExprChecker, Lookup, Scope};
-use super::items::ModuleCx;
 use super::module::SkillSig;
+use super::module_cx::ModuleCx;
 use super::scope::{Absent, Mode, NodeDefRef, NodeInfo, NodeScope, SkillState, when_key};
 use super::template::Templates;
 use crate::diag::{Code, Diagnostic};

@@ -1,7 +1,7 @@
 //! Templates: compiled with minijinja at check time, names checked against the scope.
 
 use super::expr::Scope;
-use super::items::ModuleCx;
+use super::module_cx::ModuleCx;
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{TemplateRef, Value};
 use crate::span::Span;

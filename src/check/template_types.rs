@@ -8,7 +8,7 @@
 
 use super::builtins;
 use super::expr::{Lookup, Scope, may_be_null};
-use super::items::ModuleCx;
+use super::module_cx::ModuleCx;
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::ir::Ty;
 use crate::syntax::ast::StrLit;

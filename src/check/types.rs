@@ -1,7 +1,7 @@
 //! Resolving written types (`[Plan]?`) to [`Ty`].
 
-use super::items::ModuleCx;
 use super::module::ItemKind;
+use super::module_cx::ModuleCx;
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{Record, Ty};
 use crate::syntax::ast::{self, TypeExpr, TypeExprKind};
@@ -95,12 +95,12 @@ impl ModuleCx<'_> {
             return Ty::Error;
         };
         match found {
-            super::items::Found::Remote(m, name) => self.others[m]
+            super::resolve::Found::Remote(m, name) => self.others[m]
                 .types
                 .get(&name)
                 .cloned()
                 .unwrap_or(Ty::Error),
-            super::items::Found::Local(name) => self.local_type(&name, q),
+            super::resolve::Found::Local(name) => self.local_type(&name, q),
         }
     }
 

@@ -59,8 +59,18 @@ pub fn run(json: bool) -> u8 {
     }
     out.push_str(
         "\nA policy that asks for a limit whose layer is missing is refused at run time,\n\
-         unless its sandbox says `fallback: \"weaker\"`. See docs/security.md.\n",
+         unless its sandbox lists it in `best_effort` or says `fallback: \"weaker\"`;\n\
+         the limits of the built-in policy are always applied as far as they can be.\n",
     );
+    if !support.has("rlimit_nproc") {
+        out.push_str(
+            "Here `processes` is not enforced: `std/policy` `strict` and `careful` run\n\
+             with every other limit (`best_effort: [\"processes\"]`), and the PID namespace\n\
+             still ends whatever a step started. A policy of yours that writes\n\
+             `processes` is refused unless it says so too.\n",
+        );
+    }
+    out.push_str("See docs/security.md.\n");
     let store = secrets["store"].as_str().unwrap_or_default();
     let state = match (&secrets["error"], secrets["exists"].as_bool()) {
         (serde_json::Value::String(e), _) => format!("unreadable: {e}"),

@@ -186,6 +186,9 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     } else {
         Box::new(Lines::new(args.explain))
     };
+    if !args.json {
+        note_unenforced(&program, &skill);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -275,6 +278,28 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
 }
 
 /// One model's calls, tokens and cost, for summaries.
+/// One line on stderr when a limit the run's steps ask for cannot be enforced
+/// here (root and `processes`, no Landlock, …): the steps run with the rest,
+/// and each `running` event lists what is missing.
+fn note_unenforced(program: &crate::ir::Program, skill: &crate::ir::Skill) {
+    let steps = program.skills.values().flat_map(|s| {
+        s.nodes.iter().filter_map(|n| match &n.kind {
+            crate::ir::NodeKind::Step(step) => match &step.kind {
+                crate::ir::StepKind::Run(run) => Some(&run.sandbox),
+                _ => None,
+            },
+            _ => None,
+        })
+    });
+    let missing = crate::sandbox::unenforced(steps, &skill.policy.sandbox);
+    if !missing.is_empty() {
+        eprintln!(
+            "note: not enforced on this machine: {}; steps run with every other limit (see `flowc doctor`)",
+            missing.join("; ")
+        );
+    }
+}
+
 pub fn usage_line(u: &crate::journal::LlmUsage) -> String {
     format!(
         "model {}: {} call{}, {} tokens in, {} out, ${:.4}",

@@ -88,6 +88,7 @@ codes! {
     E0603 => "call depth exceeds the policy cap",
     E0604 => "step sandbox widens the policy",
     E0605 => "inconsistent policy caps",
+    E0606 => "policy extension cycle",
     W0001 => "unused step result",
     W0002 => "unused import",
     W0003 => "unused parameter",

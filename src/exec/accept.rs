@@ -195,9 +195,18 @@ impl Runner<'_> {
     pub fn exhausted_no_escalate(&mut self, inst: usize, why: String) {
         let (skill, node) = self.step(inst);
         if skill.nodes[node].on_failure == OnFailure::Continue {
-            let result = self.insts[inst].result.clone().unwrap_or(Json::Null);
             let name = skill.nodes[node].name.clone();
-            self.frames[self.insts[inst].frame].vars.set(&name, result);
+            let vars = &self.frames[self.insts[inst].frame].vars;
+            match self.insts[inst].result.clone() {
+                Some(result) => vars.set(&name, result),
+                None => {
+                    let key = &self.insts[inst].key;
+                    vars.set_failed(
+                        &name,
+                        format!("`{name}` has no result: step `{key}` failed: {why}"),
+                    )
+                }
+            }
             self.settle(inst, Settle::FailedContinue);
         } else {
             self.fail_frame(inst, why);

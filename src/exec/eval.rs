@@ -16,6 +16,16 @@ type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 pub trait Names {
     /// The value bound to `name`, if any.
     fn get(&self, name: &str) -> Option<Json>;
+
+    /// Why `name` is a null left by a step that failed without a result
+    /// (`on_failure: continue`): reading it fails with this cause, not with
+    /// whatever rhai or minijinja would say about a null.
+    fn failure(&self, name: &str) -> Option<String> {
+        match self.get(&super::frame::failure_key(name)) {
+            Some(Json::String(why)) => Some(why),
+            _ => None,
+        }
+    }
 }
 
 impl<F: Fn(&str) -> Option<Json>> Names for F {
@@ -86,7 +96,10 @@ impl Evaluator {
         let out = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &e.ast)
-            .map_err(|err| format!("`{}`: {}", e.source, describe(&err)))?;
+            .map_err(|err| {
+                let msg = format!("`{}`: {}", e.source, describe(&err));
+                with_failures(msg, prefixed_names(&e.code), names)
+            })?;
         Ok(to_json(&out))
     }
 
@@ -190,17 +203,18 @@ impl Evaluator {
                 .clone()
         };
         let mut ctx: BTreeMap<String, minijinja::Value> = BTreeMap::new();
-        for name in wanted {
-            if let Some(v) = names.get(&name) {
-                ctx.insert(name, to_jinja(&v));
+        for name in &wanted {
+            if let Some(v) = names.get(name) {
+                ctx.insert(name.clone(), to_jinja(&v));
             }
         }
         tmpl.render(minijinja::Value::from(ctx)).map_err(|e| {
-            format!(
+            let msg = format!(
                 "template `{}` failed: {}",
                 short(&t.source),
                 jinja_error(&e, &t.source)
-            )
+            );
+            with_failures(msg, wanted.iter().map(String::as_str), names)
         })
     }
 
@@ -242,6 +256,23 @@ fn short(s: &str) -> String {
     } else {
         line.to_string()
     }
+}
+
+/// `msg`, with the cause of every name it read that a failed step left
+/// without a result (`on_failure: continue`): a read that fails on such a
+/// null says why the value is missing. A read that handles the null
+/// (`x?.f ?? d`, `| default`) never gets here.
+fn with_failures<'a>(
+    mut msg: String,
+    read: impl Iterator<Item = &'a str>,
+    names: &dyn Names,
+) -> String {
+    for name in read {
+        if let Some(why) = names.failure(name) {
+            msg.push_str(&format!(" ({why})"));
+        }
+    }
+    msg
 }
 
 /// A render error in the user's terms: what failed, and the part of the

@@ -10,6 +10,15 @@ use std::sync::{Arc, Mutex};
 pub struct Vars {
     parent: Option<Arc<Vars>>,
     map: Mutex<HashMap<String, Json>>,
+    /// Why a name is bound to null: its step failed without a result and
+    /// `on_failure: continue` went on.
+    failures: Mutex<HashMap<String, String>>,
+}
+
+/// The name under which [`Vars::get`] answers why `name` has no result
+/// ([`Vars::set_failed`]); a flow name never holds a NUL, so it cannot clash.
+pub fn failure_key(name: &str) -> String {
+    format!("\0{name}")
 }
 
 impl Vars {
@@ -18,11 +27,15 @@ impl Vars {
         Arc::new(Vars {
             parent,
             map: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The nearest binding of `name`.
+    /// The nearest binding of `name` (for a [`failure_key`], why it has no result).
     pub fn get(&self, name: &str) -> Option<Json> {
+        if let Some(name) = name.strip_prefix('\0') {
+            return self.failure(name).map(Json::String);
+        }
         let mut cur = Some(self);
         while let Some(vars) = cur {
             if let Some(v) = vars.map.lock().ok().and_then(|m| m.get(name).cloned()) {
@@ -31,6 +44,27 @@ impl Vars {
             cur = vars.parent.as_deref();
         }
         None
+    }
+
+    /// Why the nearest binding of `name` is a null left by a failed step, if it is.
+    pub fn failure(&self, name: &str) -> Option<String> {
+        let mut cur = Some(self);
+        while let Some(vars) = cur {
+            if vars.map.lock().ok().is_some_and(|m| m.contains_key(name)) {
+                return vars.failures.lock().ok().and_then(|m| m.get(name).cloned());
+            }
+            cur = vars.parent.as_deref();
+        }
+        None
+    }
+
+    /// Binds `name` to null for a step that failed without a result, keeping `why`
+    /// so that whatever reads it fails with the real cause.
+    pub fn set_failed(&self, name: &str, why: String) {
+        self.set(name, Json::Null);
+        if let Ok(mut m) = self.failures.lock() {
+            m.insert(name.to_string(), why);
+        }
     }
 
     /// The binding of `name` in this frame only.
@@ -42,6 +76,9 @@ impl Vars {
     pub fn set(&self, name: &str, value: Json) {
         if let Ok(mut m) = self.map.lock() {
             m.insert(name.to_string(), value);
+        }
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(name);
         }
     }
 }

@@ -91,6 +91,9 @@ impl Runner<'_> {
             StepKind::Script { code, .. } => {
                 let mut map = serde_json::Map::new();
                 for name in crate::check::script::identifiers(code) {
+                    if let Some(why) = super::eval::Names::failure(&names, name) {
+                        return Err(why);
+                    }
                     if let Some(v) = names(name) {
                         map.insert(name.to_string(), v);
                     }

@@ -25,3 +25,20 @@ use crate::ir::Sandbox;
 pub fn plan_for(step: &Sandbox, run: &Sandbox) -> Result<Plan, String> {
     Plan::new(&narrow(step, run), Support::get())
 }
+
+/// What the `run` steps with sandboxes `steps` ask for that this machine cannot
+/// enforce under the run's limits `run` (each text once): limits that run with
+/// the layers available. Refusals are left to the steps that meet them.
+pub fn unenforced<'a>(steps: impl IntoIterator<Item = &'a Sandbox>, run: &Sandbox) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for step in steps {
+        if let Ok(plan) = plan_for(step, run) {
+            for m in plan.missing {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
+    }
+    out
+}

@@ -214,6 +214,11 @@ impl Plan {
         let written = |fields: &[&str]| fields.iter().any(|f| sandbox.written.contains(f));
         let refuse = sandbox.fallback != Some(Fallback::Weaker)
             && missing.iter().any(|(fields, ..)| written(fields));
+        let refused_fields: Vec<&str> = missing
+            .iter()
+            .flat_map(|(fields, ..)| fields.iter().copied())
+            .filter(|f| sandbox.written.contains(f))
+            .collect();
         let what: Vec<String> = missing
             .iter()
             // A refusal names only what was written; the built-in limits never refuse.
@@ -233,8 +238,14 @@ impl Plan {
         }
         Err(format!(
             "sandbox refused: {}; `flowc doctor` lists what this machine supports, \
-             and `fallback: \"weaker\"` in the policy's sandbox runs the step with the layers available",
-            what.join(", and ")
+             and `best_effort: [{}]` (or `fallback: \"weaker\"` for every limit) in the policy's sandbox \
+             runs the step with the layers available",
+            what.join(", and "),
+            refused_fields
+                .iter()
+                .map(|f| format!("\"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
 

@@ -103,6 +103,8 @@ pub struct ConfigItem {
     pub kind: ConfigKind,
     /// The item's name.
     pub name: Ident,
+    /// The policy a `policy` extends (`policy mine: policy.careful { ... }`).
+    pub base: Option<QualifiedName>,
     /// Its fields; a nested block `x { ... }` is a field whose value is a map.
     pub fields: Vec<Field>,
     /// The whole item.

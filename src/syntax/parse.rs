@@ -353,10 +353,17 @@ impl Lower {
                     _ => ConfigKind::Trigger,
                 };
                 let name = self.declared(next(&mut inner));
-                let fields = self.block_fields(next(&mut inner));
+                let mut body = next(&mut inner);
+                let mut base = None;
+                if body.as_rule() == Rule::policy_base {
+                    base = Some(self.qualified(first(body)));
+                    body = next(&mut inner);
+                }
+                let fields = self.block_fields(body);
                 Item::Config(ConfigItem {
                     kind,
                     name,
+                    base,
                     fields,
                     span,
                 })

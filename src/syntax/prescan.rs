@@ -130,7 +130,11 @@ pub fn split_items(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> Opt
             _ if stack.is_empty() && is_word_start(bytes, i) => {
                 let end = word_end(bytes, i);
                 // Text before the first item becomes a chunk of its own, so it is reported.
-                if ITEM_KEYWORDS.contains(&&text[i..end]) || starts.is_empty() {
+                // `policy.careful` (a namespace, as in `policy mine: policy.careful`)
+                // starts no item.
+                let keyword =
+                    ITEM_KEYWORDS.contains(&&text[i..end]) && bytes.get(end) != Some(&b'.');
+                if keyword || starts.is_empty() {
                     starts.push(i);
                 }
                 i = end;

@@ -11,6 +11,7 @@ pub fn describe(rule: Rule) -> &'static str {
         Rule::type_def => "a `type` definition",
         Rule::model_def => "a `model`",
         Rule::policy_def => "a `policy`",
+        Rule::policy_base => "a base policy `: NAME`",
         Rule::trigger_def => "a `trigger`",
         Rule::skill_def | Rule::skill_head => "a `skill`",
         Rule::params => "a parameter list `(name: type)`",
