@@ -328,12 +328,12 @@ fn a_new_journal_is_created_at_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fresh.db");
     let j = Journal::open(&path, Durability::Normal).unwrap();
-    assert_eq!(SCHEMA_VERSION, 1);
+    assert_eq!(SCHEMA_VERSION, 2);
     let version: i64 = j
         .connection()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, SCHEMA_VERSION);
     let meta: String = j
         .connection()
         .query_row(
@@ -342,7 +342,7 @@ fn a_new_journal_is_created_at_the_current_version() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(meta, "1");
+    assert_eq!(meta, SCHEMA_VERSION.to_string());
     drop(j);
     // Reopening does not migrate again.
     Journal::open(&path, Durability::Normal).unwrap();
@@ -358,7 +358,7 @@ fn a_new_journal_is_created_at_the_current_version() {
         .connection()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, SCHEMA_VERSION);
 }
 
 #[test]

@@ -242,6 +242,11 @@ pub async fn execute(
         Some(id) => id.clone(),
         None => new_run_id(),
     };
+    if resuming {
+        // Resume decides from events only: a history that was changed, or
+        // stored state its events do not explain, stops here.
+        journal.check_untampered(&run_id)?;
+    }
     journal.acquire_lease(&run_id)?;
     let mut prior = HashMap::new();
     let mut prior_approvals = HashMap::new();

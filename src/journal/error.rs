@@ -67,6 +67,16 @@ pub enum JournalError {
         /// The id asked for.
         run: String,
     },
+    /// A run's history was changed, or its state disagrees with its events.
+    #[error(
+        "journal tampered or corrupt: run `{run}`: {detail}; flowc will not continue it (see `flowc replay {run}`)"
+    )]
+    Tampered {
+        /// The run.
+        run: String,
+        /// The first problem found.
+        detail: String,
+    },
     /// An event or query failed.
     #[error("journal error: {0}")]
     Sql(String),

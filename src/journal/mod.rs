@@ -6,12 +6,14 @@
 //! the projection, so `flowc replay` can rebuild it from the events alone.
 
 mod apply;
+mod chain;
 mod error;
 mod event;
 mod lease;
 mod query;
 mod replay;
 
+pub use chain::Problem;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
 pub use lease::{LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder};
@@ -23,10 +25,40 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version this flowc writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// One step of the schema: SQL, then code over the data, then more SQL.
+struct Migration {
+    before: &'static str,
+    fill: Option<fn(&Connection) -> rusqlite::Result<()>>,
+    after: &'static str,
+}
 
 /// Schema migrations: entry `i` takes a journal from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        before: include_str!("schema.sql"),
+        fill: None,
+        after: "",
+    },
+    Migration {
+        before: include_str!("schema_v2_before.sql"),
+        fill: Some(chain::fill),
+        after: include_str!("schema_v2_after.sql"),
+    },
+];
+
+/// Creates the current schema in an empty database (replay's scratch copy).
+fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+    for m in MIGRATIONS {
+        conn.execute_batch(m.before)?;
+        if let Some(fill) = m.fill {
+            fill(conn)?;
+        }
+        conn.execute_batch(m.after)?;
+    }
+    Ok(())
+}
 
 /// Largest stdout or stderr kept per attempt in the journal; longer output keeps its tail.
 pub const OUTPUT_CAP: usize = 64 * 1024;
@@ -166,6 +198,10 @@ impl Journal {
     fn wrap(conn: Connection, path: &Path) -> Result<Journal, JournalError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| JournalError::open(path, e))?;
+        // `INSERT OR REPLACE` deletes the row it replaces: with recursive
+        // triggers that delete meets the append-only trigger too.
+        conn.pragma_update(None, "recursive_triggers", "ON")
+            .map_err(|e| JournalError::open(path, e))?;
         // Query-planner stability: without it, a cached statement whose plan
         // could depend on a bound value (`SELECT max(seq) … WHERE run_id = ?1`
         // with this build's STAT4) is re-prepared on every execution, which
@@ -223,10 +259,20 @@ impl Journal {
 
     /// Brings the schema to [`SCHEMA_VERSION`], refusing a journal from a newer flowc.
     fn migrate(&mut self) -> Result<(), JournalError> {
-        if self.check_version()? == SCHEMA_VERSION {
+        let found = self.check_version()?;
+        if found == SCHEMA_VERSION {
             return Ok(());
         }
         let path = self.path.clone();
+        if found > 0 {
+            // A copy of the journal as it was, beside it, before anything changes.
+            let backup = PathBuf::from(format!("{}.v{found}.bak", path.display()));
+            if !backup.exists() {
+                self.conn
+                    .execute("VACUUM INTO ?1", params![backup.display().to_string()])
+                    .map_err(|e| JournalError::open(&path, e))?;
+            }
+        }
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
@@ -243,9 +289,13 @@ impl Journal {
             });
         }
         let from_version = usize::try_from(version).unwrap_or(0);
-        for (from, sql) in MIGRATIONS.iter().enumerate().skip(from_version) {
-            tx.execute_batch(sql)
-                .map_err(|e| JournalError::open(&path, e))?;
+        for (from, m) in MIGRATIONS.iter().enumerate().skip(from_version) {
+            let step = |r: rusqlite::Result<()>| r.map_err(|e| JournalError::open(&path, e));
+            step(tx.execute_batch(m.before))?;
+            if let Some(fill) = m.fill {
+                step(fill(&tx))?;
+            }
+            step(tx.execute_batch(m.after))?;
             let to = from as i64 + 1;
             tx.execute_batch(&format!("PRAGMA user_version = {to}"))
                 .map_err(|e| JournalError::open(&path, e))?;
@@ -268,32 +318,44 @@ impl Journal {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut seqs: Vec<(String, i64)> = Vec::new();
+        // Per run in this commit: the last sequence number and hash.
+        let mut heads: Vec<(String, i64, String)> = Vec::new();
         for event in events {
-            let seq = match seqs.iter_mut().find(|(r, _)| *r == event.run_id) {
-                Some((_, s)) => {
-                    *s += 1;
-                    *s
-                }
+            let i = match heads.iter().position(|(r, _, _)| *r == event.run_id) {
+                Some(i) => i,
                 None => {
                     // Read under the write lock, never from a cache: another
                     // process (`flowc approve`, …) may have appended to this run.
-                    let max: Option<i64> = tx
-                        .prepare_cached("SELECT max(seq) FROM events WHERE run_id = ?1")?
-                        .query_row(params![event.run_id], |r| r.get(0))
-                        .optional()?
-                        .flatten();
-                    let next = max.unwrap_or(0) + 1;
-                    seqs.push((event.run_id.clone(), next));
-                    next
+                    let last: Option<(i64, Option<String>)> = tx
+                        .prepare_cached(
+                            "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
+                        )?
+                        .query_row(params![event.run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    let (seq, hash) = last.unwrap_or((0, None));
+                    heads.push((event.run_id.clone(), seq, hash.unwrap_or_default()));
+                    heads.len() - 1
                 }
             };
+            let seq = heads[i].1 + 1;
             let data = event.data.to_string();
+            let hash = chain::event_hash(
+                &heads[i].2,
+                &event.run_id,
+                seq,
+                at,
+                event.kind,
+                event.node.as_deref(),
+                event.attempt,
+                &data,
+            );
             // Cached statements: a step's few events cost one prepare per session, not per event.
             tx.prepare_cached(
-                "INSERT INTO events (run_id, seq, at, kind, node, attempt, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![event.run_id, seq, at, event.kind, event.node, event.attempt, data])?;
+            .execute(params![event.run_id, seq, at, event.kind, event.node, event.attempt, data, hash])?;
+            heads[i].1 = seq;
+            heads[i].2 = hash;
             apply::apply(
                 &tx,
                 &event.run_id,

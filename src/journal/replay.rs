@@ -1,6 +1,6 @@
 //! `flowc replay`: rebuild a run's projection from its events and compare.
 
-use super::{Journal, JournalError, MIGRATIONS, apply::apply};
+use super::{Journal, JournalError, apply::apply, create_schema};
 use rusqlite::{Connection, params, types::Value as SqlValue};
 
 /// One way the stored state differs from the state rebuilt from events.
@@ -63,9 +63,7 @@ impl Journal {
         self.run(run)?;
         let events = self.events(run)?;
         let mem = Connection::open_in_memory()?;
-        for sql in MIGRATIONS {
-            mem.execute_batch(sql)?;
-        }
+        create_schema(&mem)?;
         for e in &events {
             apply(
                 &mem,
