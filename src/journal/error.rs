@@ -67,6 +67,16 @@ pub enum JournalError {
         /// The id asked for.
         run: String,
     },
+    /// A run-id prefix that matches several runs.
+    #[error("`{prefix}` matches several runs: {}{}; give more of the id", candidates.join(", "), if *more { ", …" } else { "" })]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// Matching run ids, newest first (at most ten).
+        candidates: Vec<String>,
+        /// Whether more runs match than are listed.
+        more: bool,
+    },
     /// An event or query failed.
     #[error("journal error: {0}")]
     Sql(String),
