@@ -359,6 +359,15 @@ fn status_and_log_default_to_the_latest_run() {
     let out = flowc(dir.path(), &["log"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("hello"));
+    // A step alone is read as a run; the error says how to ask for the step.
+    let out = flowc(dir.path(), &["log", "hello"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("error: no run `hello` in this journal"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("help: `hello` is a step of the latest run; name the run first: `flowc log {latest} hello`")), "{err}");
     let help = text(&flowc(dir.path(), &["status", "--help"]).stdout);
     assert!(help.contains("default: the latest run"), "{help}");
 }

@@ -209,10 +209,31 @@ pub fn status(args: &StatusArgs) -> CliResult {
     write_stdout(out.as_bytes())
 }
 
+/// `flowc log STEP` reads STEP as a run: when the latest run has such a step,
+/// say how to ask for it.
+fn step_hint(journal: &Journal, args: &LogArgs, err: CliError) -> CliError {
+    let (Some(step), None) = (args.run.as_deref(), args.step.as_deref()) else {
+        return err;
+    };
+    let Ok(Some(latest)) = journal.latest_run() else {
+        return err;
+    };
+    let has_step = journal
+        .nodes(&latest)
+        .is_ok_and(|nodes| nodes.iter().any(|n| n.key == step));
+    if has_step {
+        err.help(format!(
+            "`{step}` is a step of the latest run; name the run first: `flowc log {latest} {step}`"
+        ))
+    } else {
+        err
+    }
+}
+
 /// `flowc log [RUN [STEP]]`.
 pub fn log(args: &LogArgs) -> CliResult {
     let journal = args.journal.open_read_only()?;
-    let id = pick_run(&journal, args.run.as_deref())?;
+    let id = pick_run(&journal, args.run.as_deref()).map_err(|e| step_hint(&journal, args, e))?;
     let events = journal.events(&id)?;
     if let Some(step) = &args.step
         && !events
