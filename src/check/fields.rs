@@ -861,11 +861,18 @@ impl<'a> ModuleCx<'a> {
                 .label("second condition")
                 .with(d.key.span, "`duration` is also given"),
             ),
-            (None, None) => self.missing(
-                def.name.span,
-                &format!("`wait` step `{}`", def.name.name),
-                "duration",
-                "duration: 5m",
+            (None, None) => self.diags.push(
+                Diagnostic::new(
+                    Code::E0308,
+                    self.file,
+                    def.name.span,
+                    format!(
+                        "`wait` step `{}` needs `duration` or `until`",
+                        def.name.name
+                    ),
+                )
+                .label("waits for nothing")
+                .help("add one, for example `duration: 5m` or `until: exists(\"ready.txt\")`"),
             ),
             _ => {}
         }

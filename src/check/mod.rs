@@ -112,7 +112,15 @@ pub fn check_text(path: &str, text: &str) -> CheckOutput {
 }
 
 /// Converts bytes to text, reporting invalid UTF-8 as E0101 at the first bad byte.
-pub(crate) fn decode_utf8(bytes: Vec<u8>, file: FileId) -> Result<String, (String, Diagnostic)> {
+/// A UTF-8 byte-order mark is dropped: editors hide it, so spans and columns
+/// count from after it.
+pub(crate) fn decode_utf8(
+    mut bytes: Vec<u8>,
+    file: FileId,
+) -> Result<String, (String, Diagnostic)> {
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
     match String::from_utf8(bytes) {
         Ok(text) => Ok(text),
         Err(err) => {

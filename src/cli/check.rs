@@ -1,8 +1,8 @@
 //! `flowc check`.
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, collect_files, term_width, write_stdout};
+use super::{CliResult, EXIT_FAILED, EXIT_OK, EXIT_USAGE, collect_files, term_width, write_stdout};
 use crate::check::{CheckOutput, FsLoader, check_files};
-use crate::diag::{Format, RenderOptions, Severity, render, render_json_value};
+use crate::diag::{Format, RenderOptions, Severity, github_file_error, render, render_json_value};
 use std::path::PathBuf;
 
 /// Arguments of `flowc check`.
@@ -21,105 +21,126 @@ pub struct CheckArgs {
     pub summary: bool,
 }
 
-/// Runs the check and prints the report.
-pub fn run(args: &CheckArgs, color: bool) -> u8 {
+/// Runs the check and prints the report: every readable file's diagnostics,
+/// and every path that could not be read (exit 2 when there is one).
+pub fn run(args: &CheckArgs, color: bool) -> CliResult {
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         args.paths.clone()
     };
-    let files = match collect_files(&paths) {
-        Ok(files) => files,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return EXIT_USAGE;
-        }
-    };
-    let out = check_files(&FsLoader, &files);
-    print_report(&out, args, color, files.len());
-    if !out.unreadable.is_empty() {
-        return EXIT_USAGE;
-    }
+    let collected = collect_files(&paths);
+    let mut out = check_files(&FsLoader, &collected.files);
+    let mut unreadable = collected.unreadable;
+    unreadable.append(&mut out.unreadable);
+    out.unreadable = unreadable;
+    print_report(&out, args, color, collected.files.len());
     let errors = out.count(Severity::Error);
     let warnings = out.count(Severity::Warning);
+    let unreadable = !out.unreadable.is_empty();
     // Freeing the programs of a large check takes a noticeable share of the
     // run (one free per IR node, expression and string); the process is about
     // to exit, so do it off the critical path.
     std::thread::spawn(move || drop(out));
-    if errors > 0 || (args.deny_warnings && warnings > 0) {
+    Ok(if unreadable {
+        EXIT_USAGE
+    } else if errors > 0 || (args.deny_warnings && warnings > 0) {
         EXIT_FAILED
     } else {
         EXIT_OK
-    }
+    })
 }
 
-fn summary_line(files: usize, errors: usize, warnings: usize) -> String {
+fn summary_line(out: &CheckOutput, files: usize) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    format!(
+    let mut line = format!(
         "checked {}: {}, {}",
         plural(files, "file"),
-        plural(errors, "error"),
-        plural(warnings, "warning")
-    )
+        plural(out.count(Severity::Error), "error"),
+        plural(out.count(Severity::Warning), "warning")
+    );
+    if !out.unreadable.is_empty() {
+        line.push_str(&format!(
+            ", {} not readable",
+            plural(out.unreadable.len(), "path")
+        ));
+    }
+    line
 }
 
 fn print_report(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) {
-    let errors = out.count(Severity::Error);
-    let warnings = out.count(Severity::Warning);
     for (path, reason) in &out.unreadable {
         eprintln!("error: cannot read `{path}`: {reason}");
     }
-    match args.format {
-        Format::Human => {
-            let opts = RenderOptions {
-                color,
-                width: term_width(),
-            };
-            let mut text = String::new();
-            for diag in &out.diagnostics {
-                text.push_str(&render(diag, &out.sources, Format::Human, opts));
-                text.push('\n');
-            }
-            eprint!("{text}");
-            if args.summary {
-                let mut s = String::new();
-                for file in &out.files {
-                    if let Some(program) = &file.program {
-                        s.push_str(&format!("# {}\n{}\n", file.path, program.summary()));
-                    }
-                }
-                write_stdout(s.as_bytes());
-            }
-            eprintln!("{}", summary_line(files, errors, warnings));
-        }
-        Format::Json => {
-            let diagnostics: Vec<serde_json::Value> = out
-                .diagnostics
-                .iter()
-                .map(|d| render_json_value(d, &out.sources))
-                .collect();
-            let report = serde_json::json!({
-                "files": files,
-                "errors": errors,
-                "warnings": warnings,
-                "unreadable": out.unreadable.iter().map(|(p, r)| serde_json::json!({"file": p, "reason": r})).collect::<Vec<_>>(),
-                "diagnostics": diagnostics,
-            });
-            write_stdout(format!("{report:#}\n").as_bytes());
-        }
-        Format::Github => {
-            let opts = RenderOptions {
-                color: false,
-                width: 100,
-            };
-            let mut text = String::new();
-            for diag in &out.diagnostics {
-                text.push_str(&render(diag, &out.sources, Format::Github, opts));
-                text.push('\n');
-            }
-            text.push_str(&summary_line(files, errors, warnings));
-            text.push('\n');
-            write_stdout(text.as_bytes());
-        }
+    // The output goes out whole; a closed pipe or full disk is not worth a second report.
+    let _ = match args.format {
+        Format::Human => print_human(out, args, color, files),
+        Format::Json => print_json(out, files),
+        Format::Github => print_github(out, files),
+    };
+}
+
+fn print_human(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) -> CliResult {
+    let opts = RenderOptions {
+        color,
+        width: term_width(),
+    };
+    let mut text = String::new();
+    for diag in &out.diagnostics {
+        text.push_str(&render(diag, &out.sources, Format::Human, opts));
+        text.push('\n');
     }
+    eprint!("{text}");
+    if args.summary {
+        let mut s = String::new();
+        for file in &out.files {
+            if let Some(program) = &file.program {
+                s.push_str(&format!("# {}\n{}\n", file.path, program.summary()));
+            }
+        }
+        write_stdout(s.as_bytes())?;
+    }
+    eprintln!("{}", summary_line(out, files));
+    Ok(EXIT_OK)
+}
+
+fn print_json(out: &CheckOutput, files: usize) -> CliResult {
+    let diagnostics: Vec<serde_json::Value> = out
+        .diagnostics
+        .iter()
+        .map(|d| render_json_value(d, &out.sources))
+        .collect();
+    let unreadable: Vec<serde_json::Value> = out
+        .unreadable
+        .iter()
+        .map(|(p, r)| serde_json::json!({"file": p, "reason": r}))
+        .collect();
+    let report = serde_json::json!({
+        "files": files,
+        "errors": out.count(Severity::Error),
+        "warnings": out.count(Severity::Warning),
+        "unreadable": unreadable,
+        "diagnostics": diagnostics,
+    });
+    write_stdout(format!("{report:#}\n").as_bytes())
+}
+
+fn print_github(out: &CheckOutput, files: usize) -> CliResult {
+    let opts = RenderOptions {
+        color: false,
+        width: 100,
+    };
+    let mut text = String::new();
+    for (path, reason) in &out.unreadable {
+        let message = format!("cannot read `{path}`: {reason}");
+        text.push_str(&github_file_error(path, "flowc", &message));
+        text.push('\n');
+    }
+    for diag in &out.diagnostics {
+        text.push_str(&render(diag, &out.sources, Format::Github, opts));
+        text.push('\n');
+    }
+    text.push_str(&summary_line(out, files));
+    text.push('\n');
+    write_stdout(text.as_bytes())
 }

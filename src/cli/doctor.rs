@@ -1,6 +1,6 @@
 //! `flowc doctor`: which sandbox layers work on this machine, and why not.
 
-use super::write_stdout;
+use super::{CliResult, write_stdout};
 use crate::sandbox::Support;
 
 /// The secret store as `secret()` would find it here: path, names, key source.
@@ -33,7 +33,7 @@ fn secrets() -> serde_json::Value {
 }
 
 /// Prints the sandbox support of this machine, and where secrets come from.
-pub fn run(json: bool) -> u8 {
+pub fn run(json: bool) -> CliResult {
     let support = Support::get();
     let secrets = secrets();
     if json {

@@ -1,8 +1,8 @@
 //! `flowc runs`, `status`, `log` and `replay`: reading the journal.
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, JournalArgs, write_stdout};
+use super::{CliError, CliResult, EXIT_FAILED, JournalArgs, write_stdout};
 use crate::ir::format_ms;
-use crate::journal::{Journal, JournalError, RunRow, now_ms, timestamp};
+use crate::journal::{Journal, RunRow, now_ms, timestamp};
 use std::fmt::Write;
 
 /// Arguments of `flowc runs`.
@@ -18,8 +18,8 @@ pub struct RunsArgs {
 /// Arguments of `flowc status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The run id (or a unique prefix).
-    pub run: String,
+    /// The run id (or a unique prefix); default: the latest run.
+    pub run: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -30,9 +30,9 @@ pub struct StatusArgs {
 /// Arguments of `flowc log`.
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
-    /// The run id (or a unique prefix).
-    pub run: String,
-    /// Only this step instance (e.g. `build`, `repair#2/verify`, `lint[3]/check`).
+    /// The run id (or a unique prefix); default: the latest run.
+    pub run: Option<String>,
+    /// Only this step instance (e.g. `build`, `repair#2/verify`, `for_f[0]/wc`).
     pub step: Option<String>,
     /// Only this attempt.
     #[arg(long)]
@@ -50,18 +50,16 @@ pub struct ReplayArgs {
     pub journal: JournalArgs,
 }
 
-fn open(args: &JournalArgs) -> Result<Journal, u8> {
-    Journal::open_existing(&args.path()).map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_USAGE
-    })
-}
-
-fn fail(e: &JournalError) -> u8 {
-    eprintln!("error: {e}");
-    match e {
-        JournalError::NoRun { .. } => EXIT_USAGE,
-        _ => EXIT_FAILED,
+/// The run `run` names (an id or a unique prefix), else the newest run.
+fn pick_run(journal: &Journal, run: Option<&str>) -> Result<String, CliError> {
+    match run {
+        Some(run) => Ok(journal.resolve_run(run)?),
+        None => journal.latest_run()?.ok_or_else(|| {
+            CliError::usage(format!(
+                "no runs yet in `{}` (start one with `flowc run FILE`)",
+                journal.path().display()
+            ))
+        }),
     }
 }
 
@@ -84,15 +82,9 @@ fn shown_status(journal: &Journal, r: &RunRow) -> String {
 }
 
 /// `flowc runs`.
-pub fn runs(args: &RunsArgs) -> u8 {
-    let journal = match open(&args.journal) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let rows = match journal.runs() {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
-    };
+pub fn runs(args: &RunsArgs) -> CliResult {
+    let journal = args.journal.open_read_only()?;
+    let rows = journal.runs()?;
     if args.json {
         let list: Vec<serde_json::Value> = rows
             .iter()
@@ -130,23 +122,14 @@ pub fn runs(args: &RunsArgs) -> u8 {
     write_stdout(out.as_bytes())
 }
 
-/// `flowc status RUN`.
-pub fn status(args: &StatusArgs) -> u8 {
-    let journal = match open(&args.journal) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let (run, nodes, usage, violations) = match journal.resolve_run(&args.run).and_then(|id| {
-        Ok((
-            journal.run(&id)?,
-            journal.nodes(&id)?,
-            journal.llm_usage(&id)?,
-            journal.events_of(&id, Some("policy_violation"))?,
-        ))
-    }) {
-        Ok(x) => x,
-        Err(e) => return fail(&e),
-    };
+/// `flowc status [RUN]`.
+pub fn status(args: &StatusArgs) -> CliResult {
+    let journal = args.journal.open_read_only()?;
+    let id = pick_run(&journal, args.run.as_deref())?;
+    let run = journal.run(&id)?;
+    let nodes = journal.nodes(&id)?;
+    let usage = journal.llm_usage(&id)?;
+    let violations = journal.events_of(&id, Some("policy_violation"))?;
     let violations: Vec<serde_json::Value> = violations
         .into_iter()
         .map(|e| {
@@ -226,29 +209,40 @@ pub fn status(args: &StatusArgs) -> u8 {
     write_stdout(out.as_bytes())
 }
 
-/// `flowc log RUN [STEP]`.
-pub fn log(args: &LogArgs) -> u8 {
-    let journal = match open(&args.journal) {
-        Ok(j) => j,
-        Err(c) => return c,
+/// `flowc log STEP` reads STEP as a run: when the latest run has such a step,
+/// say how to ask for it.
+fn step_hint(journal: &Journal, args: &LogArgs, err: CliError) -> CliError {
+    let (Some(step), None) = (args.run.as_deref(), args.step.as_deref()) else {
+        return err;
     };
-    let events = match journal
-        .resolve_run(&args.run)
-        .and_then(|id| journal.events(&id))
-    {
-        Ok(e) => e,
-        Err(e) => return fail(&e),
+    let Ok(Some(latest)) = journal.latest_run() else {
+        return err;
     };
+    let has_step = journal
+        .nodes(&latest)
+        .is_ok_and(|nodes| nodes.iter().any(|n| n.key == step));
+    if has_step {
+        err.help(format!(
+            "`{step}` is a step of the latest run; name the run first: `flowc log {latest} {step}`"
+        ))
+    } else {
+        err
+    }
+}
+
+/// `flowc log [RUN [STEP]]`.
+pub fn log(args: &LogArgs) -> CliResult {
+    let journal = args.journal.open_read_only()?;
+    let id = pick_run(&journal, args.run.as_deref()).map_err(|e| step_hint(&journal, args, e))?;
+    let events = journal.events(&id)?;
     if let Some(step) = &args.step
         && !events
             .iter()
             .any(|e| e.node.as_deref() == Some(step.as_str()))
     {
-        eprintln!(
-            "error: run `{}` has no step instance `{step}` (see `flowc status {}`)",
-            args.run, args.run
-        );
-        return EXIT_USAGE;
+        return Err(CliError::usage(format!(
+            "run `{id}` has no step instance `{step}` (see `flowc status {id}`)"
+        )));
     }
     let mut out = String::new();
     for e in &events {
@@ -355,37 +349,44 @@ pub fn log(args: &LogArgs) -> u8 {
 }
 
 /// `flowc replay RUN`: exit 1 listing every difference.
-pub fn replay(args: &ReplayArgs) -> u8 {
-    let journal = match open(&args.journal) {
-        Ok(j) => j,
-        Err(c) => return c,
+pub fn replay(args: &ReplayArgs) -> CliResult {
+    let journal = args.journal.open_read_only()?;
+    let id = journal.resolve_run(&args.run)?;
+    journal.integrity_check()?;
+    // The history first (the hash chain, order, well-formed rows), then
+    // whether the stored state is what the events say.
+    let problems = journal.verify(&id)?;
+    let (diffs, unapplied) = match journal.replay(&id) {
+        Ok(d) => (d, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
     };
-    let id = match journal.resolve_run(&args.run) {
-        Ok(id) => id,
-        Err(e) => return fail(&e),
-    };
-    if let Err(e) = journal.integrity_check() {
-        return fail(&e);
+    if problems.is_empty() && diffs.is_empty() && unapplied.is_none() {
+        let events = journal.events(&id).map(|e| e.len()).unwrap_or(0);
+        let _ = write_stdout(
+            format!(
+                "run {id} verifies: {events} events, their hash chain intact, rebuild the stored state exactly\n"
+            )
+            .as_bytes(),
+        );
+        return Ok(super::EXIT_OK);
     }
-    match journal.replay(&id) {
-        Ok(diffs) if diffs.is_empty() => {
-            let events = journal.events(&id).map(|e| e.len()).unwrap_or(0);
-            write_stdout(
-                format!("run {id} verifies: {events} events rebuild the stored state exactly\n")
-                    .as_bytes(),
-            );
-            EXIT_OK
-        }
-        Ok(diffs) => {
-            eprintln!("run {id} does not verify: {} difference(s)", diffs.len());
-            for d in diffs {
-                eprintln!(
-                    "  {} · {}: stored {} · replayed {}",
-                    d.row, d.column, d.stored, d.replayed
-                );
-            }
-            EXIT_FAILED
-        }
-        Err(e) => fail(&e),
+    let mut text = format!(
+        "run {id} does not verify: {} problem(s) in its history, {} difference(s) in its state\n",
+        problems.len() + usize::from(unapplied.is_some()),
+        diffs.len()
+    );
+    for p in &problems {
+        text.push_str(&format!("  event {}: {}\n", p.seq, p.what));
     }
+    if let Some(e) = unapplied {
+        text.push_str(&format!("  the events do not rebuild a state: {e}\n"));
+    }
+    for d in diffs {
+        text.push_str(&format!(
+            "  {} · {}: stored {} · replayed {}\n",
+            d.row, d.column, d.stored, d.replayed
+        ));
+    }
+    eprint!("{text}");
+    Ok(EXIT_FAILED)
 }

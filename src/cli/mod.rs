@@ -3,6 +3,7 @@
 mod check;
 mod compile;
 mod doctor;
+mod error;
 mod explain;
 mod graph;
 mod inspect;
@@ -12,6 +13,9 @@ mod rollback;
 mod run;
 mod secret;
 
+pub use error::{CliError, CliResult};
+
+use crate::journal::Journal;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -71,14 +75,14 @@ pub enum Command {
     /// List runs in the journal, newest first.
     #[command(after_help = "Examples:\n  flowc runs\n  flowc runs --json | jq '.[0].id'")]
     Runs(inspect::RunsArgs),
-    /// Show every step instance of a run: status, attempts, duration, last error.
+    /// Show every step instance of a run (default: the latest): status, attempts, duration, last error.
     #[command(
-        after_help = "Examples:\n  flowc status 20261121-103000-ab12cd\n  flowc status 2026 --json"
+        after_help = "Without RUN, the newest run in the journal is shown.\n\nExamples:\n  flowc status                      the latest run\n  flowc status 20261121-103000-ab12cd\n  flowc status 2026 --json"
     )]
     Status(inspect::StatusArgs),
-    /// Show a run's events and step output.
+    /// Show a run's events and step output (default: the latest run).
     #[command(
-        after_help = "Examples:\n  flowc log RUN\n  flowc log RUN build --attempt 2\n  flowc log RUN 'repair#2/verify'"
+        after_help = "Without RUN, the newest run in the journal is shown; to pick a step, name the run too.\n\nExamples:\n  flowc log                         the latest run\n  flowc log RUN build --attempt 2\n  flowc log RUN 'repair#2/verify'\n  flowc log RUN 'for_area[3]/checksums'"
     )]
     Log(inspect::LogArgs),
     /// Rebuild a run's state from its events and compare it with the stored state.
@@ -91,20 +95,20 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  flowc approve RUN review --comment 'looks good'\n  flowc run --resume RUN"
     )]
-    Approve(queue::DecideArgs),
+    Approve(queue::ApproveArgs),
     /// Reject a waiting item (for an escalation: abort the run).
     #[command(
         after_help = "Examples:\n  flowc reject RUN review --reason 'touches the public API'"
     )]
-    Reject(queue::DecideArgs),
+    Reject(queue::RejectArgs),
     /// Give an escalated step a fresh budget of attempts.
     #[command(after_help = "Examples:\n  flowc retry RUN deploy\n  flowc run --resume RUN")]
-    Retry(queue::DecideArgs),
+    Retry(queue::RetryArgs),
     /// Skip an escalated step, optionally giving its result.
     #[command(
         after_help = "Examples:\n  flowc skip RUN flaky_check\n  flowc skip RUN fetch --output '{\"exit_code\": 0, \"stdout\": \"\", \"stderr\": \"\", \"duration\": 0, \"output\": null}'"
     )]
-    Skip(queue::DecideArgs),
+    Skip(queue::SkipArgs),
     /// Restore the files a `run` step's `snapshot:` saved before its attempt.
     #[command(
         after_help = "Files matching the step's globs are written back as they were (contents and modes), and files the step created there are removed.\n\nExamples:\n  flowc rollback RUN apply\n  flowc rollback RUN 'repair#2/apply' --attempt 1"
@@ -116,11 +120,10 @@ pub enum Command {
     )]
     Secret(secret::SecretArgs),
     /// Explain a diagnostic code, with an example; without a code, list them all.
-    #[command(after_help = "Examples:\n  flowc explain E0301\n  flowc explain")]
-    Explain {
-        /// A code such as `E0301` or `W0002`.
-        code: Option<String>,
-    },
+    #[command(
+        after_help = "Examples:\n  flowc explain E0301\n  flowc explain E0301 --markdown   the source text, as in docs/diagnostics.md\n  flowc explain"
+    )]
+    Explain(explain::ExplainArgs),
     /// Show which sandbox layers this machine supports for `run` steps.
     #[command(after_help = "Examples:\n  flowc doctor\n  flowc doctor --json")]
     Doctor {
@@ -138,7 +141,6 @@ pub enum Command {
     },
 }
 
-/// Runs the command line; returns the process exit code.
 /// Whether these arguments (without the program name) ask for `flowc run`:
 /// decided before parsing, so the spawner can be forked before any thread starts.
 pub fn runs_steps(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
@@ -156,6 +158,7 @@ pub fn runs_steps(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     false
 }
 
+/// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -175,7 +178,7 @@ pub fn main() -> ExitCode {
             std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
         }
     };
-    let code = match cli.command {
+    let result = match cli.command {
         Command::Check(args) => check::run(&args, color),
         Command::Graph(args) => graph::run(&args, color),
         Command::Run(args) => run::run(&args, color),
@@ -184,13 +187,13 @@ pub fn main() -> ExitCode {
         Command::Log(args) => inspect::log(&args),
         Command::Replay(args) => inspect::replay(&args),
         Command::Approvals(args) => queue::approvals(&args),
-        Command::Approve(args) => queue::decide(queue::Verb::Approve, &args),
-        Command::Reject(args) => queue::decide(queue::Verb::Reject, &args),
-        Command::Retry(args) => queue::decide(queue::Verb::Retry, &args),
-        Command::Skip(args) => queue::decide(queue::Verb::Skip, &args),
+        Command::Approve(args) => queue::approve(&args),
+        Command::Reject(args) => queue::reject(&args),
+        Command::Retry(args) => queue::retry(&args),
+        Command::Skip(args) => queue::skip(&args),
         Command::Secret(args) => secret::run(&args),
         Command::Rollback(args) => rollback::run(&args),
-        Command::Explain { code } => explain::run(code.as_deref()),
+        Command::Explain(args) => explain::run(&args),
         Command::Doctor { json } => doctor::run(json),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
@@ -198,7 +201,7 @@ pub fn main() -> ExitCode {
             write_stdout(&buf)
         }
     };
-    ExitCode::from(code)
+    ExitCode::from(result.unwrap_or_else(|e| e.report()))
 }
 
 /// Where the journal is: `--journal`, else `FLOWC_JOURNAL`, else `.flowc/journal.db`.
@@ -230,6 +233,16 @@ impl JournalArgs {
         self.path() == std::path::Path::new(DEFAULT_JOURNAL)
     }
 
+    /// Opens the journal read-only, for the commands that only look.
+    pub fn open_read_only(&self) -> Result<Journal, CliError> {
+        Journal::open_read_only(&self.path()).map_err(CliError::usage)
+    }
+
+    /// Opens the journal to append decisions and notes; it must exist.
+    pub fn open_existing(&self) -> Result<Journal, CliError> {
+        Journal::open_existing(&self.path()).map_err(CliError::usage)
+    }
+
     /// Creates `.flowc/` for the default location; other directories must exist.
     pub fn ensure_dir(&self) -> Result<(), String> {
         let path = self.path();
@@ -251,15 +264,12 @@ impl JournalArgs {
 }
 
 /// Writes to stdout; a closed pipe is not an error worth reporting.
-pub fn write_stdout(bytes: &[u8]) -> u8 {
+pub fn write_stdout(bytes: &[u8]) -> CliResult {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => EXIT_OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-        Err(e) => {
-            eprintln!("error: cannot write output: {e}");
-            EXIT_FAILED
-        }
+        Ok(()) => Ok(EXIT_OK),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(EXIT_OK),
+        Err(e) => Err(CliError::failed(format!("cannot write output: {e}"))),
     }
 }
 
@@ -272,29 +282,56 @@ pub fn term_width() -> usize {
         .unwrap_or(100)
 }
 
-/// Every `.flow` file under `paths` (directories are walked honouring `.gitignore`).
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
+/// Name of the ignore files `flowc check` honours besides `.gitignore` (same syntax).
+pub const IGNORE_FILE: &str = ".flowcignore";
+
+/// What `collect_files` found: the `.flow` files, and the paths it could not read.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Files to check, each directory's sorted, in the order the paths were given.
+    pub files: Vec<PathBuf>,
+    /// Paths that could not be read (path, reason).
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// Every `.flow` file under `paths`: directories are walked honouring
+/// `.gitignore`, `.ignore` and `.flowcignore` files (in them and their parents);
+/// a file named directly is always taken.
+pub fn collect_files(paths: &[PathBuf]) -> Collected {
+    let mut out = Collected::default();
     for path in paths {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        if !meta.is_dir() {
-            files.push(path.clone());
-            continue;
+        match std::fs::metadata(path) {
+            Err(e) => out
+                .unreadable
+                .push((path.display().to_string(), e.to_string())),
+            Ok(meta) if !meta.is_dir() => out.files.push(path.clone()),
+            Ok(_) => walk(path, &mut out),
         }
-        let mut found = Vec::new();
-        let walker = ignore::WalkBuilder::new(path).require_git(false).build();
-        for entry in walker {
-            let entry = entry.map_err(|e| format!("cannot walk `{}`: {e}", path.display()))?;
-            if entry.file_type().is_some_and(|t| t.is_file())
-                && entry.path().extension().is_some_and(|e| e == "flow")
-            {
-                found.push(entry.into_path());
-            }
-        }
-        found.sort();
-        files.extend(found);
     }
-    files.dedup();
-    Ok(files)
+    out.files.dedup();
+    out
+}
+
+fn walk(dir: &std::path::Path, out: &mut Collected) {
+    let mut found = Vec::new();
+    let walker = ignore::WalkBuilder::new(dir)
+        .require_git(false)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .build();
+    for entry in walker {
+        match entry {
+            Ok(entry) => {
+                if entry.file_type().is_some_and(|t| t.is_file())
+                    && entry.path().extension().is_some_and(|e| e == "flow")
+                {
+                    found.push(entry.into_path());
+                }
+            }
+            Err(e) => out
+                .unreadable
+                .push((dir.display().to_string(), e.to_string())),
+        }
+    }
+    found.sort();
+    out.files.extend(found);
 }

@@ -1,6 +1,6 @@
 //! The human queue: `flowc approvals`, `approve`, `reject`, `retry`, `skip`.
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, JournalArgs, write_stdout};
+use super::{CliError, CliResult, EXIT_OK, JournalArgs, write_stdout};
 use crate::journal::{Journal, NewEvent, timestamp};
 use serde_json::json;
 use std::fmt::Write;
@@ -15,59 +15,109 @@ pub struct ApprovalsArgs {
     pub journal: JournalArgs,
 }
 
-/// Arguments of the decision commands.
+/// The item every decision names.
 #[derive(Debug, clap::Args)]
-pub struct DecideArgs {
+pub struct Item {
     /// The run id (or a unique prefix).
     pub run: String,
     /// The step instance key, as `flowc approvals` shows it.
     pub step: String,
-    /// `approve`: a comment kept with the decision.
-    #[arg(long)]
-    pub comment: Option<String>,
-    /// `reject`: why (required).
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// `skip`: the step's result as JSON, for the steps that read it.
-    #[arg(long, value_name = "JSON")]
-    pub output: Option<String>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
 
+/// Arguments of `flowc approve`.
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub item: Item,
+    /// A comment kept with the decision.
+    #[arg(long)]
+    pub comment: Option<String>,
+}
+
+/// Arguments of `flowc reject`.
+#[derive(Debug, clap::Args)]
+pub struct RejectArgs {
+    #[command(flatten)]
+    pub item: Item,
+    /// Why: kept with the decision, and the step's error.
+    #[arg(long, required = true)]
+    pub reason: String,
+}
+
+/// Arguments of `flowc retry`.
+#[derive(Debug, clap::Args)]
+pub struct RetryArgs {
+    #[command(flatten)]
+    pub item: Item,
+}
+
+/// Arguments of `flowc skip`.
+#[derive(Debug, clap::Args)]
+pub struct SkipArgs {
+    #[command(flatten)]
+    pub item: Item,
+    /// The step's result as JSON, for the steps that read it.
+    #[arg(long, value_name = "JSON")]
+    pub output: Option<String>,
+}
+
 /// Which decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    /// `flowc approve`
+enum Verb {
     Approve,
-    /// `flowc reject`
     Reject,
-    /// `flowc retry`
     Retry,
-    /// `flowc skip`
     Skip,
 }
 
-fn open(args: &JournalArgs) -> Result<Journal, u8> {
-    Journal::open_existing(&args.path()).map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_USAGE
-    })
+/// `flowc approve`.
+pub fn approve(args: &ApproveArgs) -> CliResult {
+    let by = decider();
+    let data = json!({ "decision": "approved", "by": by, "comment": args.comment });
+    decide(Verb::Approve, &args.item, data)
+}
+
+/// `flowc reject`.
+pub fn reject(args: &RejectArgs) -> CliResult {
+    if args.reason.trim().is_empty() {
+        return Err(CliError::usage("`flowc reject` needs `--reason TEXT`"));
+    }
+    let data = json!({ "decision": "rejected", "by": decider(), "comment": args.reason });
+    decide(Verb::Reject, &args.item, data)
+}
+
+/// `flowc retry`.
+pub fn retry(args: &RetryArgs) -> CliResult {
+    decide(
+        Verb::Retry,
+        &args.item,
+        json!({ "decision": "retry", "by": decider() }),
+    )
+}
+
+/// `flowc skip`.
+pub fn skip(args: &SkipArgs) -> CliResult {
+    let output = match args.output.as_deref() {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| CliError::usage(format!("`--output` is not valid JSON: {e}")))?,
+        ),
+    };
+    let data = json!({ "decision": "skip", "by": decider(), "output": output });
+    decide(Verb::Skip, &args.item, data)
+}
+
+fn decider() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
 /// `flowc approvals`: pending items across runs.
-pub fn approvals(args: &ApprovalsArgs) -> u8 {
-    let journal = match open(&args.journal) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let items = match journal.approvals(None) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
+pub fn approvals(args: &ApprovalsArgs) -> CliResult {
+    let journal = args.journal.open_read_only()?;
+    let items = journal.approvals(None).map_err(CliError::failed)?;
     if args.json {
         return write_stdout(
             format!("{}\n", serde_json::to_value(&items).unwrap_or_default()).as_bytes(),
@@ -103,27 +153,15 @@ pub fn approvals(args: &ApprovalsArgs) -> u8 {
     write_stdout(out.as_bytes())
 }
 
-/// Records a decision on a pending item.
-pub fn decide(verb: Verb, args: &DecideArgs) -> u8 {
-    let mut journal = match open(&args.journal) {
-        Ok(j) => j,
-        Err(c) => return c,
-    };
-    let run = match idle_run(
+/// Records a decision on a pending item, once it is known to fit the item.
+fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
+    let mut journal = args.journal.open_existing()?;
+    let run = idle_run(
         &journal,
         &args.run,
         "answer on its terminal, or stop it and decide here",
-    ) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let items = match journal.approvals(Some(&run)) {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
+    )?;
+    let items = journal.approvals(Some(&run)).map_err(CliError::failed)?;
     let Some(item) = items.iter().find(|a| a.node == args.step) else {
         let pending: Vec<&str> = items
             .iter()
@@ -135,90 +173,55 @@ pub fn decide(verb: Verb, args: &DecideArgs) -> u8 {
         } else {
             format!("waiting: {}", pending.join(", "))
         };
-        eprintln!(
-            "error: run `{run}` has no item `{}` in the human queue ({hint})",
+        return Err(CliError::usage(format!(
+            "run `{run}` has no item `{}` in the human queue ({hint})",
             args.step
-        );
-        return EXIT_USAGE;
+        )));
     };
     if item.status != "pending" {
-        eprintln!(
-            "error: `{}` of run `{run}` is already decided ({} by {})",
+        return Err(CliError::usage(format!(
+            "`{}` of run `{run}` is already decided ({} by {})",
             args.step,
             item.status,
             item.decided_by.as_deref().unwrap_or("unknown")
-        );
-        return EXIT_USAGE;
+        )));
     }
     let escalation = item.kind == "escalation";
-    let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let data = match verb {
+    match verb {
         Verb::Approve if escalation => {
-            eprintln!(
-                "error: `{}` is an escalation: decide it with `flowc retry`, `flowc skip` or `flowc reject`",
+            return Err(CliError::usage(format!(
+                "`{}` is an escalation: decide it with `flowc retry`, `flowc skip` or `flowc reject`",
                 args.step
-            );
-            return EXIT_USAGE;
+            )));
         }
         Verb::Retry | Verb::Skip if !escalation => {
-            eprintln!(
-                "error: `{}` is an approval: decide it with `flowc approve` or `flowc reject`",
+            return Err(CliError::usage(format!(
+                "`{}` is an approval: decide it with `flowc approve` or `flowc reject`",
                 args.step
-            );
-            return EXIT_USAGE;
+            )));
         }
-        Verb::Approve => json!({ "decision": "approved", "by": by, "comment": args.comment }),
-        Verb::Reject => {
-            let Some(reason) = args.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
-                eprintln!("error: `flowc reject` needs `--reason TEXT`");
-                return EXIT_USAGE;
-            };
-            json!({ "decision": "rejected", "by": by, "comment": reason })
-        }
-        Verb::Retry => json!({ "decision": "retry", "by": by }),
-        Verb::Skip => {
-            let output = match args
-                .output
-                .as_deref()
-                .map(serde_json::from_str::<serde_json::Value>)
-            {
-                None => None,
-                Some(Ok(v)) => Some(v),
-                Some(Err(e)) => {
-                    eprintln!("error: `--output` is not valid JSON: {e}");
-                    return EXIT_USAGE;
-                }
-            };
-            json!({ "decision": "skip", "by": by, "output": output })
-        }
-    };
-    let event = NewEvent::node(&run, "approval_decided", &args.step, None, data);
-    if let Err(e) = journal.append(&[event]) {
-        eprintln!("error: {e}");
-        return EXIT_FAILED;
+        _ => {}
     }
+    let event = NewEvent::node(&run, "approval_decided", &args.step, None, data);
+    journal.append(&[event]).map_err(CliError::failed)?;
     let flag = if args.journal.is_default() {
         String::new()
     } else {
         format!(" --journal {}", args.journal.path().display())
     };
     eprintln!("recorded; continue with `flowc run --resume {run}{flag}`");
-    EXIT_OK
+    Ok(EXIT_OK)
 }
 
 /// Resolves `run` for a change made from outside it: a run driven by a live
-/// process is refused (the exit code), saying `what_to_do`.
-pub fn idle_run(journal: &Journal, run: &str, what_to_do: &str) -> Result<String, u8> {
-    let run = journal.resolve_run(run).map_err(|e| {
-        eprintln!("error: {e}");
-        EXIT_USAGE
-    })?;
+/// process is refused, saying `what_to_do`.
+pub fn idle_run(journal: &Journal, run: &str, what_to_do: &str) -> Result<String, CliError> {
+    let run = journal.resolve_run(run)?;
     if let Ok(Some(holder)) = journal.lease_holder(&run) {
-        eprintln!(
-            "error: run `{run}` is being driven by {}; {what_to_do}",
+        return Err(CliError::usage(format!(
+            "run `{run}` is being driven by {}; {what_to_do}",
             holder.owner
-        );
-        return Err(EXIT_USAGE);
+        )));
     }
     Ok(run)
 }

@@ -1,7 +1,7 @@
 //! `flowc rollback RUN STEP`: restore the files a `run` step's snapshot saved.
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, JournalArgs};
-use crate::journal::{Journal, NewEvent};
+use super::{CliError, CliResult, EXIT_OK, JournalArgs};
+use crate::journal::NewEvent;
 use serde_json::json;
 
 /// Arguments of `flowc rollback`.
@@ -19,30 +19,13 @@ pub struct RollbackArgs {
 }
 
 /// Restores a step's snapshot; returns the exit code.
-pub fn run(args: &RollbackArgs) -> u8 {
+pub fn run(args: &RollbackArgs) -> CliResult {
     let path = args.journal.path();
-    let mut journal = match Journal::open_existing(&path) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let run = match super::queue::idle_run(
-        &journal,
-        &args.run,
-        "stop it before rolling back its files",
-    ) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let events = match journal.events_of(&run, Some("node_status")) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
+    let mut journal = args.journal.open_existing()?;
+    let run = super::queue::idle_run(&journal, &args.run, "stop it before rolling back its files")?;
+    let events = journal
+        .events_of(&run, Some("node_status"))
+        .map_err(CliError::failed)?;
     let snap = events
         .iter()
         .rev()
@@ -54,11 +37,10 @@ pub fn run(args: &RollbackArgs) -> u8 {
             .attempt
             .map(|a| format!(" at attempt {a}"))
             .unwrap_or_default();
-        eprintln!(
-            "error: step `{}` of run `{run}` has no snapshot{which} (only `run` steps with `snapshot:` take one)",
+        return Err(CliError::usage(format!(
+            "step `{}` of run `{run}` has no snapshot{which} (only `run` steps with `snapshot:` take one)",
             args.step
-        );
-        return EXIT_USAGE;
+        )));
     };
     // Only the store beside this journal is used, whatever an event says: a
     // journal is data, and must not steer writes to another store.
@@ -66,13 +48,7 @@ pub fn run(args: &RollbackArgs) -> u8 {
         .parent()
         .map(|d| d.join("snapshots"))
         .unwrap_or_else(|| std::path::PathBuf::from(".flowc/snapshots"));
-    let restored = match crate::snapshot::restore(&store, &id) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
+    let restored = crate::snapshot::restore(&store, &id).map_err(CliError::failed)?;
     let text = format!(
         "rolled back snapshot {id} by `flowc rollback`: {} file(s) restored, {} created file(s) removed",
         restored.written, restored.removed
@@ -84,10 +60,11 @@ pub fn run(args: &RollbackArgs) -> u8 {
         attempt,
         json!({ "text": text, "rollback": id }),
     );
-    if let Err(e) = journal.append(&[event]) {
-        eprintln!("error: the files were restored, but the journal could not record it: {e}");
-        return EXIT_FAILED;
-    }
+    journal.append(&[event]).map_err(|e| {
+        CliError::failed(format!(
+            "the files were restored, but the journal could not record it: {e}"
+        ))
+    })?;
     eprintln!(
         "{}: {} file(s) restored, {} created file(s) removed (snapshot {id} of attempt {})",
         args.step,
@@ -95,5 +72,5 @@ pub fn run(args: &RollbackArgs) -> u8 {
         restored.removed,
         attempt.unwrap_or(0)
     );
-    EXIT_OK
+    Ok(EXIT_OK)
 }

@@ -1,7 +1,7 @@
 //! `flowc run`: compile, type the inputs, execute with live progress, print the result.
 
 use super::progress::{JsonLines, Lines, Live};
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, JournalArgs, write_stdout};
+use super::{CliError, CliResult, EXIT_FAILED, EXIT_OK, EXIT_USAGE, JournalArgs, write_stdout};
 use crate::exec::{Observer, RunEnd, RunOptions, execute, inputs};
 use crate::journal::{Durability, Journal};
 use std::io::IsTerminal;
@@ -58,28 +58,27 @@ pub struct RunArgs {
 }
 
 /// Runs or resumes a skill; returns the exit code.
-pub fn run(args: &RunArgs, color: bool) -> u8 {
+pub fn run(args: &RunArgs, color: bool) -> CliResult {
     let journal_path = args.journal.path();
     let durability = match args.durability {
         DurabilityArg::Normal => Durability::Normal,
         DurabilityArg::Full => Durability::Full,
     };
-    if let Err(e) = args.journal.ensure_dir() {
-        eprintln!("error: {e}");
-        return EXIT_USAGE;
+    if args.resume.is_some() && !journal_path.exists() {
+        // Resuming must not leave an empty journal behind.
+        return Err(CliError::usage(format!(
+            "no journal at `{}`: there is no run to resume (start one with `flowc run FILE`, or pass `--journal PATH`)",
+            journal_path.display()
+        )));
     }
-    let journal = match Journal::open(&journal_path, durability) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    args.journal.ensure_dir().map_err(CliError::usage)?;
+    let journal = Journal::open(&journal_path, durability).map_err(CliError::usage)?;
     let (file, skill_name, resume, stored_inputs) = match &args.resume {
         None => {
             let Some(file) = args.file.clone() else {
-                eprintln!("error: name a .flow file to run, or pass --resume to continue a run");
-                return EXIT_USAGE;
+                return Err(CliError::usage(
+                    "name a .flow file to run, or pass --resume to continue a run",
+                ));
             };
             (file, args.skill.clone(), None, None)
         }
@@ -88,29 +87,23 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
                 match journal.latest_unfinished() {
                     Ok(Some(row)) => row,
                     Ok(None) => {
-                        eprintln!(
-                            "error: no unfinished run in `{}` to resume (see `flowc runs`)",
+                        return Err(CliError::usage(format!(
+                            "no unfinished run in `{}` to resume (see `flowc runs`)",
                             journal_path.display()
-                        );
-                        return EXIT_USAGE;
+                        )));
                     }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return EXIT_USAGE;
-                    }
+                    Err(e) => return Err(CliError::usage(e)),
                 }
             } else {
                 match journal.resolve_run(which).and_then(|id| journal.run(&id)) {
                     Ok(row) => row,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return EXIT_USAGE;
-                    }
+                    Err(e) => return Err(CliError::usage(e)),
                 }
             };
             if !args.inputs.is_empty() || args.inputs_file.is_some() {
-                eprintln!("error: a resumed run keeps its inputs; start a new run to change them");
-                return EXIT_USAGE;
+                return Err(CliError::usage(
+                    "a resumed run keeps its inputs; start a new run to change them",
+                ));
             }
             let file = args
                 .file
@@ -127,7 +120,12 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     let (program, skill) = match super::compile::compile_entry(&file, skill_name.as_deref(), color)
     {
         Ok(p) => p,
-        Err(_) => return EXIT_USAGE,
+        Err(e) => {
+            return Err(CliError {
+                code: EXIT_USAGE,
+                ..e
+            });
+        }
     };
     let typed = match stored_inputs {
         Some(serde_json::Value::Object(map)) => map,
@@ -137,8 +135,10 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
                 Some(p) => match std::fs::read_to_string(p) {
                     Ok(t) => Some((p.display().to_string(), t)),
                     Err(e) => {
-                        eprintln!("error: cannot read `{}`: {e}", p.display());
-                        return EXIT_USAGE;
+                        return Err(CliError::usage(format!(
+                            "cannot read `{}`: {e}",
+                            p.display()
+                        )));
                     }
                 },
                 None => None,
@@ -149,12 +149,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
                 text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
             ) {
                 Ok(m) => m,
-                Err(errors) => {
-                    for e in errors {
-                        eprintln!("error: {e}");
-                    }
-                    return EXIT_USAGE;
-                }
+                Err(errors) => return Err(CliError::all(EXIT_USAGE, errors)),
             }
         }
     };
@@ -162,10 +157,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
         None => None,
         Some(id) => match journal.resolve_run(id) {
             Ok(id) => Some(id),
-            Err(e) => {
-                eprintln!("error: --replay-llm: {e}");
-                return EXIT_USAGE;
-            }
+            Err(e) => return Err(CliError::usage(format!("--replay-llm: {e}"))),
         },
     };
     let interactive = !args.no_input
@@ -195,8 +187,9 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
+            return Err(CliError::failed(format!(
+                "cannot start the async runtime: {e}"
+            )));
         }
     };
     let report = runtime.block_on(execute(
@@ -209,13 +202,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
     drop(observer);
     // Attempts may still hold process handles; do not wait for them.
     runtime.shutdown_background();
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
+    let report = report.map_err(CliError::failed)?;
     let usage = Journal::open_existing(&journal_path)
         .and_then(|j| j.llm_usage(&report.run_id))
         .unwrap_or_default();
@@ -247,8 +234,10 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
                     serde_json::to_string_pretty(&out).unwrap_or_default()
                 )
             };
-            write_stdout(text.as_bytes());
-            EXIT_OK
+            if let Err(e) = write_stdout(text.as_bytes()) {
+                e.report();
+            }
+            Ok(EXIT_OK)
         }
         RunEnd::Failed => {
             eprintln!(
@@ -256,7 +245,7 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
                 report.run_id,
                 report.error.unwrap_or_default()
             );
-            EXIT_FAILED
+            Ok(EXIT_FAILED)
         }
         RunEnd::Paused => {
             eprintln!(
@@ -265,14 +254,14 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
                 report.error.unwrap_or_default(),
                 report.run_id
             );
-            EXIT_PAUSED
+            Ok(EXIT_PAUSED)
         }
         RunEnd::Interrupted => {
             eprintln!(
                 "run {} interrupted · continue with `{resume_cmd}{journal_flag}`",
                 report.run_id
             );
-            EXIT_INTERRUPTED
+            Ok(EXIT_INTERRUPTED)
         }
     }
 }
@@ -282,6 +271,11 @@ pub fn run(args: &RunArgs, color: bool) -> u8 {
 /// here (root and `processes`, no Landlock, …): the steps run with the rest,
 /// and each `running` event lists what is missing.
 fn note_unenforced(program: &crate::ir::Program, skill: &crate::ir::Skill) {
+    // Under the built-in policy nobody wrote the limits: the journal and
+    // `flowc doctor` say what is enforced, without a note on every run.
+    if skill.policy.name == "builtin" {
+        return;
+    }
     let steps = program.skills.values().flat_map(|s| {
         s.nodes.iter().filter_map(|n| match &n.kind {
             crate::ir::NodeKind::Step(step) => match &step.kind {

@@ -1,6 +1,6 @@
 //! `flowc secret set|list|rm`: the encrypted local secret store.
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE, write_stdout};
+use super::{CliError, CliResult, EXIT_OK, write_stdout};
 use crate::secrets::{self, Store};
 use std::io::Read;
 use std::path::PathBuf;
@@ -36,53 +36,17 @@ pub enum Action {
     },
 }
 
-/// Runs `flowc secret`; returns the exit code.
-pub fn run(args: &SecretArgs) -> u8 {
+/// Runs `flowc secret`.
+pub fn run(args: &SecretArgs) -> CliResult {
     let path = args.store.clone().unwrap_or_else(secrets::default_path);
-    let mut store = match Store::open(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_FAILED;
-        }
-    };
+    let mut store = Store::open(&path).map_err(CliError::failed)?;
     match &args.action {
         Action::Set { name } => {
-            if let Err(e) = secrets::check_name(name) {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
-            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                eprintln!("value of `{name}` (it is echoed; end with Enter, then Ctrl-D):");
-            }
-            let mut value = zeroize::Zeroizing::new(String::new());
-            if let Err(e) = std::io::stdin().read_to_string(&mut value) {
-                eprintln!("error: cannot read the value from standard input: {e}");
-                return EXIT_USAGE;
-            }
-            // One trailing newline is what `echo` and a terminal add.
-            if value.ends_with('\n') {
-                value.pop();
-                if value.ends_with('\r') {
-                    value.pop();
-                }
-            }
-            if value.is_empty() {
-                eprintln!(
-                    "error: the value is empty (pipe it on standard input: `printf %s \"$VALUE\" | flowc secret set {name}`)"
-                );
-                return EXIT_USAGE;
-            }
-            match store.set(name, &value) {
-                Ok(()) => {
-                    eprintln!("secret `{name}` stored in {}", path.display());
-                    EXIT_OK
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    EXIT_FAILED
-                }
-            }
+            secrets::check_name(name).map_err(CliError::usage)?;
+            let value = read_value(name)?;
+            store.set(name, &value).map_err(CliError::failed)?;
+            eprintln!("secret `{name}` stored in {}", path.display());
+            Ok(EXIT_OK)
         }
         Action::List { json } => {
             let names = store.names();
@@ -93,19 +57,39 @@ pub fn run(args: &SecretArgs) -> u8 {
             };
             write_stdout(text.as_bytes())
         }
-        Action::Rm { name } => match store.remove(name) {
-            Ok(true) => {
-                eprintln!("secret `{name}` removed from {}", path.display());
-                EXIT_OK
+        Action::Rm { name } => {
+            if !store.remove(name).map_err(CliError::failed)? {
+                return Err(CliError::usage(format!(
+                    "the store {} has no secret `{name}`",
+                    path.display()
+                )));
             }
-            Ok(false) => {
-                eprintln!("error: the store {} has no secret `{name}`", path.display());
-                EXIT_USAGE
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                EXIT_FAILED
-            }
-        },
+            eprintln!("secret `{name}` removed from {}", path.display());
+            Ok(EXIT_OK)
+        }
     }
+}
+
+/// The value of `name` from standard input, without the newline `echo` adds.
+fn read_value(name: &str) -> Result<zeroize::Zeroizing<String>, CliError> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("value of `{name}` (it is echoed; end with Enter, then Ctrl-D):");
+    }
+    let mut value = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .map_err(|e| CliError::usage(format!("cannot read the value from standard input: {e}")))?;
+    // One trailing newline is what `echo` and a terminal add.
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    if value.is_empty() {
+        return Err(CliError::usage(format!(
+            "the value is empty (pipe it on standard input: `printf %s \"$VALUE\" | flowc secret set {name}`)"
+        )));
+    }
+    Ok(value)
 }

@@ -6,7 +6,7 @@ mod render;
 
 pub use code::Code;
 pub use explain::explanation;
-pub use render::{Format, RenderOptions, render, render_json_value};
+pub use render::{Format, RenderOptions, github_file_error, render, render_json_value};
 
 use crate::span::Span;
 

@@ -185,6 +185,17 @@ fn escape_property(text: &str) -> String {
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
+/// A GitHub `::error` annotation on a whole file, for what is not a diagnostic
+/// (a file that cannot be read).
+pub fn github_file_error(path: &str, title: &str, message: &str) -> String {
+    format!(
+        "::error file={},title={}::{}",
+        escape_property(path),
+        escape_property(title),
+        escape_data(message)
+    )
+}
+
 fn render_github(diag: &Diagnostic, sources: &SourceMap) -> String {
     let file = sources.get(diag.file);
     let ((line, col), (end_line, end_col)) = position(&file.text, diag.span);

@@ -77,6 +77,16 @@ pub enum JournalError {
         /// The first problem found.
         detail: String,
     },
+    /// A run-id prefix that matches several runs.
+    #[error("`{prefix}` matches several runs: {}{}; give more of the id", candidates.join(", "), if *more { ", …" } else { "" })]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// Matching run ids, newest first (at most ten).
+        candidates: Vec<String>,
+        /// Whether more runs match than are listed.
+        more: bool,
+    },
     /// An event or query failed.
     #[error("journal error: {0}")]
     Sql(String),

@@ -115,6 +115,15 @@ pub fn timestamp(ms: i64) -> String {
     )
 }
 
+/// `path` for an SQLite `file:` URI: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23")
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal at `path` for writing.
     pub fn open(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
@@ -160,24 +169,55 @@ impl Journal {
         Ok(journal)
     }
 
-    /// Opens an existing journal for reading (inspection commands).
+    /// Opens an existing journal for reading and appending (the decision commands,
+    /// `rollback`); a missing journal is an error, never created.
     pub fn open_existing(path: &Path) -> Result<Journal, JournalError> {
-        if !path.exists() {
+        Journal::open_existing_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+    }
+
+    /// Opens an existing journal read-only (`runs`, `status`, `log`, `approvals`,
+    /// `replay`): a journal this user may read but not write can still be inspected.
+    pub fn open_read_only(path: &Path) -> Result<Journal, JournalError> {
+        Journal::open_existing_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY).or_else(|e| {
+            // Reading a WAL database needs its `-shm` file, which a reader
+            // without write access to the directory cannot create. When the
+            // journal is closed (no `-wal` file), nothing writes to it and it
+            // can be read as immutable.
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            match e {
+                JournalError::Open { .. } if !wal.exists() => {
+                    let uri = PathBuf::from(format!("file:{}?immutable=1", uri_path(path)));
+                    Journal::open_existing_with(
+                        &uri,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+                    )
+                    .map(|mut j| {
+                        j.path = path.to_path_buf();
+                        j
+                    })
+                    .map_err(|_| e)
+                }
+                e => Err(e),
+            }
+        })
+    }
+
+    fn open_existing_with(path: &Path, mode: OpenFlags) -> Result<Journal, JournalError> {
+        if !mode.contains(OpenFlags::SQLITE_OPEN_URI) && !path.exists() {
             return Err(JournalError::Missing {
                 path: path.to_path_buf(),
             });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .or_else(|_| {
-            Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-        })
-        .map_err(|e| JournalError::open(path, e))?;
+        let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, mode | flags)
+            .or_else(|e| {
+                if mode.contains(OpenFlags::SQLITE_OPEN_READ_WRITE) {
+                    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | flags)
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| JournalError::open(path, e))?;
         let journal = Journal::wrap(conn, path)?;
         let version = journal.check_version()?;
         if version == 0 {

@@ -128,6 +128,18 @@ impl Journal {
             })
     }
 
+    /// The id of the newest run, if any.
+    pub fn latest_run(&self) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The newest run that has not finished (running, paused or interrupted).
     pub fn latest_unfinished(&self) -> Result<Option<RunRow>, JournalError> {
         Ok(self
@@ -285,9 +297,10 @@ impl Journal {
                 "a run id is needed (see `flowc runs`)".to_string(),
             ));
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ESCAPE '\\' LIMIT 2")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ESCAPE '\\'
+             ORDER BY id = ?1 DESC, started_at DESC, id DESC LIMIT 11",
+        )?;
         let escaped = id
             .replace('\\', "\\\\")
             .replace('%', "\\%")
@@ -301,10 +314,11 @@ impl Journal {
             [] => Err(JournalError::NoRun {
                 run: id.to_string(),
             }),
-            _ => Err(JournalError::Sql(format!(
-                "`{id}` matches several runs ({}, …); give more of the id",
-                ids.join(", ")
-            ))),
+            _ => Err(JournalError::Ambiguous {
+                prefix: id.to_string(),
+                more: ids.len() > 10,
+                candidates: ids.into_iter().take(10).collect(),
+            }),
         }
     }
 }

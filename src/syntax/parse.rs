@@ -46,9 +46,7 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 /// Parses one file. Returns every item that parsed and every syntax error.
 pub fn parse_file(text: &str, file: FileId) -> (File, Vec<Diagnostic>) {
     let mut diags = Vec::new();
-    let Some(chunks) = prescan::split_items(text, file, &mut diags) else {
-        return (File::default(), diags);
-    };
+    let chunks = prescan::split_items(text, file, &mut diags);
     let mut items = Vec::new();
     for chunk in chunks {
         let src = &text[chunk.start..chunk.end];
@@ -945,9 +943,10 @@ mod tests {
         }
         for text in &extra {
             let mut diags = Vec::new();
-            let Some(chunks) = prescan::split_items(text, 0, &mut diags) else {
+            let chunks = prescan::split_items(text, 0, &mut diags);
+            if !diags.is_empty() {
                 continue;
-            };
+            }
             for chunk in chunks {
                 let src = &text[chunk.start..chunk.end];
                 let mut items = Vec::new();
