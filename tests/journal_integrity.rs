@@ -172,3 +172,26 @@ fn a_v1_journal_is_migrated_with_a_backup_and_its_runs_go_on() {
         assert_eq!(code, Some(0), "{run}: {text}");
     }
 }
+
+#[test]
+fn a_decision_on_a_tampered_run_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = paused_run(d);
+    db(d)
+        .execute(
+            "UPDATE nodes SET status = 'succeeded' WHERE key = 'a' AND 0",
+            [],
+        )
+        .unwrap();
+    db(d)
+        .execute("UPDATE runs SET error = 'edited'", [])
+        .unwrap();
+    let out = flowc(d, &["approve", &run, "gate"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("journal tampered or corrupt"),
+        "{}",
+        stderr(&out)
+    );
+}

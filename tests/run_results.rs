@@ -100,3 +100,16 @@ fn a_rejected_llm_reply_is_shown_in_the_feedback() {
         "{err}"
     );
 }
+
+#[test]
+fn the_human_queue_shows_the_end_of_an_escalated_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = fixture(d, "escalate_tail.flow");
+    let out = flowc(d, &["run", &f, "--no-input"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let queue = flowc(d, &["approvals"]);
+    let text = String::from_utf8_lossy(&queue.stdout);
+    assert!(text.contains("error: the disk is full"), "{text}");
+    assert!(text.contains("did not hold (exit code 3)"), "{text}");
+}

@@ -5,6 +5,9 @@ use crate::journal::{Journal, NewEvent, timestamp};
 use serde_json::json;
 use std::fmt::Write;
 
+/// Lines of a question `flowc approvals` shows (the first, then the last ones).
+const PROMPT_LINES: usize = 8;
+
 /// Arguments of `flowc approvals`.
 #[derive(Debug, clap::Args)]
 pub struct ApprovalsArgs {
@@ -140,6 +143,16 @@ pub fn approvals(args: &ApprovalsArgs) -> CliResult {
                 node = a.node
             ),
         };
+        // The question and, for an escalation, the end of the failure (the
+        // stderr tail it carries), so a person can decide from here.
+        let lines: Vec<&str> = a.prompt.lines().collect();
+        let shown = if lines.len() > PROMPT_LINES {
+            let mut v = vec![lines[0], "…"];
+            v.extend(&lines[lines.len() - (PROMPT_LINES - 2)..]);
+            v
+        } else {
+            lines
+        };
         let _ = writeln!(
             out,
             "{} {} [{}] asked {} (UTC)\n  {}\n  decide: {how}",
@@ -147,7 +160,7 @@ pub fn approvals(args: &ApprovalsArgs) -> CliResult {
             a.node,
             a.kind,
             timestamp(a.requested_at),
-            a.prompt.lines().next().unwrap_or_default(),
+            shown.join("\n  "),
         );
     }
     write_stdout(out.as_bytes())
@@ -161,6 +174,8 @@ fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
         &args.run,
         "answer on its terminal, or stop it and decide here",
     )?;
+    // Decide from what the events say, never from a projection row alone.
+    journal.check_untampered(&run).map_err(CliError::failed)?;
     let items = journal.approvals(Some(&run)).map_err(CliError::failed)?;
     let Some(item) = items.iter().find(|a| a.node == args.step) else {
         let pending: Vec<&str> = items
@@ -178,6 +193,9 @@ fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
             args.step
         )));
     };
+    if verb == Verb::Retry && item.kind == "approval" && item.status == "rejected" {
+        return ask_again(&mut journal, args, &run, item, &data);
+    }
     if item.status != "pending" {
         return Err(CliError::usage(format!(
             "`{}` of run `{run}` is already decided ({} by {})",
@@ -210,6 +228,45 @@ fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
         format!(" --journal {}", args.journal.path().display())
     };
     eprintln!("recorded; continue with `flowc run --resume {run}{flag}`");
+    Ok(EXIT_OK)
+}
+
+/// `flowc retry` on a rejected approval: the same question is asked again
+/// (journaled, with who re-opened it); the next `--resume` waits for it.
+fn ask_again(
+    journal: &mut Journal,
+    args: &Item,
+    run: &str,
+    item: &crate::journal::ApprovalRow,
+    data: &serde_json::Value,
+) -> CliResult {
+    let by = data["by"].as_str().unwrap_or("unknown");
+    let events = [
+        NewEvent::node(
+            run,
+            "note",
+            &args.step,
+            None,
+            json!({ "text": format!("{by} asked again after the rejection by {}", item.decided_by.as_deref().unwrap_or("unknown")) }),
+        ),
+        NewEvent::node(
+            run,
+            "approval_requested",
+            &args.step,
+            None,
+            json!({ "kind": item.kind, "prompt": item.prompt, "input_hash": item.input_hash, "asked_again_by": by }),
+        ),
+    ];
+    journal.append(&events).map_err(CliError::failed)?;
+    let flag = if args.journal.is_default() {
+        String::new()
+    } else {
+        format!(" --journal {}", args.journal.path().display())
+    };
+    eprintln!(
+        "`{}` will be asked again; continue with `flowc run --resume {run}{flag}`",
+        args.step
+    );
     Ok(EXIT_OK)
 }
 

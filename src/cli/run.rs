@@ -228,6 +228,9 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
                     "{}\n",
                     serde_json::json!({ "kind": "result", "run_id": report.run_id, "output": out, "llm_usage": usage })
                 )
+            } else if out.is_null() {
+                // A skill without `return` has no result to print.
+                String::new()
             } else {
                 format!(
                     "{}\n",
@@ -240,8 +243,23 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
             Ok(EXIT_OK)
         }
         RunEnd::Failed => {
+            // A rejected gate is not fixed by resuming: say how to ask again.
+            let rejected: Vec<String> = Journal::open_existing(&journal_path)
+                .and_then(|j| j.approvals(Some(&report.run_id)))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| a.kind == "approval" && a.status == "rejected")
+                .map(|a| a.node)
+                .collect();
+            let next = match rejected.first() {
+                Some(gate) => format!(
+                    "`{gate}` was rejected: `flowc retry {} {gate}{journal_flag}` asks again, then `{resume_cmd}{journal_flag}`",
+                    report.run_id
+                ),
+                None => format!("fix the cause, then `{resume_cmd}{journal_flag}`"),
+            };
             eprintln!(
-                "run {} failed: {}\n  journal {journal_shown}; fix the cause, then `{resume_cmd}{journal_flag}`",
+                "run {} failed: {}\n  journal {journal_shown}; {next}",
                 report.run_id,
                 report.error.unwrap_or_default()
             );

@@ -181,7 +181,18 @@ impl Runner<'_> {
         let key = self.insts[inst].key.clone();
         let current = self.status.get(&key).cloned().unwrap_or_default();
         match skill.nodes[node].on_failure {
-            OnFailure::Escalate => self.ask(inst, "escalation", why),
+            OnFailure::Escalate => {
+                // The person deciding sees the end of the failure too (the
+                // stderr tail the feedback carries), not only its first line.
+                let feedback = &self.insts[inst].feedback;
+                let detail = feedback.split_once('\n').map_or("", |(_, rest)| rest);
+                let prompt = if detail.trim().is_empty() {
+                    why
+                } else {
+                    format!("{why}\n{}", detail.trim_end())
+                };
+                self.ask(inst, "escalation", prompt)
+            }
             _ => {
                 if current != "failed" {
                     self.set_status(&key, "failed", None, json!({ "error": why }));
