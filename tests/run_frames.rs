@@ -176,3 +176,70 @@ fn two_calls_with_accept_report_the_rejected_one() {
     );
     check_consistent(&src, &status);
 }
+
+#[test]
+fn durations_after_a_crash_leave_out_the_downtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("c.flow"),
+        "skill main() {\n  step a: run { command: \"sleep 0.5\" }\n}\n",
+    )
+    .unwrap();
+    // Dies right after its first commit (`a` running), like a SIGKILL.
+    let out = std::process::Command::new(common::BIN)
+        .args(["run", "c.flow", "--no-input"])
+        .current_dir(d)
+        .env_remove("FLOWC_JOURNAL")
+        .env("FLOWC_DEBUG_CRASH_AFTER_COMMITS", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let id = latest_run(d);
+    let listed = |d: &Path| {
+        let out = flowc(d, &["runs", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v[0]["shown_status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            v[0]["duration_ms"].as_i64().unwrap(),
+        )
+    };
+    let (status, before) = listed(d);
+    assert_eq!(status, "stopped");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (_, later) = listed(d);
+    assert_eq!(before, later, "a stopped run's duration grew");
+    let out = flowc(d, &["run", "--resume", &id, "--no-input"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = flowc(d, &["status", &id, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let a = &v["nodes"][0];
+    let log = flowc(d, &["log", &id, "a"]);
+    let log = String::from_utf8_lossy(&log.stdout).to_string();
+    assert!(
+        log.contains("running (attempt 1 again, after an interruption)"),
+        "{log}"
+    );
+    let text = String::from_utf8_lossy(&flowc(d, &["status", &id]).stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("a "))
+        .unwrap()
+        .to_string();
+    let ms: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("ms").and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        ms < 2000,
+        "`a` took {ms} ms, counting the downtime: {line} ({a})"
+    );
+    let (_, total) = listed(d);
+    assert!(
+        total < 2000,
+        "the run took {total} ms, counting the downtime"
+    );
+}

@@ -2,7 +2,7 @@
 
 use super::{CliError, CliResult, EXIT_FAILED, JournalArgs, write_stdout};
 use crate::ir::format_ms;
-use crate::journal::{Journal, RunRow, now_ms, timestamp};
+use crate::journal::{Journal, RunRow, timestamp};
 use std::fmt::Write;
 
 /// Arguments of `flowc runs`.
@@ -63,13 +63,17 @@ fn pick_run(journal: &Journal, run: Option<&str>) -> Result<String, CliError> {
     }
 }
 
-fn duration(row: &RunRow) -> String {
-    let end = row.finished_at.unwrap_or(if row.status == "running" {
-        now_ms()
-    } else {
-        row.updated_at
-    });
-    format_ms(end.saturating_sub(row.started_at).max(0) as u64)
+/// The time a run was driven, in ms: not the downtime after a crash, not
+/// the time it waited for a person, and a stopped run's does not grow.
+fn driven_ms(journal: &Journal, row: &RunRow) -> i64 {
+    let live = row.status == "running" && shown_status(journal, row) == "running";
+    journal
+        .driven_ms(&row.id, live)
+        .unwrap_or_else(|_| row.updated_at.saturating_sub(row.started_at))
+}
+
+fn duration(journal: &Journal, row: &RunRow) -> String {
+    format_ms(driven_ms(journal, row).max(0) as u64)
 }
 
 /// A `running` run whose process is gone shows as `stopped`: it needs `--resume`.
@@ -92,7 +96,8 @@ pub fn runs(args: &RunsArgs) -> CliResult {
                 serde_json::json!({
                     "id": r.id, "skill": r.skill, "file": r.file, "status": r.status,
                     "started_at": r.started_at, "finished_at": r.finished_at,
-                    "duration_ms": r.finished_at.map(|f| f - r.started_at),
+                    "shown_status": shown_status(&journal, r),
+                    "duration_ms": driven_ms(&journal, r),
                 })
             })
             .collect();
@@ -112,7 +117,7 @@ pub fn runs(args: &RunsArgs) -> CliResult {
             r.skill,
             shown_status(&journal, r),
             timestamp(r.started_at),
-            duration(r),
+            duration(&journal, r),
             r.file
         );
     }
@@ -128,6 +133,7 @@ pub fn status(args: &StatusArgs) -> CliResult {
     let id = pick_run(&journal, args.run.as_deref())?;
     let run = journal.run(&id)?;
     let nodes = journal.nodes(&id)?;
+    let restarts = journal.restarts(&id)?;
     let usage = journal.llm_usage(&id)?;
     let violations = journal.events_of(&id, Some("policy_violation"))?;
     let violations: Vec<serde_json::Value> = violations
@@ -151,7 +157,7 @@ pub fn status(args: &StatusArgs) -> CliResult {
         run.id,
         run.skill,
         run.file,
-        duration(&run)
+        duration(&journal, &run)
     );
     if shown == "stopped" {
         let _ = writeln!(
@@ -185,7 +191,11 @@ pub fn status(args: &StatusArgs) -> CliResult {
         "STEP", "KIND", "STATUS", "ATTEMPTS", "DURATION"
     );
     for n in &nodes {
-        let took = match (n.started_at, n.finished_at) {
+        // After an interruption a node ran again: its time counts from then.
+        let started = n
+            .started_at
+            .map(|s| restarts.get(&n.key).copied().unwrap_or(s).max(s));
+        let took = match (started, n.finished_at) {
             (Some(s), Some(f)) => format_ms(f.saturating_sub(s).max(0) as u64),
             _ => "-".into(),
         };
@@ -245,6 +255,8 @@ pub fn log(args: &LogArgs) -> CliResult {
         )));
     }
     let mut out = String::new();
+    // Nodes interrupted (a crash, Ctrl-C) and not yet running again.
+    let mut interrupted: std::collections::HashSet<String> = Default::default();
     for e in &events {
         if args
             .step
@@ -325,12 +337,24 @@ pub fn log(args: &LogArgs) -> CliResult {
                 }
             }
             "node_status" => {
-                let mut line = format!(
-                    "{at} {node} {}",
-                    e.data["status"].as_str().unwrap_or_default()
-                );
-                if let Some(a) = e.attempt {
-                    let _ = write!(line, " (attempt {a})");
+                let status = e.data["status"].as_str().unwrap_or_default();
+                let mut line = format!("{at} {node} {status}");
+                let again = match status {
+                    "interrupted" => {
+                        interrupted.insert(node.to_string());
+                        false
+                    }
+                    "running" => interrupted.remove(node),
+                    _ => false,
+                };
+                match (e.attempt, again) {
+                    (Some(a), true) => {
+                        let _ = write!(line, " (attempt {a} again, after an interruption)");
+                    }
+                    (Some(a), false) => {
+                        let _ = write!(line, " (attempt {a})");
+                    }
+                    _ => {}
                 }
                 for k in ["error", "feedback"] {
                     if let Some(t) = e.data[k].as_str() {

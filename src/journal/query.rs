@@ -2,6 +2,7 @@
 
 use super::{Event, Journal, JournalError};
 use rusqlite::{OptionalExtension, Row, params};
+use std::collections::{HashMap, HashSet};
 
 /// A row of `runs`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -257,6 +258,55 @@ impl Journal {
             total += (end - start).max(0);
         }
         Ok(total)
+    }
+
+    /// How long `run` took: the time it was driven ([`Journal::active_ms`]),
+    /// plus, while a live process drives it, the time since its last event.
+    /// Downtime after a crash and time paused for a person do not count.
+    pub fn driven_ms(&self, run: &str, live: bool) -> Result<i64, JournalError> {
+        let mut total = self.active_ms(run)?;
+        if live {
+            let last: Option<i64> = self.conn.query_row(
+                "SELECT max(at) FROM events WHERE run_id = ?1",
+                params![run],
+                |r| r.get(0),
+            )?;
+            total += last.map_or(0, |at| (super::now_ms() - at).max(0));
+        }
+        Ok(total)
+    }
+
+    /// Node instances that ran again after an interruption (a crash, Ctrl-C):
+    /// when that last run began. Their durations count from there.
+    pub fn restarts(&self, run: &str) -> Result<HashMap<String, i64>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT node, at, json_extract(data, '$.status') FROM events \
+             WHERE run_id = ?1 AND kind = 'node_status' ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![run], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        let mut interrupted: HashSet<String> = HashSet::new();
+        let mut out = HashMap::new();
+        for row in rows {
+            let (Some(node), at, Some(status)) = row? else {
+                continue;
+            };
+            match status.as_str() {
+                "interrupted" => {
+                    interrupted.insert(node);
+                }
+                "running" if interrupted.remove(&node) => {
+                    out.insert(node, at);
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// Step attempts a run has started so far (its `running` events).
