@@ -453,3 +453,18 @@ fn a_read_only_journal_can_be_inspected() {
     }
     set(&state, 0o755);
 }
+
+#[test]
+fn graph_shows_each_steps_description() {
+    let flow = "skill main() {\n  step a: run { command: \"true\", description: \"say hi\" }\n}\n";
+    let dir = project(&[("d.flow", flow)]);
+    for format in ["dot", "mermaid"] {
+        let out = flowc(dir.path(), &["graph", "d.flow", "--format", format]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("say hi"),
+            "{format}: {}",
+            text(&out.stdout)
+        );
+    }
+}

@@ -59,6 +59,18 @@ struct View<'a> {
 
 fn label(skill: &Skill, id: NodeId) -> String {
     let node = &skill.nodes[id];
+    let head = head(skill, id);
+    // The description under the name; a template is shown as written (the
+    // graph is drawn before anything runs).
+    match &node.description {
+        Some(crate::ir::Value::Const(serde_json::Value::String(d))) => format!("{head}\n{d}"),
+        Some(crate::ir::Value::Template(t)) => format!("{head}\n{}", t.source),
+        _ => head,
+    }
+}
+
+fn head(skill: &Skill, id: NodeId) -> String {
+    let node = &skill.nodes[id];
     match &node.kind {
         NodeKind::Step(step) => {
             let kind = match &step.kind {
@@ -84,7 +96,12 @@ fn label(skill: &Skill, id: NodeId) -> String {
 }
 
 fn quote(text: &str) -> String {
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+    format!(
+        "\"{}\"",
+        text.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    )
 }
 
 /// A node that contains others, when drawn.
@@ -206,7 +223,9 @@ impl<'a> View<'a> {
         let pad = "  ".repeat(depth);
         for id in graph.topo_order() {
             let name = self.id(at, id);
-            let text = label(at.skill, id).replace('"', "#quot;");
+            let text = label(at.skill, id)
+                .replace('"', "#quot;")
+                .replace('\n', "<br/>");
             match self.inner(at.skill, id) {
                 None => {
                     let _ = writeln!(out, "{pad}n_{name}[\"{text}\"]");
