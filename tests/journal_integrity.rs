@@ -195,3 +195,43 @@ fn a_decision_on_a_tampered_run_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn events_lost_from_a_damaged_log_are_reported_and_not_written_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("w.flow"),
+        "skill main() {\n  step a: run { command: \"true\" }\n  step b: run { command: \"true\", after: [a] }\n  step c: run { command: \"true\", after: [b] }\n  step d: run { command: \"true\", after: [c] }\n}\n",
+    )
+    .unwrap();
+    // Killed mid-run, so the write-ahead log is not checkpointed.
+    let out = std::process::Command::new(common::BIN)
+        .args(["run", "w.flow", "--no-input"])
+        .current_dir(d)
+        .env_remove("FLOWC_JOURNAL")
+        .env("FLOWC_DEBUG_CRASH_AFTER_COMMITS", "5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let wal = d.join(".flowc/journal.db-wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    // Flip one byte in a frame in the middle of the log (32-byte header, then
+    // frames of a 24-byte header and a 4 KiB page).
+    let frames = (bytes.len() - 32) / (24 + 4096);
+    assert!(frames >= 4, "{frames} frames");
+    let at = 32 + (24 + 4096) * (frames / 2) + 24 + 100;
+    bytes[at] ^= 0xff;
+    std::fs::write(&wal, bytes).unwrap();
+    let out = flowc(d, &["runs"]);
+    assert!(
+        stderr(&out).contains("lost its last"),
+        "no warning: {}",
+        stderr(&out)
+    );
+    // A new run would checkpoint the damaged log and make the loss final.
+    let out = flowc(d, &["run", "w.flow", "--no-input"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("lost its last"), "{}", stderr(&out));
+    assert!(wal.exists(), "the damaged log was checkpointed away");
+}

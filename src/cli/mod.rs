@@ -235,12 +235,16 @@ impl JournalArgs {
 
     /// Opens the journal read-only, for the commands that only look.
     pub fn open_read_only(&self) -> Result<Journal, CliError> {
-        Journal::open_read_only(&self.path()).map_err(CliError::usage)
+        Journal::open_read_only(&self.path())
+            .map(warn_lost)
+            .map_err(CliError::usage)
     }
 
     /// Opens the journal to append decisions and notes; it must exist.
     pub fn open_existing(&self) -> Result<Journal, CliError> {
-        Journal::open_existing(&self.path()).map_err(CliError::usage)
+        Journal::open_existing(&self.path())
+            .map(warn_lost)
+            .map_err(CliError::usage)
     }
 
     /// Creates `.flowc/` for the default location; other directories must exist.
@@ -334,4 +338,16 @@ fn walk(dir: &std::path::Path, out: &mut Collected) {
     }
     found.sort();
     out.files.extend(found);
+}
+
+/// Says so on stderr when the journal lost committed events (its head mark
+/// is ahead of it): history is gone, and nothing else would tell.
+pub fn warn_lost(journal: Journal) -> Journal {
+    if let Some(n) = journal.lost_events() {
+        eprintln!(
+            "warning: the journal `{}` lost its last {n} committed event(s): its write-ahead log was damaged or the machine lost power; runs may be missing steps they had finished",
+            journal.path().display()
+        );
+    }
+    journal
 }

@@ -77,6 +77,18 @@ pub enum JournalError {
         /// The first problem found.
         detail: String,
     },
+    /// The journal holds fewer events than were committed to it.
+    #[error(
+        "the journal `{}` lost its last {lost} committed event(s): its write-ahead log was damaged or the machine lost power; copy `{p}`, `{p}-wal` and `{p}-shm` somewhere safe (the log may still hold what was lost), then delete `{p}-head` to go on with what is left",
+        path.display(),
+        p = path.display()
+    )]
+    Lost {
+        /// The journal path.
+        path: PathBuf,
+        /// How many events are missing.
+        lost: i64,
+    },
     /// A run-id prefix that matches several runs.
     #[error("`{prefix}` matches several runs: {}{}; give more of the id", candidates.join(", "), if *more { ", …" } else { "" })]
     Ambiguous {
