@@ -433,10 +433,44 @@ impl Runner<'_> {
     ) -> Result<crate::sandbox::Plan, String> {
         let key = (Arc::as_ptr(skill) as usize, node);
         let run = &self.root_policy.sandbox;
-        self.plans
-            .entry(key)
-            .or_insert_with(|| crate::sandbox::plan_for(sandbox, run))
-            .clone()
+        if let Some(plan) = self.plans.get(&key) {
+            return plan.clone();
+        }
+        let plan = crate::sandbox::plan_for(sandbox, run).map(|mut plan| {
+            plan.protect_state(&self.state_paths());
+            plan
+        });
+        self.plans.insert(key, plan.clone());
+        plan
+    }
+
+    /// flowc's own state, which no step may write: the journal's directory
+    /// (journal, its log, the head mark, snapshots), the secret store and
+    /// the key file.
+    fn state_paths(&self) -> Vec<std::path::PathBuf> {
+        let mut paths = Vec::new();
+        if let Some(dir) = self.journal.path().parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                dir
+            };
+            // Never the working directory itself (a journal at `./journal.db`):
+            // then the journal's own files are protected one by one.
+            if std::fs::canonicalize(dir).ok() != std::env::current_dir().ok() {
+                paths.push(dir.to_path_buf());
+            } else {
+                let p = self.journal.path().display().to_string();
+                for suffix in ["", "-wal", "-shm", "-head"] {
+                    paths.push(std::path::PathBuf::from(format!("{p}{suffix}")));
+                }
+            }
+        }
+        paths.push(crate::secrets::default_path());
+        if let Some(key) = std::env::var_os("FLOWC_SECRETS_KEY_FILE") {
+            paths.push(key.into());
+        }
+        paths
     }
 
     /// Queues a node status change, tracking the status locally.

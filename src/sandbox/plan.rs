@@ -21,6 +21,10 @@ pub struct Plan {
     pub landlock_net: bool,
     /// `unshare` arguments that wrap the command (PID and maybe network namespace).
     pub unshare: Option<Vec<String>>,
+    /// flowc's own state (the journal's directory, the secret store, the key
+    /// file): bound read-only in the step's mount namespace, whatever
+    /// `writable` says. Set by the executor ([`Plan::protect_state`]).
+    pub protect: Vec<String>,
     /// Names of the layers applied.
     pub applied: Vec<&'static str>,
     /// Limits asked for that this machine cannot enforce (run anyway: `fallback: "weaker"`).
@@ -267,6 +271,25 @@ impl Plan {
                 "fallback": s.fallback.map(Fallback::word),
             },
         })
+    }
+
+    /// Keeps `paths` (existing ones; absolute) read-only for the step, and
+    /// gives it a /proc of its own PID namespace. Both ride on the namespace
+    /// init's mount namespace, so they need a PID namespace.
+    pub fn protect_state(&mut self, paths: &[std::path::PathBuf]) {
+        if self.unshare.is_none() {
+            return;
+        }
+        let mut protect: Vec<String> = paths
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        protect.sort();
+        protect.dedup();
+        self.protect = protect;
+        self.applied.push("state_read_only");
+        self.applied.push("own_proc");
     }
 
     /// Whether a layer was applied.

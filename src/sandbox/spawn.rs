@@ -21,6 +21,7 @@ const STAGE_SHIFT: i32 = 16;
 pub(super) const STAGE_RLIMIT: i32 = 1;
 pub(super) const STAGE_LANDLOCK: i32 = 2;
 pub(super) const STAGE_UNSHARE: i32 = 3;
+pub(super) const STAGE_MOUNT: i32 = 4;
 
 /// What the child does between fork and exec, prepared in the parent.
 #[derive(Debug)]
@@ -148,6 +149,7 @@ pub fn setup_error(e: &std::io::Error) -> Option<String> {
         STAGE_RLIMIT => "setrlimit",
         STAGE_LANDLOCK => "Landlock restrict_self",
         STAGE_UNSHARE => "unshare (PID/network namespace)",
+        STAGE_MOUNT => "mount namespace (flowc's state read-only, a fresh /proc)",
         _ => return None,
     };
     Some(format!("sandbox setup failed: {what}: {errno}"))

@@ -48,6 +48,8 @@ pub(super) struct Request {
     pub rlimits: Vec<(u8, u64, u64)>,
     pub landlock: Option<LandlockSpec>,
     pub ns: Namespaces,
+    /// Paths bound read-only in a new mount namespace (with a fresh /proc).
+    pub protect: Vec<String>,
 }
 
 /// The Landlock ruleset of a request (the spawner builds and caches it).
@@ -107,6 +109,7 @@ impl Request {
             rlimits: Vec::new(),
             landlock: None,
             ns: Namespaces::default(),
+            protect: Vec::new(),
         };
         let Some(plan) = plan else {
             return req;
@@ -123,6 +126,9 @@ impl Request {
                 fs: plan.landlock_fs.clone(),
                 net: plan.landlock_net,
             });
+        }
+        if plan.has("state_read_only") {
+            req.protect = plan.protect.clone();
         }
         if let Some(args) = &plan.unshare {
             let has = |a: &str| args.iter().any(|x| x == a);

@@ -6,7 +6,7 @@
 //! children are cheap to create because it stays small, whatever the size of
 //! the flowc process it serves.
 
-use super::spawn::{STAGE_LANDLOCK, STAGE_RLIMIT, STAGE_UNSHARE, ruleset, staged_raw};
+use super::spawn::{STAGE_LANDLOCK, STAGE_MOUNT, STAGE_RLIMIT, STAGE_UNSHARE, ruleset, staged_raw};
 use super::spawner::{
     FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, MAX_REQUEST, Request, UserMap,
 };
@@ -358,6 +358,11 @@ impl Zygote {
         if req.ns.user.is_some() {
             flags |= CloneFlags::CLONE_NEWUSER;
         }
+        let protect = protected(&req.protect).map_err(no_child)?;
+        let own_proc = req.ns.pid && !req.protect.is_empty();
+        if own_proc {
+            flags |= CloneFlags::CLONE_NEWNS;
+        }
         let namespaces = flags;
         if !req.ns.pid {
             // The child execs the command itself: it may borrow this process's
@@ -403,6 +408,8 @@ impl Zygote {
             foreign: &foreign,
             cwd: cwd.as_deref(),
             rlimits: &rlimits,
+            protect: &protect,
+            own_proc,
             init: req.ns.pid,
             argv: &argv,
             envp: &envp,
@@ -568,6 +575,10 @@ struct Child<'a> {
     foreign: &'a [RawFd],
     cwd: Option<&'a CStr>,
     rlimits: &'a [(nix::sys::resource::Resource, u64, u64)],
+    /// Paths to bind read-only, with the flags of the mount they are on.
+    protect: &'a [(CString, nix::mount::MsFlags)],
+    /// A new mount namespace: `protect` read-only and a /proc of its own.
+    own_proc: bool,
     /// The child is PID 1 of a new namespace: it runs the command as its own child.
     init: bool,
     argv: &'a [CString],
@@ -617,6 +628,11 @@ impl Child<'_> {
             let mut target = std::mem::ManuallyDrop::new(raw_owned(target));
             nix::unistd::dup2(borrowed(fd), &mut target).map_err(|e| e as i32)?;
         }
+        if self.own_proc {
+            // Before Landlock, which forbids changing mounts.
+            self.mounts()
+                .map_err(|e| staged_raw(STAGE_MOUNT, e as i32))?;
+        }
         if let Some(cwd) = self.cwd {
             nix::unistd::chdir(cwd).map_err(|e| e as i32)?;
         }
@@ -630,6 +646,30 @@ impl Child<'_> {
                 staged_raw(STAGE_LANDLOCK, errno)
             })?;
         }
+        Ok(())
+    }
+
+    /// In the step's new mount namespace: nothing propagates back to the
+    /// host, flowc's state is bound read-only over itself (keeping the flags a
+    /// user namespace may not drop), and /proc shows this PID namespace only.
+    fn mounts(&self) -> Result<(), Errno> {
+        use nix::mount::{MsFlags, mount};
+        let none: Option<&str> = None;
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+        for (path, kept) in self.protect {
+            let path = path.as_c_str();
+            mount(
+                Some(path),
+                path,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            )?;
+            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | *kept;
+            mount(none, path, none, ro, none)?;
+        }
+        let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(Some("proc"), "/proc", Some("proc"), proc_flags, none)?;
         Ok(())
     }
 
@@ -699,6 +739,36 @@ impl Child<'_> {
             last as i32
         }
     }
+}
+
+/// The paths to protect as C strings, each with the flags of the mount it is
+/// on that a read-only remount must keep (a user namespace may not clear them).
+fn protected(paths: &[String]) -> Result<Vec<(CString, nix::mount::MsFlags)>, i32> {
+    use nix::mount::MsFlags;
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    paths
+        .iter()
+        .map(|p| {
+            let c = CString::new(p.as_bytes()).map_err(|_| Errno::EINVAL as i32)?;
+            let mut kept = MsFlags::empty();
+            if let Ok(st) = statvfs(p.as_str()) {
+                let f = st.flags();
+                for (s, m) in [
+                    (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                    (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                    (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                    (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+                    (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                    (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+                ] {
+                    if f.contains(s) {
+                        kept |= m;
+                    }
+                }
+            }
+            Ok((c, kept))
+        })
+        .collect()
 }
 
 /// Ends a cloned child at once: no exit handlers of the spawner's copy run.
