@@ -230,9 +230,7 @@ async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    if let Some(setup) = setup {
-        crate::sandbox::install(&mut cmd, setup);
-    }
+    crate::sandbox::install(&mut cmd, setup);
     let mut child = cmd.spawn().map_err(|e| spawn_error(spec, program, &e))?;
     Ok(Proc {
         stdin: child.stdin.take().map(|w| Box::new(w) as _),

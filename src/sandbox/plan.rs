@@ -135,6 +135,33 @@ fn clean(p: &Path) -> PathBuf {
     out
 }
 
+/// Why a step under `rules` could read the secret store's key file, if it
+/// could. Only with `readable` set: without it Landlock allows every read,
+/// and what stands between a step and the key file is that flowc does not
+/// tell it the path (see `sandbox::env`).
+fn key_file_exposed(rules: &FsRules) -> Option<String> {
+    let var = crate::secrets::KEY_FILE_ENV;
+    let file = std::env::var_os(var).filter(|v| !v.is_empty())?;
+    let key = std::fs::canonicalize(&file).ok()?;
+    let readable = rules.readable.as_ref()?;
+    let system = SYSTEM_READS.iter().map(PathBuf::from);
+    let trees = readable
+        .iter()
+        .cloned()
+        .chain(rules.writable.iter().flatten().cloned())
+        .chain(system);
+    for tree in trees {
+        if key.starts_with(&tree) {
+            return Some(format!(
+                "sandbox refused: the secrets key file `{}` (`{var}`) is inside `{}`, which the step may read; keep the key file outside the step's `readable` and `writable` paths and the system trees",
+                key.display(),
+                tree.display()
+            ));
+        }
+    }
+    None
+}
+
 impl Plan {
     /// The plan for `sandbox` on this machine, or a refusal naming the missing layers.
     pub fn new(sandbox: &Sandbox, support: &Support) -> Result<Plan, String> {
@@ -175,6 +202,11 @@ impl Plan {
                         .map(|r| r.iter().map(|p| resolve(p)).collect()),
                 });
                 plan.applied.push("landlock_fs");
+                if let Some(rules) = &plan.landlock_fs
+                    && let Some(why) = key_file_exposed(rules)
+                {
+                    return Err(why);
+                }
             } else {
                 let what = if sandbox.readable.is_some() {
                     "`writable`/`readable`"

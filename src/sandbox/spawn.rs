@@ -21,6 +21,7 @@ const STAGE_SHIFT: i32 = 16;
 pub(super) const STAGE_RLIMIT: i32 = 1;
 pub(super) const STAGE_LANDLOCK: i32 = 2;
 pub(super) const STAGE_UNSHARE: i32 = 3;
+const STAGE_PDEATHSIG: i32 = 4;
 
 /// What the child does between fork and exec, prepared in the parent.
 #[derive(Debug)]
@@ -100,13 +101,34 @@ pub fn prepare(
     })
 }
 
-/// Installs the child's setup on `cmd`.
-pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
-    let ChildSetup {
-        rlimits,
-        mut landlock,
-    } = setup;
+/// Installs the child's setup on `cmd` (the environment flowc keeps from
+/// steps is dropped, and the child dies with flowc, with or without a plan).
+pub fn install(cmd: &mut tokio::process::Command, setup: Option<ChildSetup>) {
+    let explicit: Vec<(String, String)> = cmd
+        .as_std()
+        .get_envs()
+        .filter_map(|(k, _)| Some((k.to_str()?.to_string(), String::new())))
+        .collect();
+    for name in super::env::hidden(&explicit) {
+        cmd.env_remove(name);
+    }
+    let (rlimits, mut landlock) = match setup {
+        Some(ChildSetup { rlimits, landlock }) => (rlimits, landlock),
+        None => (Vec::new(), None),
+    };
+    let parent = nix::unistd::getpid();
     let child = move || -> std::io::Result<()> {
+        // The spawner kills what it started when flowc goes away; here the
+        // kernel does: SIGKILL when the thread that forked ends, which is the
+        // runtime's only thread (it lives as long as the run). With a PID
+        // namespace the child is `unshare --kill-child`, whose death kills the
+        // namespace's init and so everything in it.
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| staged(STAGE_PDEATHSIG, e as i32))?;
+        if nix::unistd::getppid() != parent {
+            // flowc died before the line above: nothing may start.
+            return Err(staged(STAGE_PDEATHSIG, nix::errno::Errno::ESRCH as i32));
+        }
         for &(resource, soft, hard) in &rlimits {
             setrlimit(resource, soft, hard).map_err(|e| staged(STAGE_RLIMIT, e as i32))?;
         }
@@ -121,9 +143,9 @@ pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe work is allowed (the parent may have other threads, e.g.
     // tokio's blocking pool, holding the allocator's locks). Everything it uses was
-    // built in the parent: it only iterates a ready Vec, calls
-    // setrlimit, prctl and landlock_restrict_self, closes the ruleset fd, and builds
-    // an io::Error from a raw errno; none of these allocate or take locks.
+    // built in the parent: it only calls prctl and getppid, iterates a ready Vec,
+    // calls setrlimit, prctl and landlock_restrict_self, closes the ruleset fd, and
+    // builds an io::Error from a raw errno; none of these allocate or take locks.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(child);
@@ -148,6 +170,7 @@ pub fn setup_error(e: &std::io::Error) -> Option<String> {
         STAGE_RLIMIT => "setrlimit",
         STAGE_LANDLOCK => "Landlock restrict_self",
         STAGE_UNSHARE => "unshare (PID/network namespace)",
+        STAGE_PDEATHSIG => "parent-death signal",
         _ => return None,
     };
     Some(format!("sandbox setup failed: {what}: {errno}"))

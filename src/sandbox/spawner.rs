@@ -41,6 +41,8 @@ pub(super) struct Request {
     pub argv: Vec<String>,
     /// Variables set over flowc's environment.
     pub env: Vec<(String, String)>,
+    /// Variables of flowc's environment the step does not inherit.
+    pub unset: Vec<String>,
     pub cwd: Option<String>,
     /// A pipe for stdin comes with the request (otherwise /dev/null).
     pub stdin: bool,
@@ -102,6 +104,7 @@ impl Request {
         let mut req = Request {
             argv: argv.to_vec(),
             env: env.to_vec(),
+            unset: super::env::hidden(env),
             cwd: cwd.map(String::from),
             stdin,
             rlimits: Vec::new(),

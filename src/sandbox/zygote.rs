@@ -83,7 +83,10 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
         children: HashMap::new(),
         starting: Vec::new(),
         rulesets: HashMap::new(),
+        // flowc's own variables are dropped here already; each request
+        // names the rest (secrets read from the environment) in `unset`.
         base_env: std::env::vars_os()
+            .filter(|(k, _)| !super::env::is_hidden(k))
             .filter_map(|(k, v)| {
                 let entry = [k.as_bytes(), b"=", v.as_bytes()].concat();
                 Some((k.len(), CString::new(entry).ok()?))
@@ -331,7 +334,7 @@ impl Zygote {
             }
         };
         let overrides = Self::overrides(&req.env).map_err(no_child)?;
-        let envp = self.environment(&overrides);
+        let envp = self.environment(&overrides, &req.unset);
         let candidates = candidates(program, &envp, req.cwd.as_deref()).map_err(no_child)?;
         let cwd = match &req.cwd {
             Some(c) => {
@@ -448,14 +451,19 @@ impl Zygote {
             .collect()
     }
 
-    /// flowc's environment at fork time with `overrides` set over it.
-    fn environment<'a>(&'a self, overrides: &'a [(usize, CString)]) -> Vec<&'a CStr> {
+    /// flowc's environment at fork time without `unset`, with `overrides` set over it.
+    fn environment<'a>(
+        &'a self,
+        overrides: &'a [(usize, CString)],
+        unset: &[String],
+    ) -> Vec<&'a CStr> {
         fn name((len, entry): &(usize, CString)) -> &[u8] {
             &entry.as_bytes()[..*len]
         }
         self.base_env
             .iter()
             .filter(|kv| !overrides.iter().any(|o| name(o) == name(kv)))
+            .filter(|kv| !unset.iter().any(|u| u.as_bytes() == name(kv)))
             .chain(overrides)
             .map(|(_, entry)| entry.as_c_str())
             .collect()
