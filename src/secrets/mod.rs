@@ -14,7 +14,7 @@
 
 mod redact;
 
-pub use redact::{redact, redact_json, register};
+pub use redact::{redact, redact_bytes, redact_json, register};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
