@@ -1,10 +1,10 @@
 //! The process-wide redactor: every resolved secret value, in the forms it
 //! is likely to be printed in, replaced by `[redacted]`.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use serde_json::Value as Json;
-use aho_corasick::{AhoCorasick, MatchKind};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// What replaces a secret.
@@ -229,11 +229,14 @@ impl View {
     /// a line break after a line of at least 16 base64 characters, followed
     /// by another, is dropped.
     fn unwrapped(text: &[u8]) -> Option<View> {
-        let b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_');
+        let b64 =
+            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_');
         let mut view: Option<View> = None;
         let (mut copied, mut line) = (0, 0);
         for nl in memchr::memchr_iter(b'\n', text) {
-            let body = text[line..nl].strip_suffix(b"\r").unwrap_or(&text[line..nl]);
+            let body = text[line..nl]
+                .strip_suffix(b"\r")
+                .unwrap_or(&text[line..nl]);
             let next = text.get(nl + 1).copied();
             if body.len() >= 16 && body.iter().all(|&b| b64(b)) && next.is_some_and(b64) {
                 let v = view.get_or_insert_with(|| View::new(text.len()));
@@ -417,7 +420,10 @@ mod tests {
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .collect();
         let wrapped = wrapped.join("\n");
-        let json: String = secret.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+        let json: String = secret
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
         let percent: String = secret.bytes().map(|b| format!("%{b:02x}")).collect();
         for text in [
             format!("out:\n{wrapped}\nend"),
@@ -433,7 +439,10 @@ mod tests {
         // The text around a decoded match is kept.
         assert_eq!(red(&format!("a {json} b"), secret), "a [redacted] b");
         assert_eq!(red(&format!("a {percent} b"), secret), "a [redacted] b");
-        assert_eq!(red("no \\u0041 secret %41 here\n", secret), "no \\u0041 secret %41 here\n");
+        assert_eq!(
+            red("no \\u0041 secret %41 here\n", secret),
+            "no \\u0041 secret %41 here\n"
+        );
     }
 
     #[test]
