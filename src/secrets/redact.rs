@@ -429,7 +429,7 @@ mod tests {
             format!("out:\n{wrapped}\nend"),
             format!("{{\"t\": \"{json}\"}}"),
             format!("?q={percent}&x=1"),
-            format!("mixed \\u0068unter22-is-the-tok\\u0065n"),
+            "mixed \\u0068unter22-is-the-tok\\u0065n".to_string(),
         ] {
             let r = red(&text, secret);
             assert!(r.contains(MASK), "{text} -> {r}");
