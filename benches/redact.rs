@@ -20,8 +20,8 @@ fn text(kind: &str) -> Vec<u8> {
             "plain" => format!("2026-12-02 12:00:{i:02} INFO compiling crate number {i} of many\n"),
             "base64" => {
                 use base64::Engine as _;
-                let enc = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{i:>56}").as_bytes());
+                let enc =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{i:>56}").as_bytes());
                 format!("{enc}\n")
             }
             _ => format!("{{\"k\": \"caf\\u00e9 {i} \\n\", \"url\": \"/a%20b%2Fc?q={i}\"}}\n"),
@@ -54,10 +54,7 @@ fn main() {
                 assert_eq!(hits, 0);
                 best = best.min(start.elapsed().as_secs_f64());
             }
-            println!(
-                "| {kind} | {secrets} | {:.0} |",
-                TOTAL as f64 / 1e6 / best
-            );
+            println!("| {kind} | {secrets} | {:.0} |", TOTAL as f64 / 1e6 / best);
         }
     }
 }
