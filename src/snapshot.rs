@@ -167,6 +167,14 @@ pub fn take(store: &Path, root: &Path, globs: &[String]) -> Result<Taken, String
         } else if meta.is_file() {
             let content = std::fs::read(&path)
                 .map_err(|e| format!("cannot read `{}` for a snapshot: {e}", path.display()))?;
+            // Objects are stored in clear beside the journal: a file holding
+            // a secret flowc resolved is refused, naming the file only.
+            if crate::secrets::redact_bytes(&content).is_some() {
+                return Err(format!(
+                    "`{}` holds a secret value of this run, and snapshots are stored unencrypted; leave it out of `snapshot`",
+                    rel
+                ));
+            }
             let hash = blake3::hash(&content).to_hex().to_string();
             let object = objects.join(&hash);
             if !object.exists() {

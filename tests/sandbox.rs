@@ -165,6 +165,28 @@ fn survivors(pids: &[i32]) -> Vec<i32> {
     }
 }
 
+/// Live processes whose working directory is inside `dir`, as the host sees
+/// them (a step's own /proc shows it other pids). Waits up to five seconds
+/// for there to be none.
+fn survivors_in(dir: &Path) -> Vec<i32> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let start = Instant::now();
+    loop {
+        let left: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c.starts_with(&dir))
+                    && alive(*pid)
+            })
+            .collect();
+        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn kill_all(pids: &[i32]) {
     for &p in pids {
         let _ = nix::sys::signal::kill(
@@ -253,7 +275,7 @@ fn a_fork_bomb_is_bounded_and_leaves_nothing(how: Start) {
         })
         .unwrap_or_default();
     assert!(!pids.is_empty(), "{}", weak.stderr);
-    let left = survivors(&pids);
+    let left = survivors_in(weak.dir.path());
     kill_all(&left);
     if has("pid_namespace") || has("rlimit_nproc") {
         assert!(left.is_empty(), "children outlived the step: {left:?}");
@@ -276,8 +298,8 @@ fn a_process_ignoring_sigterm_dies_at_its_timeout(how: Start) {
         "{}",
         run.error()
     );
-    let pid = read_pid(&run.path("pid"));
-    let left = survivors(&[pid]);
+    assert!(run.path("pid").exists(), "{}", run.stderr);
+    let left = survivors_in(run.dir.path());
     kill_all(&left);
     assert!(left.is_empty(), "the stubborn process survived its timeout");
 }
@@ -286,8 +308,8 @@ fn a_daemon_dies_with_its_step(how: Start) {
     let run = Run::new(how, "daemon.flow", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.outcome(), "exit");
-    let pid = read_pid(&run.path("daemon.pid"));
-    let left = survivors(&[pid]);
+    assert!(run.path("daemon.pid").exists(), "{}", run.stderr);
+    let left = survivors_in(run.dir.path());
     kill_all(&left);
     if has("pid_namespace") {
         assert!(run.layers().contains(&"pid_namespace".to_string()));

@@ -189,3 +189,271 @@ fn secrets_never_reach_the_journal_or_the_output() {
     let out = String::from_utf8_lossy(&run.stdout);
     assert!(out.contains("plain [redacted]"), "{out}");
 }
+
+/// Every `place` (name, bytes) is free of every `forbidden` text.
+fn assert_absent(places: &[(String, Vec<u8>)], forbidden: &[String]) {
+    for (place, bytes) in places {
+        for f in forbidden {
+            assert!(
+                !bytes.windows(f.len()).any(|w| w == f.as_bytes()),
+                "{place} holds {f:?}"
+            );
+        }
+    }
+}
+
+/// The journal's bytes (database and WAL) of `d`.
+fn journal_bytes(d: &Path) -> Vec<(String, Vec<u8>)> {
+    ["journal.db", "journal.db-wal"]
+        .iter()
+        .filter_map(|f| Some((f.to_string(), std::fs::read(d.join(".flowc").join(f)).ok()?)))
+        .collect()
+}
+
+const PASS: &str = "pass-PHRASE-7731-zz";
+const FROM_ENV: &str = "env-secret-VALUE-4411";
+
+const NOSY: &str = r#"
+skill main() {
+  step nosy: run { command: "sh nosy.sh" }
+  step named: run {
+    env: { TOKEN: secret("TOKEN"), ENVSECRET: secret("ENVSECRET") }
+    command: "echo \"named $TOKEN $ENVSECRET\"; cat keyfile"
+  }
+}
+"#;
+
+/// A step that names no secret prints its environment, reads the key file
+/// and runs an inner `flowc run` that asks for `secret("TOKEN")`.
+const NOSY_SH: &str = r#"
+env > env.txt
+env
+cat "$FLOWC_SECRETS_KEY_FILE" 2>&1
+echo "$FLOWC_SECRETS_KEY"
+flowc run inner.flow --no-input > inner.txt 2>&1
+cat inner.txt
+"#;
+
+const INNER: &str = r#"
+skill main() -> string {
+  step i: run { env: { T: secret("TOKEN") }, command: "echo \"inner $T\"" }
+  return i.stdout
+}
+"#;
+
+#[test]
+fn a_step_sees_only_the_secrets_it_names() {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (key_from_file, spawner) in [(false, true), (false, false), (true, true), (true, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let out = flowc(d, &["secret", "set", "TOKEN"], Some(PASS), Some(TOKEN));
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::write(d.join("keyfile"), format!("{PASS}\n")).unwrap();
+        std::fs::write(d.join("s.flow"), NOSY).unwrap();
+        std::fs::write(d.join("nosy.sh"), NOSY_SH).unwrap();
+        std::fs::write(d.join("inner.flow"), INNER).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "s.flow", "--no-input"])
+            .current_dir(d)
+            .env_remove("FLOWC_JOURNAL")
+            .env_remove("FLOWC_SECRETS")
+            .env_remove("FLOWC_SECRETS_KEY")
+            .env_remove("FLOWC_SECRETS_KEY_FILE")
+            .env("PATH", &path)
+            .env("ENVSECRET", FROM_ENV)
+            .env("OPENAI_API_KEY", "sk-provider-key-5566")
+            .stdin(Stdio::null());
+        if key_from_file {
+            cmd.env("FLOWC_SECRETS_KEY_FILE", d.join("keyfile"));
+        } else {
+            cmd.env("FLOWC_SECRETS_KEY", PASS);
+        }
+        if spawner {
+            cmd.env_remove("FLOWC_NO_SPAWNER");
+        } else {
+            cmd.env("FLOWC_NO_SPAWNER", "1");
+        }
+        let run = cmd.output().unwrap();
+        let case = format!("key file {key_from_file}, spawner {spawner}");
+        assert!(run.status.success(), "{case}: {}", text(&run));
+        // What the step saw, outside the journal.
+        let env = std::fs::read_to_string(d.join("env.txt")).unwrap();
+        for hidden in [
+            "FLOWC_SECRETS_KEY",
+            "FLOWC_NO_SPAWNER",
+            "ENVSECRET",
+            "OPENAI_API_KEY",
+            PASS,
+            FROM_ENV,
+        ] {
+            assert!(
+                !env.contains(hidden),
+                "{case}: the step saw {hidden}: {env}"
+            );
+        }
+        assert!(env.contains("FLOWC_STEP=nosy"), "{case}: {env}");
+        let inner = std::fs::read_to_string(d.join("inner.txt")).unwrap();
+        assert!(inner.contains("needs a key"), "{case}: {inner}");
+        assert!(!inner.contains(TOKEN), "{case}: {inner}");
+
+        let id = {
+            let j = flowc::journal::Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
+            let runs = j.runs().unwrap();
+            runs.iter().find(|r| r.file == "s.flow").unwrap().id.clone()
+        };
+        let log = flowc(d, &["log", &id], None, None);
+        // The named step got its secrets (and printed the key file: redacted too).
+        assert!(
+            text(&log).contains("named [redacted] [redacted]\n  [redacted]"),
+            "{case}: {}",
+            text(&log)
+        );
+        let mut places = journal_bytes(d);
+        places.push(("run output".into(), [run.stdout, run.stderr].concat()));
+        places.push(("log".into(), log.stdout));
+        assert_absent(&places, &[TOKEN.into(), PASS.into(), FROM_ENV.into()]);
+    }
+}
+
+#[test]
+fn a_readable_set_that_covers_the_key_file_refuses_the_step() {
+    let doctor = flowc(Path::new("."), &["doctor", "--json"], None, None);
+    let doc: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let landlock = doc["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["name"] == "landlock_fs" && l["available"] == true);
+    if !landlock {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("keyfile"), PASS).unwrap();
+    std::fs::write(
+        d.join("s.flow"),
+        "skill main() {\n  step r: run { command: \"cat keyfile\", sandbox { readable: [\".\"] } }\n}\n",
+    )
+    .unwrap();
+    let run = Command::new(BIN)
+        .args(["run", "s.flow", "--no-input"])
+        .current_dir(d)
+        .env_remove("FLOWC_JOURNAL")
+        .env_remove("FLOWC_SECRETS_KEY")
+        .env("FLOWC_SECRETS_KEY_FILE", d.join("keyfile"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(
+        text(&run).contains("the secrets key file"),
+        "{}",
+        text(&run)
+    );
+    assert_absent(&journal_bytes(d), &[PASS.into()]);
+}
+
+/// Prints the secret wrapped by GNU `base64`, as JSON `\u` escapes and
+/// percent-encoded byte by byte.
+const ENCODE_SH: &str = r#"
+printf 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx%s' "$TOKEN" | base64
+python3 -c 'import os; print("{\"t\": \"" + "".join("\\u%04x" % ord(c) for c in os.environ["TOKEN"]) + "\"}")'
+python3 -c 'import os; print("".join("%%%02x" % b for b in os.environ["TOKEN"].encode()))'
+python3 -c 'import os; print("".join("%%%02X" % b for b in os.environ["TOKEN"].encode()))' >&2
+"#;
+
+const ENCODED: &str = r#"
+skill main() {
+  step enc: run { env: { TOKEN: secret("TOKEN") }, command: "sh encode.sh" }
+  step cut: run {
+    env: { TOKEN: secret("TOKEN") }
+    command: "printf '%s' \"$TOKEN\"; head -c 65517 /dev/zero | tr '\\0' y"
+  }
+  step write: run {
+    env: { TOKEN: secret("TOKEN") }
+    command: "printf 'token=%s' \"$TOKEN\" > token.txt"
+  }
+  step snap: run {
+    command: "true"
+    snapshot: ["token.txt"]
+    after: [write]
+    on_failure: continue
+  }
+}
+"#;
+
+#[test]
+fn encoded_and_cut_secrets_never_reach_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = flowc(d, &["secret", "set", "TOKEN"], Some("pw"), Some(TOKEN));
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(d.join("s.flow"), ENCODED).unwrap();
+    std::fs::write(d.join("encode.sh"), ENCODE_SH).unwrap();
+    let run = flowc(d, &["run", "s.flow"], Some("pw"), None);
+    assert!(run.status.success(), "{}", text(&run));
+    let id = common_latest(d);
+    let log = flowc(d, &["log", &id], None, None);
+    let status = flowc(d, &["status", &id, "--json"], None, None);
+    // The snapshot of a file holding the secret is refused, naming the file.
+    assert!(
+        text(&log).contains("`token.txt` holds a secret value of this run"),
+        "{}",
+        text(&log)
+    );
+
+    let wrapped = STANDARD.encode(format!("{}{TOKEN}", "x".repeat(50)));
+    let json: String = TOKEN
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let lower: String = TOKEN.bytes().map(|b| format!("%{b:02x}")).collect();
+    let upper: String = TOKEN.bytes().map(|b| format!("%{b:02X}")).collect();
+    let forbidden: Vec<String> = vec![
+        TOKEN.into(),
+        // What a cut inside the secret used to leave: its last 19 characters.
+        TOKEN[TOKEN.len() - 19..].into(),
+        // The token's whole base64 groups, on either side of the 76-column break.
+        wrapped[68..76].into(),
+        wrapped[76..92].into(),
+        json[..24].into(),
+        json[json.len() - 24..].into(),
+        lower,
+        upper,
+    ];
+    let mut places = journal_bytes(d);
+    places.push(("run output".into(), [run.stdout, run.stderr].concat()));
+    places.push(("log".into(), log.stdout.clone()));
+    places.push(("status".into(), status.stdout));
+    for entry in walkdir(&d.join(".flowc/snapshots")) {
+        places.push((entry.display().to_string(), std::fs::read(&entry).unwrap()));
+    }
+    assert_absent(&places, &forbidden);
+    // Each step printed: the redacted output keeps the shape around the secret.
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(log.contains("{\"t\": \"[redacted]\"}"), "{log}");
+}
+
+fn common_latest(d: &Path) -> String {
+    let journal = flowc::journal::Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
+    journal.runs().unwrap()[0].id.clone()
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -265,3 +265,73 @@ fn a_dead_spawner_fails_its_running_step_and_later_steps_fork() {
         stderr(&out)
     );
 }
+
+/// Whether some live process has `marker` in its command line.
+fn running_with(marker: &str) -> bool {
+    processes().into_iter().any(|p| {
+        alive(p)
+            && std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker.as_bytes()))
+    })
+}
+
+/// Kills `flowc run` with SIGKILL while its step sleeps, and checks that the
+/// step dies with it: no process of it survives and its late write never happens.
+fn killed_flowc_leaves_no_step(flow: &str, marker: &str, spawner: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("s.flow"), flow).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "s.flow", "--no-input"])
+        .current_dir(d)
+        .env_remove("FLOWC_JOURNAL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if spawner {
+        cmd.env_remove("FLOWC_NO_SPAWNER");
+    } else {
+        cmd.env("FLOWC_NO_SPAWNER", "1");
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while !d.join("started").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the step never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(running_with(marker), "the step is not running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while running_with(marker) {
+        assert!(
+            // Well before the step's sleep would end by itself.
+            killed.elapsed() < Duration::from_secs(1),
+            "a step process survived flowc"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Past the step's own 2 s: a surviving copy would have written by now.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!d.join("late").exists(), "a late side effect appeared");
+}
+
+#[test]
+fn the_fallback_s_steps_end_with_flowc() {
+    let flow = "skill main() {\n  step slow: run { command: \"touch started; sleep 2.0417; touch late\" }\n}\n";
+    killed_flowc_leaves_no_step(flow, "2.0417", false);
+}
+
+#[test]
+fn a_step_too_large_for_the_spawner_ends_with_flowc() {
+    // Over the spawner's message size, so it is started by forking flowc.
+    let part = format!("\"{}\"", "x".repeat(60_000));
+    let args = [part.as_str(); 3].join(", ");
+    let flow = format!(
+        "skill main() {{\n  step big: run {{ argv: [\"sh\", \"-c\", \"touch started; sleep 2.0419; touch late\", \"sh\", {args}] }}\n}}\n"
+    );
+    killed_flowc_leaves_no_step(&flow, "2.0419", true);
+}

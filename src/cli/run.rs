@@ -181,6 +181,7 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
     if !args.json {
         note_unenforced(&program, &skill);
     }
+    crate::secrets::guard_run(&program);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -65,6 +65,18 @@ impl Capture {
     /// Keeps the tail once well over the cap (trimming in bulk, not per read).
     fn trim(&mut self) {
         if self.bytes.len() > CAPTURE_CAP * 2 {
+            self.cut();
+        }
+    }
+
+    /// Cuts to the tail, redacting first: a cut inside a secret would leave
+    /// the rest of it, which the redactor no longer recognises. (A secret
+    /// still arriving at the end is whole in the tail by the next cut.)
+    fn cut(&mut self) {
+        if let Some(redacted) = crate::secrets::redact_bytes(&self.bytes) {
+            self.bytes = redacted;
+        }
+        if self.bytes.len() > CAPTURE_CAP {
             let cut = self.bytes.len() - CAPTURE_CAP;
             self.dropped += cut;
             self.bytes.drain(..cut);
@@ -73,9 +85,7 @@ impl Capture {
 
     fn finish(mut self) -> (String, bool) {
         if self.bytes.len() > CAPTURE_CAP {
-            let cut = self.bytes.len() - CAPTURE_CAP;
-            self.dropped += cut;
-            self.bytes.drain(..cut);
+            self.cut();
         }
         let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
         if self.dropped > 0 {
@@ -230,9 +240,7 @@ async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    if let Some(setup) = setup {
-        crate::sandbox::install(&mut cmd, setup);
-    }
+    crate::sandbox::install(&mut cmd, setup);
     let mut child = cmd.spawn().map_err(|e| spawn_error(spec, program, &e))?;
     Ok(Proc {
         stdin: child.stdin.take().map(|w| Box::new(w) as _),

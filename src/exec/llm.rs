@@ -614,6 +614,8 @@ fn journaled_body(mut body: Json) -> Json {
         if let Some(text) = v.as_str()
             && text.len() > PROMPT_CAP
         {
+            // Redacted before the cut, which could fall inside a secret.
+            let text = &crate::secrets::redact(text.to_string());
             let cut = super::accept::tail_cut(text, PROMPT_CAP);
             *v = json!(format!("[flowc: {cut} bytes dropped]{}", &text[cut..]));
         }
@@ -631,6 +633,11 @@ fn journaled_body(mut body: Json) -> Json {
 
 /// Keeps journaled reply text within the output cap (the tail is kept).
 fn cap(text: &str) -> String {
+    if text.len() <= OUTPUT_CAP {
+        return text.to_string();
+    }
+    // Redacted before the cut, which could fall inside a secret.
+    let text = &crate::secrets::redact(text.to_string());
     match super::accept::tail_cut(text, OUTPUT_CAP) {
         0 => text.to_string(),
         cut => format!("[flowc: {cut} bytes dropped]{}", &text[cut..]),

@@ -6,6 +6,7 @@
 //! in the parent), and the spawner's fork, clone and descriptor handling in
 //! `spawner.rs` and `zygote.rs` (a single-threaded process).
 
+pub mod env;
 mod outcome;
 mod plan;
 mod spawn;

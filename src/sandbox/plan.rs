@@ -139,6 +139,33 @@ fn clean(p: &Path) -> PathBuf {
     out
 }
 
+/// Why a step under `rules` could read the secret store's key file, if it
+/// could. Only with `readable` set: without it Landlock allows every read,
+/// and what stands between a step and the key file is that flowc does not
+/// tell it the path (see `sandbox::env`).
+fn key_file_exposed(rules: &FsRules) -> Option<String> {
+    let var = crate::secrets::KEY_FILE_ENV;
+    let file = std::env::var_os(var).filter(|v| !v.is_empty())?;
+    let key = std::fs::canonicalize(&file).ok()?;
+    let readable = rules.readable.as_ref()?;
+    let system = SYSTEM_READS.iter().map(PathBuf::from);
+    let trees = readable
+        .iter()
+        .cloned()
+        .chain(rules.writable.iter().flatten().cloned())
+        .chain(system);
+    for tree in trees {
+        if key.starts_with(&tree) {
+            return Some(format!(
+                "sandbox refused: the secrets key file `{}` (`{var}`) is inside `{}`, which the step may read; keep the key file outside the step's `readable` and `writable` paths and the system trees",
+                key.display(),
+                tree.display()
+            ));
+        }
+    }
+    None
+}
+
 impl Plan {
     /// The plan for `sandbox` on this machine, or a refusal naming the missing layers.
     pub fn new(sandbox: &Sandbox, support: &Support) -> Result<Plan, String> {
@@ -179,6 +206,11 @@ impl Plan {
                         .map(|r| r.iter().map(|p| resolve(p)).collect()),
                 });
                 plan.applied.push("landlock_fs");
+                if let Some(rules) = &plan.landlock_fs
+                    && let Some(why) = key_file_exposed(rules)
+                {
+                    return Err(why);
+                }
             } else {
                 let what = if sandbox.readable.is_some() {
                     "`writable`/`readable`"
@@ -280,6 +312,16 @@ impl Plan {
         if self.unshare.is_none() {
             return;
         }
+        // The spawner's namespace init mounts both. Without it, flowc's fork
+        // can bind the state read-only only as root (before Landlock, which
+        // forbids mounting), and never gets a /proc of the step's namespace.
+        let spawner = super::spawner::spawner_started();
+        let root = nix::unistd::geteuid().is_root();
+        if !spawner && !root {
+            self.missing
+                .push("flowc's state read-only (needs the spawner, or root)".into());
+            return;
+        }
         let mut protect: Vec<String> = paths
             .iter()
             .filter_map(|p| std::fs::canonicalize(p).ok())
@@ -289,7 +331,12 @@ impl Plan {
         protect.dedup();
         self.protect = protect;
         self.applied.push("state_read_only");
-        self.applied.push("own_proc");
+        if spawner {
+            self.applied.push("own_proc");
+        } else {
+            self.missing
+                .push("a /proc of the step's own PID namespace (needs the spawner)".into());
+        }
     }
 
     /// Whether a layer was applied.

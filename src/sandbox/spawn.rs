@@ -21,13 +21,16 @@ const STAGE_SHIFT: i32 = 16;
 pub(super) const STAGE_RLIMIT: i32 = 1;
 pub(super) const STAGE_LANDLOCK: i32 = 2;
 pub(super) const STAGE_UNSHARE: i32 = 3;
-pub(super) const STAGE_MOUNT: i32 = 4;
+const STAGE_PDEATHSIG: i32 = 4;
+pub(super) const STAGE_MOUNT: i32 = 5;
 
 /// What the child does between fork and exec, prepared in the parent.
 #[derive(Debug)]
 pub struct ChildSetup {
     rlimits: Vec<(Resource, u64, u64)>,
     landlock: Option<RulesetCreated>,
+    /// flowc's state to bind read-only in a new mount namespace (root only).
+    protect: Vec<(std::ffi::CString, nix::mount::MsFlags)>,
 }
 
 /// The command line to run and the child's setup.
@@ -97,17 +100,56 @@ pub fn prepare(
         setup: ChildSetup {
             rlimits: rlimits(plan).to_vec(),
             landlock,
+            protect: if plan.has("state_read_only") && nix::unistd::geteuid().is_root() {
+                protected(&plan.protect).map_err(|e| {
+                    format!(
+                        "sandbox setup failed: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    )
+                })?
+            } else {
+                Vec::new()
+            },
         },
     })
 }
 
-/// Installs the child's setup on `cmd`.
-pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
-    let ChildSetup {
-        rlimits,
-        mut landlock,
-    } = setup;
+/// Installs the child's setup on `cmd` (the environment flowc keeps from
+/// steps is dropped, and the child dies with flowc, with or without a plan).
+pub fn install(cmd: &mut tokio::process::Command, setup: Option<ChildSetup>) {
+    let explicit: Vec<(String, String)> = cmd
+        .as_std()
+        .get_envs()
+        .filter_map(|(k, _)| Some((k.to_str()?.to_string(), String::new())))
+        .collect();
+    for name in super::env::hidden(&explicit) {
+        cmd.env_remove(name);
+    }
+    let (rlimits, mut landlock, protect) = match setup {
+        Some(ChildSetup {
+            rlimits,
+            landlock,
+            protect,
+        }) => (rlimits, landlock, protect),
+        None => (Vec::new(), None, Vec::new()),
+    };
+    let parent = nix::unistd::getpid();
     let child = move || -> std::io::Result<()> {
+        // The spawner kills what it started when flowc goes away; here the
+        // kernel does: SIGKILL when the thread that forked ends, which is the
+        // runtime's only thread (it lives as long as the run). With a PID
+        // namespace the child is `unshare --kill-child`, whose death kills the
+        // namespace's init and so everything in it.
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| staged(STAGE_PDEATHSIG, e as i32))?;
+        if nix::unistd::getppid() != parent {
+            // flowc died before the line above: nothing may start.
+            return Err(staged(STAGE_PDEATHSIG, nix::errno::Errno::ESRCH as i32));
+        }
+        if !protect.is_empty() {
+            // Before Landlock, which forbids changing mounts.
+            protect_state(&protect).map_err(|e| staged(STAGE_MOUNT, e as i32))?;
+        }
         for &(resource, soft, hard) in &rlimits {
             setrlimit(resource, soft, hard).map_err(|e| staged(STAGE_RLIMIT, e as i32))?;
         }
@@ -122,13 +164,80 @@ pub fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe work is allowed (the parent may have other threads, e.g.
     // tokio's blocking pool, holding the allocator's locks). Everything it uses was
-    // built in the parent: it only iterates a ready Vec, calls
-    // setrlimit, prctl and landlock_restrict_self, closes the ruleset fd, and builds
-    // an io::Error from a raw errno; none of these allocate or take locks.
+    // built in the parent: it only calls prctl and getppid, iterates a ready Vec,
+    // calls setrlimit, prctl and landlock_restrict_self, closes the ruleset fd, and
+    // builds an io::Error from a raw errno; none of these allocate or take locks.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(child);
     }
+}
+
+/// In a new mount namespace (nothing propagating back), binds each path
+/// read-only over itself, keeping the flags of the mount it is on. Only
+/// syscalls on strings built before the fork: safe between fork and exec.
+pub(super) fn protect_state(
+    paths: &[(std::ffi::CString, nix::mount::MsFlags)],
+) -> Result<(), nix::errno::Errno> {
+    use nix::mount::{MsFlags, mount};
+    let none: Option<&str> = None;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+    bind_read_only(paths)
+}
+
+/// Binds each path read-only over itself (in the caller's mount namespace).
+pub(super) fn bind_read_only(
+    paths: &[(std::ffi::CString, nix::mount::MsFlags)],
+) -> Result<(), nix::errno::Errno> {
+    use nix::mount::{MsFlags, mount};
+    let none: Option<&str> = None;
+    for (path, kept) in paths {
+        let path = path.as_c_str();
+        mount(
+            Some(path),
+            path,
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        )?;
+        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | *kept;
+        mount(none, path, none, ro, none)?;
+    }
+    Ok(())
+}
+
+/// The paths to protect as C strings, each with the flags of the mount it is
+/// on that a read-only remount must keep (a user namespace may not clear them).
+pub(super) fn protected(
+    paths: &[String],
+) -> Result<Vec<(std::ffi::CString, nix::mount::MsFlags)>, i32> {
+    use nix::mount::MsFlags;
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    paths
+        .iter()
+        .map(|p| {
+            let c = std::ffi::CString::new(p.as_bytes())
+                .map_err(|_| nix::errno::Errno::EINVAL as i32)?;
+            let mut kept = MsFlags::empty();
+            if let Ok(st) = statvfs(p.as_str()) {
+                let f = st.flags();
+                for (s, m) in [
+                    (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                    (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                    (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                    (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+                    (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                    (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+                ] {
+                    if f.contains(s) {
+                        kept |= m;
+                    }
+                }
+            }
+            Ok((c, kept))
+        })
+        .collect()
 }
 
 fn staged(stage: i32, errno: i32) -> std::io::Error {
@@ -149,6 +258,7 @@ pub fn setup_error(e: &std::io::Error) -> Option<String> {
         STAGE_RLIMIT => "setrlimit",
         STAGE_LANDLOCK => "Landlock restrict_self",
         STAGE_UNSHARE => "unshare (PID/network namespace)",
+        STAGE_PDEATHSIG => "parent-death signal",
         STAGE_MOUNT => "mount namespace (flowc's state read-only, a fresh /proc)",
         _ => return None,
     };

@@ -41,6 +41,8 @@ pub(super) struct Request {
     pub argv: Vec<String>,
     /// Variables set over flowc's environment.
     pub env: Vec<(String, String)>,
+    /// Variables of flowc's environment the step does not inherit.
+    pub unset: Vec<String>,
     pub cwd: Option<String>,
     /// A pipe for stdin comes with the request (otherwise /dev/null).
     pub stdin: bool,
@@ -104,6 +106,7 @@ impl Request {
         let mut req = Request {
             argv: argv.to_vec(),
             env: env.to_vec(),
+            unset: super::env::hidden(env),
             cwd: cwd.map(String::from),
             stdin,
             rlimits: Vec::new(),
@@ -174,6 +177,11 @@ struct Spawner {
 }
 
 static SPAWNER: OnceLock<Spawner> = OnceLock::new();
+
+/// Whether steps start through the spawner (it was forked at start-up).
+pub fn spawner_started() -> bool {
+    SPAWNER.get().is_some()
+}
 
 /// Forks the spawner. Call it before any thread starts and before files that
 /// steps must not inherit are opened; it does nothing when another thread

@@ -83,13 +83,17 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
         children: HashMap::new(),
         starting: Vec::new(),
         rulesets: HashMap::new(),
+        // flowc's own variables are dropped here already; each request
+        // names the rest (secrets read from the environment) in `unset`.
         base_env: std::env::vars_os()
+            .filter(|(k, _)| !super::env::is_hidden(k))
             .filter_map(|(k, v)| {
                 let entry = [k.as_bytes(), b"=", v.as_bytes()].concat();
                 Some((k.len(), CString::new(entry).ok()?))
             })
             .collect(),
     };
+    wipe_environ();
     let mut stack = vec![0u8; STACK];
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {
@@ -331,7 +335,7 @@ impl Zygote {
             }
         };
         let overrides = Self::overrides(&req.env).map_err(no_child)?;
-        let envp = self.environment(&overrides);
+        let envp = self.environment(&overrides, &req.unset);
         let candidates = candidates(program, &envp, req.cwd.as_deref()).map_err(no_child)?;
         let cwd = match &req.cwd {
             Some(c) => {
@@ -358,7 +362,7 @@ impl Zygote {
         if req.ns.user.is_some() {
             flags |= CloneFlags::CLONE_NEWUSER;
         }
-        let protect = protected(&req.protect).map_err(no_child)?;
+        let protect = super::spawn::protected(&req.protect).map_err(no_child)?;
         let own_proc = req.ns.pid && !req.protect.is_empty();
         if own_proc {
             flags |= CloneFlags::CLONE_NEWNS;
@@ -455,14 +459,19 @@ impl Zygote {
             .collect()
     }
 
-    /// flowc's environment at fork time with `overrides` set over it.
-    fn environment<'a>(&'a self, overrides: &'a [(usize, CString)]) -> Vec<&'a CStr> {
+    /// flowc's environment at fork time without `unset`, with `overrides` set over it.
+    fn environment<'a>(
+        &'a self,
+        overrides: &'a [(usize, CString)],
+        unset: &[String],
+    ) -> Vec<&'a CStr> {
         fn name((len, entry): &(usize, CString)) -> &[u8] {
             &entry.as_bytes()[..*len]
         }
         self.base_env
             .iter()
             .filter(|kv| !overrides.iter().any(|o| name(o) == name(kv)))
+            .filter(|kv| !unset.iter().any(|u| u.as_bytes() == name(kv)))
             .chain(overrides)
             .map(|(_, entry)| entry.as_c_str())
             .collect()
@@ -656,18 +665,7 @@ impl Child<'_> {
         use nix::mount::{MsFlags, mount};
         let none: Option<&str> = None;
         mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
-        for (path, kept) in self.protect {
-            let path = path.as_c_str();
-            mount(
-                Some(path),
-                path,
-                none,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none,
-            )?;
-            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | *kept;
-            mount(none, path, none, ro, none)?;
-        }
+        super::spawn::bind_read_only(self.protect)?;
         let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         mount(Some("proc"), "/proc", Some("proc"), proc_flags, none)?;
         Ok(())
@@ -741,34 +739,31 @@ impl Child<'_> {
     }
 }
 
-/// The paths to protect as C strings, each with the flags of the mount it is
-/// on that a read-only remount must keep (a user namespace may not clear them).
-fn protected(paths: &[String]) -> Result<Vec<(CString, nix::mount::MsFlags)>, i32> {
-    use nix::mount::MsFlags;
-    use nix::sys::statvfs::{FsFlags, statvfs};
-    paths
-        .iter()
-        .map(|p| {
-            let c = CString::new(p.as_bytes()).map_err(|_| Errno::EINVAL as i32)?;
-            let mut kept = MsFlags::empty();
-            if let Ok(st) = statvfs(p.as_str()) {
-                let f = st.flags();
-                for (s, m) in [
-                    (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-                    (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-                    (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-                    (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-                    (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-                    (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-                ] {
-                    if f.contains(s) {
-                        kept |= m;
-                    }
-                }
-            }
-            Ok((c, kept))
-        })
-        .collect()
+/// Overwrites this process's original environment block (flowc's, from its
+/// exec) with zeros, once `base_env` holds what steps may inherit. Every
+/// namespace init is a copy of this process, and a step can read its init's
+/// `/proc/1/environ`: that must not show `FLOWC_SECRETS_KEY` or an API key.
+fn wipe_environ() {
+    #[allow(unsafe_code)]
+    unsafe extern "C" {
+        static environ: *const *mut std::ffi::c_char;
+    }
+    // SAFETY: this process has one thread and reads its environment no more
+    // (`base_env` is a copy); each entry is a NUL-terminated string that the
+    // kernel or libc placed in writable memory, overwritten within its length.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return;
+        }
+        while !(*p).is_null() {
+            let entry = *p;
+            let len = CStr::from_ptr(entry).to_bytes().len();
+            std::ptr::write_bytes(entry, 0, len);
+            p = p.add(1);
+        }
+    }
 }
 
 /// Ends a cloned child at once: no exit handlers of the spawner's copy run.

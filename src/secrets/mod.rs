@@ -14,7 +14,7 @@
 
 mod redact;
 
-pub use redact::{redact, redact_json, register};
+pub use redact::{redact, redact_bytes, redact_json, register};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -88,8 +88,80 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The passphrase from the environment or the key file.
+/// Variables of flowc's environment that hold secrets a run reads: kept
+/// from every step's inherited environment (see `sandbox::env`).
+static HIDDEN_VARS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps the variable `name` from the environment steps inherit.
+pub fn hide_var(name: &str) {
+    let mut vars = HIDDEN_VARS.lock().unwrap_or_else(|p| p.into_inner());
+    if !vars.iter().any(|v| v == name) {
+        vars.push(name.to_string());
+    }
+}
+
+/// The variables [`hide_var`] named.
+pub fn hidden_vars() -> Vec<String> {
+    HIDDEN_VARS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// Before a run starts: the store's passphrase (from the environment or the
+/// key file) becomes a redaction target, and every variable a `secret()` or
+/// a model key of `program` may read is kept from steps that do not name it.
+pub fn guard_run(program: &crate::ir::Program) {
+    // An unreadable key file is reported when a secret is needed, not here.
+    let _ = passphrase();
+    for skill in program.skills.values() {
+        for node in &skill.nodes {
+            if let Some(when) = &node.when {
+                secret_names(&when.source).for_each(hide_var);
+            }
+            let crate::ir::NodeKind::Step(step) = &node.kind else {
+                continue;
+            };
+            secret_names(&step.fingerprint).for_each(hide_var);
+            if let crate::ir::StepKind::Llm(llm) = &step.kind {
+                match &llm.model.api_key {
+                    Some(crate::ir::SecretSource::Secret(n) | crate::ir::SecretSource::Env(n)) => {
+                        hide_var(n)
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    for model in &program.models {
+        if let Some(crate::ir::SecretSource::Secret(n) | crate::ir::SecretSource::Env(n)) =
+            &model.api_key
+        {
+            hide_var(n);
+        }
+    }
+}
+
+/// The names in `secret("NAME")` calls of a definition's source text.
+fn secret_names(source: &str) -> impl Iterator<Item = &str> {
+    source.match_indices("secret(").filter_map(|(i, m)| {
+        let rest = source[i + m.len()..].trim_start().strip_prefix('"')?;
+        let name = &rest[..rest.find('"')?];
+        check_name(name).ok().map(|()| name)
+    })
+}
+
+/// The passphrase from the environment or the key file, registered for
+/// redaction as soon as it is read (a step might print it).
 fn passphrase() -> Result<Zeroizing<Vec<u8>>, String> {
+    let pass = read_passphrase()?;
+    if let Ok(text) = std::str::from_utf8(&pass) {
+        register(text);
+    }
+    Ok(pass)
+}
+
+fn read_passphrase() -> Result<Zeroizing<Vec<u8>>, String> {
     if let Some(v) = std::env::var_os(KEY_ENV).filter(|v| !v.is_empty()) {
         return Ok(Zeroizing::new(v.into_encoded_bytes()));
     }
@@ -101,6 +173,10 @@ fn passphrase() -> Result<Zeroizing<Vec<u8>>, String> {
             )
         })?;
         let mut bytes = Zeroizing::new(bytes);
+        // The whole file too: a step that reads it prints it with its newline.
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            register(text);
+        }
         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             bytes.pop();
         }
@@ -299,6 +375,7 @@ impl Store {
 /// `secret(NAME)`: the environment variable `NAME`, else the store. The
 /// value is registered for redaction before it is returned.
 pub fn resolve(name: &str) -> Result<String, String> {
+    hide_var(name);
     if let Some(v) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
         register(&v);
         return Ok(v);
