@@ -355,12 +355,27 @@ fn shell_evasions_of_git_push_still_need_approval_under_careful() {
         ("-c k=v", r#"command: "touch marker && git -c k=v push""#),
         ("quotes", r#"command: "touch marker && g\"i\"t push""#),
         ("variable", r#"command: "touch marker; G=git; $G push""#),
-        ("substitution", r#"command: "touch marker; $(printf git) push""#),
-        ("backslash-newline", r#"command: "touch marker && git \\\npush""#),
-        ("stdin script", r#"command: "sh", stdin: "touch marker; git push""#),
-        ("argv shell", r#"argv: ["sh"], stdin: "touch marker; git push""#),
+        (
+            "substitution",
+            r#"command: "touch marker; $(printf git) push""#,
+        ),
+        (
+            "backslash-newline",
+            r#"command: "touch marker && git \\\npush""#,
+        ),
+        (
+            "stdin script",
+            r#"command: "sh", stdin: "touch marker; git push""#,
+        ),
+        (
+            "argv shell",
+            r#"argv: ["sh"], stdin: "touch marker; git push""#,
+        ),
         ("sh -c", r#"command: "sh -c 'touch marker; git push'""#),
-        ("wrapper", r#"command: "touch marker && env X=1 timeout 5 /usr/bin/git push""#),
+        (
+            "wrapper",
+            r#"command: "touch marker && env X=1 timeout 5 /usr/bin/git push""#,
+        ),
     ];
     for (what, step) in cases {
         let (out, ran, approvals) = under_careful(step);
@@ -380,9 +395,9 @@ fn an_opaque_command_says_why_it_needs_approval() {
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert!(!ran);
     assert!(
-        approvals
-            .to_string()
-            .contains("flowc cannot tell what it runs: the command name `$(printf git)` is not a static word"),
+        approvals.to_string().contains(
+            "flowc cannot tell what it runs: the command name `$(printf git)` is not a static word"
+        ),
         "{approvals}"
     );
 }

@@ -169,7 +169,8 @@ impl Parser<'_> {
                     }
                     return Ok(());
                 }
-                Tok::Newline | Tok::Op(";" | "&" | "&&" | "||" | "|" | "|&" | ";;" | ";&" | ";;&") => {
+                Tok::Newline
+                | Tok::Op(";" | "&" | "&&" | "||" | "|" | "|&" | ";;" | ";&" | ";;&") => {
                     loop_header = false;
                     self.finish(&mut cmd);
                 }

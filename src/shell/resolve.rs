@@ -74,9 +74,10 @@ pub(crate) fn command(words: &[Word], depth: usize, view: &mut View, open: bool)
     };
     match name.as_str() {
         "env" => {
-            if rest.iter().any(|w| {
-                w.text.starts_with("-S") || w.text.starts_with("--split-string")
-            }) {
+            if rest
+                .iter()
+                .any(|w| w.text.starts_with("-S") || w.text.starts_with("--split-string"))
+            {
                 view.set_opaque("`env -S` splits a string into a command");
                 return;
             }
@@ -96,14 +97,14 @@ pub(crate) fn command(words: &[Word], depth: usize, view: &mut View, open: bool)
         "exec" => transparent(view, options(rest, &["-a"])),
         "nice" => transparent(view, options(rest, &["-n", "--adjustment"])),
         "setsid" => transparent(view, options(rest, &[])),
-        "time" => transparent(
-            view,
-            options(rest, &["-f", "--format", "-o", "--output"]),
-        ),
+        "time" => transparent(view, options(rest, &["-f", "--format", "-o", "--output"])),
         "stdbuf" => transparent(view, options(rest, &["-i", "-o", "-e"])),
         "ionice" => transparent(
             view,
-            options(rest, &["-c", "-n", "-p", "-P", "-u", "--class", "--classdata"]),
+            options(
+                rest,
+                &["-c", "-n", "-p", "-P", "-u", "--class", "--classdata"],
+            ),
         ),
         "timeout" => {
             let at = options(rest, &["-s", "--signal", "-k", "--kill-after"]);
@@ -119,13 +120,11 @@ pub(crate) fn command(words: &[Word], depth: usize, view: &mut View, open: bool)
                 command(&rest[at..], depth, view, open);
             }
         }
-        "su" | "runuser" => {
-            match option_value(rest, &["-c", "--command"]) {
-                Some(Some(script)) => shell_string(script, "su -c", depth, view),
-                Some(None) => view.set_opaque("`su -c` without a command"),
-                None => view.set_opaque(format!("`{name}` starts a shell that reads standard input")),
-            }
-        }
+        "su" | "runuser" => match option_value(rest, &["-c", "--command"]) {
+            Some(Some(script)) => shell_string(script, "su -c", depth, view),
+            Some(None) => view.set_opaque("`su -c` without a command"),
+            None => view.set_opaque(format!("`{name}` starts a shell that reads standard input")),
+        },
         "flock" => match option_value(rest, &["-c", "--command"]) {
             Some(Some(script)) => shell_string(script, "flock -c", depth, view),
             Some(None) => view.set_opaque("`flock -c` without a command"),
@@ -145,7 +144,10 @@ pub(crate) fn command(words: &[Word], depth: usize, view: &mut View, open: bool)
         "find" => {
             let mut i = 0;
             while i < rest.len() {
-                if matches!(rest[i].text.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir") {
+                if matches!(
+                    rest[i].text.as_str(),
+                    "-exec" | "-execdir" | "-ok" | "-okdir"
+                ) {
                     let end = rest[i + 1..]
                         .iter()
                         .position(|w| w.text == ";" || w.text == "+")
@@ -158,22 +160,21 @@ pub(crate) fn command(words: &[Word], depth: usize, view: &mut View, open: bool)
         }
         "watch" => {
             let at = options(rest, &["-n", "--interval", "-q", "--equexit"]);
-            if rest[..at].iter().any(|w| w.text == "-x" || w.text == "--exec") {
+            if rest[..at]
+                .iter()
+                .any(|w| w.text == "-x" || w.text == "--exec")
+            {
                 command(&rest[at..], depth, view, open);
             } else {
                 joined(&rest[at..], "watch", depth, view);
             }
         }
         "eval" => joined(rest, "eval", depth, view),
-        "source" | "." => {
-            if rest.first().is_some_and(|w| !w.is_static()) {
-                view.set_opaque(format!("`{name}` of a file named at run time"));
-            }
+        "source" | "." if rest.first().is_some_and(|w| !w.is_static()) => {
+            view.set_opaque(format!("`{name}` of a file named at run time"));
         }
-        "alias" => {
-            if rest.iter().any(|w| w.text.contains('=')) {
-                view.set_opaque("`alias` gives a command name another meaning");
-            }
+        "alias" if rest.iter().any(|w| w.text.contains('=')) => {
+            view.set_opaque("`alias` gives a command name another meaning");
         }
         "trap" => {
             let at = usize::from(rest.first().is_some_and(|w| w.text == "--"));
@@ -182,7 +183,9 @@ pub(crate) fn command(words: &[Word], depth: usize, view: &mut View, open: bool)
             }
         }
         "git" => {
-            let alias = rest.windows(2).any(|p| p[0].text == "-c" && p[1].text.starts_with("alias."))
+            let alias = rest
+                .windows(2)
+                .any(|p| p[0].text == "-c" && p[1].text.starts_with("alias."))
                 || (subcommand == "config" && rest.iter().any(|w| w.text.starts_with("alias.")));
             if alias {
                 view.set_opaque("a git alias runs what its definition says");
@@ -200,14 +203,44 @@ pub(crate) fn command(words: &[Word], depth: usize, view: &mut View, open: bool)
 }
 
 const SUDO_VALUES: &[&str] = &[
-    "-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-T", "-U", "--user", "--group",
-    "--chdir", "--prompt", "--host", "--role", "--type", "--command-timeout",
-    "--other-user", "--close-from",
+    "-u",
+    "-g",
+    "-C",
+    "-D",
+    "-h",
+    "-p",
+    "-r",
+    "-t",
+    "-T",
+    "-U",
+    "--user",
+    "--group",
+    "--chdir",
+    "--prompt",
+    "--host",
+    "--role",
+    "--type",
+    "--command-timeout",
+    "--other-user",
+    "--close-from",
 ];
 
 const XARGS_VALUES: &[&str] = &[
-    "-a", "-d", "-E", "-I", "-L", "-n", "-P", "-s", "--arg-file", "--delimiter",
-    "--max-args", "--max-procs", "--max-chars", "--max-lines", "--eof",
+    "-a",
+    "-d",
+    "-E",
+    "-I",
+    "-L",
+    "-n",
+    "-P",
+    "-s",
+    "--arg-file",
+    "--delimiter",
+    "--max-args",
+    "--max-procs",
+    "--max-chars",
+    "--max-lines",
+    "--eof",
 ];
 
 /// `sh [options] [-c script | file] …`
@@ -222,7 +255,11 @@ fn shell(name: &str, rest: &[Word], depth: usize, view: &mut View) {
             break;
         }
         if t.starts_with("--") {
-            i += if matches!(t, "--rcfile" | "--init-file") { 2 } else { 1 };
+            i += if matches!(t, "--rcfile" | "--init-file") {
+                2
+            } else {
+                1
+            };
             continue;
         }
         if (t.starts_with('-') || t.starts_with('+')) && t.len() > 1 {
@@ -286,7 +323,9 @@ fn options(words: &[Word], with_value: &[&str]) -> usize {
 /// The value of the first of `names` among the options: `Some(None)` when it
 /// is the last word, `None` when absent.
 fn option_value<'w>(words: &'w [Word], names: &[&str]) -> Option<Option<&'w Word>> {
-    let at = words.iter().position(|w| names.contains(&w.text.as_str()))?;
+    let at = words
+        .iter()
+        .position(|w| names.contains(&w.text.as_str()))?;
     Some(words.get(at + 1))
 }
 
@@ -311,7 +350,15 @@ fn global_options(name: &str) -> Option<&'static [&'static str]> {
             "--super-prefix",
         ],
         "cargo" => &["-C", "--config", "-Z", "--color"],
-        "docker" | "podman" => &["-H", "--host", "-c", "--context", "--config", "-l", "--log-level"],
+        "docker" | "podman" => &[
+            "-H",
+            "--host",
+            "-c",
+            "--context",
+            "--config",
+            "-l",
+            "--log-level",
+        ],
         "kubectl" => &[
             "-n",
             "--namespace",
@@ -325,7 +372,15 @@ fn global_options(name: &str) -> Option<&'static [&'static str]> {
             "--as",
         ],
         "helm" => &["-n", "--namespace", "--kube-context", "--kubeconfig"],
-        "npm" | "pnpm" | "yarn" => &["--prefix", "-w", "--workspace", "-C", "--dir", "--filter", "--cwd"],
+        "npm" | "pnpm" | "yarn" => &[
+            "--prefix",
+            "-w",
+            "--workspace",
+            "-C",
+            "--dir",
+            "--filter",
+            "--cwd",
+        ],
         "gh" => &["-R", "--repo"],
         "terraform" | "twine" | "gem" | "poetry" | "pip" | "pip3" | "apt" | "apt-get" | "go" => &[],
         _ => return None,
