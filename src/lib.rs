@@ -11,6 +11,7 @@ pub mod journal;
 pub mod llm;
 pub mod sandbox;
 pub mod secrets;
+pub mod shell;
 pub mod snapshot;
 pub mod source;
 pub mod span;

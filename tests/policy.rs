@@ -331,3 +331,97 @@ skill main() {{
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(dir.path().join("marker").exists());
 }
+
+/// Runs one `run` step under `policy.careful` with `--no-input`; returns the
+/// output and whether the step's marker file exists.
+fn under_careful(step: &str) -> (Output, bool, Json) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = format!(
+        "import \"std/policy.flow\"\nskill main() {{\n  policy: policy.careful\n  step s: run {{ {step} }}\n}}\n"
+    );
+    std::fs::write(d.join("p.flow"), text).unwrap();
+    let out = flowc(d, &["run", "p.flow", "--no-input"]);
+    let approvals = flowc(d, &["approvals", "--json"]);
+    let approvals = serde_json::from_slice(&approvals.stdout).unwrap_or(Json::Null);
+    (out, d.join("marker").exists(), approvals)
+}
+
+#[test]
+fn shell_evasions_of_git_push_still_need_approval_under_careful() {
+    let cases = [
+        ("tab", r#"command: "touch marker && git\tpush""#),
+        ("-C .", r#"command: "touch marker && git -C . push""#),
+        ("-c k=v", r#"command: "touch marker && git -c k=v push""#),
+        ("quotes", r#"command: "touch marker && g\"i\"t push""#),
+        ("variable", r#"command: "touch marker; G=git; $G push""#),
+        (
+            "substitution",
+            r#"command: "touch marker; $(printf git) push""#,
+        ),
+        (
+            "backslash-newline",
+            r#"command: "touch marker && git \\\npush""#,
+        ),
+        (
+            "stdin script",
+            r#"command: "sh", stdin: "touch marker; git push""#,
+        ),
+        (
+            "argv shell",
+            r#"argv: ["sh"], stdin: "touch marker; git push""#,
+        ),
+        ("sh -c", r#"command: "sh -c 'touch marker; git push'""#),
+        (
+            "wrapper",
+            r#"command: "touch marker && env X=1 timeout 5 /usr/bin/git push""#,
+        ),
+    ];
+    for (what, step) in cases {
+        let (out, ran, approvals) = under_careful(step);
+        assert_eq!(out.status.code(), Some(75), "{what}: {}", stderr(&out));
+        assert!(!ran, "{what}: the command ran");
+        let text = approvals.to_string();
+        assert!(
+            text.contains("policy `careful` requires approval"),
+            "{what}: {text}"
+        );
+    }
+}
+
+#[test]
+fn an_opaque_command_says_why_it_needs_approval() {
+    let (out, ran, approvals) = under_careful(r#"command: "touch marker; $(printf git) push""#);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(!ran);
+    assert!(
+        approvals.to_string().contains(
+            "flowc cannot tell what it runs: the command name `$(printf git)` is not a static word"
+        ),
+        "{approvals}"
+    );
+}
+
+#[test]
+fn a_plain_git_status_runs_under_careful() {
+    let (out, ran, _) = under_careful(r#"command: "touch marker && (git status || true)""#);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(ran, "the step did not run");
+}
+
+#[test]
+fn every_regex_of_the_standard_policies_compiles() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/std/policy.flow"),
+    )
+    .unwrap();
+    let mut count = 0;
+    for part in text.split(".matches(\"").skip(1) {
+        let pattern = part.split("\")").next().unwrap();
+        // The .flow string escapes these patterns use.
+        let pattern = pattern.replace("\\n", "\n").replace("\\\\", "\\");
+        regex::Regex::new(&pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        count += 1;
+    }
+    assert!(count > 30, "{count}");
+}

@@ -315,6 +315,18 @@ const LIMITS: &[&str] = &[
     "readable",
 ];
 
+/// One element of `step.commands`: a simple command of the parsed view.
+fn command_ty() -> Ty {
+    Ty::Record(Arc::new(ir::Record {
+        name: Some("Command".into()),
+        fields: vec![
+            ("name".into(), Ty::String),
+            ("subcommand".into(), Ty::String),
+            ("args".into(), Ty::String.list_of()),
+        ],
+    }))
+}
+
 /// The scope of policy rules: `step` and its fields.
 struct StepInfoScope {
     used: bool,
@@ -334,6 +346,9 @@ impl Scope for StepInfoScope {
                 ("skill".into(), Ty::String),
                 ("command".into(), Ty::String),
                 ("argv".into(), Ty::String.list_of()),
+                ("commands".into(), command_ty().list_of()),
+                ("parsed".into(), Ty::String),
+                ("opaque".into(), Ty::Bool),
                 ("cwd".into(), Ty::String),
                 ("model".into(), Ty::String),
                 ("prompt".into(), Ty::String),

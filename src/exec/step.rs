@@ -127,6 +127,18 @@ impl Runner<'_> {
             [sh, c, cmd] if sh == "sh" && c == "-c" => cmd.clone(),
             _ => argv.join(" "),
         };
+        let view = match (&step.kind, argv.as_slice()) {
+            (StepKind::Run(run), [_, _, script]) if matches!(run.command, Command::Shell(_)) => {
+                crate::shell::of_script(script)
+            }
+            (StepKind::Run(_), _) => crate::shell::of_argv(&argv),
+            _ => crate::shell::View::default(),
+        };
+        let commands: Vec<Json> = view
+            .commands
+            .iter()
+            .map(|c| json!({ "name": c.name, "subcommand": c.subcommand, "args": c.args }))
+            .collect();
         let model = match &step.kind {
             StepKind::Llm(l) => l.model.name.clone(),
             _ => String::new(),
@@ -143,6 +155,10 @@ impl Runner<'_> {
             "skill": called,
             "command": command,
             "argv": argv,
+            "commands": commands,
+            "parsed": view.parsed(),
+            "opaque": view.opaque.is_some(),
+            "opaque_why": view.opaque,
             "cwd": inputs["cwd"].as_str().unwrap_or_default(),
             "model": model,
             "prompt": inputs["prompt"].as_str().unwrap_or_default(),
@@ -270,10 +286,13 @@ impl Runner<'_> {
             match self.eval.condition(rule, &info_names) {
                 Ok(false) => {}
                 Ok(true) => {
-                    let what = match info["command"].as_str() {
+                    let mut what = match info["command"].as_str() {
                         Some(c) if !c.is_empty() => format!("run `{c}`"),
                         _ => format!("run {kind} step `{}`", n.name),
                     };
+                    if let Some(why) = info["opaque_why"].as_str() {
+                        what.push_str(&format!(" (flowc cannot tell what it runs: {why})"));
+                    }
                     let prompt = format!("policy `{}` requires approval to {what}", policy.name);
                     self.ask(inst, "policy", prompt);
                     return;
