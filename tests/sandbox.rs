@@ -153,18 +153,6 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Waits up to five seconds for every pid to be gone; returns the ones still alive.
-fn survivors(pids: &[i32]) -> Vec<i32> {
-    let start = Instant::now();
-    loop {
-        let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
-        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Live processes whose working directory is inside `dir`, as the host sees
 /// them (a step's own /proc shows it other pids). Waits up to five seconds
 /// for there to be none.

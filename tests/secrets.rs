@@ -230,7 +230,8 @@ env > env.txt
 env
 cat "$FLOWC_SECRETS_KEY_FILE" 2>&1
 echo "$FLOWC_SECRETS_KEY"
-flowc run inner.flow --no-input > inner.txt 2>&1
+# Its own journal: the outer one is read-only inside the step.
+flowc run inner.flow --no-input --journal inner.db > inner.txt 2>&1
 cat inner.txt
 "#;
 
