@@ -107,3 +107,58 @@ fn a_step_cannot_write_the_journal_when_flowc_forks_it() {
     }
     attack(false);
 }
+
+#[test]
+fn the_secret_store_and_key_file_read_empty_inside_a_step() {
+    for spawner in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("keyfile"), "a-long-passphrase-for-the-test\n").unwrap();
+        let mut set = Command::new(BIN);
+        set.args(["secret", "set", "TOKEN"])
+            .current_dir(d)
+            .env("FLOWC_SECRETS_KEY_FILE", d.join("keyfile"))
+            .env_remove("FLOWC_SECRETS_KEY")
+            .env_remove("FLOWC_SECRETS")
+            .stdin(Stdio::piped());
+        let mut child = set.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"s3cr3t-token-value")
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert!(
+            std::fs::metadata(d.join(".flowc/secrets.json"))
+                .unwrap()
+                .len()
+                > 0
+        );
+        std::fs::write(
+            d.join("s.flow"),
+            "skill main() -> string {\n  step peek: run { command: \"echo store=$(wc -c < .flowc/secrets.json) key=$(wc -c < keyfile)\" }\n  return peek.stdout.trim()\n}\n",
+        )
+        .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "s.flow", "--no-input"])
+            .current_dir(d)
+            .env_remove("FLOWC_JOURNAL")
+            .env_remove("FLOWC_SECRETS_KEY")
+            .env_remove("FLOWC_SECRETS")
+            .env("FLOWC_SECRETS_KEY_FILE", d.join("keyfile"))
+            .stdin(Stdio::null());
+        if spawner {
+            cmd.env_remove("FLOWC_NO_SPAWNER");
+        } else {
+            cmd.env("FLOWC_NO_SPAWNER", "1");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let seen = String::from_utf8_lossy(&out.stdout).to_string();
+        if spawner || nix::unistd::geteuid().is_root() {
+            assert!(seen.contains("store=0 key=0"), "spawner {spawner}: {seen}");
+        }
+    }
+}

@@ -437,7 +437,8 @@ impl Runner<'_> {
             return plan.clone();
         }
         let plan = crate::sandbox::plan_for(sandbox, run).map(|mut plan| {
-            plan.protect_state(&self.state_paths());
+            let (state, secret) = self.state_paths();
+            plan.protect_state(&state, &secret);
             plan
         });
         self.plans.insert(key, plan.clone());
@@ -447,7 +448,7 @@ impl Runner<'_> {
     /// flowc's own state, which no step may write: the journal's directory
     /// (journal, its log, the head mark, snapshots), the secret store and
     /// the key file.
-    fn state_paths(&self) -> Vec<std::path::PathBuf> {
+    fn state_paths(&self) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
         let mut paths = Vec::new();
         if let Some(dir) = self.journal.path().parent() {
             let dir = if dir.as_os_str().is_empty() {
@@ -466,11 +467,14 @@ impl Runner<'_> {
                 }
             }
         }
-        paths.push(crate::secrets::default_path());
+        // The store and the key file are hidden too: a secret reaches only
+        // the steps that name it, through `env`.
+        let mut secret = vec![crate::secrets::default_path()];
         if let Some(key) = std::env::var_os("FLOWC_SECRETS_KEY_FILE") {
-            paths.push(key.into());
+            secret.push(key.into());
         }
-        paths
+        paths.extend(secret.iter().cloned());
+        (paths, secret)
     }
 
     /// Queues a node status change, tracking the status locally.

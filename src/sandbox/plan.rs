@@ -25,6 +25,9 @@ pub struct Plan {
     /// file): bound read-only in the step's mount namespace, whatever
     /// `writable` says. Set by the executor ([`Plan::protect_state`]).
     pub protect: Vec<String>,
+    /// Files of flowc's a step must not even read (the secret store, the key
+    /// file): `/dev/null` is bound over each in the step's mount namespace.
+    pub hide: Vec<String>,
     /// Names of the layers applied.
     pub applied: Vec<&'static str>,
     /// Limits asked for that this machine cannot enforce (run anyway: `fallback: "weaker"`).
@@ -308,7 +311,7 @@ impl Plan {
     /// Keeps `paths` (existing ones; absolute) read-only for the step, and
     /// gives it a /proc of its own PID namespace. Both ride on the namespace
     /// init's mount namespace, so they need a PID namespace.
-    pub fn protect_state(&mut self, paths: &[std::path::PathBuf]) {
+    pub fn protect_state(&mut self, paths: &[std::path::PathBuf], hide: &[std::path::PathBuf]) {
         if self.unshare.is_none() {
             return;
         }
@@ -330,6 +333,12 @@ impl Plan {
         protect.sort();
         protect.dedup();
         self.protect = protect;
+        self.hide = hide
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .filter(|p| p.is_file())
+            .map(|p| p.display().to_string())
+            .collect();
         self.applied.push("state_read_only");
         if spawner {
             self.applied.push("own_proc");

@@ -31,6 +31,8 @@ pub struct ChildSetup {
     landlock: Option<RulesetCreated>,
     /// flowc's state to bind read-only in a new mount namespace (root only).
     protect: Vec<(std::ffi::CString, nix::mount::MsFlags)>,
+    /// Files to hide behind `/dev/null` there.
+    hide: Vec<std::ffi::CString>,
 }
 
 /// The command line to run and the child's setup.
@@ -110,6 +112,11 @@ pub fn prepare(
             } else {
                 Vec::new()
             },
+            hide: if plan.has("state_read_only") && nix::unistd::geteuid().is_root() {
+                c_paths(&plan.hide)?
+            } else {
+                Vec::new()
+            },
         },
     })
 }
@@ -125,13 +132,14 @@ pub fn install(cmd: &mut tokio::process::Command, setup: Option<ChildSetup>) {
     for name in super::env::hidden(&explicit) {
         cmd.env_remove(name);
     }
-    let (rlimits, mut landlock, protect) = match setup {
+    let (rlimits, mut landlock, protect, hide) = match setup {
         Some(ChildSetup {
             rlimits,
             landlock,
             protect,
-        }) => (rlimits, landlock, protect),
-        None => (Vec::new(), None, Vec::new()),
+            hide,
+        }) => (rlimits, landlock, protect, hide),
+        None => (Vec::new(), None, Vec::new(), Vec::new()),
     };
     let parent = nix::unistd::getpid();
     let child = move || -> std::io::Result<()> {
@@ -148,7 +156,7 @@ pub fn install(cmd: &mut tokio::process::Command, setup: Option<ChildSetup>) {
         }
         if !protect.is_empty() {
             // Before Landlock, which forbids changing mounts.
-            protect_state(&protect).map_err(|e| staged(STAGE_MOUNT, e as i32))?;
+            protect_state(&protect, &hide).map_err(|e| staged(STAGE_MOUNT, e as i32))?;
         }
         for &(resource, soft, hard) in &rlimits {
             setrlimit(resource, soft, hard).map_err(|e| staged(STAGE_RLIMIT, e as i32))?;
@@ -178,12 +186,41 @@ pub fn install(cmd: &mut tokio::process::Command, setup: Option<ChildSetup>) {
 /// syscalls on strings built before the fork: safe between fork and exec.
 pub(super) fn protect_state(
     paths: &[(std::ffi::CString, nix::mount::MsFlags)],
+    hide: &[std::ffi::CString],
 ) -> Result<(), nix::errno::Errno> {
     use nix::mount::{MsFlags, mount};
     let none: Option<&str> = None;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
-    bind_read_only(paths)
+    bind_read_only(paths)?;
+    hide_files(hide)
+}
+
+/// Binds `/dev/null` over each file: reading it gives nothing, writing it is refused by the read-only bind below it.
+pub(super) fn hide_files(paths: &[std::ffi::CString]) -> Result<(), nix::errno::Errno> {
+    use nix::mount::{MsFlags, mount};
+    let none: Option<&str> = None;
+    for path in paths {
+        mount(
+            Some("/dev/null"),
+            path.as_c_str(),
+            none,
+            MsFlags::MS_BIND,
+            none,
+        )?;
+    }
+    Ok(())
+}
+
+/// Paths as C strings (for the child, built before the fork).
+pub(super) fn c_paths(paths: &[String]) -> Result<Vec<std::ffi::CString>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            std::ffi::CString::new(p.as_bytes())
+                .map_err(|_| format!("sandbox setup failed: a path holds a NUL byte: {p}"))
+        })
+        .collect()
 }
 
 /// Binds each path read-only over itself (in the caller's mount namespace).

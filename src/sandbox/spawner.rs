@@ -52,6 +52,8 @@ pub(super) struct Request {
     pub ns: Namespaces,
     /// Paths bound read-only in a new mount namespace (with a fresh /proc).
     pub protect: Vec<String>,
+    /// Files hidden behind `/dev/null` in that namespace.
+    pub hide: Vec<String>,
 }
 
 /// The Landlock ruleset of a request (the spawner builds and caches it).
@@ -113,6 +115,7 @@ impl Request {
             landlock: None,
             ns: Namespaces::default(),
             protect: Vec::new(),
+            hide: Vec::new(),
         };
         let Some(plan) = plan else {
             return req;
@@ -132,6 +135,7 @@ impl Request {
         }
         if plan.has("state_read_only") {
             req.protect = plan.protect.clone();
+            req.hide = plan.hide.clone();
         }
         if let Some(args) = &plan.unshare {
             let has = |a: &str| args.iter().any(|x| x == a);

@@ -363,6 +363,7 @@ impl Zygote {
             flags |= CloneFlags::CLONE_NEWUSER;
         }
         let protect = super::spawn::protected(&req.protect).map_err(no_child)?;
+        let hide = super::spawn::c_paths(&req.hide).map_err(|_| no_child(Errno::EINVAL as i32))?;
         let own_proc = req.ns.pid && !req.protect.is_empty();
         if own_proc {
             flags |= CloneFlags::CLONE_NEWNS;
@@ -413,6 +414,7 @@ impl Zygote {
             cwd: cwd.as_deref(),
             rlimits: &rlimits,
             protect: &protect,
+            hide: &hide,
             own_proc,
             init: req.ns.pid,
             argv: &argv,
@@ -586,6 +588,8 @@ struct Child<'a> {
     rlimits: &'a [(nix::sys::resource::Resource, u64, u64)],
     /// Paths to bind read-only, with the flags of the mount they are on.
     protect: &'a [(CString, nix::mount::MsFlags)],
+    /// Files hidden behind `/dev/null`.
+    hide: &'a [CString],
     /// A new mount namespace: `protect` read-only and a /proc of its own.
     own_proc: bool,
     /// The child is PID 1 of a new namespace: it runs the command as its own child.
@@ -666,6 +670,7 @@ impl Child<'_> {
         let none: Option<&str> = None;
         mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
         super::spawn::bind_read_only(self.protect)?;
+        super::spawn::hide_files(self.hide)?;
         let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         mount(Some("proc"), "/proc", Some("proc"), proc_flags, none)?;
         Ok(())
