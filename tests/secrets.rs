@@ -300,7 +300,13 @@ fn a_step_sees_only_the_secrets_it_names() {
         }
         assert!(env.contains("FLOWC_STEP=nosy"), "{case}: {env}");
         let inner = std::fs::read_to_string(d.join("inner.txt")).unwrap();
-        assert!(inner.contains("needs a key"), "{case}: {inner}");
+        // Without the key, or (inside the step's mount namespace) with the
+        // store reading as empty, the inner run cannot decrypt anything.
+        assert!(
+            inner.contains("needs a key") || inner.contains("secret store"),
+            "{case}: {inner}"
+        );
+        assert!(inner.contains("failed"), "{case}: {inner}");
         assert!(!inner.contains(TOKEN), "{case}: {inner}");
 
         let id = {
@@ -309,9 +315,10 @@ fn a_step_sees_only_the_secrets_it_names() {
             runs.iter().find(|r| r.file == "s.flow").unwrap().id.clone()
         };
         let log = flowc(d, &["log", &id], None, None);
-        // The named step got its secrets (and printed the key file: redacted too).
+        // The named step got its secrets; the key file it printed is empty
+        // inside its mount namespace (or, where it cannot be hidden, redacted).
         assert!(
-            text(&log).contains("named [redacted] [redacted]\n  [redacted]"),
+            text(&log).contains("named [redacted] [redacted]"),
             "{case}: {}",
             text(&log)
         );
