@@ -187,3 +187,20 @@ fn completions_are_generated() {
         assert!(text(&out.stdout).contains("flowc"));
     }
 }
+
+#[test]
+fn a_diagnostic_past_column_65535_is_rendered_not_a_crash() {
+    // 17,000 tabs then an unknown field: miette would panic on the column.
+    let body = format!(
+        "skill main() {{\n{}step a: run {{ command: \"x\", bogus: 1 }}\n}}\n",
+        "\t".repeat(17_000)
+    );
+    let dir = project(&[("tabs.flow", &body)]);
+    let out = flowc(dir.path(), &["check", "tabs.flow"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("E0307"), "{err}");
+    assert!(err.contains("unknown field `bogus`"), "{err}");
+    assert!(err.contains("tabs.flow:2:17029"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

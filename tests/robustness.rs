@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use flowc::check::{CheckOutput, FsLoader, MemLoader, check_files, check_text};
-use flowc::diag::{Code, Severity};
+use flowc::diag::{Code, Format, RenderOptions, Severity, render};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
@@ -256,6 +256,68 @@ proptest! {
         // Keep the path so relative imports resolve the same way; std imports
         // come from the embedded standard library.
         let _ = check_bytes(path, &mutated);
+    }
+}
+
+/// Renders every diagnostic of `out` in every format (the human renderer is
+/// miette, which panics on a column past `u16::MAX` unless its input is clipped).
+fn render_all(out: &CheckOutput) {
+    let opts = RenderOptions {
+        color: false,
+        width: 100,
+    };
+    for d in &out.diagnostics {
+        for format in [Format::Human, Format::Json, Format::Github] {
+            let text = render(d, &out.sources, format, opts);
+            assert!(text.contains(d.code.as_str()), "{text}");
+        }
+    }
+}
+
+/// A line of `n` copies of `pad` (tabs, wide characters, spaces), then an
+/// unknown field whose name repeats `name` `m` times.
+fn padded_unknown_field(pad: &str, n: usize, name: &str, m: usize) -> String {
+    format!(
+        "skill s() {{\n{}step a: run {{ command: \"x\", z{}: 1, {}y: 2 }}\n}}\n",
+        pad.repeat(n),
+        name.repeat(m),
+        pad.repeat(n),
+    )
+}
+
+#[test]
+fn diagnostics_past_column_65535_render() {
+    // 17,000 tabs are 68,000 display columns: the shape of every fuzz panic.
+    let out = check_text("tabs.flow", &padded_unknown_field("\t", 17_000, "b", 1));
+    assert!(codes(&out).contains(&Code::E0307), "{:?}", codes(&out));
+    render_all(&out);
+    // A span wider than 65,535 columns on one line.
+    let out = check_text("wide.flow", &padded_unknown_field(" ", 2, "b", 70_000));
+    assert!(codes(&out).contains(&Code::E0307), "{:?}", codes(&out));
+    render_all(&out);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn long_lines_render_without_panic(
+        pad in prop::sample::select(vec!["\t", " ", "é", "漢", "\t漢 "]),
+        n in 0usize..40_000,
+        name in prop::sample::select(vec!["b", "\t", "漢"]),
+        m in 1usize..30_000,
+    ) {
+        render_all(&check_text("long.flow", &padded_unknown_field(pad, n, name, m)));
+    }
+
+    #[test]
+    fn mutated_files_render_without_panic(
+        which in 0..VALID.len(),
+        mutations in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let (path, text) = VALID[which];
+        let out = check_bytes(path, &apply(text.as_bytes(), &mutations));
+        render_all(&out);
     }
 }
 

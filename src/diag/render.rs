@@ -1,9 +1,10 @@
 //! Rendering diagnostics: human (miette), JSON, and GitHub annotations.
 
+use super::clip::Clipped;
 use super::{Diagnostic, Severity};
 use crate::source::SourceMap;
 use crate::span::{floor_char_boundary, line_col};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan};
 use std::fmt;
 
 /// How `flowc check` prints diagnostics.
@@ -42,7 +43,7 @@ pub fn render(
 
 struct MietteDiag<'a> {
     diag: &'a Diagnostic,
-    source: NamedSource<String>,
+    source: Clipped,
     len: usize,
 }
 
@@ -59,14 +60,6 @@ impl fmt::Debug for MietteDiag<'_> {
 }
 
 impl std::error::Error for MietteDiag<'_> {}
-
-impl MietteDiag<'_> {
-    fn clamp(&self, span: crate::span::Span) -> SourceSpan {
-        let start = span.start.min(self.len);
-        let end = span.end.clamp(start, self.len);
-        SourceSpan::new(start.into(), end - start)
-    }
-}
 
 impl miette::Diagnostic for MietteDiag<'_> {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
@@ -93,10 +86,13 @@ impl miette::Diagnostic for MietteDiag<'_> {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let primary_text = (!self.diag.label.is_empty()).then(|| self.diag.label.clone());
-        let primary = LabeledSpan::new_primary_with_span(primary_text, self.clamp(self.diag.span));
+        let primary = LabeledSpan::new_primary_with_span(
+            primary_text,
+            self.source.map(self.diag.span, self.len),
+        );
         let others = self.diag.labels.iter().map(|l| {
             let text = (!l.text.is_empty()).then(|| l.text.clone());
-            LabeledSpan::new_with_span(text, self.clamp(l.span))
+            LabeledSpan::new_with_span(text, self.source.map(l.span, self.len))
         });
         Some(Box::new(std::iter::once(primary).chain(others)))
     }
@@ -104,11 +100,13 @@ impl miette::Diagnostic for MietteDiag<'_> {
 
 fn render_human(diag: &Diagnostic, sources: &SourceMap, opts: RenderOptions) -> String {
     let file = sources.get(diag.file);
-    let text = file.text.to_string();
+    let spans: Vec<_> = std::iter::once(diag.span)
+        .chain(diag.labels.iter().map(|l| l.span))
+        .collect();
     let wrapper = MietteDiag {
         diag,
-        len: text.len(),
-        source: NamedSource::new(file.path.clone(), text).with_language("flow"),
+        len: file.text.len(),
+        source: Clipped::new(file.path.clone(), &file.text, &spans),
     };
     let theme = if opts.color {
         GraphicalTheme::unicode()
