@@ -8,6 +8,7 @@
 mod apply;
 mod error;
 mod event;
+mod file;
 mod lease;
 mod query;
 mod replay;
@@ -86,6 +87,7 @@ pub fn timestamp(ms: i64) -> String {
 impl Journal {
     /// Opens (creating if needed) the journal at `path` for writing.
     pub fn open(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
+        file::check_journal_file(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -130,6 +132,7 @@ impl Journal {
 
     /// Opens an existing journal for reading (inspection commands).
     pub fn open_existing(path: &Path) -> Result<Journal, JournalError> {
+        file::check_journal_file(path)?;
         if !path.exists() {
             return Err(JournalError::Missing {
                 path: path.to_path_buf(),
