@@ -123,8 +123,10 @@ pub fn identifiers(code: &str) -> BTreeSet<&str> {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
-            // `x.name` is a property access, not a variable.
-            if start == 0 || bytes[start - 1] != b'.' {
+            // `x.name` is a property access, not a variable; `1..name` is a range.
+            let property =
+                start > 0 && bytes[start - 1] == b'.' && (start < 2 || bytes[start - 2] != b'.');
+            if !property {
                 out.insert(&code[start..i]);
             }
         } else {
