@@ -85,10 +85,8 @@ impl miette::Diagnostic for MietteDiag<'_> {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let primary_text = (!self.diag.label.is_empty()).then(|| self.diag.label.clone());
-        let primary = LabeledSpan::new_primary_with_span(
-            primary_text,
-            self.source.map(self.diag.span),
-        );
+        let primary =
+            LabeledSpan::new_primary_with_span(primary_text, self.source.map(self.diag.span));
         let others = self.diag.labels.iter().map(|l| {
             let text = (!l.text.is_empty()).then(|| l.text.clone());
             LabeledSpan::new_with_span(text, self.source.map(l.span))
