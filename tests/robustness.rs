@@ -259,6 +259,76 @@ proptest! {
     }
 }
 
+/// Skill `k{i}` calls `k{i+1}`, and with `ring` the last calls the first.
+fn skill_chain(n: usize, ring: bool) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let body = match (i + 1 < n, ring) {
+            (true, _) => format!("call k{} {{}}", i + 1),
+            (false, true) => "call k0 {}".to_string(),
+            (false, false) => "run { command: \"echo\" }".to_string(),
+        };
+        s.push_str(&format!("skill k{i}() {{\n  step c: {body}\n}}\n"));
+    }
+    s
+}
+
+#[test]
+fn a_chain_of_10000_skills_is_checked_on_a_small_stack() {
+    let out = on_small_stack(|| check_text("chain.flow", &skill_chain(10_000, false)));
+    // Every skill more than `max_depth` (8) calls above the last one.
+    assert_eq!(
+        out.count(Severity::Error),
+        10_000 - 9,
+        "{:?}",
+        &codes(&out)[..3]
+    );
+    assert!(codes(&out).iter().all(|c| *c == Code::E0603));
+}
+
+#[test]
+fn a_ring_of_10000_skills_is_reported_briefly() {
+    let out = on_small_stack(|| check_text("ring.flow", &skill_chain(10_000, true)));
+    assert!(
+        codes(&out).iter().all(|c| *c == Code::E0504),
+        "{:?}",
+        codes(&out)
+    );
+    assert_eq!(out.count(Severity::Error), 16);
+    let last = out
+        .diagnostics
+        .iter()
+        .filter_map(|d| d.help.as_deref())
+        .last();
+    assert!(
+        last.unwrap().contains("9984 more calls in this cycle"),
+        "{last:?}"
+    );
+    assert!(out.diagnostics.iter().all(|d| d.message.len() < 300));
+}
+
+#[test]
+fn a_cycle_through_10000_steps_is_one_short_diagnostic() {
+    let mut text = String::from("skill cyc() {\n");
+    for i in 0..10_000 {
+        let next = (i + 1) % 10_000;
+        text.push_str(&format!(
+            "  step s{i}: run {{ command: \"echo {{{{ s{next}.stdout }}}}\" }}\n"
+        ));
+    }
+    text.push_str("}\n");
+    let out = on_small_stack(move || check_text("cycle.flow", &text));
+    assert_eq!(codes(&out), vec![Code::E0501]);
+    let d = &out.diagnostics[0];
+    assert!(d.message.contains("… (9988 more)"), "{}", d.message);
+    assert!(
+        d.message.len() < 300 && d.labels.len() <= 12,
+        "{}",
+        d.message
+    );
+    render_all(&out);
+}
+
 /// Renders every diagnostic of `out` in every format (the human renderer is
 /// miette, which panics on a column past `u16::MAX` unless its input is clipped).
 fn render_all(out: &CheckOutput) {
