@@ -122,6 +122,17 @@ fn long_binary_chain() {
 }
 
 #[test]
+fn a_long_flat_chain_is_one_diagnostic() {
+    // Each side once, not once every 64 operators (10,000 would give 312).
+    for op in [" + ", " && ", " ?? "] {
+        let chain = vec!["1"; DEPTH].join(op);
+        let out = on_small_stack(move || check_text("flat.flow", &skill_with_accept(&chain)));
+        assert_eq!(codes(&out), vec![Code::E0105], "{op}");
+        render_all(&out);
+    }
+}
+
+#[test]
 fn huge_file_many_skills() {
     let mut text = String::new();
     for i in 0..5_000 {

@@ -75,9 +75,11 @@ impl<'a> Clipped<'a> {
             kept: Vec::new(),
         };
         for (first, last) in line_ranges(file, spans) {
-            let mut line_start = file.line_start(first);
-            let end = file.line_start(last + 1);
-            for (line_no, line) in (first..).zip(text[line_start..end].split_inclusive('\n')) {
+            for line_no in first..=last {
+                // Lines are found through the index, never by scanning: a
+                // long line costs its windows, not its length.
+                let line_start = file.line_start(line_no);
+                let line = &text[line_start..file.line_start(line_no + 1)];
                 out.rows.push(Row {
                     new: out.text.len(),
                     orig: line_start,
@@ -95,7 +97,6 @@ impl<'a> Clipped<'a> {
                         out.text.push('\n');
                     }
                 }
-                line_start += line.len();
             }
         }
         out
