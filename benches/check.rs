@@ -11,11 +11,17 @@
 //! (src/main.rs): on the default 8 MiB main-thread stack a 100k-step chain
 //! overflows the stack (see docs/performance.md).
 //!
+//! The second table times pathological shapes from issue 12 (a chain of
+//! skills calling each other, a dependency cycle through every step, duplicate
+//! step names, a huge string union, long flat operator chains), each at two
+//! sizes ten times apart: the checker must be near-linear in each, and so must
+//! rendering its diagnostics (`render`, human format, all of them).
+//!
 //! Set `FLOWC_BENCH_QUICK=1` to skip the 100k-step cases.
 #![allow(clippy::unwrap_used)]
 
 use flowc::check::{FsLoader, check_files};
-use flowc::diag::Severity;
+use flowc::diag::{Format, RenderOptions, Severity, render};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,6 +58,59 @@ fn fanout(n: usize) -> String {
     }
     s.push_str("}\n");
     s
+}
+
+/// Skill `k{i}` calls `k{i+1}`: `n` skills, calls nested `n` deep.
+fn skill_chain(n: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n - 1 {
+        writeln!(s, "skill k{i}() {{\n  step c: call k{} {{}}\n}}", i + 1).unwrap();
+    }
+    writeln!(
+        s,
+        "skill k{}() {{\n  step c: run {{ command: \"echo\" }}\n}}",
+        n - 1
+    )
+    .unwrap();
+    s
+}
+
+/// Step `s{i}` reads `s{i+1}`, and the last reads the first: one cycle of `n`.
+fn cycle(n: usize) -> String {
+    let mut s = String::from("skill cyc() {\n");
+    for i in 0..n {
+        let next = (i + 1) % n;
+        writeln!(
+            s,
+            "  step s{i}: run {{ command: \"echo {{{{ s{next}.stdout }}}}\" }}"
+        )
+        .unwrap();
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// `n` steps all named `a`.
+fn duplicates(n: usize) -> String {
+    format!(
+        "skill d() {{\n{}}}\n",
+        "  step a: run { command: \"echo\" }\n".repeat(n)
+    )
+}
+
+/// A record field typed by a union of `n` strings, read through a step's output.
+fn union(n: usize) -> String {
+    let members: Vec<String> = (0..n).map(|i| format!("\"m{i}\"")).collect();
+    format!(
+        "type Big {{\n  v: {}\n}}\nskill u(x: Big) -> Big {{\n  step a: run {{ command: \"echo {{{{ x.v }}}}\", output: Big }}\n  return {{ v: a.output.v }}\n}}\n",
+        members.join(" | ")
+    )
+}
+
+/// An `accept` of `n` operands joined by `op` (a flat, left-deep chain).
+fn operator_chain(op: &str, operand: &str, n: usize) -> String {
+    let chain = vec![operand; n].join(op);
+    format!("skill p() {{\n  step a: run {{ command: \"echo\", accept: {chain} == {chain} }}\n}}\n")
 }
 
 struct Case {
@@ -142,6 +201,80 @@ fn peak_rss_mb(bin: &Path, target: &Path) -> Option<f64> {
         std::thread::sleep(Duration::from_millis(2));
     }
     Some(peak_kb / 1024.0)
+}
+
+/// Best of 3: checking `path`, then rendering every diagnostic (human format).
+fn time_check_and_render(path: &Path) -> (Duration, Duration, usize) {
+    let (mut check, mut render_time, mut errors) = (Duration::MAX, Duration::MAX, 0);
+    for _ in 0..3 {
+        let roots = vec![path.to_path_buf()];
+        let (took, rendered, n) = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || {
+                let start = Instant::now();
+                let out = check_files(&FsLoader, &roots);
+                let took = start.elapsed();
+                let start = Instant::now();
+                let opts = RenderOptions {
+                    color: false,
+                    width: 100,
+                };
+                let bytes: usize = out
+                    .diagnostics
+                    .iter()
+                    .map(|d| render(d, &out.sources, Format::Human, opts).len())
+                    .sum();
+                assert!(out.diagnostics.is_empty() || bytes > 0);
+                (took, start.elapsed(), out.count(Severity::Error))
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        check = check.min(took);
+        render_time = render_time.min(rendered);
+        errors = n;
+    }
+    (check, render_time, errors)
+}
+
+/// A shape's name, its smaller size, and its generator.
+type Shape<'a> = (&'a str, usize, &'a dyn Fn(usize) -> String);
+
+/// Times the issue-12 shapes at two sizes each and prints their table.
+fn shapes(root: &Path) {
+    let and_chain = |n| operator_chain(" && ", "true", n);
+    let plus_chain = |n| operator_chain(" + ", "1", n);
+    let cases: [Shape<'_>; 6] = [
+        ("skill chain", 1_000, &skill_chain),
+        ("step cycle", 1_000, &cycle),
+        ("duplicate names", 1_000, &duplicates),
+        ("string union", 10_000, &union),
+        ("`1 + 1 + …`", 10_000, &plus_chain),
+        ("`true && true …`", 4_000, &and_chain),
+    ];
+    println!();
+    println!("| shape | n | check (ms) | render (ms) | errors | check ×10 | render ×10 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, small, make) in cases {
+        let mut prev: Option<(Duration, Duration)> = None;
+        for n in [small, small * 10] {
+            eprintln!("checking {name} ({n})...");
+            let path = root.join(format!("shape_{n}.flow"));
+            std::fs::write(&path, make(n)).unwrap();
+            let (check, rendered, errors) = time_check_and_render(&path);
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let times = |a: Duration, b: Duration| format!("{:.1}×", ms(a) / ms(b).max(1e-3));
+            let (rc, rr) = prev.map_or((String::new(), String::new()), |(c, r)| {
+                (times(check, c), times(rendered, r))
+            });
+            println!(
+                "| {name} | {n} | {:.1} | {:.1} | {errors} | {rc} | {rr} |",
+                ms(check),
+                ms(rendered)
+            );
+            prev = Some((check, rendered));
+        }
+    }
 }
 
 fn ratio(rows: &[Row], name: &str, big: usize, small: usize) -> Option<f64> {
@@ -235,4 +368,5 @@ fn main() {
             fmt(ratio(&rows, name, 100_000, 10_000))
         );
     }
+    shapes(root);
 }

@@ -468,3 +468,79 @@ fn graph_shows_each_steps_description() {
         );
     }
 }
+
+#[test]
+fn a_diagnostic_past_column_65535_is_rendered_not_a_crash() {
+    // 17,000 tabs then an unknown field: miette would panic on the column.
+    let body = format!(
+        "skill main() {{\n{}step a: run {{ command: \"x\", bogus: 1 }}\n}}\n",
+        "\t".repeat(17_000)
+    );
+    let dir = project(&[("tabs.flow", &body)]);
+    let out = flowc(dir.path(), &["check", "tabs.flow"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("E0307"), "{err}");
+    assert!(err.contains("unknown field `bogus`"), "{err}");
+    assert!(err.contains("tabs.flow:2:17029"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Runs the binary, failing the test (instead of hanging CI) after 20 seconds.
+fn flowc_within(dir: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("flowc {args:?} hung; stderr: {}", text(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_at_the_journal_path_is_an_error_not_a_hang() {
+    let dir = project(&[("a.flow", CLEAN)]);
+    let fifo = dir.path().join("fifo.db");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for args in [
+        &["runs", "--journal", "fifo.db"][..],
+        &["status", "r", "--journal", "fifo.db"],
+        &["approvals", "--journal", "fifo.db"],
+        &["run", "a.flow", "--journal", "fifo.db"],
+    ] {
+        let out = flowc_within(dir.path(), args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("is a FIFO, not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn a_one_byte_journal_is_refused_and_kept() {
+    let dir = project(&[("a.flow", CLEAN), ("j.db", "x")]);
+    for args in [
+        &["run", "a.flow", "--journal", "j.db"][..],
+        &["runs", "--journal", "j.db"],
+    ] {
+        let out = flowc_within(dir.path(), args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is a 1-byte file that is not an SQLite database"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read(dir.path().join("j.db")).unwrap(), b"x");
+}

@@ -518,6 +518,81 @@ fn a_missing_directory_names_the_path() {
     assert!(message(&err).contains("/nonexistent/dir/j.db"));
 }
 
+/// A FIFO, a directory and a device at the journal path (or at its `-wal`
+/// companion) are refused by every open path before SQLite sees them; the
+/// calls return instead of blocking on the FIFO.
+#[test]
+fn a_journal_path_that_is_not_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.db");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let wal_fifo = dir.path().join("walfifo.db");
+    let mut wal = wal_fifo.as_os_str().to_owned();
+    wal.push("-wal");
+    nix::unistd::mkfifo(
+        Path::new(&wal),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let cases = [
+        (fifo.clone(), fifo.clone(), "a FIFO"),
+        (wal_fifo, PathBuf::from(&wal), "a FIFO"),
+        (
+            dir.path().to_path_buf(),
+            dir.path().to_path_buf(),
+            "a directory",
+        ),
+        (
+            PathBuf::from("/dev/null"),
+            PathBuf::from("/dev/null"),
+            "a device",
+        ),
+    ];
+    for (path, named, kind) in cases {
+        for err in [
+            Journal::open(&path, Durability::Normal).unwrap_err(),
+            Journal::open_existing(&path).unwrap_err(),
+        ] {
+            assert!(matches!(err, JournalError::NotAFile { .. }), "{err:?}");
+            let text = message(&err);
+            assert!(text.contains(kind), "{text}");
+            assert!(text.contains(&named.display().to_string()), "{text}");
+        }
+    }
+}
+
+/// A short file is not an empty database: SQLite would treat one byte as an
+/// empty journal and the next run would write over it.
+#[test]
+fn a_short_non_sqlite_file_is_refused_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    for bytes in [
+        &b"x"[..],
+        b"SQLite format",
+        b"hello, world: not a journal at all\n",
+    ] {
+        let path = dir.path().join("journal.db");
+        std::fs::write(&path, bytes).unwrap();
+        for err in [
+            Journal::open(&path, Durability::Normal).unwrap_err(),
+            Journal::open_existing(&path).unwrap_err(),
+        ] {
+            assert!(matches!(err, JournalError::NotSqlite { .. }), "{err:?}");
+            assert_unreadable(&err, &path);
+            assert!(message(&err).contains("leaves it as it is"), "{err}");
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+    // An empty file is still a journal not yet written to.
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    assert!(matches!(
+        Journal::open_existing(&path).unwrap_err(),
+        JournalError::Missing { .. }
+    ));
+    Journal::open(&path, Durability::Normal).unwrap();
+}
+
 #[test]
 fn a_read_only_journal_gives_a_clear_error_on_append() {
     use std::os::unix::fs::PermissionsExt;

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use flowc::check::{CheckOutput, FsLoader, MemLoader, check_files, check_text};
-use flowc::diag::{Code, Severity};
+use flowc::diag::{Code, Format, RenderOptions, Severity, render};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
@@ -119,6 +119,17 @@ fn many_prefix_operators() {
 fn long_binary_chain() {
     let expr = vec!["1"; DEPTH].join(" + ");
     assert_e0105(skill_with_accept(&expr));
+}
+
+#[test]
+fn a_long_flat_chain_is_one_diagnostic() {
+    // Each side once, not once every 64 operators (10,000 would give 312).
+    for op in [" + ", " && ", " ?? "] {
+        let chain = vec!["1"; DEPTH].join(op);
+        let out = on_small_stack(move || check_text("flat.flow", &skill_with_accept(&chain)));
+        assert_eq!(codes(&out), vec![Code::E0105], "{op}");
+        render_all(&out);
+    }
 }
 
 #[test]
@@ -256,6 +267,136 @@ proptest! {
         // Keep the path so relative imports resolve the same way; std imports
         // come from the embedded standard library.
         let _ = check_bytes(path, &mutated);
+    }
+}
+
+/// Skill `k{i}` calls `k{i+1}`, and with `ring` the last calls the first.
+fn skill_chain(n: usize, ring: bool) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let body = match (i + 1 < n, ring) {
+            (true, _) => format!("call k{} {{}}", i + 1),
+            (false, true) => "call k0 {}".to_string(),
+            (false, false) => "run { command: \"echo\" }".to_string(),
+        };
+        s.push_str(&format!("skill k{i}() {{\n  step c: {body}\n}}\n"));
+    }
+    s
+}
+
+#[test]
+fn a_chain_of_10000_skills_is_checked_on_a_small_stack() {
+    let out = on_small_stack(|| check_text("chain.flow", &skill_chain(10_000, false)));
+    // Every skill more than `max_depth` (8) calls above the last one.
+    assert_eq!(
+        out.count(Severity::Error),
+        10_000 - 9,
+        "{:?}",
+        &codes(&out)[..3]
+    );
+    assert!(codes(&out).iter().all(|c| *c == Code::E0603));
+}
+
+#[test]
+fn a_ring_of_10000_skills_is_reported_briefly() {
+    let out = on_small_stack(|| check_text("ring.flow", &skill_chain(10_000, true)));
+    assert!(
+        codes(&out).iter().all(|c| *c == Code::E0504),
+        "{:?}",
+        codes(&out)
+    );
+    assert_eq!(out.count(Severity::Error), 16);
+    let counted = out
+        .diagnostics
+        .iter()
+        .filter_map(|d| d.help.as_deref())
+        .filter(|h| h.contains("9984 more calls in this cycle are not reported"))
+        .count();
+    assert_eq!(counted, 1);
+    assert!(out.diagnostics.iter().all(|d| d.message.len() < 300));
+}
+
+#[test]
+fn a_cycle_through_10000_steps_is_one_short_diagnostic() {
+    let mut text = String::from("skill cyc() {\n");
+    for i in 0..10_000 {
+        let next = (i + 1) % 10_000;
+        text.push_str(&format!(
+            "  step s{i}: run {{ command: \"echo {{{{ s{next}.stdout }}}}\" }}\n"
+        ));
+    }
+    text.push_str("}\n");
+    let out = on_small_stack(move || check_text("cycle.flow", &text));
+    assert_eq!(codes(&out), vec![Code::E0501]);
+    let d = &out.diagnostics[0];
+    assert!(d.message.contains("… (9988 more)"), "{}", d.message);
+    assert!(
+        d.message.len() < 300 && d.labels.len() <= 12,
+        "{}",
+        d.message
+    );
+    render_all(&out);
+}
+
+/// Renders every diagnostic of `out` in every format (the human renderer is
+/// miette, which panics on a column past `u16::MAX` unless its input is clipped).
+fn render_all(out: &CheckOutput) {
+    let opts = RenderOptions {
+        color: false,
+        width: 100,
+    };
+    for d in &out.diagnostics {
+        for format in [Format::Human, Format::Json, Format::Github] {
+            let text = render(d, &out.sources, format, opts);
+            assert!(text.contains(d.code.as_str()), "{text}");
+        }
+    }
+}
+
+/// A line of `n` copies of `pad` (tabs, wide characters, spaces), then an
+/// unknown field whose name repeats `name` `m` times.
+fn padded_unknown_field(pad: &str, n: usize, name: &str, m: usize) -> String {
+    format!(
+        "skill s() {{\n{}step a: run {{ command: \"x\", z{}: 1, {}y: 2 }}\n}}\n",
+        pad.repeat(n),
+        name.repeat(m),
+        pad.repeat(n),
+    )
+}
+
+#[test]
+fn diagnostics_past_column_65535_render() {
+    // 17,000 tabs are 68,000 display columns: the shape of every fuzz panic.
+    let out = check_text("tabs.flow", &padded_unknown_field("\t", 17_000, "b", 1));
+    assert!(codes(&out).contains(&Code::E0307), "{:?}", codes(&out));
+    render_all(&out);
+    // A span wider than 65,535 columns on one line.
+    let out = check_text("wide.flow", &padded_unknown_field(" ", 2, "b", 70_000));
+    assert!(codes(&out).contains(&Code::E0307), "{:?}", codes(&out));
+    render_all(&out);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn long_lines_render_without_panic(
+        pad in prop::sample::select(vec!["\t", " ", "é", "漢", "\t漢 "]),
+        n in 0usize..40_000,
+        name in prop::sample::select(vec!["b", "\t", "漢"]),
+        m in 1usize..30_000,
+    ) {
+        render_all(&check_text("long.flow", &padded_unknown_field(pad, n, name, m)));
+    }
+
+    #[test]
+    fn mutated_files_render_without_panic(
+        which in 0..VALID.len(),
+        mutations in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let (path, text) = VALID[which];
+        let out = check_bytes(path, &apply(text.as_bytes(), &mutations));
+        render_all(&out);
     }
 }
 

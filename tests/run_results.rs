@@ -113,3 +113,35 @@ fn the_human_queue_shows_the_end_of_an_escalated_failure() {
     assert!(text.contains("error: the disk is full"), "{text}");
     assert!(text.contains("did not hold (exit code 3)"), "{text}");
 }
+
+#[test]
+fn a_script_value_over_the_cap_fails_its_attempt_instead_of_being_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = fixture(d, "script_result_cap.flow");
+    // 512 KiB is under the 1 MiB cap: the value reaches the next step whole.
+    let ok = flowc(d, &["run", &f, "-i", "bytes=524288", "--no-input"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(output(&ok), serde_json::json!(524_288));
+    // 2 MiB: the attempt fails, and the journal stays small.
+    let big = flowc(d, &["run", &f, "-i", "bytes=2097152", "--no-input"]);
+    assert_eq!(big.status.code(), Some(1), "{}", stderr(&big));
+    let err = stderr(&big);
+    assert!(
+        err.contains("over the 1 MiB cap of a script result"),
+        "{err}"
+    );
+    let journal = std::fs::metadata(d.join(".flowc/journal.db"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(d.join(".flowc/journal.db-wal")).map_or(0, |m| m.len());
+    assert!(journal < 4 << 20, "journal is {journal} bytes");
+    // Nested deeper than the journal can read back: refused too.
+    let deep = flowc(d, &["run", &f, "-i", "depth=200", "--no-input"]);
+    assert_eq!(deep.status.code(), Some(1), "{}", stderr(&deep));
+    assert!(
+        stderr(&deep).contains("nested more than 64 levels"),
+        "{}",
+        stderr(&deep)
+    );
+}

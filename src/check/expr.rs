@@ -643,7 +643,40 @@ impl ExprChecker<'_> {
             );
         };
         self.arguments(&format!("method `{name}`"), span, &sig, args, arg_tys);
+        if name == "matches" {
+            self.check_pattern(args);
+        }
         sig.ret
+    }
+
+    /// A literal pattern of `matches` is compiled now, so a bad one is a check
+    /// error rather than a run-time failure of every step it is applied to.
+    fn check_pattern(&mut self, args: &[Expr]) {
+        let Some(Expr {
+            kind: ExprKind::Str(lit),
+            span,
+        }) = args.first()
+        else {
+            return;
+        };
+        if let Err(e) = regex::Regex::new(&lit.value) {
+            let detail = match &e {
+                regex::Error::Syntax(text) => text.lines().last().unwrap_or("").to_string(),
+                other => other.to_string(),
+            };
+            self.diags.push(
+                Diagnostic::new(
+                    Code::E0321,
+                    self.file,
+                    *span,
+                    "invalid regular expression in `matches`",
+                )
+                .label(detail.trim_start_matches("error: ").to_string())
+                .help(
+                    "`matches` takes the syntax of Rust's `regex` crate; to match a bracket or parenthesis itself, escape it (`\\\\(` in a string)",
+                ),
+            );
+        }
     }
 
     fn call(&mut self, name: &str, span: Span, args: &[Expr], arg_tys: &[Ty]) -> Ty {

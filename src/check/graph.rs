@@ -5,7 +5,7 @@ use super::scope::{Edge, NodeDefRef, SkillState};
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{Graph, NodeId};
 use petgraph::graph::{DiGraph, NodeIndex};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The skill's top-level graph and one graph per block; reports cycles (E0501).
 pub fn build(cx: &mut ModuleCx<'_>, state: &SkillState<'_>) -> (Graph, Vec<(NodeId, Graph)>) {
@@ -70,6 +70,10 @@ pub fn build(cx: &mut ModuleCx<'_>, state: &SkillState<'_>) -> (Graph, Vec<(Node
     (root, bodies)
 }
 
+/// Steps of a long cycle named in its message, and edges labelled: a cycle
+/// through 10,000 steps is reported in a few lines, not 10,000 labels.
+const CYCLE_SHOWN: usize = 12;
+
 fn report_cycle(
     cx: &mut ModuleCx<'_>,
     state: &SkillState<'_>,
@@ -77,28 +81,12 @@ fn report_cycle(
     scc: &[NodeIndex],
     spans: &HashMap<(usize, usize), crate::span::Span>,
 ) {
-    // Walk the component from its first node in source order, following edges
-    // that stay inside it, until the walk returns: that is one cycle.
-    let start = *scc.iter().min_by_key(|i| dag[**i]).unwrap_or(&scc[0]);
-    let mut path = vec![start];
-    let mut cur = start;
-    loop {
-        let next = dag
-            .neighbors(cur)
-            .filter(|n| scc.contains(n))
-            .min_by_key(|n| (path.contains(n) && *n != start, dag[*n]));
-        let Some(next) = next else { break };
-        if next == start || path.contains(&next) {
-            if let Some(pos) = path.iter().position(|p| *p == next) {
-                path.drain(..pos);
-            }
-            break;
-        }
-        path.push(next);
-        cur = next;
-    }
+    let path = one_cycle(dag, scc);
     let name = |i: NodeIndex| format!("`{}`", state.nodes[dag[i]].name);
-    let mut chain: Vec<String> = path.iter().map(|&i| name(i)).collect();
+    let mut chain: Vec<String> = path.iter().take(CYCLE_SHOWN).map(|&i| name(i)).collect();
+    if path.len() > CYCLE_SHOWN {
+        chain.push(format!("… ({} more)", path.len() - CYCLE_SHOWN));
+    }
     chain.push(name(path[0]));
     let mut diag = Diagnostic::new(
         Code::E0501,
@@ -107,7 +95,7 @@ fn report_cycle(
         format!("dependency cycle: {}", chain.join(" → ")),
     )
     .label("this step is part of the cycle");
-    for w in 0..path.len() {
+    for w in 0..path.len().min(CYCLE_SHOWN) {
         let (a, b) = (dag[path[w]], dag[path[(w + 1) % path.len()]]);
         if let Some(span) = spans.get(&(a, b)) {
             diag = diag.with(
@@ -119,18 +107,49 @@ fn report_cycle(
             );
         }
     }
-    let others: Vec<String> = scc
+    let on_path: HashSet<NodeIndex> = path.iter().copied().collect();
+    let others: Vec<NodeIndex> = scc
         .iter()
-        .filter(|i| !path.contains(i))
-        .map(|&i| name(i))
+        .filter(|i| !on_path.contains(i))
+        .copied()
         .collect();
+    let mut named: Vec<String> = others.iter().take(CYCLE_SHOWN).map(|&i| name(i)).collect();
+    if others.len() > CYCLE_SHOWN {
+        named.push(format!("{} more", others.len() - CYCLE_SHOWN));
+    }
     let help = if others.is_empty() {
         "break the cycle: a step can only read steps that run before it".to_string()
     } else {
         format!(
             "break the cycle (it also involves {}): a step can only read steps that run before it",
-            others.join(", ")
+            named.join(", ")
         )
     };
     cx.diags.push(diag.help(help));
+}
+
+/// One cycle of the component: walk from its first node in source order,
+/// following edges that stay inside it (preferring nodes not yet visited),
+/// until the walk returns. Linear in the component's edges.
+fn one_cycle(dag: &DiGraph<NodeId, ()>, scc: &[NodeIndex]) -> Vec<NodeIndex> {
+    let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+    let start = *scc.iter().min_by_key(|i| dag[**i]).unwrap_or(&scc[0]);
+    let mut path = vec![start];
+    let mut position: HashMap<NodeIndex, usize> = HashMap::from([(start, 0)]);
+    let mut cur = start;
+    loop {
+        let next = dag
+            .neighbors(cur)
+            .filter(|n| members.contains(n))
+            .min_by_key(|n| (position.contains_key(n) && *n != start, dag[*n]));
+        let Some(next) = next else { break };
+        if let Some(&pos) = position.get(&next) {
+            path.drain(..pos);
+            break;
+        }
+        position.insert(next, path.len());
+        path.push(next);
+        cur = next;
+    }
+    path
 }

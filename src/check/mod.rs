@@ -4,6 +4,7 @@
 //! diagnostics and [`ir::Program`]s.
 
 mod builtins;
+mod calls;
 mod expr;
 mod fields;
 mod graph;

@@ -428,61 +428,11 @@ impl<'l> Modules<'l> {
 
     /// Recursion (E0504) and static call depth (E0603).
     fn check_calls(&mut self) {
-        let mut graph: HashMap<&str, Vec<&CallEdge>> = HashMap::new();
-        for edge in &self.calls {
-            graph.entry(edge.caller.as_str()).or_default().push(edge);
-        }
-        let mut new_diags = Vec::new();
-        let mut recursive: HashSet<String> = HashSet::new();
-        let mut reported: HashSet<(FileId, Span)> = HashSet::new();
-        for edge in &self.calls {
-            // Is there a path callee →* caller?
-            if let Some(path) = find_path(&graph, &edge.callee, &edge.caller) {
-                recursive.insert(edge.caller.clone());
-                if reported.insert((edge.file, edge.span)) {
-                    let mut names: Vec<String> = vec![short(&edge.caller)];
-                    names.extend(path.iter().map(|k| short(k)));
-                    new_diags.push(
-                        Diagnostic::new(
-                            Code::E0504,
-                            edge.file,
-                            edge.span,
-                            format!("recursive skill call: {}", names.join(" → ")),
-                        )
-                        .label("this call leads back to its own skill")
-                        .help("skills cannot call themselves, directly or through others; use a `loop` block to repeat work"),
-                    );
-                }
-            }
-        }
-        let mut memo: HashMap<String, u32> = HashMap::new();
-        for sigs in self.tables.iter().map(|t| &t.sigs) {
-            for sig in sigs.values() {
-                if recursive.contains(&sig.key) {
-                    continue;
-                }
-                let depth = call_depth(&graph, &sig.key, &mut memo, &mut Vec::new());
-                if depth > sig.policy.max_depth {
-                    let first = graph.get(sig.key.as_str()).and_then(|edges| edges.first());
-                    let mut diag = Diagnostic::new(
-                        Code::E0603,
-                        sig.file,
-                        sig.span,
-                        format!(
-                            "skill `{}` nests calls {depth} deep, over `max_depth` {} of policy `{}`",
-                            sig.name, sig.policy.max_depth, sig.policy.name
-                        ),
-                    )
-                    .label(format!("calls nest {depth} levels deep from here"))
-                    .help("flatten the chain of calls, or raise `max_depth` in the policy");
-                    if let Some(edge) = first.filter(|e| e.file == sig.file) {
-                        diag = diag.with(edge.span, "first call of the chain");
-                    }
-                    new_diags.push(diag);
-                }
-            }
-        }
-        self.diags.extend(new_diags);
+        let sigs = self
+            .tables
+            .iter()
+            .flat_map(|t| t.sigs.values().map(|s| &**s));
+        super::calls::check_calls(&self.calls, sigs, &mut self.diags);
     }
 
     /// The files with at least one error.
@@ -591,51 +541,6 @@ fn index_items(module: &mut Module, diags: &mut Vec<Diagnostic>) {
             },
         );
     }
-}
-
-fn find_path(graph: &HashMap<&str, Vec<&CallEdge>>, from: &str, to: &str) -> Option<Vec<String>> {
-    let mut stack: Vec<(String, Vec<String>)> = vec![(from.to_string(), vec![from.to_string()])];
-    let mut seen: HashSet<String> = HashSet::new();
-    while let Some((node, path)) = stack.pop() {
-        if node == to {
-            return Some(path);
-        }
-        if !seen.insert(node.clone()) {
-            continue;
-        }
-        for edge in graph.get(node.as_str()).into_iter().flatten() {
-            let mut next = path.clone();
-            next.push(edge.callee.clone());
-            stack.push((edge.callee.clone(), next));
-        }
-    }
-    None
-}
-
-fn call_depth(
-    graph: &HashMap<&str, Vec<&CallEdge>>,
-    key: &str,
-    memo: &mut HashMap<String, u32>,
-    visiting: &mut Vec<String>,
-) -> u32 {
-    if let Some(&d) = memo.get(key) {
-        return d;
-    }
-    if visiting.iter().any(|v| v == key) {
-        return 0;
-    }
-    visiting.push(key.to_string());
-    let mut depth = 0;
-    for edge in graph.get(key).into_iter().flatten() {
-        depth = depth.max(1 + call_depth(graph, &edge.callee, memo, visiting));
-    }
-    visiting.pop();
-    memo.insert(key.to_string(), depth);
-    depth
-}
-
-fn short(key: &str) -> String {
-    key.rsplit('#').next().unwrap_or(key).to_string()
 }
 
 fn is_identifier(s: &str) -> bool {

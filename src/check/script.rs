@@ -43,6 +43,7 @@ pub fn compile_script<'a>(
             }
         }
     }
+    refuse_secret_calls(cx, lit);
     match SCRIPT_ENGINE.compile_with_scope(&rhai_scope, &lit.value) {
         Ok(ast) => ast,
         Err(err) => {
@@ -78,6 +79,35 @@ pub fn compile_script<'a>(
     }
 }
 
+/// `secret("KEY")` exists in expressions, not in scripts: a script's value
+/// and prints are journaled and shown, so a script never sees a secret. Without
+/// this check the call would pass `check` and fail at run time.
+fn refuse_secret_calls(cx: &mut ModuleCx<'_>, lit: &StrLit) {
+    let spans = identifier_spans(&lit.value);
+    for (i, &(at, name, property)) in spans.iter().enumerate() {
+        let end = at + name.len();
+        let called = lit.value[end..].trim_start().starts_with('(');
+        // `fn secret(…)` defines the script's own function of that name.
+        let defined = i > 0 && spans[i - 1].1 == "fn";
+        if name != "secret" || property || !called || defined {
+            continue;
+        }
+        let span = cx.span_in_literal(lit, at..end);
+        cx.diags.push(
+            Diagnostic::new(
+                Code::E0303,
+                cx.file,
+                span,
+                "`secret()` is not available in a `script` step",
+            )
+            .label("a script cannot read secrets")
+            .help(
+                "read the secret in a `run` step's `env` (`env: { TOKEN: secret(\"token\") }`), where its value is redacted; a script's value is journaled",
+            ),
+        );
+    }
+}
+
 /// Byte offset of 1-based `line`/`col` (in characters) in `text`.
 fn line_col_offset(text: &str, line: usize, col: usize) -> usize {
     let start: usize = text
@@ -94,8 +124,18 @@ fn line_col_offset(text: &str, line: usize, col: usize) -> usize {
 
 /// The identifiers of rhai code outside strings and comments.
 pub fn identifiers(code: &str) -> BTreeSet<&str> {
+    identifier_spans(code)
+        .into_iter()
+        .filter(|&(_, _, property)| !property)
+        .map(|(_, name, _)| name)
+        .collect()
+}
+
+/// Each identifier of rhai code outside strings and comments: its offset, its
+/// text, and whether it follows a `.` (a property or method, not a variable).
+fn identifier_spans(code: &str) -> Vec<(usize, &str, bool)> {
     let bytes = code.as_bytes();
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -123,10 +163,10 @@ pub fn identifiers(code: &str) -> BTreeSet<&str> {
             while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                 i += 1;
             }
-            // `x.name` is a property access, not a variable.
-            if start == 0 || bytes[start - 1] != b'.' {
-                out.insert(&code[start..i]);
-            }
+            // `x.name` is a property access, not a variable; `1..name` is a range.
+            let property =
+                start > 0 && bytes[start - 1] == b'.' && (start < 2 || bytes[start - 2] != b'.');
+            out.push((start, &code[start..i], property));
         } else {
             i += 1;
         }

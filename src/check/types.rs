@@ -5,6 +5,7 @@ use super::module_cx::ModuleCx;
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{Record, Ty};
 use crate::syntax::ast::{self, TypeExpr, TypeExprKind};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The built-in type names.
@@ -42,8 +43,9 @@ impl ModuleCx<'_> {
             TypeExprKind::Optional(inner) => Ty::Optional(Box::new(self.resolve_type(inner))),
             TypeExprKind::Union(options) => {
                 let mut values: Vec<String> = Vec::new();
+                let mut seen: HashSet<&str> = HashSet::with_capacity(options.len());
                 for lit in options {
-                    if values.contains(&lit.value) {
+                    if !seen.insert(&lit.value) {
                         self.diags.push(
                             Diagnostic::new(
                                 Code::E0213,

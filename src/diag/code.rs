@@ -75,6 +75,7 @@ codes! {
     E0318 => "value out of range",
     E0319 => "secret flows where it is journaled or shown",
     E0320 => "value may be absent",
+    E0321 => "invalid regular expression",
     E0401 => "template syntax error",
     E0402 => "unknown name in template",
     E0403 => "unknown field in template",

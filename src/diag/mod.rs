@@ -1,5 +1,6 @@
 //! Diagnostics: one shape for every error and warning of every phase.
 
+mod clip;
 mod code;
 mod explain;
 mod render;

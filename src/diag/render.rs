@@ -1,9 +1,10 @@
 //! Rendering diagnostics: human (miette), JSON, and GitHub annotations.
 
+use super::clip::Clipped;
 use super::{Diagnostic, Severity};
-use crate::source::SourceMap;
-use crate::span::{floor_char_boundary, line_col};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use crate::source::{SourceFile, SourceMap};
+use crate::span::floor_char_boundary;
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan};
 use std::fmt;
 
 /// How `flowc check` prints diagnostics.
@@ -42,8 +43,7 @@ pub fn render(
 
 struct MietteDiag<'a> {
     diag: &'a Diagnostic,
-    source: NamedSource<String>,
-    len: usize,
+    source: Clipped<'a>,
 }
 
 impl fmt::Display for MietteDiag<'_> {
@@ -59,14 +59,6 @@ impl fmt::Debug for MietteDiag<'_> {
 }
 
 impl std::error::Error for MietteDiag<'_> {}
-
-impl MietteDiag<'_> {
-    fn clamp(&self, span: crate::span::Span) -> SourceSpan {
-        let start = span.start.min(self.len);
-        let end = span.end.clamp(start, self.len);
-        SourceSpan::new(start.into(), end - start)
-    }
-}
 
 impl miette::Diagnostic for MietteDiag<'_> {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
@@ -93,10 +85,11 @@ impl miette::Diagnostic for MietteDiag<'_> {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let primary_text = (!self.diag.label.is_empty()).then(|| self.diag.label.clone());
-        let primary = LabeledSpan::new_primary_with_span(primary_text, self.clamp(self.diag.span));
+        let primary =
+            LabeledSpan::new_primary_with_span(primary_text, self.source.map(self.diag.span));
         let others = self.diag.labels.iter().map(|l| {
             let text = (!l.text.is_empty()).then(|| l.text.clone());
-            LabeledSpan::new_with_span(text, self.clamp(l.span))
+            LabeledSpan::new_with_span(text, self.source.map(l.span))
         });
         Some(Box::new(std::iter::once(primary).chain(others)))
     }
@@ -104,11 +97,12 @@ impl miette::Diagnostic for MietteDiag<'_> {
 
 fn render_human(diag: &Diagnostic, sources: &SourceMap, opts: RenderOptions) -> String {
     let file = sources.get(diag.file);
-    let text = file.text.to_string();
+    let spans: Vec<_> = std::iter::once(diag.span)
+        .chain(diag.labels.iter().map(|l| l.span))
+        .collect();
     let wrapper = MietteDiag {
         diag,
-        len: text.len(),
-        source: NamedSource::new(file.path.clone(), text).with_language("flow"),
+        source: Clipped::new(file, &spans),
     };
     let theme = if opts.color {
         GraphicalTheme::unicode()
@@ -121,7 +115,7 @@ fn render_human(diag: &Diagnostic, sources: &SourceMap, opts: RenderOptions) -> 
     let mut out = String::new();
     if handler.render_report(&mut out, &wrapper).is_err() {
         // The renderer only fails on a broken span; fall back to one plain line.
-        let (line, col) = line_col(&file.text, diag.span.start);
+        let (line, col) = file.line_col(diag.span.start);
         out = format!(
             "{}[{}]: {}\n  at {}:{line}:{col}\n",
             severity_word(diag),
@@ -140,21 +134,21 @@ fn severity_word(diag: &Diagnostic) -> &'static str {
     }
 }
 
-fn position(text: &str, diag_span: crate::span::Span) -> ((usize, usize), (usize, usize)) {
-    let start = floor_char_boundary(text, diag_span.start);
-    let end = floor_char_boundary(text, diag_span.end.max(start));
-    (line_col(text, start), line_col(text, end))
+fn position(file: &SourceFile, diag_span: crate::span::Span) -> ((usize, usize), (usize, usize)) {
+    let start = floor_char_boundary(&file.text, diag_span.start);
+    let end = floor_char_boundary(&file.text, diag_span.end.max(start));
+    (file.line_col(start), file.line_col(end))
 }
 
 /// The JSON object for one diagnostic (1-based lines and columns).
 pub fn render_json_value(diag: &Diagnostic, sources: &SourceMap) -> serde_json::Value {
     let file = sources.get(diag.file);
-    let ((line, column), (end_line, end_column)) = position(&file.text, diag.span);
+    let ((line, column), (end_line, end_column)) = position(file, diag.span);
     let labels: Vec<serde_json::Value> = diag
         .labels
         .iter()
         .map(|l| {
-            let ((line, column), _) = position(&file.text, l.span);
+            let ((line, column), _) = position(file, l.span);
             serde_json::json!({ "line": line, "column": column, "start": l.span.start, "end": l.span.end, "text": l.text })
         })
         .collect();
@@ -198,7 +192,7 @@ pub fn github_file_error(path: &str, title: &str, message: &str) -> String {
 
 fn render_github(diag: &Diagnostic, sources: &SourceMap) -> String {
     let file = sources.get(diag.file);
-    let ((line, col), (end_line, end_col)) = position(&file.text, diag.span);
+    let ((line, col), (end_line, end_col)) = position(file, diag.span);
     let mut message = format!("{}: {}", diag.code, diag.message);
     if let Some(help) = &diag.help {
         message.push_str("\nhelp: ");

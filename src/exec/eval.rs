@@ -128,7 +128,7 @@ impl Evaluator {
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
             .map_err(|err| format!("script failed: {}", describe(&err)))?;
-        Ok(to_json(&out))
+        super::script_result::script_result(&out)
     }
 
     /// Runs a `script` step's code on the calling thread with a budget of
@@ -173,8 +173,8 @@ impl Evaluator {
                     println!("{line}");
                 }
                 Some(
-                    out.map(|v| to_json(&v))
-                        .map_err(|err| format!("script failed: {}", describe(&err))),
+                    out.map_err(|err| format!("script failed: {}", describe(&err)))
+                        .and_then(|v| super::script_result::script_result(&v)),
                 )
             }
         }

@@ -15,6 +15,7 @@ mod launch;
 mod llm;
 mod observer;
 mod scheduler;
+pub mod script_result;
 mod settle;
 mod step;
 

@@ -19,6 +19,22 @@ pub enum JournalError {
         /// What SQLite said, in words.
         detail: String,
     },
+    /// The path names a FIFO, a directory, a device: SQLite would block or fail on it.
+    #[error("the journal `{}` is {kind}, not a regular file; pass another `--journal PATH`", path.display())]
+    NotAFile {
+        /// The journal path (or its `-wal`/`-shm` companion).
+        path: PathBuf,
+        /// What it is, in words (`a FIFO`).
+        kind: &'static str,
+    },
+    /// A non-empty file that does not start with the SQLite header.
+    #[error("`{}` is a {len}-byte file that is not an SQLite database, so not a flowc journal; flowc leaves it as it is: move it away or pass another `--journal PATH`", path.display())]
+    NotSqlite {
+        /// The journal path.
+        path: PathBuf,
+        /// Its size in bytes.
+        len: u64,
+    },
     /// An SQLite database that is not a flowc journal.
     #[error("`{}` is an SQLite database but not a flowc journal; pass another `--journal PATH`", path.display())]
     Foreign {

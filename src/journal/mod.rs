@@ -9,6 +9,7 @@ mod apply;
 mod chain;
 mod error;
 mod event;
+mod file;
 mod lease;
 mod query;
 mod replay;
@@ -145,6 +146,7 @@ fn uri_path(path: &Path) -> String {
 impl Journal {
     /// Opens (creating if needed) the journal at `path` for writing.
     pub fn open(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
+        file::check_journal_file(path)?;
         refuse_lost(path)?;
         let conn = Connection::open_with_flags(
             path,
@@ -223,6 +225,9 @@ impl Journal {
     }
 
     fn open_existing_with(path: &Path, mode: OpenFlags) -> Result<Journal, JournalError> {
+        if !mode.contains(OpenFlags::SQLITE_OPEN_URI) {
+            file::check_journal_file(path)?;
+        }
         if !mode.contains(OpenFlags::SQLITE_OPEN_URI) && !path.exists() {
             return Err(JournalError::Missing {
                 path: path.to_path_buf(),

@@ -675,6 +675,9 @@ impl Lower {
             .map_primary(|p| self.postfix_expr(p))
             .map_prefix(|op, (rhs, depth)| {
                 let span = self.span(&op).to(rhs.span);
+                if matches!(rhs.kind, ExprKind::Error) {
+                    return self.error_expr(span);
+                }
                 if depth >= MAX_EXPR_DEPTH {
                     return self.too_deep(span);
                 }
@@ -693,6 +696,11 @@ impl Lower {
             })
             .map_infix(|(lhs, ld), op, (rhs, rd)| {
                 let span = lhs.span.to(rhs.span);
+                // An operand already in error was reported: one E0105 per
+                // over-long chain, not one every 64 operators.
+                if matches!(lhs.kind, ExprKind::Error) || matches!(rhs.kind, ExprKind::Error) {
+                    return self.error_expr(span);
+                }
                 let depth = ld.max(rd) + 1;
                 if depth > MAX_EXPR_DEPTH {
                     return self.too_deep(span);
