@@ -162,3 +162,34 @@ fn the_secret_store_and_key_file_read_empty_inside_a_step() {
         }
     }
 }
+
+#[test]
+fn beside_a_journal_outside_dot_flowc_only_its_own_files_are_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("state")).unwrap();
+    std::fs::write(
+        d.join("b.flow"),
+        "skill main() {\n  step w: run { command: \"echo out > state/out.txt; echo x >> state/j.db 2>/dev/null && echo wrote-journal; true\" }\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "b.flow", "--no-input", "--journal", "state/j.db"])
+        .current_dir(d)
+        .env_remove("FLOWC_JOURNAL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(d.join("state/out.txt")).unwrap(),
+        "out\n"
+    );
+    let log = Command::new(BIN)
+        .args(["log", "--journal", "state/j.db"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&log.stdout).to_string();
+    assert!(!log.contains("wrote-journal"), "{log}");
+}

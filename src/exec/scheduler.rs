@@ -456,15 +456,18 @@ impl Runner<'_> {
             } else {
                 dir
             };
-            // Never the working directory itself (a journal at `./journal.db`):
-            // then the journal's own files are protected one by one.
-            if std::fs::canonicalize(dir).ok() != std::env::current_dir().ok() {
+            // A dedicated state directory (`.flowc/`, the default) is protected
+            // whole, so a step can neither write nor swap anything in it.
+            // Anywhere else the directory holds other things (a step's output
+            // beside `--journal /tmp/x/journal.db`): only flowc's own files.
+            if dir.file_name().is_some_and(|n| n == ".flowc") {
                 paths.push(dir.to_path_buf());
             } else {
                 let p = self.journal.path().display().to_string();
                 for suffix in ["", "-wal", "-shm", "-head"] {
                     paths.push(std::path::PathBuf::from(format!("{p}{suffix}")));
                 }
+                paths.push(self.snapshot_store());
             }
         }
         // The store and the key file are hidden too: a secret reaches only
