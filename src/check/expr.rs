@@ -308,7 +308,7 @@ impl ExprChecker<'_> {
             ExprKind::Binary(BinOp::Coalesce, l, r) => {
                 let lt = self.check(l, scope);
                 let rt = self.check(r, scope);
-                self.coalesce(l, &lt, r, &rt)
+                self.coalesce(&lt, r, &rt)
             }
             ExprKind::Binary(op, l, r) => {
                 let lt = self.check(l, scope);
@@ -429,7 +429,7 @@ impl ExprChecker<'_> {
     }
 
     /// `a ?? b`: `a` without its `?`, where `b` must fit.
-    fn coalesce(&mut self, l: &Expr, lt: &Ty, r: &Expr, rt: &Ty) -> Ty {
+    fn coalesce(&mut self, lt: &Ty, r: &Expr, rt: &Ty) -> Ty {
         let inner = lt.strip_optional();
         if inner.is_dynamic() {
             return rt.clone();
@@ -438,7 +438,6 @@ impl ExprChecker<'_> {
         if may_be_null(rt) {
             return lt.clone();
         }
-        let _ = l;
         inner.clone()
     }
 

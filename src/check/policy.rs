@@ -196,20 +196,8 @@ impl ModuleCx<'_> {
             self.lit_error(field, expr, "a block `{ network: false, ... }`");
             return sandbox;
         };
-        const FIELDS: &[&str] = &[
-            "network",
-            "memory",
-            "cpu",
-            "processes",
-            "open_files",
-            "file_size",
-            "writable",
-            "readable",
-            "fallback",
-            "best_effort",
-        ];
         let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
-        self.known_fields(&sub, FIELDS, "`sandbox`", |_| None);
+        self.known_fields(&sub, SANDBOX_FIELDS, "`sandbox`", |_| None);
         for f in &sub {
             if let Some(name) = LIMITS.iter().find(|n| **n == f.key.name)
                 && !sandbox.written.contains(name)
@@ -303,8 +291,8 @@ impl ModuleCx<'_> {
     }
 }
 
-/// The limits of a `sandbox` block (every field but `fallback` and `best_effort`).
-const LIMITS: &[&str] = &[
+/// The fields of a `sandbox` block: its limits, then `fallback` and `best_effort`.
+const SANDBOX_FIELDS: &[&str] = &[
     "network",
     "memory",
     "cpu",
@@ -313,7 +301,12 @@ const LIMITS: &[&str] = &[
     "file_size",
     "writable",
     "readable",
+    "fallback",
+    "best_effort",
 ];
+
+/// The limits of a `sandbox` block (every field but `fallback` and `best_effort`).
+const LIMITS: &[&str] = SANDBOX_FIELDS.split_at(SANDBOX_FIELDS.len() - 2).0;
 
 /// One element of `step.commands`: a simple command of the parsed view.
 fn command_ty() -> Ty {

@@ -363,12 +363,8 @@ impl Walk<'_, '_, '_> {
                 };
                 (help, true)
             }
-            Ty::List(_) if name.bytes().all(|b| b.is_ascii_digit()) => {
-                if let Ty::List(elem) = ty {
-                    return (**elem).clone();
-                }
-                (None, false)
-            }
+            // `xs.0` indexes a list.
+            Ty::List(elem) if name.bytes().all(|b| b.is_ascii_digit()) => return (**elem).clone(),
             _ => (None, false),
         };
         let help = help.or_else(|| {

@@ -101,7 +101,7 @@ pub enum Command {
         after_help = "Examples:\n  flowc reject RUN review --reason 'touches the public API'"
     )]
     Reject(queue::RejectArgs),
-    /// Give an escalated step a fresh budget of attempts.
+    /// Give an escalated step a fresh budget of attempts, or ask a rejected approval again.
     #[command(after_help = "Examples:\n  flowc retry RUN deploy\n  flowc run --resume RUN")]
     Retry(queue::RetryArgs),
     /// Skip an escalated step, optionally giving its result.

@@ -64,6 +64,23 @@ struct Row {
     hash: Option<String>,
 }
 
+impl Row {
+    /// This row's link in `run`'s chain, after the link `prev`.
+    fn link(&self, prev: &str, run: &str) -> String {
+        let attempt = self.attempt.and_then(|a| u32::try_from(a).ok());
+        event_hash(
+            prev,
+            run,
+            self.seq,
+            self.at,
+            &self.kind,
+            self.node.as_deref(),
+            attempt,
+            &self.data,
+        )
+    }
+}
+
 fn rows(conn: &Connection, run: &str) -> rusqlite::Result<Vec<Row>> {
     let mut stmt = conn.prepare(
         "SELECT seq, at, kind, node, attempt, CAST(data AS TEXT), hash FROM events \
@@ -93,17 +110,7 @@ pub fn fill(conn: &Connection) -> rusqlite::Result<()> {
     for run in runs {
         let mut prev = String::new();
         for row in rows(conn, &run)? {
-            let attempt = row.attempt.and_then(|a| u32::try_from(a).ok());
-            prev = event_hash(
-                &prev,
-                &run,
-                row.seq,
-                row.at,
-                &row.kind,
-                row.node.as_deref(),
-                attempt,
-                &row.data,
-            );
+            prev = row.link(&prev, &run);
             update.execute(params![run, row.seq, prev])?;
         }
     }
@@ -162,17 +169,7 @@ impl Journal {
                 )),
                 _ => {}
             }
-            let attempt = row.attempt.and_then(|a| u32::try_from(a).ok());
-            let want = event_hash(
-                &prev,
-                run,
-                row.seq,
-                row.at,
-                &row.kind,
-                row.node.as_deref(),
-                attempt,
-                &row.data,
-            );
+            let want = row.link(&prev, run);
             match &row.hash {
                 Some(h) if *h == want => {}
                 Some(_) => problems.push(at(
