@@ -12,6 +12,7 @@ mod queue;
 mod rollback;
 mod run;
 mod secret;
+mod submit;
 
 pub use error::{CliError, CliResult};
 
@@ -109,6 +110,16 @@ pub enum Command {
         after_help = "Examples:\n  flowc skip RUN flaky_check\n  flowc skip RUN fetch --output '{\"exit_code\": 0, \"stdout\": \"\", \"stderr\": \"\", \"duration\": 0, \"output\": null}'"
     )]
     Skip(queue::SkipArgs),
+    /// Queue a run for `flowc serve`; prints its id.
+    #[command(
+        after_help = "The file is compiled and the inputs are typed now; the run appears in `flowc runs` as `queued` until a service claims it.\n\nExamples:\n  flowc submit workflows/repo_health.flow\n  flowc submit release.flow release -i version=1.4.0 --json"
+    )]
+    Submit(submit::SubmitArgs),
+    /// Cancel a queued, paused or running run (running steps are killed and journaled `cancelled`).
+    #[command(
+        after_help = "A run no process drives is cancelled at once; a running one is cancelled by its own process, which this command waits for (--no-wait returns at once).\n\nExamples:\n  flowc cancel 20261202-0610\n  flowc cancel RUN --no-wait"
+    )]
+    Cancel(submit::CancelArgs),
     /// Restore the files a `run` step's `snapshot:` saved before its attempt.
     #[command(
         after_help = "Files matching the step's globs are written back as they were (contents and modes), and files the step created there are removed.\n\nExamples:\n  flowc rollback RUN apply\n  flowc rollback RUN 'repair#2/apply' --attempt 1"
@@ -192,6 +203,8 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => queue::retry(&args),
         Command::Skip(args) => queue::skip(&args),
         Command::Secret(args) => secret::run(&args),
+        Command::Submit(args) => submit::submit(&args, color),
+        Command::Cancel(args) => submit::cancel(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Doctor { json } => doctor::run(json),

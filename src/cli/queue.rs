@@ -113,8 +113,8 @@ pub fn skip(args: &SkipArgs) -> CliResult {
     decide(Verb::Skip, &args.item, data)
 }
 
-fn decider() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+pub(super) fn decider() -> String {
+    crate::exec::user()
 }
 
 /// `flowc approvals`: pending items across runs.

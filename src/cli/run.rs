@@ -100,6 +100,14 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
                     Err(e) => return Err(CliError::usage(e)),
                 }
             };
+            if row.status == "cancelled" {
+                return Err(CliError::usage(format!(
+                    "run `{}` was cancelled ({}); start a new run with `flowc run {}`",
+                    row.id,
+                    row.error.as_deref().unwrap_or("no reason given"),
+                    row.file
+                )));
+            }
             if !args.inputs.is_empty() || args.inputs_file.is_some() {
                 return Err(CliError::usage(
                     "a resumed run keeps its inputs; start a new run to change them",
@@ -112,7 +120,7 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
             (
                 file,
                 Some(row.skill.clone()),
-                Some(row.id.clone()),
+                Some((row.id.clone(), row.status == "queued")),
                 Some(row.inputs),
             )
         }
@@ -130,28 +138,7 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
     let typed = match stored_inputs {
         Some(serde_json::Value::Object(map)) => map,
         Some(_) => serde_json::Map::new(),
-        None => {
-            let text = match &args.inputs_file {
-                Some(p) => match std::fs::read_to_string(p) {
-                    Ok(t) => Some((p.display().to_string(), t)),
-                    Err(e) => {
-                        return Err(CliError::usage(format!(
-                            "cannot read `{}`: {e}",
-                            p.display()
-                        )));
-                    }
-                },
-                None => None,
-            };
-            match inputs::collect(
-                &skill,
-                &args.inputs,
-                text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-            ) {
-                Ok(m) => m,
-                Err(errors) => return Err(CliError::all(EXIT_USAGE, errors)),
-            }
-        }
+        None => typed_inputs(&skill, &args.inputs, args.inputs_file.as_deref())?,
     };
     let replay_llm = match &args.replay_llm {
         None => None,
@@ -164,8 +151,14 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
         && !args.json
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal();
+    let (resume, queued) = match resume {
+        Some((id, true)) => (None, Some(id)),
+        Some((id, false)) => (Some(id), None),
+        None => (None, None),
+    };
     let opts = RunOptions {
-        resume: resume.clone(),
+        resume,
+        queued,
         inputs: typed,
         interactive,
         file: file.display().to_string(),
@@ -275,6 +268,14 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
             );
             Ok(EXIT_PAUSED)
         }
+        RunEnd::Cancelled => {
+            eprintln!(
+                "run {} {}",
+                report.run_id,
+                report.error.unwrap_or_else(|| "cancelled".into())
+            );
+            Ok(EXIT_FAILED)
+        }
         RunEnd::Interrupted => {
             eprintln!(
                 "run {} interrupted · continue with `{resume_cmd}{journal_flag}`",
@@ -323,4 +324,30 @@ pub fn usage_line(u: &crate::journal::LlmUsage) -> String {
         u.tokens_out,
         u.cost_usd
     )
+}
+
+/// The inputs given with `-i NAME=VALUE` and `--inputs FILE`, typed by the skill's parameters.
+pub fn typed_inputs(
+    skill: &crate::ir::Skill,
+    given: &[String],
+    file: Option<&std::path::Path>,
+) -> Result<serde_json::Map<String, serde_json::Value>, CliError> {
+    let text = match file {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some((p.display().to_string(), t)),
+            Err(e) => {
+                return Err(CliError::usage(format!(
+                    "cannot read `{}`: {e}",
+                    p.display()
+                )));
+            }
+        },
+        None => None,
+    };
+    inputs::collect(
+        skill,
+        given,
+        text.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+    )
+    .map_err(|errors| CliError::all(EXIT_USAGE, errors))
 }

@@ -244,10 +244,19 @@ impl Runner<'_> {
     }
 }
 
+/// The OS user this process runs as: `$USER`, `$LOGNAME`, else the passwd name of the uid.
 pub fn user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let uid = nix::unistd::getuid();
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("uid {uid}"), |u| u.name)
+        })
 }
 
 /// The decision recorded in an approvals row.

@@ -20,4 +20,5 @@ mod settle;
 mod step;
 
 pub use observer::{Observer, Silent};
+pub use human::user;
 pub use scheduler::{Decision, RunEnd, RunOptions, RunReport, execute};

@@ -5,7 +5,7 @@ use super::eval::Evaluator;
 use super::frame::{Frame, NodeState, Owner, Settle, Vars, hash};
 use super::observer::Observer;
 use crate::ir::{NodeId, NodeKind, Program, Skill, StepKind};
-use crate::journal::{ApprovalRow, Journal, JournalError, NewEvent, NodeRow, now_ms};
+use crate::journal::{ApprovalRow, Journal, JournalError, NewEvent, NodeRow};
 use serde_json::{Value as Json, json};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub file: String,
     /// Answer `llm` steps from this run's recorded calls instead of asking models.
     pub replay_llm: Option<String>,
+    /// Start this queued run (`flowc submit`, a trigger) rather than a new one.
+    pub queued: Option<String>,
 }
 
 /// How a run ended.
@@ -39,6 +41,8 @@ pub enum RunEnd {
     Paused,
     /// Stopped by a signal.
     Interrupted,
+    /// Cancelled by a person (`flowc cancel`).
+    Cancelled,
 }
 
 /// What a run produced.
@@ -116,6 +120,8 @@ pub(super) enum Msg {
     },
     Interrupt,
     Heartbeat,
+    /// Someone asked to cancel the run.
+    Cancel(String),
     RunTimeout,
 }
 
@@ -214,20 +220,6 @@ pub(super) struct Runner<'o> {
     pub plans: HashMap<(usize, Option<NodeId>), Result<crate::sandbox::Plan, String>>,
 }
 
-fn new_run_id() -> String {
-    let ms = now_ms();
-    let stamp: String = crate::journal::timestamp(ms)
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let salt = hash(&[
-        &ms.to_string(),
-        &std::process::id().to_string(),
-        &format!("{:?}", std::time::Instant::now()),
-    ]);
-    format!("{}-{}-{}", &stamp[..8], &stamp[8..], &salt[..6])
-}
-
 /// Runs (or resumes) `skill` of `program`, journaling to `journal`.
 pub async fn execute(
     program: Arc<Program>,
@@ -238,11 +230,11 @@ pub async fn execute(
 ) -> Result<RunReport, JournalError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let resuming = opts.resume.is_some();
-    let run_id = match &opts.resume {
+    let run_id = match opts.resume.as_ref().or(opts.queued.as_ref()) {
         Some(id) => id.clone(),
-        None => new_run_id(),
+        None => crate::journal::new_run_id(),
     };
-    if resuming {
+    if resuming || opts.queued.is_some() {
         // Resume decides from events only: a history that was changed, or
         // stored state its events do not explain, stops here.
         journal.check_untampered(&run_id)?;
@@ -332,18 +324,7 @@ pub async fn execute(
         0,
     ));
     spawn_signal_watch(tx.clone());
-    let beat = tx.clone();
-    let heartbeat = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(
-                crate::journal::LEASE_HEARTBEAT_MS as u64,
-            ))
-            .await;
-            if beat.send(Msg::Heartbeat).is_err() {
-                break;
-            }
-        }
-    });
+    let heartbeat = spawn_heartbeat(tx.clone(), runner.journal.path().to_path_buf(), run_id.clone());
     let limit = tx.clone();
     // `run_timeout` counts the time the run was driven in earlier sessions too.
     let timeout_ms = skill
@@ -359,6 +340,36 @@ pub async fn execute(
     run_timer.abort();
     let _ = runner.journal.release_lease(&run_id);
     result
+}
+
+/// Renews the lease now and then, and looks for a cancel request twice a second
+/// (through its own read-only connection, so the driver's is never shared).
+fn spawn_heartbeat(
+    tx: mpsc::UnboundedSender<Msg>,
+    path: std::path::PathBuf,
+    run: String,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let beat = crate::journal::heartbeat_ms().max(1) as u64;
+        let tick = beat.min(500);
+        let mut since_beat = 0;
+        let reader = Journal::open_read_only(&path).ok();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(tick)).await;
+            since_beat += tick;
+            if since_beat >= beat {
+                since_beat = 0;
+                if tx.send(Msg::Heartbeat).is_err() {
+                    break;
+                }
+            }
+            if let Some(by) = reader.as_ref().and_then(|j| j.cancel_request(&run).ok().flatten())
+                && tx.send(Msg::Cancel(by)).is_err()
+            {
+                break;
+            }
+        }
+    })
 }
 
 fn spawn_signal_watch(tx: mpsc::UnboundedSender<Msg>) {
@@ -668,6 +679,11 @@ impl Runner<'_> {
                 self.stop_run(RunEnd::Interrupted, "interrupted by a signal".into());
             }
             Msg::Heartbeat => self.journal.heartbeat(&self.run_id)?,
+            Msg::Cancel(by) => {
+                if self.stop.is_none() {
+                    self.stop_run(RunEnd::Cancelled, format!("cancelled by {by}"));
+                }
+            }
             Msg::RunTimeout => {
                 let cap = crate::ir::format_ms(self.root_policy.run_timeout_ms);
                 let why = format!(
@@ -719,6 +735,7 @@ impl Runner<'_> {
             RunEnd::Failed => "failed",
             RunEnd::Paused => "paused",
             RunEnd::Interrupted => "interrupted",
+            RunEnd::Cancelled => "cancelled",
         };
         let event = NewEvent::run(
             &self.run_id,

@@ -35,6 +35,12 @@ pub fn apply(
     data: &Value,
 ) -> rusqlite::Result<()> {
     match kind {
+        "run_queued" => {
+            conn.prepare_cached("INSERT INTO runs (id, skill, file, inputs, status, started_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)")?.execute(params![run, text(data, "skill"), text(data, "file"), json(data, "inputs").unwrap_or_else(|| "{}".into()), at],
+            )?;
+        }
+        // A queued run's row exists: its first session starts it.
+        "run_started" if conn.prepare_cached("UPDATE runs SET status = 'running', started_at = ?2, updated_at = ?2 WHERE id = ?1 AND status = 'queued'")?.execute(params![run, at])? == 1 => {}
         "run_started" => {
             conn.prepare_cached("INSERT INTO runs (id, skill, file, inputs, status, started_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5)")?.execute(params![run, text(data, "skill"), text(data, "file"), json(data, "inputs").unwrap_or_else(|| "{}".into()), at],
             )?;

@@ -121,7 +121,7 @@ pub fn fill(conn: &Connection) -> rusqlite::Result<()> {
 fn needs_node(kind: &str) -> bool {
     !matches!(
         kind,
-        "node_added" | "run_started" | "run_resumed" | "run_status"
+        "node_added" | "run_queued" | "run_started" | "run_resumed" | "run_status"
     )
 }
 
@@ -154,9 +154,9 @@ impl Journal {
             if row.at <= 0 {
                 problems.push(at(format!("its time ({}) is not a time", row.at)));
             }
-            if row.seq == 1 && row.kind != "run_started" {
+            if row.seq == 1 && row.kind != "run_started" && row.kind != "run_queued" {
                 problems.push(at(format!(
-                    "the first event is `{}`, not `run_started`",
+                    "the first event is `{}`, not `run_started` or `run_queued`",
                     row.kind
                 )));
             }

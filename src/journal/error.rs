@@ -77,6 +77,16 @@ pub enum JournalError {
         /// Seconds since its last heartbeat.
         age_s: i64,
     },
+    /// This process lost its lease on the run: another driver took it over.
+    #[error(
+        "run `{run}` was taken over by {holder} while this process was stalled; this process stops without writing anything more"
+    )]
+    Fenced {
+        /// The run.
+        run: String,
+        /// Who holds the lease now.
+        holder: String,
+    },
     /// A run that does not exist.
     #[error("no run `{run}` in this journal (see `flowc runs`)")]
     NoRun {

@@ -12,12 +12,16 @@ mod event;
 mod file;
 mod lease;
 mod query;
+mod queue;
+mod triggers;
 mod replay;
 
 pub use chain::Problem;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
-pub use lease::{LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder};
+pub use lease::{LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder, heartbeat_ms, host, process_alive, stale_ms};
+pub use queue::{Fire, QueueRow, Submission, new_run_id, supervisor_id};
+pub use triggers::FireRow;
 pub use query::{ApprovalRow, LlmUsage, NodeRow, RunRow};
 pub use replay::Difference;
 
@@ -26,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version this flowc writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// One step of the schema: SQL, then code over the data, then more SQL.
 struct Migration {
@@ -46,6 +50,11 @@ const MIGRATIONS: &[Migration] = &[
         before: include_str!("schema_v2_before.sql"),
         fill: Some(chain::fill),
         after: include_str!("schema_v2_after.sql"),
+    },
+    Migration {
+        before: include_str!("schema_v3.sql"),
+        fill: None,
+        after: "",
     },
 ];
 
@@ -98,6 +107,9 @@ pub struct Journal {
     crash_after: Option<u64>,
     /// The head mark beside the journal (see [`Journal::lost_events`]), once opened.
     mark: Option<std::fs::File>,
+    /// The run this process drives and the lease epoch it took: appends to
+    /// that run are refused once another driver took the lease over.
+    fence: Option<(String, i64)>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -283,6 +295,7 @@ impl Journal {
             commits: 0,
             crash_after: None,
             mark: None,
+            fence: None,
         })
     }
 
@@ -380,68 +393,28 @@ impl Journal {
         if events.is_empty() {
             return Ok(());
         }
-        let at = now_ms();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut last_rowid = 0;
-        // Per run in this commit: the last sequence number and hash.
-        let mut heads: Vec<(String, i64, String)> = Vec::new();
-        for event in events {
-            let i = match heads.iter().position(|(r, _, _)| *r == event.run_id) {
-                Some(i) => i,
-                None => {
-                    // Read under the write lock, never from a cache: another
-                    // process (`flowc approve`, …) may have appended to this run.
-                    let last: Option<(i64, Option<String>)> = tx
-                        .prepare_cached(
-                            "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
-                        )?
-                        .query_row(params![event.run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    let (seq, hash) = last.unwrap_or((0, None));
-                    heads.push((event.run_id.clone(), seq, hash.unwrap_or_default()));
-                    heads.len() - 1
-                }
-            };
-            let seq = heads[i].1 + 1;
-            let data = event.data.to_string();
-            let hash = chain::event_hash(
-                &heads[i].2,
-                &event.run_id,
-                seq,
-                at,
-                event.kind,
-                event.node.as_deref(),
-                event.attempt,
-                &data,
-            );
-            // Cached statements: a step's few events cost one prepare per session, not per event.
-            tx.prepare_cached(
-                "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![event.run_id, seq, at, event.kind, event.node, event.attempt, data, hash])?;
-            heads[i].1 = seq;
-            heads[i].2 = hash;
-            last_rowid = tx.last_insert_rowid();
-            apply::apply(
-                &tx,
-                &event.run_id,
-                at,
-                event.kind,
-                event.node.as_deref(),
-                event.attempt,
-                &event.data,
-            )?;
+        if let Some((run, epoch)) = &self.fence
+            && events.iter().any(|e| e.run_id == *run)
+        {
+            lease::check_fence(&tx, run, *epoch)?;
         }
+        let last_rowid = append_in(&tx, events)?;
         tx.commit()?;
-        self.write_mark(last_rowid);
+        self.committed(last_rowid);
+        Ok(())
+    }
+
+    /// After a commit that appended events up to `rowid`.
+    fn committed(&mut self, rowid: i64) {
+        self.write_mark(rowid);
         self.commits += 1;
         if self.crash_after.is_some_and(|n| self.commits >= n) {
             // Debug-only crash hook for the crash tests: die like SIGKILL would.
             std::process::abort();
         }
-        Ok(())
     }
 
     /// The head mark: a small file beside the journal holding the highest
@@ -512,4 +485,61 @@ impl Journal {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// Appends `events` inside `tx` (sequence numbers, hash chain, projection);
+/// returns the last event's row id.
+fn append_in(tx: &rusqlite::Transaction<'_>, events: &[NewEvent]) -> Result<i64, JournalError> {
+    let at = now_ms();
+    let mut last_rowid = 0;
+    // Per run in this commit: the last sequence number and hash.
+    let mut heads: Vec<(String, i64, String)> = Vec::new();
+    for event in events {
+        let i = match heads.iter().position(|(r, _, _)| *r == event.run_id) {
+            Some(i) => i,
+            None => {
+                // Read under the write lock, never from a cache: another
+                // process (`flowc approve`, …) may have appended to this run.
+                let last: Option<(i64, Option<String>)> = tx
+                    .prepare_cached(
+                        "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
+                    )?
+                    .query_row(params![event.run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let (seq, hash) = last.unwrap_or((0, None));
+                heads.push((event.run_id.clone(), seq, hash.unwrap_or_default()));
+                heads.len() - 1
+            }
+        };
+        let seq = heads[i].1 + 1;
+        let data = event.data.to_string();
+        let hash = chain::event_hash(
+            &heads[i].2,
+            &event.run_id,
+            seq,
+            at,
+            event.kind,
+            event.node.as_deref(),
+            event.attempt,
+            &data,
+        );
+        // Cached statements: a step's few events cost one prepare per session, not per event.
+        tx.prepare_cached(
+            "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![event.run_id, seq, at, event.kind, event.node, event.attempt, data, hash])?;
+        heads[i].1 = seq;
+        heads[i].2 = hash;
+        last_rowid = tx.last_insert_rowid();
+        apply::apply(
+            tx,
+            &event.run_id,
+            at,
+            event.kind,
+            event.node.as_deref(),
+            event.attempt,
+            &event.data,
+        )?;
+    }
+    Ok(last_rowid)
 }

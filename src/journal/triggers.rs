@@ -1,0 +1,77 @@
+//! Trigger bookkeeping: the fires recorded, and each cron trigger's cursor.
+
+use super::{Journal, JournalError};
+use rusqlite::{OptionalExtension, params};
+
+/// A recorded fire of a trigger.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FireRow {
+    /// The trigger's name.
+    pub trigger: String,
+    /// What identified the fire.
+    pub key: String,
+    /// When it was recorded (Unix ms).
+    pub at: i64,
+    /// The run it queued.
+    pub run_id: Option<String>,
+    /// `queued`, `skipped`, `rejected`, `capped`.
+    pub outcome: String,
+    /// What was kept about it.
+    pub data: serde_json::Value,
+}
+
+impl Journal {
+    /// The last slot time (Unix ms) cron trigger `trigger` considered.
+    pub fn cursor(&self, trigger: &str) -> Result<Option<i64>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT slot FROM trigger_cursors WHERE trigger = ?1",
+                params![trigger],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Moves `trigger`'s cursor forward to `slot` (never back: two services
+    /// on one journal may both move it).
+    pub fn advance_cursor(&mut self, trigger: &str, slot: i64) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO trigger_cursors (trigger, slot) VALUES (?1, ?2)
+             ON CONFLICT (trigger) DO UPDATE SET slot = max(slot, excluded.slot)",
+            params![trigger, slot],
+        )?;
+        Ok(())
+    }
+
+    /// Recorded fires, newest first; of one trigger when given.
+    pub fn fires(&self, trigger: Option<&str>, limit: usize) -> Result<Vec<FireRow>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT trigger, key, at, run_id, outcome, data FROM trigger_events
+             WHERE ?1 IS NULL OR trigger = ?1 ORDER BY at DESC, key DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![trigger, limit as i64], |r| {
+            let data: String = r.get(5)?;
+            Ok(FireRow {
+                trigger: r.get(0)?,
+                key: r.get(1)?,
+                at: r.get(2)?,
+                run_id: r.get(3)?,
+                outcome: r.get(4)?,
+                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest run a trigger queued that has not ended, if any (for `overlap`).
+    pub fn trigger_active_runs(&self, trigger: &str) -> Result<Vec<(String, String)>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT r.id, r.status FROM trigger_events t JOIN runs r ON r.id = t.run_id
+             WHERE t.trigger = ?1 AND r.status IN ('queued', 'running', 'paused', 'interrupted')
+             ORDER BY r.started_at",
+        )?;
+        let rows = stmt.query_map(params![trigger], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
