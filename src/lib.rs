@@ -10,6 +10,7 @@ pub mod ir;
 pub mod journal;
 pub mod llm;
 pub mod sandbox;
+pub mod schedule;
 pub mod secrets;
 pub mod shell;
 pub mod snapshot;
