@@ -12,6 +12,7 @@ pub mod llm;
 pub mod sandbox;
 pub mod schedule;
 pub mod secrets;
+pub mod serve;
 pub mod shell;
 pub mod snapshot;
 pub mod source;

@@ -328,7 +328,7 @@ fn a_new_journal_is_created_at_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fresh.db");
     let j = Journal::open(&path, Durability::Normal).unwrap();
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     let version: i64 = j
         .connection()
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -895,7 +895,8 @@ fn leases_keep_a_second_driver_out_and_are_taken_over_when_stale() {
         .unwrap();
     assert!(now_ms() - beat < 5_000);
     j.release_lease("a").unwrap();
-    assert_eq!(lease_pid(&j, "a"), None);
+    // The row stays (pid 0), so the epoch keeps counting across drivers.
+    assert_eq!(lease_pid(&j, "a"), Some(0));
     assert!(j.lease_holder("a").unwrap().is_none());
 
     // A live other process on this host with a fresh heartbeat holds the run.
@@ -1091,4 +1092,57 @@ fn both_durability_modes_open_in_wal_mode() {
 fn output_cap_is_64_kib() {
     assert_eq!(OUTPUT_CAP, 64 * 1024);
     assert_eq!(OUTPUT_CAP, 65_536);
+}
+
+#[test]
+fn a_driver_whose_lease_was_taken_over_cannot_append_or_renew() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = new_journal(dir.path());
+    let run = "fenced";
+    j.append(&[NewEvent::run(
+        run,
+        "run_started",
+        json!({"skill": "s", "file": "f", "inputs": {}}),
+    )])
+    .unwrap();
+    j.acquire_lease(run).unwrap();
+    let epoch = |j: &Journal| -> i64 {
+        j.connection()
+            .query_row(
+                "SELECT epoch FROM leases WHERE run_id = ?1",
+                params![run],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let first = epoch(&j);
+    j.append(&[NewEvent::run(run, "note", json!({"text": "mine"}))])
+        .unwrap();
+    // Another driver takes the lease over: a new epoch.
+    j.connection()
+        .execute("UPDATE leases SET epoch = epoch + 1, pid = 1, owner = 'the other driver' WHERE run_id = ?1", params![run])
+        .unwrap();
+    let before = j.events(run).unwrap().len();
+    let err = j
+        .append(&[NewEvent::run(run, "note", json!({"text": "late"}))])
+        .unwrap_err();
+    assert!(matches!(err, JournalError::Fenced { .. }), "{err}");
+    assert!(err.to_string().contains("the other driver"), "{err}");
+    assert_eq!(j.events(run).unwrap().len(), before, "nothing was appended");
+    assert!(matches!(j.heartbeat(run), Err(JournalError::Fenced { .. })));
+    // Events of other runs are not fenced by this lease.
+    j.append(&[NewEvent::run(
+        "other",
+        "run_started",
+        json!({"skill": "s", "file": "f", "inputs": {}}),
+    )])
+    .unwrap();
+    // Taking the lease again starts a newer epoch still.
+    j.connection()
+        .execute("UPDATE leases SET pid = 0 WHERE run_id = ?1", params![run])
+        .unwrap();
+    j.acquire_lease(run).unwrap();
+    assert_eq!(epoch(&j), first + 2);
+    j.append(&[NewEvent::run(run, "note", json!({"text": "mine again"}))])
+        .unwrap();
 }

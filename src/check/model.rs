@@ -226,7 +226,8 @@ impl ModuleCx<'_> {
         }
     }
 
-    fn secret_ref(&mut self, field: &Field) -> Option<SecretSource> {
+    /// `secret("NAME")` or `env("NAME")`: where a key or signing secret comes from.
+    pub(super) fn secret_ref(&mut self, field: &Field) -> Option<SecretSource> {
         let expr = self.value(field)?;
         if let ExprKind::Call(f, args) = &expr.kind
             && let [
@@ -247,10 +248,21 @@ impl ModuleCx<'_> {
                 Code::E0301,
                 self.file,
                 expr.span,
-                "`api_key` must come from `secret(\"NAME\")` or `env(\"NAME\")`",
+                format!(
+                    "`{}` must come from `secret(\"NAME\")` or `env(\"NAME\")`",
+                    field.key.name
+                ),
             )
-            .label("keys are never written in flow files")
-            .help("write `api_key: secret(\"OPENAI_API_KEY\")`"),
+            .label("secrets are never written in flow files")
+            .help(format!(
+                "write `{}: secret(\"{}\")`",
+                field.key.name,
+                if field.key.name == "api_key" {
+                    "OPENAI_API_KEY"
+                } else {
+                    "HOOK_SECRET"
+                }
+            )),
         );
         None
     }

@@ -1,29 +1,15 @@
 //! Checking a skill: its nodes, their dataflow, its `return`, and its IR.
 
-use super::expr::{ExprChecker, Lookup, Scope};
+use super::expr::ExprChecker;
 use super::module::SkillSig;
 use super::module_cx::ModuleCx;
 use super::scope::{Absent, Mode, NodeDefRef, NodeInfo, NodeScope, SkillState, when_key};
 use super::template::Templates;
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{self, OnFailure, Ty, Value};
-use crate::span::Span;
 use crate::syntax::ast::{self, Expr, ExprKind, NodeDef};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// A scope with no names (parameter defaults, trigger arguments).
-pub struct EmptyScope;
-
-impl Scope for EmptyScope {
-    fn lookup(&mut self, _name: &str, _span: Span, _diags: &mut Vec<Diagnostic>) -> Lookup {
-        Lookup::Missing
-    }
-
-    fn names(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
 
 /// Everything needed while checking one skill's nodes.
 pub struct SkillCx<'a> {

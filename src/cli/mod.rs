@@ -12,6 +12,7 @@ mod queue;
 mod rollback;
 mod run;
 mod secret;
+mod serve;
 mod submit;
 
 pub use error::{CliError, CliResult};
@@ -120,6 +121,19 @@ pub enum Command {
         after_help = "A run no process drives is cancelled at once; a running one is cancelled by its own process, which this command waits for (--no-wait returns at once).\n\nExamples:\n  flowc cancel 20261202-0610\n  flowc cancel RUN --no-wait"
     )]
     Cancel(submit::CancelArgs),
+    /// Run triggers, the run queue and a supervisor that drives each run in its own process.
+    #[command(
+        after_help = "Loads every trigger under PATH (default: the current directory), fires them, claims queued runs up to --workers and drives each in a child `flowc run --resume` process. A paused run holds no process and is requeued when its approval is decided; a run whose process dies is resumed. SIGTERM drains: nothing new starts, running steps get --drain-timeout, then are interrupted (a second SIGTERM interrupts at once).\n\nExamples:\n  flowc serve\n  flowc serve workflows --listen 0.0.0.0:8737 --workers 4\n  flowc serve --log-format json 2>> serve.log\n  curl -s localhost:8737/metrics"
+    )]
+    Serve(serve::ServeArgs),
+    /// List triggers: kind, what they listen to, the skill they run, next fire times.
+    #[command(
+        after_help = "Examples:\n  flowc triggers\n  flowc triggers workflows --next 5 --json"
+    )]
+    Triggers(serve::TriggersArgs),
+    /// Fire a trigger by hand.
+    #[command(subcommand)]
+    Trigger(serve::TriggerCommand),
     /// Restore the files a `run` step's `snapshot:` saved before its attempt.
     #[command(
         after_help = "Files matching the step's globs are written back as they were (contents and modes), and files the step created there are removed.\n\nExamples:\n  flowc rollback RUN apply\n  flowc rollback RUN 'repair#2/apply' --attempt 1"
@@ -204,6 +218,9 @@ pub fn main() -> ExitCode {
         Command::Skip(args) => queue::skip(&args),
         Command::Secret(args) => secret::run(&args),
         Command::Submit(args) => submit::submit(&args, color),
+        Command::Serve(args) => serve::serve(&args, color),
+        Command::Triggers(args) => serve::triggers(&args, color),
+        Command::Trigger(cmd) => serve::trigger(&cmd, color),
         Command::Cancel(args) => submit::cancel(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Explain(args) => explain::run(&args),

@@ -52,6 +52,7 @@ pub fn submit(args: &SubmitArgs, color: bool) -> CliResult {
         inputs,
         by: user(),
         reason: "submitted".into(),
+        wait_previous: false,
     };
     let Some(run) = journal.enqueue(&sub, None)? else {
         return Err(CliError::failed("the run was not queued"));

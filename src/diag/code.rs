@@ -76,6 +76,8 @@ codes! {
     E0319 => "secret flows where it is journaled or shown",
     E0320 => "value may be absent",
     E0321 => "invalid regular expression",
+    E0322 => "invalid cron expression",
+    E0323 => "unknown time zone",
     E0401 => "template syntax error",
     E0402 => "unknown name in template",
     E0403 => "unknown field in template",

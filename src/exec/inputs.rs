@@ -42,11 +42,36 @@ pub fn collect(
             Err(e) => errors.push(format!("input `{name}`: {e}")),
         }
     }
+    let out = typed(skill, &given, &mut errors);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Inputs already parsed as JSON (a trigger's evaluated `run:` arguments):
+/// each is validated against its parameter's type, and defaults fill the rest.
+pub fn from_values(
+    skill: &Skill,
+    given: &Map<String, Json>,
+) -> Result<Map<String, Json>, Vec<String>> {
+    let mut errors = Vec::new();
+    let out = typed(skill, given, &mut errors);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Validates `given` against the skill's parameters and fills in defaults.
+fn typed(skill: &Skill, given: &Map<String, Json>, errors: &mut Vec<String>) -> Map<String, Json> {
     let mut out = Map::new();
-    for (name, value) in &given {
+    for (name, value) in given {
         let Some(param) = skill.params.iter().find(|p| &p.name == name) else {
             if !errors.iter().any(|e| e.contains(&format!("`{name}`"))) {
-                continue_unknown(skill, name, &mut errors);
+                continue_unknown(skill, name, errors);
             }
             continue;
         };
@@ -87,11 +112,7 @@ pub fn collect(
             )),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    out
 }
 
 fn continue_unknown(skill: &Skill, name: &str, errors: &mut Vec<String>) {

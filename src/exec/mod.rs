@@ -19,6 +19,6 @@ pub mod script_result;
 mod settle;
 mod step;
 
-pub use observer::{Observer, Silent};
 pub use human::user;
+pub use observer::{Observer, Silent};
 pub use scheduler::{Decision, RunEnd, RunOptions, RunReport, execute};

@@ -324,7 +324,11 @@ pub async fn execute(
         0,
     ));
     spawn_signal_watch(tx.clone());
-    let heartbeat = spawn_heartbeat(tx.clone(), runner.journal.path().to_path_buf(), run_id.clone());
+    let heartbeat = spawn_heartbeat(
+        tx.clone(),
+        runner.journal.path().to_path_buf(),
+        run_id.clone(),
+    );
     let limit = tx.clone();
     // `run_timeout` counts the time the run was driven in earlier sessions too.
     let timeout_ms = skill
@@ -354,8 +358,17 @@ fn spawn_heartbeat(
         let tick = beat.min(500);
         let mut since_beat = 0;
         let reader = Journal::open_read_only(&path).ok();
+        // A run process of `flowc serve` stops (interrupted, resumable) when
+        // the service that started it is gone, rather than run unsupervised.
+        let supervisor: Option<i32> = std::env::var("FLOWC_SUPERVISOR_PID")
+            .ok()
+            .and_then(|p| p.parse().ok());
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(tick)).await;
+            if supervisor.is_some_and(|pid| nix::unistd::getppid().as_raw() != pid) {
+                let _ = tx.send(Msg::Interrupt);
+                break;
+            }
             since_beat += tick;
             if since_beat >= beat {
                 since_beat = 0;
@@ -363,7 +376,9 @@ fn spawn_heartbeat(
                     break;
                 }
             }
-            if let Some(by) = reader.as_ref().and_then(|j| j.cancel_request(&run).ok().flatten())
+            if let Some(by) = reader
+                .as_ref()
+                .and_then(|j| j.cancel_request(&run).ok().flatten())
                 && tx.send(Msg::Cancel(by)).is_err()
             {
                 break;

@@ -453,17 +453,98 @@ pub struct Model {
     pub tokens_per_minute: Option<u64>,
 }
 
-/// A `trigger` item (not executed yet: recorded for `flowc check` and future use).
+/// A `trigger` item: what starts a run of a skill without a person (`flowc serve`).
 #[derive(Debug, Clone)]
 pub struct Trigger {
     /// Its name.
     pub name: String,
-    /// The skill it starts.
+    /// Its `description`.
+    pub description: Option<String>,
+    /// The key (`FILE#name`) of the skill it starts.
     pub skill: Option<String>,
-    /// A cron expression.
-    pub cron: Option<String>,
-    /// Globs to watch.
-    pub watch: Vec<String>,
-    /// A webhook path.
-    pub webhook: Option<String>,
+    /// The `run:` arguments by parameter name, evaluated when it fires (`event` in scope).
+    pub args: Vec<(String, CompiledExpr)>,
+    /// What happens when it fires while its previous run has not ended.
+    pub overlap: Overlap,
+    /// What makes it fire.
+    pub source: TriggerSource,
+}
+
+/// `overlap`: a fire while the trigger's previous run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlap {
+    /// Start nothing (the default); the fire is recorded as skipped.
+    #[default]
+    Skip,
+    /// Queue at most one run behind the one going.
+    Queue,
+    /// Start another run.
+    Allow,
+    /// Cancel the run going, then start one.
+    CancelPrevious,
+}
+
+/// `catchup`: slots missed while no service ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Catchup {
+    /// Missed slots start nothing.
+    None,
+    /// One run for the most recent missed slot (the default).
+    #[default]
+    Latest,
+    /// A run for every missed slot inside `catchup_window`, capped.
+    All,
+}
+
+/// `verify` of a webhook trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// GitHub's `X-Hub-Signature-256` (HMAC-SHA256 of the body).
+    Github,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    Standard,
+    /// Unsigned calls accepted (must be written).
+    None,
+}
+
+/// What makes a trigger fire.
+#[derive(Debug, Clone)]
+pub enum TriggerSource {
+    /// A schedule.
+    Cron {
+        /// The expression as written.
+        expr: String,
+        /// The IANA zone it is read in.
+        timezone: String,
+        /// Missed slots after downtime.
+        catchup: Catchup,
+        /// How far back `catchup: all` looks, in ms.
+        catchup_window_ms: u64,
+        /// Each fire waits a random delay up to this, in ms.
+        jitter_ms: u64,
+    },
+    /// Changes to files.
+    Watch {
+        /// Globs, relative to the service's directory.
+        globs: Vec<String>,
+        /// Quiet time before a burst of changes fires, in ms.
+        debounce_ms: u64,
+    },
+    /// An HTTP POST to the service's listener.
+    Webhook {
+        /// The path, starting with `/`.
+        path: String,
+        /// How calls are authenticated.
+        verify: Verify,
+        /// The signing secret.
+        secret: Option<SecretSource>,
+        /// The header that identifies a delivery (dedup).
+        dedup: Option<String>,
+        /// Largest body accepted, in bytes.
+        max_body: u64,
+        /// Largest age of a Standard Webhooks timestamp, in ms.
+        tolerance_ms: u64,
+    },
+    /// None given (reported).
+    Missing,
 }

@@ -167,7 +167,7 @@ pub(super) fn live_holder(
     Ok(lease_row(conn, run)?.and_then(|row| {
         let live = row.1 != 0 && {
             let here = row.2 == host();
-            !(here && !process_alive(row.1)) && now - row.3 < stale_ms()
+            (!here || process_alive(row.1)) && now - row.3 < stale_ms()
         };
         live.then(|| LeaseHolder {
             owner: row.0,

@@ -13,17 +13,21 @@ mod file;
 mod lease;
 mod query;
 mod queue;
-mod triggers;
 mod replay;
+mod stats;
+mod triggers;
 
 pub use chain::Problem;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
-pub use lease::{LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder, heartbeat_ms, host, process_alive, stale_ms};
-pub use queue::{Fire, QueueRow, Submission, new_run_id, supervisor_id};
-pub use triggers::FireRow;
+pub use lease::{
+    LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder, heartbeat_ms, host, process_alive, stale_ms,
+};
 pub use query::{ApprovalRow, LlmUsage, NodeRow, RunRow};
+pub use queue::{Fire, QueueRow, Submission, new_run_id, supervisor_id};
 pub use replay::Difference;
+pub use stats::Stats;
+pub use triggers::FireRow;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};

@@ -49,6 +49,8 @@ pub struct Submission {
     pub by: String,
     /// Why it is queued (`submitted`, `trigger`).
     pub reason: String,
+    /// Held until the trigger's previous run has ended (`overlap: queue`, `cancel_previous`).
+    pub wait_previous: bool,
 }
 
 /// A row of the run queue.
@@ -115,9 +117,14 @@ impl Journal {
             data["trigger_key"] = Json::String(f.key.clone());
         }
         let rowid = append_in(&tx, &[NewEvent::run(&run, "run_queued", data)])?;
+        let (ready, waiting) = if sub.wait_previous {
+            (None, Some("previous"))
+        } else {
+            (Some(now), None)
+        };
         tx.execute(
-            "INSERT INTO run_queue (run_id, ready_at, reason) VALUES (?1, ?2, ?3)",
-            params![run, now, sub.reason],
+            "INSERT INTO run_queue (run_id, ready_at, reason, waiting) VALUES (?1, ?2, ?3, ?4)",
+            params![run, ready, sub.reason, waiting],
         )?;
         tx.commit()?;
         self.committed(rowid);
@@ -186,8 +193,10 @@ impl Journal {
     pub fn dequeue(&mut self, run: &str) -> Result<(), JournalError> {
         self.conn
             .execute("DELETE FROM run_queue WHERE run_id = ?1", params![run])?;
-        self.conn
-            .execute("DELETE FROM cancel_requests WHERE run_id = ?1", params![run])?;
+        self.conn.execute(
+            "DELETE FROM cancel_requests WHERE run_id = ?1",
+            params![run],
+        )?;
         Ok(())
     }
 
@@ -232,6 +241,38 @@ impl Journal {
             self.requeue(run, now_ms(), "decided", false)?;
         }
         Ok(decided)
+    }
+
+    /// Makes runs held behind their trigger's previous run ready once no
+    /// other run of that trigger is going.
+    pub fn wake_after_previous(&mut self) -> Result<Vec<String>, JournalError> {
+        let free: Vec<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT q.run_id FROM run_queue q JOIN trigger_events t ON t.run_id = q.run_id
+                 WHERE q.waiting = 'previous' AND NOT EXISTS (
+                   SELECT 1 FROM trigger_events t2 JOIN runs r ON r.id = t2.run_id
+                   WHERE t2.trigger = t.trigger AND r.id <> q.run_id
+                     AND r.status IN ('running', 'paused', 'interrupted'))",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for run in &free {
+            self.requeue(run, now_ms(), "previous ended", false)?;
+        }
+        Ok(free)
+    }
+
+    /// Whether any queued run is ready to claim (a read: an idle queue writes nothing).
+    pub fn any_ready(&self, now: i64) -> Result<bool, JournalError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?1 LIMIT 1",
+            )?
+            .query_row(params![now], |_| Ok(()))
+            .optional()?
+            .is_some())
     }
 
     /// Every row of the queue.
@@ -315,7 +356,10 @@ impl Journal {
         ));
         let rowid = append_in(&tx, &events)?;
         tx.execute("DELETE FROM run_queue WHERE run_id = ?1", params![run])?;
-        tx.execute("DELETE FROM cancel_requests WHERE run_id = ?1", params![run])?;
+        tx.execute(
+            "DELETE FROM cancel_requests WHERE run_id = ?1",
+            params![run],
+        )?;
         tx.commit()?;
         self.committed(rowid);
         Ok(true)

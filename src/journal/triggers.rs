@@ -65,7 +65,10 @@ impl Journal {
     }
 
     /// The newest run a trigger queued that has not ended, if any (for `overlap`).
-    pub fn trigger_active_runs(&self, trigger: &str) -> Result<Vec<(String, String)>, JournalError> {
+    pub fn trigger_active_runs(
+        &self,
+        trigger: &str,
+    ) -> Result<Vec<(String, String)>, JournalError> {
         let mut stmt = self.conn.prepare(
             "SELECT r.id, r.status FROM trigger_events t JOIN runs r ON r.id = t.run_id
              WHERE t.trigger = ?1 AND r.status IN ('queued', 'running', 'paused', 'interrupted')
@@ -73,5 +76,29 @@ impl Journal {
         )?;
         let rows = stmt.query_map(params![trigger], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Journal {
+    /// The recorded fire `(trigger, key)`, if there is one.
+    pub fn fire_row(&self, trigger: &str, key: &str) -> Result<Option<FireRow>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT trigger, key, at, run_id, outcome, data FROM trigger_events WHERE trigger = ?1 AND key = ?2",
+                params![trigger, key],
+                |r| {
+                    let data: String = r.get(5)?;
+                    Ok(FireRow {
+                        trigger: r.get(0)?,
+                        key: r.get(1)?,
+                        at: r.get(2)?,
+                        run_id: r.get(3)?,
+                        outcome: r.get(4)?,
+                        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                    })
+                },
+            )
+            .optional()?)
     }
 }

@@ -138,6 +138,15 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 ];
 
 /// Decodes `3`, `0.25`, `10m`, `2GiB`; reports overflow and unknown units.
+/// Reads a duration written as in flow files (`500ms`, `30s`, `2m`, `1h`) into milliseconds.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let file: FileId = 0;
+    match decode_number(text.trim(), Span::new(0, text.len()), file) {
+        Ok(Number::Duration(ms)) => Some(ms),
+        _ => None,
+    }
+}
+
 pub fn decode_number(text: &str, span: Span, file: FileId) -> Result<Number, Diagnostic> {
     let split = text
         .find(|c: char| c.is_ascii_alphabetic())

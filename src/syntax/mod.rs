@@ -6,6 +6,6 @@ mod parse;
 mod prescan;
 mod rule_names;
 
-pub use literal::{Decoded, decode_string};
+pub use literal::{Decoded, decode_string, parse_duration};
 pub use parse::{KEYWORDS, MAX_EXPR_DEPTH, parse_file};
 pub use prescan::MAX_DEPTH;

@@ -1,0 +1,371 @@
+//! `flowc serve`: triggers, the run queue, and a supervisor that drives each run in its own process.
+
+mod clock;
+mod cron;
+pub mod fire;
+mod http;
+pub mod load;
+pub mod log;
+mod metrics;
+mod notify;
+mod supervisor;
+pub mod webhook;
+
+pub use clock::{Clock, parse_instant, rfc3339};
+pub use load::{Loaded, load};
+
+use crate::ir::{SecretSource, TriggerSource};
+use crate::journal::{Journal, now_ms, supervisor_id};
+use fire::Outcome;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, mpsc};
+
+/// How often the scheduler looks at the clock and the queue.
+const TICK_MS: u64 = 200;
+
+/// What `flowc serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The journal.
+    pub journal: PathBuf,
+    /// Where to listen (`127.0.0.1:8737`); `None`: no listener.
+    pub listen: Option<String>,
+    /// How many run processes at once.
+    pub workers: usize,
+    /// How long running steps may finish after SIGTERM, in ms.
+    pub drain_ms: u64,
+    /// The log format.
+    pub log: log::Log,
+}
+
+/// The service's shared state.
+pub struct Service {
+    journal: Mutex<Journal>,
+    /// The journal's path.
+    pub journal_path: PathBuf,
+    /// The triggers loaded at start.
+    pub triggers: Vec<Loaded>,
+    /// The service's notion of now.
+    pub clock: Clock,
+    /// The service's log.
+    pub log: log::Log,
+    /// Signing secrets of webhook triggers, by trigger name.
+    pub secrets: HashMap<String, zeroize::Zeroizing<String>>,
+    /// Woken when a run was queued, so it is claimed without waiting for a tick.
+    pub wake: Notify,
+    /// Set on SIGTERM: nothing more is fired or claimed.
+    pub draining: AtomicBool,
+    /// When the scheduler last ticked (Unix ms, real time).
+    pub last_tick: AtomicI64,
+    /// Run processes alive now.
+    pub active: AtomicUsize,
+    /// This supervisor's id in the queue (`PID@HOST`).
+    pub owner: String,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("journal", &self.journal_path)
+            .finish()
+    }
+}
+
+impl Service {
+    /// The journal, for one short piece of work (never held across an await).
+    pub fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Logs a fire.
+    pub fn report_fire(&self, loaded: &Loaded, key: &str, outcome: &Outcome) {
+        let mut fields = vec![
+            ("trigger", json!(loaded.trigger.name)),
+            ("key", json!(key)),
+            ("outcome", json!(outcome.word())),
+        ];
+        match outcome {
+            Outcome::Queued(run) => fields.push(("run", json!(run))),
+            Outcome::Duplicate(run) => fields.push(("run", json!(run))),
+            Outcome::Skipped(why) | Outcome::Rejected(why) => fields.push(("reason", json!(why))),
+        }
+        self.log.event("trigger.fired", &fields);
+    }
+}
+
+/// Resolves every webhook trigger's signing secret; a missing one stops the start.
+fn secrets(triggers: &[Loaded]) -> Result<HashMap<String, zeroize::Zeroizing<String>>, String> {
+    let mut out = HashMap::new();
+    for l in triggers {
+        let TriggerSource::Webhook {
+            secret: Some(source),
+            ..
+        } = &l.trigger.source
+        else {
+            continue;
+        };
+        let value = match source {
+            SecretSource::Secret(name) => crate::secrets::resolve(name),
+            SecretSource::Env(name) => std::env::var(name)
+                .map_err(|_| format!("the environment variable `{name}` is not set")),
+        }
+        .map_err(|e| format!("trigger `{}`: its secret: {e}", l.trigger.name))?;
+        crate::secrets::register(&value);
+        out.insert(l.trigger.name.clone(), zeroize::Zeroizing::new(value));
+    }
+    Ok(out)
+}
+
+/// Runs the service until SIGTERM/SIGINT; returns the process exit code.
+pub fn serve(config: Config, triggers: Vec<Loaded>) -> Result<u8, String> {
+    let journal = Journal::open(&config.journal, Default::default()).map_err(|e| e.to_string())?;
+    let svc = Arc::new(Service {
+        journal: Mutex::new(journal),
+        journal_path: std::fs::canonicalize(&config.journal).unwrap_or(config.journal.clone()),
+        secrets: secrets(&triggers)?,
+        triggers,
+        clock: Clock::from_env(),
+        log: config.log,
+        wake: Notify::new(),
+        draining: AtomicBool::new(false),
+        last_tick: AtomicI64::new(now_ms()),
+        active: AtomicUsize::new(0),
+        owner: supervisor_id(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(run(svc, config))
+}
+
+async fn run(svc: Arc<Service>, config: Config) -> Result<u8, String> {
+    let listener = match &config.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on `{addr}`: {e}"))?,
+        ),
+        None => None,
+    };
+    let addr = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string());
+    let recovered = svc.journal().reclaim_stale().map_err(|e| e.to_string())?;
+    svc.log.event(
+        "serve.started",
+        &[
+            ("listen", json!(addr)),
+            ("workers", json!(config.workers)),
+            ("triggers", json!(svc.triggers.len())),
+            ("journal", json!(svc.journal_path.display().to_string())),
+            ("recovered", json!(recovered)),
+            ("fake_clock", json!(svc.clock.is_fake())),
+        ],
+    );
+    if let Some(listener) = listener {
+        let app = http::router(svc.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+    }
+    notify::notify("READY=1");
+    let result = supervise(svc.clone(), &config).await;
+    notify::notify("STOPPING=1");
+    svc.log.event("serve.stopped", &[]);
+    result
+}
+
+/// The loop: ticks, claims, run process ends, signals.
+async fn supervise(svc: Arc<Service>, config: &Config) -> Result<u8, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let (exits_tx, mut exits) = mpsc::unbounded_channel::<supervisor::Exit>();
+    let mut children = supervisor::Children::new();
+    let mut cursors = cron::Cursors::default();
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(TICK_MS));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watchdog = notify::watchdog_interval();
+    let mut last_watchdog = std::time::Instant::now();
+    let mut last_renew = 0i64;
+    let mut drain_deadline: Option<std::time::Instant> = None;
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = svc.wake.notified() => {}
+            Some(exit) = exits.recv() => {
+                children.remove(&exit.run);
+                svc.active.store(children.len(), Ordering::SeqCst);
+                let s = svc.clone();
+                let _ = tokio::task::spawn_blocking(move || supervisor::settle(&s, &exit)).await;
+            }
+            _ = term.recv() => stop_signal(&svc, &mut drain_deadline, &mut interrupted, config, &children),
+            _ = int.recv() => stop_signal(&svc, &mut drain_deadline, &mut interrupted, config, &children),
+        }
+        let real_now = now_ms();
+        svc.last_tick.store(real_now, Ordering::SeqCst);
+        if let Some(every) = watchdog
+            && last_watchdog.elapsed() >= every
+        {
+            notify::notify("WATCHDOG=1");
+            last_watchdog = std::time::Instant::now();
+        }
+        if let Some(deadline) = drain_deadline {
+            if children.is_empty() {
+                return Ok(0);
+            }
+            if !interrupted && std::time::Instant::now() >= deadline {
+                interrupt_all(&svc, &children, "the drain timeout passed");
+                interrupted = true;
+            }
+            continue;
+        }
+        let s = svc.clone();
+        let renew = real_now - last_renew >= 2_000;
+        if renew {
+            last_renew = real_now;
+        }
+        let mut c = std::mem::take(&mut cursors);
+        let (done, c) = tokio::task::spawn_blocking(move || {
+            let done = housekeeping(&s, &mut c, renew);
+            (done, c)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        cursors = c;
+        if let Err(e) = done {
+            // A busy or full journal: said, and tried again next tick.
+            svc.log.event("serve.error", &[("error", json!(e))]);
+        }
+        while children.len() < config.workers {
+            let s = svc.clone();
+            let next = tokio::task::spawn_blocking(move || claim(&s))
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(run) = next else { break };
+            match supervisor::spawn(&svc, &run, exits_tx.clone()) {
+                Ok(child) => {
+                    svc.log.event(
+                        "run.claimed",
+                        &[("run", json!(run)), ("pid", json!(child.pid))],
+                    );
+                    children.insert(run, child);
+                }
+                Err(e) => {
+                    svc.log
+                        .event("run.error", &[("run", json!(run)), ("error", json!(e))]);
+                    let _ = svc
+                        .journal()
+                        .requeue(&run, now_ms() + 5_000, "spawn failed", true);
+                    break;
+                }
+            }
+        }
+        svc.active.store(children.len(), Ordering::SeqCst);
+    }
+}
+
+/// One tick's journal work: stale claims back to the queue, decided approvals
+/// and freed overlaps woken, cron fired, this service's claims renewed.
+fn housekeeping(svc: &Service, cursors: &mut cron::Cursors, renew: bool) -> Result<(), String> {
+    {
+        let mut journal = svc.journal();
+        let err = |e: crate::journal::JournalError| e.to_string();
+        if renew {
+            let until = now_ms() + claim_ms();
+            journal.renew_claims(&svc.owner, until).map_err(err)?;
+            for run in journal.reclaim_stale().map_err(err)? {
+                svc.log.event("run.recovered", &[("run", json!(run))]);
+            }
+        }
+        for run in journal.wake_decided().map_err(err)? {
+            svc.log.event(
+                "run.woken",
+                &[
+                    ("run", json!(run)),
+                    ("why", json!("a decision was recorded")),
+                ],
+            );
+        }
+        for run in journal.wake_after_previous().map_err(err)? {
+            svc.log.event(
+                "run.woken",
+                &[
+                    ("run", json!(run)),
+                    ("why", json!("the trigger's previous run ended")),
+                ],
+            );
+        }
+    }
+    cron::tick(svc, cursors, svc.clock.now_ms());
+    Ok(())
+}
+
+/// How long a claim lasts without renewal: three times the lease's stale age, at least 10 s.
+fn claim_ms() -> i64 {
+    (crate::journal::stale_ms()).max(10_000)
+}
+
+/// Claims the next ready run, reading first so an idle queue is never written.
+fn claim(svc: &Service) -> Option<String> {
+    let mut journal = svc.journal();
+    let now = now_ms();
+    if !journal.any_ready(now).unwrap_or(false) {
+        return None;
+    }
+    journal
+        .claim_next(&svc.owner, now + claim_ms())
+        .ok()
+        .flatten()
+}
+
+fn stop_signal(
+    svc: &Service,
+    deadline: &mut Option<std::time::Instant>,
+    interrupted: &mut bool,
+    config: &Config,
+    children: &supervisor::Children,
+) {
+    svc.draining.store(true, Ordering::SeqCst);
+    notify::notify("STOPPING=1");
+    if deadline.is_none() {
+        *deadline =
+            Some(std::time::Instant::now() + std::time::Duration::from_millis(config.drain_ms));
+        svc.log.event(
+            "serve.draining",
+            &[
+                ("runs", json!(children.len())),
+                ("drain_timeout_ms", json!(config.drain_ms)),
+            ],
+        );
+    } else if !*interrupted {
+        interrupt_all(svc, children, "a second stop signal");
+        *interrupted = true;
+    }
+}
+
+/// Interrupts every run process (they journal their running steps as interrupted).
+fn interrupt_all(svc: &Service, children: &supervisor::Children, why: &str) {
+    svc.log.event(
+        "serve.interrupting",
+        &[("runs", json!(children.len())), ("why", json!(why))],
+    );
+    for child in children.values() {
+        if let Ok(pid) = i32::try_from(child.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
