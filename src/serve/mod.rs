@@ -9,6 +9,7 @@ pub mod log;
 mod metrics;
 mod notify;
 mod supervisor;
+mod watch;
 pub mod webhook;
 
 pub use clock::{Clock, parse_instant, rfc3339};
@@ -177,6 +178,9 @@ async fn run(svc: Arc<Service>, config: Config) -> Result<u8, String> {
             let _ = axum::serve(listener, app).await;
         });
     }
+    let root =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    watch::start(&svc, root)?;
     notify::notify("READY=1");
     let result = supervise(svc.clone(), &config).await;
     notify::notify("STOPPING=1");
