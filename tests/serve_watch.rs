@@ -1,6 +1,7 @@
 //! `watch` triggers under `flowc serve`: a change under a watched directory
 //! starts one run after the debounce; a change under an ignored directory
 //! starts none (it is never watched).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
