@@ -13,6 +13,7 @@
 //! request too large for one message, `FLOWC_NO_SPAWNER=1`, or a spawner that
 //! died), `run_process` forks flowc as before.
 
+use super::mounts::MountSpec;
 use super::plan::{FsRules, Plan};
 use nix::sys::resource::Resource;
 use nix::sys::socket::{
@@ -50,10 +51,8 @@ pub(super) struct Request {
     pub rlimits: Vec<(u8, u64, u64)>,
     pub landlock: Option<LandlockSpec>,
     pub ns: Namespaces,
-    /// Paths bound read-only in a new mount namespace (with a fresh /proc).
-    pub protect: Vec<String>,
-    /// Files hidden behind `/dev/null` in that namespace.
-    pub hide: Vec<String>,
+    /// A new mount namespace (with a fresh /proc), with a PID namespace only.
+    pub mounts: Option<MountSpec>,
 }
 
 /// The Landlock ruleset of a request (the spawner builds and caches it).
@@ -68,15 +67,23 @@ pub(super) struct LandlockSpec {
 pub(super) struct Namespaces {
     pub pid: bool,
     pub net: bool,
-    pub user: Option<UserMap>,
+    /// A user namespace too (without root), mapping the user to itself.
+    pub user: bool,
 }
 
-/// How a new user namespace maps the user (as `unshare --map-current-user`
-/// or `--map-root-user`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(super) enum UserMap {
-    Current,
-    Root,
+impl Namespaces {
+    /// The namespaces of `plan` (from its `unshare` arguments).
+    pub(super) fn of(plan: &Plan) -> Namespaces {
+        let Some(args) = &plan.unshare else {
+            return Namespaces::default();
+        };
+        let has = |a: &str| args.iter().any(|x| x == a);
+        Namespaces {
+            pid: true,
+            net: has("--net"),
+            user: has("--user"),
+        }
+    }
 }
 
 /// What each descriptor sent with a request is, in order.
@@ -114,8 +121,7 @@ impl Request {
             rlimits: Vec::new(),
             landlock: None,
             ns: Namespaces::default(),
-            protect: Vec::new(),
-            hide: Vec::new(),
+            mounts: None,
         };
         let Some(plan) = plan else {
             return req;
@@ -133,23 +139,9 @@ impl Request {
                 net: plan.landlock_net,
             });
         }
-        if plan.has("state_read_only") {
-            req.protect = plan.protect.clone();
-            req.hide = plan.hide.clone();
-        }
-        if let Some(args) = &plan.unshare {
-            let has = |a: &str| args.iter().any(|x| x == a);
-            req.ns = Namespaces {
-                pid: true,
-                net: has("--net"),
-                user: has("--user").then(|| {
-                    if has("--map-root-user") {
-                        UserMap::Root
-                    } else {
-                        UserMap::Current
-                    }
-                }),
-            };
+        req.ns = Namespaces::of(plan);
+        if req.ns.pid {
+            req.mounts = plan.mounts();
         }
         req
     }
