@@ -3,7 +3,8 @@
 //! of starting a step, with or without root), and through the spawner the
 //! step sees a /proc of its own PID namespace, without flowc's processes or
 //! their environment. Outside `writable` every mount is read-only there, so
-//! metadata (which Landlock does not cover) cannot change either.
+//! metadata (which Landlock does not cover) cannot change either; and the
+//! `running` event says which of these a step got.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -386,4 +387,62 @@ fn an_unprivileged_fork_keeps_the_state_and_the_rest_read_only() {
     let after = std::fs::metadata(top.join("outside.txt")).unwrap();
     assert_eq!(after.permissions().mode() & 0o7777, 0o640);
     assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+}
+
+#[test]
+fn a_request_too_large_for_the_spawner_is_recorded_without_its_own_proc() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Over the spawner's 160 KiB message, in arguments under the kernel's
+    // 128 KiB each: this step starts by forking flowc, its neighbour does not.
+    let part = format!("\"{}\"", "x".repeat(60_000));
+    let args = [part.as_str(); 3].join(", ");
+    let count = "echo procs $(ls /proc | grep -c '^[0-9]')";
+    std::fs::write(
+        d.join("big.flow"),
+        format!(
+            "skill main() {{\n  step small: run {{ command: \"{count}\" }}\n  \
+             step big: run {{ argv: [\"sh\", \"-c\", \"{count}\", \"sh\", {args}] }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let out = run(d, &["run", "big.flow", "--no-input"], true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = latest_run(d);
+    let journal = flowc::journal::Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
+    let events = journal.events(&id).unwrap();
+    let record = |node: &str| {
+        let e = events
+            .iter()
+            .find(|e| e.node.as_deref() == Some(node) && !e.data["sandbox"].is_null())
+            .unwrap_or_else(|| panic!("no running event for {node}"));
+        e.data["sandbox"].clone()
+    };
+    let layers = |r: &serde_json::Value| r["layers"].to_string();
+    let (small, big) = (record("small"), record("big"));
+    assert!(layers(&small).contains("\"own_proc\""), "{small}");
+    for layer in [
+        "\"state_read_only\"",
+        "\"fs_read_only\"",
+        "\"pid_namespace\"",
+    ] {
+        assert!(layers(&big).contains(layer), "{big}");
+    }
+    assert!(!layers(&big).contains("\"own_proc\""), "{big}");
+    assert!(
+        big["missing"]
+            .to_string()
+            .contains("a /proc of the step's own PID namespace"),
+        "{big}"
+    );
+    // And that is what each saw: its own namespace's few processes, or the host's.
+    let procs = |step: &str| -> usize {
+        let log = run(d, &["log", &id, step], true);
+        String::from_utf8_lossy(&log.stdout)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("procs ")?.parse().ok())
+            .unwrap_or_else(|| panic!("{step}: {}", String::from_utf8_lossy(&log.stdout)))
+    };
+    assert!(procs("small") < 10);
+    assert!(procs("big") > procs("small"));
 }

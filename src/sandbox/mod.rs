@@ -19,7 +19,7 @@ mod zygote;
 pub use outcome::{Ended, Outcome};
 pub use plan::{FsRules, Plan, narrow, resolve};
 pub use spawn::{ChildSetup, Prepared, install, prepare, setup_error};
-pub use spawner::{NotSpawned, Spawned, SpawnedChild, spawn_process, start_spawner};
+pub use spawner::{NotSpawned, Spawned, SpawnedChild, spawn_process, spawner_takes, start_spawner};
 pub use support::{Layer, Support};
 
 use crate::ir::Sandbox;

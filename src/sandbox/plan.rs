@@ -28,6 +28,8 @@ pub struct Plan {
     /// Files of flowc's a step must not even read (the secret store, the key
     /// file): `/dev/null` is bound over each in the step's mount namespace.
     pub hide: Vec<String>,
+    /// The process starts by forking flowc, not through the spawner ([`Plan::forked`]).
+    pub forked: bool,
     /// Names of the layers applied.
     pub applied: Vec<&'static str>,
     /// Limits asked for that this machine cannot enforce (run anyway: `fallback: "weaker"`).
@@ -371,6 +373,18 @@ impl Plan {
         }
     }
 
+    /// This plan's process starts by forking flowc (its request is too
+    /// large for the spawner, or the spawner is gone): no /proc of its own.
+    pub fn forked(&mut self) {
+        if std::mem::replace(&mut self.forked, true) {
+            return;
+        }
+        if let Some(i) = self.applied.iter().position(|l| *l == "own_proc") {
+            self.applied.remove(i);
+            self.missing.push(NO_OWN_PROC.into());
+        }
+    }
+
     /// The step's mount namespace, when it has one.
     pub(super) fn mounts(&self) -> Option<super::mounts::MountSpec> {
         let state = self.has("state_read_only");
@@ -495,6 +509,18 @@ mod tests {
         });
         let applied = Plan::new(&confined("out", &["writable"]), &full).unwrap();
         assert!(applied.has("fs_read_only") && applied.missing.is_empty());
+    }
+
+    #[test]
+    fn a_forked_start_has_no_own_proc() {
+        let mut plan = Plan {
+            applied: vec!["process_group", "state_read_only", "own_proc"],
+            ..Plan::default()
+        };
+        plan.forked();
+        plan.forked();
+        assert!(plan.forked && !plan.has("own_proc") && plan.has("state_read_only"));
+        assert_eq!(plan.missing, vec![NO_OWN_PROC.to_string()]);
     }
 
     #[test]

@@ -226,6 +226,56 @@ pub fn start_spawner() {
     }
 }
 
+/// Whether [`spawn_process`] will hand this process to the spawner: one
+/// runs, has not hung up, and the request fits one message. Asked before the
+/// attempt's `running` event, which says how the process is confined.
+pub fn spawner_takes(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&str>,
+    stdin: bool,
+    plan: Option<&Plan>,
+) -> bool {
+    let Some(spawner) = SPAWNER.get() else {
+        return false;
+    };
+    if spawner.dead.load(Ordering::Relaxed) {
+        return false;
+    }
+    if hung_up(&spawner.sock) {
+        spawner.dead.store(true, Ordering::Relaxed);
+        return false;
+    }
+    /// Counts the request's bytes, and stops it once over the limit.
+    struct Size(usize);
+    impl io::Write for Size {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            if self.0 > MAX_REQUEST {
+                return Err(io::ErrorKind::FileTooLarge.into());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let req = Request::new(argv, env, cwd, stdin, plan);
+    serde_json::to_writer(Size(0), &req).is_ok()
+}
+
+/// Whether the spawner's end of the socket has closed (it died).
+fn hung_up(sock: &OwnedFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|_| {
+        fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+    })
+}
+
 /// A process started by the spawner, with its pipes.
 #[derive(Debug)]
 pub struct Spawned {
@@ -254,6 +304,9 @@ pub async fn spawn_process(
     plan: Option<&Plan>,
 ) -> Result<Spawned, NotSpawned> {
     use NotSpawned::Unavailable;
+    if plan.is_some_and(|p| p.forked) {
+        return Err(Unavailable);
+    }
     let spawner = SPAWNER
         .get()
         .filter(|s| !s.dead.load(Ordering::Relaxed))
