@@ -321,6 +321,7 @@ fn doctor_lists_every_layer() {
         "landlock_net",
         "pid_namespace",
         "net_namespace",
+        "fs_read_only",
     ] {
         assert!(text.contains(layer), "{layer} missing from:\n{text}");
     }

@@ -54,6 +54,22 @@ pub struct ProcessSpec {
     pub sandbox: Option<crate::sandbox::Plan>,
 }
 
+impl ProcessSpec {
+    /// Settles how the process will start, before its plan's record is
+    /// journaled: a process the spawner will not take (too large for it, or
+    /// no spawner) gets no /proc of its own, and its record says so.
+    pub fn settle_start(&mut self) {
+        let Some(plan) = &mut self.sandbox else {
+            return;
+        };
+        let stdin = self.stdin.is_some();
+        let cwd = self.cwd.as_deref();
+        if !crate::sandbox::spawner_takes(&self.argv, &self.env, cwd, stdin, Some(plan)) {
+            plan.forked();
+        }
+    }
+}
+
 /// Captured output: the tail within the cap, and whether anything was dropped.
 #[derive(Debug, Default)]
 struct Capture {
@@ -204,7 +220,15 @@ async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
             });
         }
         Err(NotSpawned::Failed(e)) => return Err(spawn_error(spec, program, &e)),
-        Err(NotSpawned::Unavailable) => {}
+        Err(NotSpawned::Unavailable) => {
+            if spec.sandbox.as_ref().is_some_and(|p| p.has("own_proc")) {
+                // It died after `settle_start`: the fork could not give what
+                // the journal already says this attempt has.
+                return Err("the process spawner exited before the step started; \
+                     the next attempt starts without it"
+                    .into());
+            }
+        }
     }
     let prepared = match &spec.sandbox {
         Some(plan) => {

@@ -174,8 +174,7 @@ impl Runner<'_> {
                 return None;
             }
         };
-        data["sandbox"] = plan.record();
-        let spec = ProcessSpec {
+        let mut spec = ProcessSpec {
             argv: inputs["argv"]
                 .as_array()
                 .map(|a| {
@@ -191,6 +190,10 @@ impl Runner<'_> {
             output: run.output.clone(),
             sandbox: Some(plan),
         };
+        spec.settle_start();
+        if let Some(plan) = &spec.sandbox {
+            data["sandbox"] = plan.record();
+        }
         if !run.snapshot.is_empty() {
             let root = spec.cwd.clone().unwrap_or_else(|| ".".into());
             let store = self.snapshot_store();

@@ -400,8 +400,7 @@ impl Runner<'_> {
                     Ok(plan) => plan,
                     Err(refused) => return Err(Some(AttemptEnd::Fatal(refused))),
                 };
-                journaled["sandbox"] = plan.record();
-                let spec = ProcessSpec {
+                let mut spec = ProcessSpec {
                     argv: vec![
                         "sh".into(),
                         "-c".into(),
@@ -414,6 +413,10 @@ impl Runner<'_> {
                     output: None,
                     sandbox: Some(plan),
                 };
+                spec.settle_start();
+                if let Some(plan) = &spec.sandbox {
+                    journaled["sandbox"] = plan.record();
+                }
                 let c = cancel.clone();
                 let who = model.name.clone();
                 let prompt_tokens = est_in;

@@ -3,10 +3,12 @@
 //!
 //! Architecture invariant: `unsafe` in flowc is confined to this module: the
 //! `pre_exec` hook in `spawn.rs` (everything the child does there is prepared
-//! in the parent), and the spawner's fork, clone and descriptor handling in
-//! `spawner.rs` and `zygote.rs` (a single-threaded process).
+//! in the parent), the spawner's fork, clone and descriptor handling in
+//! `spawner.rs` and `zygote.rs` (a single-threaded process), and the mount
+//! syscalls without a wrapper in `mounts.rs`.
 
 pub mod env;
+mod mounts;
 mod outcome;
 mod plan;
 mod spawn;
@@ -17,7 +19,7 @@ mod zygote;
 pub use outcome::{Ended, Outcome};
 pub use plan::{FsRules, Plan, narrow, resolve};
 pub use spawn::{ChildSetup, Prepared, install, prepare, setup_error};
-pub use spawner::{NotSpawned, Spawned, SpawnedChild, spawn_process, start_spawner};
+pub use spawner::{NotSpawned, Spawned, SpawnedChild, spawn_process, spawner_takes, start_spawner};
 pub use support::{Layer, Support};
 
 use crate::ir::Sandbox;

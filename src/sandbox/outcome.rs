@@ -52,6 +52,9 @@ const PROCESSES: &[&str] = &[
 ];
 const DENIED: &[&str] = &[
     "Permission denied",
+    // Outside `writable` the mount is read-only (`fs_read_only`), which the
+    // kernel checks before Landlock when a file is created or changed.
+    "Read-only file system",
     "Operation not permitted",
     "Network is unreachable",
 ];
@@ -172,6 +175,7 @@ mod tests {
         let kind = |e, err: &str| Outcome::classify(Some(&p), e, err, 2000).kind;
         assert_eq!(kind(Ended::Code(0), "Permission denied"), "exit");
         assert_eq!(kind(Ended::Code(1), "x: Permission denied"), "denied");
+        assert_eq!(kind(Ended::Code(1), "x: Read-only file system"), "denied");
         assert_eq!(kind(Ended::Code(1), "Out of memory!"), "memory_limit");
         assert_eq!(kind(Ended::Code(2), "sh: Cannot fork"), "process_limit");
         assert_eq!(kind(Ended::Signal(24), ""), "cpu_limit");

@@ -28,6 +28,8 @@ pub struct Plan {
     /// Files of flowc's a step must not even read (the secret store, the key
     /// file): `/dev/null` is bound over each in the step's mount namespace.
     pub hide: Vec<String>,
+    /// The process starts by forking flowc, not through the spawner ([`Plan::forked`]).
+    pub forked: bool,
     /// Names of the layers applied.
     pub applied: Vec<&'static str>,
     /// Limits asked for that this machine cannot enforce (run anyway: `fallback: "weaker"`).
@@ -47,6 +49,9 @@ pub struct FsRules {
     /// Readable trees; `None` means everything.
     pub readable: Option<Vec<PathBuf>>,
 }
+
+/// What a plan lacks when its process does not start through the spawner.
+const NO_OWN_PROC: &str = "a /proc of the step's own PID namespace (needs the spawner; this step starts by forking flowc)";
 
 /// Device files every step may write: discarding output is not escaping the sandbox.
 pub const DEVICE_WRITES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
@@ -234,6 +239,7 @@ impl Plan {
             }
             plan.unshare = Some(args);
         }
+        plan.read_only_rest(support, &mut missing);
         if sandbox.network == Some(false) {
             if support.has("landlock_net") {
                 plan.landlock_net = true;
@@ -308,21 +314,38 @@ impl Plan {
         })
     }
 
+    /// `fs_read_only` where Landlock restricts writes: Landlock's rights do
+    /// not cover metadata (chmod, chown, utimes, xattrs), a read-only mount does.
+    fn read_only_rest(
+        &mut self,
+        support: &Support,
+        missing: &mut Vec<(&[&str], String, &'static str)>,
+    ) {
+        let Some(FsRules {
+            writable: Some(trees),
+            ..
+        }) = &self.landlock_fs
+        else {
+            return;
+        };
+        if trees.iter().any(|t| t == Path::new("/")) {
+            return;
+        }
+        if support.has("fs_read_only") {
+            self.applied.push("fs_read_only");
+        } else {
+            let what = "`writable` for metadata (chmod, chown, utimes, xattrs)".to_string();
+            missing.push((&["writable"], what, "fs_read_only"));
+        }
+    }
+
     /// Keeps `paths` (existing ones; absolute) read-only for the step, and
     /// gives it a /proc of its own PID namespace. Both ride on the namespace
     /// init's mount namespace, so they need a PID namespace.
     pub fn protect_state(&mut self, paths: &[std::path::PathBuf], hide: &[std::path::PathBuf]) {
         if self.unshare.is_none() {
-            return;
-        }
-        // The spawner's namespace init mounts both. Without it, flowc's fork
-        // can bind the state read-only only as root (before Landlock, which
-        // forbids mounting), and never gets a /proc of the step's namespace.
-        let spawner = super::spawner::spawner_started();
-        let root = nix::unistd::geteuid().is_root();
-        if !spawner && !root {
             self.missing
-                .push("flowc's state read-only (needs the spawner, or root)".into());
+                .push("flowc's state read-only (needs the PID namespace)".into());
             return;
         }
         let mut protect: Vec<String> = paths
@@ -339,13 +362,51 @@ impl Plan {
             .filter(|p| p.is_file())
             .map(|p| p.display().to_string())
             .collect();
+        // Both ways of starting a step make the mount namespace (the fork in
+        // a user namespace of its own without root); only the spawner's
+        // namespace init, inside the PID namespace, can mount its /proc.
         self.applied.push("state_read_only");
-        if spawner {
+        if super::spawner::spawner_started() {
             self.applied.push("own_proc");
         } else {
-            self.missing
-                .push("a /proc of the step's own PID namespace (needs the spawner)".into());
+            self.missing.push(NO_OWN_PROC.into());
         }
+    }
+
+    /// This plan's process starts by forking flowc (its request is too
+    /// large for the spawner, or the spawner is gone): no /proc of its own.
+    pub fn forked(&mut self) {
+        if std::mem::replace(&mut self.forked, true) {
+            return;
+        }
+        if let Some(i) = self.applied.iter().position(|l| *l == "own_proc") {
+            self.applied.remove(i);
+            self.missing.push(NO_OWN_PROC.into());
+        }
+    }
+
+    /// The step's mount namespace, when it has one.
+    pub(super) fn mounts(&self) -> Option<super::mounts::MountSpec> {
+        let state = self.has("state_read_only");
+        let rest = self.has("fs_read_only");
+        if self.unshare.is_none() || !(state || rest) {
+            return None;
+        }
+        let strings = |ps: &[PathBuf]| ps.iter().map(|p| p.display().to_string()).collect();
+        Some(super::mounts::MountSpec {
+            protect: if state {
+                self.protect.clone()
+            } else {
+                Vec::new()
+            },
+            hide: if state { self.hide.clone() } else { Vec::new() },
+            writable: self
+                .landlock_fs
+                .as_ref()
+                .and_then(|fs| fs.writable.as_deref())
+                .filter(|_| rest)
+                .map(strings),
+        })
     }
 
     /// Whether a layer was applied.
@@ -422,6 +483,44 @@ mod tests {
         assert_eq!(inherited.missing.len(), 1);
         let weaker = Plan::new(&sandbox(64, &["processes"], Some(Fallback::Weaker)), &m).unwrap();
         assert!(weaker.missing[0].contains("rlimit_nproc"));
+    }
+
+    #[test]
+    fn a_written_writable_needs_the_rest_read_only() {
+        let confined = |writable: &str, written: &[&'static str]| Sandbox {
+            writable: Some(vec![writable.to_string()]),
+            written: written.to_vec(),
+            ..Sandbox::default()
+        };
+        let m = root_machine();
+        let refused = Plan::new(&confined("out", &["writable"]), &m).unwrap_err();
+        assert!(refused.contains("needs `fs_read_only`"), "{refused}");
+        let inherited = Plan::new(&confined("out", &[]), &m).unwrap();
+        assert!(inherited.has("landlock_fs") && !inherited.has("fs_read_only"));
+        assert!(inherited.missing[0].contains("`fs_read_only`"));
+        // Everything writable: nothing to make read-only, nothing missing.
+        let everything = Plan::new(&confined("/", &["writable"]), &m).unwrap();
+        assert!(everything.missing.is_empty());
+        let mut full = m.clone();
+        full.layers.push(Layer {
+            name: "fs_read_only",
+            available: true,
+            detail: String::new(),
+        });
+        let applied = Plan::new(&confined("out", &["writable"]), &full).unwrap();
+        assert!(applied.has("fs_read_only") && applied.missing.is_empty());
+    }
+
+    #[test]
+    fn a_forked_start_has_no_own_proc() {
+        let mut plan = Plan {
+            applied: vec!["process_group", "state_read_only", "own_proc"],
+            ..Plan::default()
+        };
+        plan.forked();
+        plan.forked();
+        assert!(plan.forked && !plan.has("own_proc") && plan.has("state_read_only"));
+        assert_eq!(plan.missing, vec![NO_OWN_PROC.to_string()]);
     }
 
     #[test]

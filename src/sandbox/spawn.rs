@@ -1,9 +1,11 @@
 //! The fallback start of a process inside its plan (flowc forks itself): the
-//! `unshare` wrapper around the command, the Landlock ruleset built in the
-//! parent, and the few syscalls made in the child. The rlimit values, the
+//! `unshare --fork` wrapper around the command, the namespaces and the
+//! Landlock ruleset built in the parent, and the few syscalls made in the child. The rlimit values, the
 //! ruleset and the stage codes are shared with the spawner.
 
+use super::mounts::Mounts;
 use super::plan::{DEVICE_WRITES, FsRules, Plan, SYSTEM_READS};
+use super::spawner::Namespaces;
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
     Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr,
@@ -29,10 +31,8 @@ pub(super) const STAGE_MOUNT: i32 = 5;
 pub struct ChildSetup {
     rlimits: Vec<(Resource, u64, u64)>,
     landlock: Option<RulesetCreated>,
-    /// flowc's state to bind read-only in a new mount namespace (root only).
-    protect: Vec<(std::ffi::CString, nix::mount::MsFlags)>,
-    /// Files to hide behind `/dev/null` there.
-    hide: Vec<std::ffi::CString>,
+    /// The step's namespaces, made by the child itself.
+    enter: Option<Enter>,
 }
 
 /// The command line to run and the child's setup.
@@ -54,8 +54,12 @@ pub fn prepare(
     let Some(program) = argv.first() else {
         return Err("`argv` is empty".into());
     };
-    let argv = match &plan.unshare {
-        Some(args) => {
+    let failed = |e: i32| {
+        let e = std::io::Error::from_raw_os_error(e);
+        format!("sandbox setup failed: {e}")
+    };
+    let (argv, enter) = match &plan.unshare {
+        Some(_) => {
             // The wrapper would turn "not found" into exit code 127: say it as before.
             if !program_exists(program, cwd, path_var) {
                 return Err(format!(
@@ -63,30 +67,26 @@ pub fn prepare(
                     std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32)
                 ));
             }
-            // `unshare --fork` makes `sh` PID 1 of the new namespace and the
-            // command its child: the command keeps ordinary signal handling,
-            // and the namespace ends with it. (The spawner does the same with
-            // two clones and no program starts.)
-            let mut wrapped = vec!["unshare".to_string()];
-            wrapped.extend(args.iter().cloned());
-            wrapped.push("--".to_string());
+            // The child enters the namespaces itself (see `Enter`); `unshare
+            // --fork` only forks `sh` into the PID namespace as its PID 1, and
+            // the command is its child: the command keeps ordinary signal
+            // handling, and the namespace ends with it. (The spawner does the
+            // same with two clones and no program starts.)
+            let mut wrapped = ["unshare", "--fork", "--kill-child", "--"]
+                .map(String::from)
+                .to_vec();
             wrapped.extend(["/bin/sh", "-c", INIT, "flowc-init"].map(String::from));
             wrapped.extend(argv.iter().cloned());
-            wrapped
+            let enter = Enter::new(plan, cwd).map_err(failed)?;
+            (wrapped, Some(enter))
         }
-        None => argv.to_vec(),
+        None => (argv.to_vec(), None),
     };
-    // Without root the PID namespace comes with a user namespace, and
-    // `unshare` must write its own `/proc/self/uid_map` after Landlock applies.
-    let user_ns = plan
-        .unshare
-        .as_ref()
-        .is_some_and(|args| args.iter().any(|a| a == "--user"));
     let landlock = match (&plan.landlock_fs, plan.landlock_net) {
         (None, false) => None,
         (fs, net) => {
             let shared = plan.ruleset.get_or_init(|| {
-                ruleset(fs.as_ref(), net, user_ns)
+                ruleset(fs.as_ref(), net)
                     .map_err(|e| format!("sandbox setup failed: Landlock ruleset: {e}"))
             });
             let created = shared.as_ref().map_err(Clone::clone)?;
@@ -102,23 +102,78 @@ pub fn prepare(
         setup: ChildSetup {
             rlimits: rlimits(plan).to_vec(),
             landlock,
-            protect: if plan.has("state_read_only") && nix::unistd::geteuid().is_root() {
-                protected(&plan.protect).map_err(|e| {
-                    format!(
-                        "sandbox setup failed: {}",
-                        std::io::Error::from_raw_os_error(e)
-                    )
-                })?
-            } else {
-                Vec::new()
-            },
-            hide: if plan.has("state_read_only") && nix::unistd::geteuid().is_root() {
-                c_paths(&plan.hide)?
-            } else {
-                Vec::new()
-            },
+            enter,
         },
     })
+}
+
+/// The namespaces of a step started by the fallback, which its child makes
+/// with `unshare(2)` before exec: the PID namespace (for the children of
+/// `unshare --fork`), the network namespace, and the mount namespace with
+/// its mounts. Without root they come with a user namespace whose id maps
+/// the child writes itself, as `unshare --map-current-user` would; so the
+/// fork can mount without root, as the spawner's clone does.
+#[derive(Debug)]
+struct Enter {
+    flags: nix::sched::CloneFlags,
+    /// `/proc/self` files and what to write in each, in this order.
+    maps: Vec<(&'static std::ffi::CStr, std::ffi::CString)>,
+    mounts: Option<Mounts>,
+}
+
+impl Enter {
+    fn new(plan: &Plan, cwd: Option<&str>) -> Result<Enter, i32> {
+        use nix::sched::CloneFlags;
+        let ns = Namespaces::of(plan);
+        let mut flags = CloneFlags::CLONE_NEWPID;
+        if ns.net {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        let mut maps = Vec::new();
+        if ns.user {
+            flags |= CloneFlags::CLONE_NEWUSER;
+            // The user as itself, as the spawner maps it (see `write_id_maps`).
+            let line = |id: u32| std::ffi::CString::new(format!("{id} {id} 1"));
+            let bad = |_| nix::errno::Errno::EINVAL as i32;
+            let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+            maps.push((c"/proc/self/setgroups", c"deny".to_owned()));
+            maps.push((c"/proc/self/uid_map", line(uid.as_raw()).map_err(bad)?));
+            maps.push((c"/proc/self/gid_map", line(gid.as_raw()).map_err(bad)?));
+        }
+        let mounts = match plan.mounts() {
+            Some(spec) => {
+                flags |= CloneFlags::CLONE_NEWNS;
+                // Its /proc would show flowc's PID namespace: only a process
+                // inside the new one can mount the step's, after Landlock.
+                Some(Mounts::new(&spec, cwd, false)?)
+            }
+            None => None,
+        };
+        Ok(Enter {
+            flags,
+            maps,
+            mounts,
+        })
+    }
+
+    /// In the child: syscalls on what `new` built. Errors are staged.
+    fn enter(&self) -> std::io::Result<()> {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::Mode;
+        let unshared = |e: nix::errno::Errno| staged(STAGE_UNSHARE, e as i32);
+        nix::sched::unshare(self.flags).map_err(unshared)?;
+        // The maps first: /proc is read-only once the mounts are made.
+        for (file, line) in &self.maps {
+            let fd =
+                open(*file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(unshared)?;
+            nix::unistd::write(&fd, line.as_bytes()).map_err(unshared)?;
+        }
+        if let Some(mounts) = &self.mounts {
+            mounts.apply().map_err(|e| staged(STAGE_MOUNT, e as i32))?;
+            nix::unistd::chdir(mounts.cwd())?;
+        }
+        Ok(())
+    }
 }
 
 /// Installs the child's setup on `cmd` (the environment flowc keeps from
@@ -132,20 +187,24 @@ pub fn install(cmd: &mut tokio::process::Command, setup: Option<ChildSetup>) {
     for name in super::env::hidden(&explicit) {
         cmd.env_remove(name);
     }
-    let (rlimits, mut landlock, protect, hide) = match setup {
+    let (rlimits, mut landlock, enter) = match setup {
         Some(ChildSetup {
             rlimits,
             landlock,
-            protect,
-            hide,
-        }) => (rlimits, landlock, protect, hide),
-        None => (Vec::new(), None, Vec::new(), Vec::new()),
+            enter,
+        }) => (rlimits, landlock, enter),
+        None => (Vec::new(), None, None),
     };
     let parent = nix::unistd::getpid();
     let child = move || -> std::io::Result<()> {
+        if let Some(enter) = &enter {
+            // Before Landlock, which forbids changing mounts.
+            enter.enter()?;
+        }
         // The spawner kills what it started when flowc goes away; here the
         // kernel does: SIGKILL when the thread that forked ends, which is the
-        // runtime's only thread (it lives as long as the run). With a PID
+        // runtime's only thread (it lives as long as the run). Set after the
+        // namespaces, since a change of credentials may clear it. With a PID
         // namespace the child is `unshare --kill-child`, whose death kills the
         // namespace's init and so everything in it.
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
@@ -153,10 +212,6 @@ pub fn install(cmd: &mut tokio::process::Command, setup: Option<ChildSetup>) {
         if nix::unistd::getppid() != parent {
             // flowc died before the line above: nothing may start.
             return Err(staged(STAGE_PDEATHSIG, nix::errno::Errno::ESRCH as i32));
-        }
-        if !protect.is_empty() {
-            // Before Landlock, which forbids changing mounts.
-            protect_state(&protect, &hide).map_err(|e| staged(STAGE_MOUNT, e as i32))?;
         }
         for &(resource, soft, hard) in &rlimits {
             setrlimit(resource, soft, hard).map_err(|e| staged(STAGE_RLIMIT, e as i32))?;
@@ -172,109 +227,14 @@ pub fn install(cmd: &mut tokio::process::Command, setup: Option<ChildSetup>) {
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe work is allowed (the parent may have other threads, e.g.
     // tokio's blocking pool, holding the allocator's locks). Everything it uses was
-    // built in the parent: it only calls prctl and getppid, iterates a ready Vec,
-    // calls setrlimit, prctl and landlock_restrict_self, closes the ruleset fd, and
-    // builds an io::Error from a raw errno; none of these allocate or take locks.
+    // built in the parent: it makes syscalls on ready strings and slices (unshare,
+    // open/write/close of the id maps, the mounts of `Mounts::apply`, chdir,
+    // prctl, getppid, setrlimit, landlock_restrict_self), closes the ruleset fd,
+    // and builds an io::Error from a raw errno; none of these allocate or take locks.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(child);
     }
-}
-
-/// In a new mount namespace (nothing propagating back), binds each path
-/// read-only over itself, keeping the flags of the mount it is on. Only
-/// syscalls on strings built before the fork: safe between fork and exec.
-pub(super) fn protect_state(
-    paths: &[(std::ffi::CString, nix::mount::MsFlags)],
-    hide: &[std::ffi::CString],
-) -> Result<(), nix::errno::Errno> {
-    use nix::mount::{MsFlags, mount};
-    let none: Option<&str> = None;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
-    bind_read_only(paths)?;
-    hide_files(hide)
-}
-
-/// Binds `/dev/null` over each file: reading it gives nothing, writing it is refused by the read-only bind below it.
-pub(super) fn hide_files(paths: &[std::ffi::CString]) -> Result<(), nix::errno::Errno> {
-    use nix::mount::{MsFlags, mount};
-    let none: Option<&str> = None;
-    for path in paths {
-        mount(
-            Some("/dev/null"),
-            path.as_c_str(),
-            none,
-            MsFlags::MS_BIND,
-            none,
-        )?;
-    }
-    Ok(())
-}
-
-/// Paths as C strings (for the child, built before the fork).
-pub(super) fn c_paths(paths: &[String]) -> Result<Vec<std::ffi::CString>, String> {
-    paths
-        .iter()
-        .map(|p| {
-            std::ffi::CString::new(p.as_bytes())
-                .map_err(|_| format!("sandbox setup failed: a path holds a NUL byte: {p}"))
-        })
-        .collect()
-}
-
-/// Binds each path read-only over itself (in the caller's mount namespace).
-pub(super) fn bind_read_only(
-    paths: &[(std::ffi::CString, nix::mount::MsFlags)],
-) -> Result<(), nix::errno::Errno> {
-    use nix::mount::{MsFlags, mount};
-    let none: Option<&str> = None;
-    for (path, kept) in paths {
-        let path = path.as_c_str();
-        mount(
-            Some(path),
-            path,
-            none,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            none,
-        )?;
-        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | *kept;
-        mount(none, path, none, ro, none)?;
-    }
-    Ok(())
-}
-
-/// The paths to protect as C strings, each with the flags of the mount it is
-/// on that a read-only remount must keep (a user namespace may not clear them).
-pub(super) fn protected(
-    paths: &[String],
-) -> Result<Vec<(std::ffi::CString, nix::mount::MsFlags)>, i32> {
-    use nix::mount::MsFlags;
-    use nix::sys::statvfs::{FsFlags, statvfs};
-    paths
-        .iter()
-        .map(|p| {
-            let c = std::ffi::CString::new(p.as_bytes())
-                .map_err(|_| nix::errno::Errno::EINVAL as i32)?;
-            let mut kept = MsFlags::empty();
-            if let Ok(st) = statvfs(p.as_str()) {
-                let f = st.flags();
-                for (s, m) in [
-                    (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-                    (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-                    (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-                    (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-                    (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-                    (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-                ] {
-                    if f.contains(s) {
-                        kept |= m;
-                    }
-                }
-            }
-            Ok((c, kept))
-        })
-        .collect()
 }
 
 fn staged(stage: i32, errno: i32) -> std::io::Error {
@@ -294,9 +254,11 @@ pub fn setup_error(e: &std::io::Error) -> Option<String> {
     let what = match stage {
         STAGE_RLIMIT => "setrlimit",
         STAGE_LANDLOCK => "Landlock restrict_self",
-        STAGE_UNSHARE => "unshare (PID/network namespace)",
+        STAGE_UNSHARE => "unshare (PID/network/user namespace)",
         STAGE_PDEATHSIG => "parent-death signal",
-        STAGE_MOUNT => "mount namespace (flowc's state read-only, a fresh /proc)",
+        STAGE_MOUNT => {
+            "mount namespace (the rest read-only around `writable`, flowc's state read-only, a fresh /proc)"
+        }
         _ => return None,
     };
     Some(format!("sandbox setup failed: {what}: {errno}"))
@@ -339,7 +301,6 @@ const FS_ABI: ABI = ABI::V4;
 pub(super) fn ruleset(
     fs: Option<&FsRules>,
     net: bool,
-    user_ns: bool,
 ) -> Result<RulesetCreated, landlock::RulesetError> {
     let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
     if fs.is_some() {
@@ -377,11 +338,6 @@ pub(super) fn ruleset(
     }
     for p in DEVICE_WRITES {
         created = rule(created, Path::new(p), all)?;
-    }
-    if user_ns {
-        // Files under /proc only: what the kernel lets this user write there
-        // (its own uid_map, setgroups, gid_map) and nothing it would refuse anyway.
-        created = rule(created, Path::new("/proc"), read | AccessFs::WriteFile)?;
     }
     Ok(created)
 }

@@ -13,6 +13,7 @@
 //! request too large for one message, `FLOWC_NO_SPAWNER=1`, or a spawner that
 //! died), `run_process` forks flowc as before.
 
+use super::mounts::MountSpec;
 use super::plan::{FsRules, Plan};
 use nix::sys::resource::Resource;
 use nix::sys::socket::{
@@ -50,10 +51,8 @@ pub(super) struct Request {
     pub rlimits: Vec<(u8, u64, u64)>,
     pub landlock: Option<LandlockSpec>,
     pub ns: Namespaces,
-    /// Paths bound read-only in a new mount namespace (with a fresh /proc).
-    pub protect: Vec<String>,
-    /// Files hidden behind `/dev/null` in that namespace.
-    pub hide: Vec<String>,
+    /// A new mount namespace (with a fresh /proc), with a PID namespace only.
+    pub mounts: Option<MountSpec>,
 }
 
 /// The Landlock ruleset of a request (the spawner builds and caches it).
@@ -68,15 +67,23 @@ pub(super) struct LandlockSpec {
 pub(super) struct Namespaces {
     pub pid: bool,
     pub net: bool,
-    pub user: Option<UserMap>,
+    /// A user namespace too (without root), mapping the user to itself.
+    pub user: bool,
 }
 
-/// How a new user namespace maps the user (as `unshare --map-current-user`
-/// or `--map-root-user`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(super) enum UserMap {
-    Current,
-    Root,
+impl Namespaces {
+    /// The namespaces of `plan` (from its `unshare` arguments).
+    pub(super) fn of(plan: &Plan) -> Namespaces {
+        let Some(args) = &plan.unshare else {
+            return Namespaces::default();
+        };
+        let has = |a: &str| args.iter().any(|x| x == a);
+        Namespaces {
+            pid: true,
+            net: has("--net"),
+            user: has("--user"),
+        }
+    }
 }
 
 /// What each descriptor sent with a request is, in order.
@@ -114,8 +121,7 @@ impl Request {
             rlimits: Vec::new(),
             landlock: None,
             ns: Namespaces::default(),
-            protect: Vec::new(),
-            hide: Vec::new(),
+            mounts: None,
         };
         let Some(plan) = plan else {
             return req;
@@ -133,23 +139,9 @@ impl Request {
                 net: plan.landlock_net,
             });
         }
-        if plan.has("state_read_only") {
-            req.protect = plan.protect.clone();
-            req.hide = plan.hide.clone();
-        }
-        if let Some(args) = &plan.unshare {
-            let has = |a: &str| args.iter().any(|x| x == a);
-            req.ns = Namespaces {
-                pid: true,
-                net: has("--net"),
-                user: has("--user").then(|| {
-                    if has("--map-root-user") {
-                        UserMap::Root
-                    } else {
-                        UserMap::Current
-                    }
-                }),
-            };
+        req.ns = Namespaces::of(plan);
+        if req.ns.pid {
+            req.mounts = plan.mounts();
         }
         req
     }
@@ -234,6 +226,56 @@ pub fn start_spawner() {
     }
 }
 
+/// Whether [`spawn_process`] will hand this process to the spawner: one
+/// runs, has not hung up, and the request fits one message. Asked before the
+/// attempt's `running` event, which says how the process is confined.
+pub fn spawner_takes(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&str>,
+    stdin: bool,
+    plan: Option<&Plan>,
+) -> bool {
+    let Some(spawner) = SPAWNER.get() else {
+        return false;
+    };
+    if spawner.dead.load(Ordering::Relaxed) {
+        return false;
+    }
+    if hung_up(&spawner.sock) {
+        spawner.dead.store(true, Ordering::Relaxed);
+        return false;
+    }
+    /// Counts the request's bytes, and stops it once over the limit.
+    struct Size(usize);
+    impl io::Write for Size {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            if self.0 > MAX_REQUEST {
+                return Err(io::ErrorKind::FileTooLarge.into());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let req = Request::new(argv, env, cwd, stdin, plan);
+    serde_json::to_writer(Size(0), &req).is_ok()
+}
+
+/// Whether the spawner's end of the socket has closed (it died).
+fn hung_up(sock: &OwnedFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|_| {
+        fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+    })
+}
+
 /// A process started by the spawner, with its pipes.
 #[derive(Debug)]
 pub struct Spawned {
@@ -262,6 +304,9 @@ pub async fn spawn_process(
     plan: Option<&Plan>,
 ) -> Result<Spawned, NotSpawned> {
     use NotSpawned::Unavailable;
+    if plan.is_some_and(|p| p.forked) {
+        return Err(Unavailable);
+    }
     let spawner = SPAWNER
         .get()
         .filter(|s| !s.dead.load(Ordering::Relaxed))

@@ -70,6 +70,10 @@ impl Support {
             .as_ref()
             .filter(|args| probe_unshare(args, Some("--net")))
             .map(|_| "--net".to_string());
+        let user = pid_ns
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|x| x == "--user"));
+        let fs_read_only = pid_ns.is_some() && super::mounts::probe(user);
         let unshare_cmd = |args: &[String]| format!("`unshare {}`", args.join(" "));
         let layers = vec![
             Layer {
@@ -134,6 +138,22 @@ impl Support {
                     (None, _) => "needs the PID namespace wrapper (`unshare`)".into(),
                 },
             },
+            Layer {
+                name: "fs_read_only",
+                available: fs_read_only,
+                detail: if fs_read_only {
+                    "in the step's mount namespace every mount is read-only but the `writable` trees: \
+                     chmod, chown, utimes and xattrs fail outside them too"
+                        .into()
+                } else if pid_ns.is_some() {
+                    "a mount namespace whose mounts turn read-only (`mount_setattr`, `open_tree`, \
+                     `move_mount`: Linux 5.12+) failed here"
+                        .into()
+                } else {
+                    "needs the PID namespace (root, or user namespaces) for the step's mount namespace"
+                        .into()
+                },
+            },
         ];
         Support {
             layers,
@@ -190,7 +210,9 @@ fn probe_pid_ns(root: bool) -> (Option<Vec<String>>, String) {
     if root {
         candidates.push(base.to_vec());
     }
-    // Without root, a user namespace grants the right to make a PID namespace.
+    // Without root, a user namespace grants the right to make a PID namespace
+    // (the second form for util-linux before 2.38; flowc writes the maps
+    // itself, always mapping the user to itself).
     candidates.push([&["--user", "--map-current-user"][..], &base].concat());
     candidates.push([&["--user", "--map-root-user"][..], &base].concat());
     for c in candidates {

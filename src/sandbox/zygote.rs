@@ -6,10 +6,9 @@
 //! children are cheap to create because it stays small, whatever the size of
 //! the flowc process it serves.
 
+use super::mounts::Mounts;
 use super::spawn::{STAGE_LANDLOCK, STAGE_MOUNT, STAGE_RLIMIT, STAGE_UNSHARE, ruleset, staged_raw};
-use super::spawner::{
-    FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, MAX_REQUEST, Request, UserMap,
-};
+use super::spawner::{FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, MAX_REQUEST, Request};
 use landlock::RulesetCreated;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -319,7 +318,7 @@ impl Zygote {
             Some(spec) => {
                 let key = serde_json::to_string(spec).unwrap_or_default();
                 if !self.rulesets.contains_key(&key) {
-                    let built = ruleset(spec.fs.as_ref(), spec.net, false)
+                    let built = ruleset(spec.fs.as_ref(), spec.net)
                         .map_err(|_| no_child(staged_raw(STAGE_LANDLOCK, Errno::EINVAL as i32)))?;
                     self.rulesets.insert(key.clone(), built);
                 }
@@ -347,10 +346,10 @@ impl Zygote {
         let (err_r, err_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?;
         let sync = match req.ns.user {
-            Some(_) => Some(
+            true => Some(
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?,
             ),
-            None => None,
+            false => None,
         };
         let mut flags = CloneFlags::empty();
         if req.ns.pid {
@@ -359,15 +358,16 @@ impl Zygote {
         if req.ns.net {
             flags |= CloneFlags::CLONE_NEWNET;
         }
-        if req.ns.user.is_some() {
+        if req.ns.user {
             flags |= CloneFlags::CLONE_NEWUSER;
         }
-        let protect = super::spawn::protected(&req.protect).map_err(no_child)?;
-        let hide = super::spawn::c_paths(&req.hide).map_err(|_| no_child(Errno::EINVAL as i32))?;
-        let own_proc = req.ns.pid && !req.protect.is_empty();
-        if own_proc {
-            flags |= CloneFlags::CLONE_NEWNS;
-        }
+        let mounts = match &req.mounts {
+            Some(spec) if req.ns.pid => {
+                flags |= CloneFlags::CLONE_NEWNS;
+                Some(Mounts::new(spec, req.cwd.as_deref(), true).map_err(no_child)?)
+            }
+            _ => None,
+        };
         let namespaces = flags;
         if !req.ns.pid {
             // The child execs the command itself: it may borrow this process's
@@ -411,11 +411,10 @@ impl Zygote {
             err: err_w.as_raw_fd(),
             sync: sync.as_ref().map(|(r, _)| r.as_raw_fd()),
             foreign: &foreign,
-            cwd: cwd.as_deref(),
+            // Entered by its absolute path under the new mounts.
+            cwd: mounts.as_ref().map_or(cwd.as_deref(), |m| Some(m.cwd())),
             rlimits: &rlimits,
-            protect: &protect,
-            hide: &hide,
-            own_proc,
+            mounts: mounts.as_ref(),
             init: req.ns.pid,
             argv: &argv,
             envp: &envp,
@@ -436,9 +435,9 @@ impl Zygote {
             Err(e) if namespaces.is_empty() => return Err(no_child(e as i32)),
             Err(e) => return Err(no_child(staged_raw(STAGE_UNSHARE, e as i32))),
         };
-        if let (Some(map), Some((sync_r, sync_w))) = (req.ns.user, sync) {
+        if let Some((sync_r, sync_w)) = sync {
             drop(sync_r);
-            if let Err(e) = write_id_maps(pid, map) {
+            if let Err(e) = write_id_maps(pid) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 return Err((staged_raw(STAGE_UNSHARE, e), Some(pid)));
             }
@@ -557,20 +556,20 @@ fn candidates(program: &str, env: &[&CStr], cwd: Option<&str>) -> Result<Vec<CSt
     Ok(out)
 }
 
-fn write_id_maps(pid: i32, map: UserMap) -> Result<(), i32> {
+/// Maps the user to itself in the user namespace of `pid`, as `unshare
+/// --map-current-user` does. Never to root there: a command that is root in
+/// its user namespace keeps capabilities over the step's mount namespace,
+/// and Landlock does not stop `mount_setattr` from clearing a read-only flag.
+fn write_id_maps(pid: i32) -> Result<(), i32> {
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
-    let (inner_uid, inner_gid) = match map {
-        UserMap::Current => (uid, gid),
-        UserMap::Root => (0, 0),
-    };
     let write = |file: &str, text: String| {
         std::fs::write(format!("/proc/{pid}/{file}"), text)
             .map_err(|e| e.raw_os_error().unwrap_or(Errno::EPERM as i32))
     };
     write("setgroups", "deny".into())?;
-    write("uid_map", format!("{inner_uid} {uid} 1"))?;
-    write("gid_map", format!("{inner_gid} {gid} 1"))
+    write("uid_map", format!("{uid} {uid} 1"))?;
+    write("gid_map", format!("{gid} {gid} 1"))
 }
 
 /// Everything the cloned child needs, prepared before the clone.
@@ -586,12 +585,8 @@ struct Child<'a> {
     foreign: &'a [RawFd],
     cwd: Option<&'a CStr>,
     rlimits: &'a [(nix::sys::resource::Resource, u64, u64)],
-    /// Paths to bind read-only, with the flags of the mount they are on.
-    protect: &'a [(CString, nix::mount::MsFlags)],
-    /// Files hidden behind `/dev/null`.
-    hide: &'a [CString],
-    /// A new mount namespace: `protect` read-only and a /proc of its own.
-    own_proc: bool,
+    /// The step's new mount namespace, set up before Landlock forbids it.
+    mounts: Option<&'a Mounts>,
     /// The child is PID 1 of a new namespace: it runs the command as its own child.
     init: bool,
     argv: &'a [CString],
@@ -641,9 +636,9 @@ impl Child<'_> {
             let mut target = std::mem::ManuallyDrop::new(raw_owned(target));
             nix::unistd::dup2(borrowed(fd), &mut target).map_err(|e| e as i32)?;
         }
-        if self.own_proc {
-            // Before Landlock, which forbids changing mounts.
-            self.mounts()
+        if let Some(mounts) = self.mounts {
+            mounts
+                .apply()
                 .map_err(|e| staged_raw(STAGE_MOUNT, e as i32))?;
         }
         if let Some(cwd) = self.cwd {
@@ -659,20 +654,6 @@ impl Child<'_> {
                 staged_raw(STAGE_LANDLOCK, errno)
             })?;
         }
-        Ok(())
-    }
-
-    /// In the step's new mount namespace: nothing propagates back to the
-    /// host, flowc's state is bound read-only over itself (keeping the flags a
-    /// user namespace may not drop), and /proc shows this PID namespace only.
-    fn mounts(&self) -> Result<(), Errno> {
-        use nix::mount::{MsFlags, mount};
-        let none: Option<&str> = None;
-        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
-        super::spawn::bind_read_only(self.protect)?;
-        super::spawn::hide_files(self.hide)?;
-        let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(Some("proc"), "/proc", Some("proc"), proc_flags, none)?;
         Ok(())
     }
 
