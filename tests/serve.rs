@@ -759,6 +759,45 @@ fn sigterm_interrupts_a_long_step_after_the_drain_timeout() {
 }
 
 #[test]
+fn a_second_sigterm_interrupts_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = submit(d, "slow.flow");
+    let mut serve = Serve::start(
+        d,
+        ServeOpts {
+            flows: vec![fixture("slow.flow")],
+            args: vec!["--drain-timeout", "60s"],
+            env: vec![("NAP", "30".into())],
+            ..Default::default()
+        },
+    );
+    poll(
+        "the step to start",
+        PATIENCE,
+        || serve.log(),
+        || {
+            lines(d, "marks")
+                .contains(&"start".to_string())
+                .then_some(())
+        },
+    );
+    serve.signal(Signal::SIGTERM);
+    serve.wait_event("serve.draining", |_| true);
+    // Draining, it is not ready: a load balancer stops sending webhooks.
+    let ready = http(serve.port(), "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert!(ready.body.contains("shutting down"), "{ready:?}");
+    let asked = std::time::Instant::now();
+    serve.signal(Signal::SIGTERM);
+    let code = serve.wait_exit();
+    assert_eq!(code.code(), Some(0), "{}", serve.log());
+    assert!(asked.elapsed().as_secs() < 20, "it waited for the step");
+    assert_eq!(status(d, &run), "interrupted", "{}", run_log(d, &run));
+    assert_eq!(lines(d, "marks"), ["start"]);
+}
+
+#[test]
 fn a_stalled_driver_that_lost_its_lease_cannot_write() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -860,8 +899,8 @@ fn submit_then_cancel_a_queued_run() {
     replay_ok(d, &run);
 }
 
-/// Processes whose command line is exactly `argv` (a step's `sleep N`).
-fn processes(argv: &[&str]) -> Vec<i32> {
+/// Processes working in `dir` whose command line is exactly `argv` (a step's `sleep N`).
+fn processes(dir: &Path, argv: &[&str]) -> Vec<i32> {
     let want: Vec<u8> = argv
         .iter()
         .flat_map(|a| [a.as_bytes(), b"\0"].concat())
@@ -870,6 +909,7 @@ fn processes(argv: &[&str]) -> Vec<i32> {
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == dir))
         .collect()
 }
 
@@ -893,7 +933,7 @@ fn cancel_kills_the_running_step_of_a_served_run() {
         PATIENCE,
         || serve.log(),
         || {
-            (!processes(&["sleep", "37"]).is_empty()
+            (!processes(d, &["sleep", "37"]).is_empty()
                 && lines(d, "marks").contains(&"start".to_string()))
             .then_some(())
         },
@@ -907,7 +947,7 @@ fn cancel_kills_the_running_step_of_a_served_run() {
         "the step's process to be gone",
         PATIENCE,
         || serve.log(),
-        || processes(&["sleep", "37"]).is_empty().then_some(()),
+        || processes(d, &["sleep", "37"]).is_empty().then_some(()),
     );
     serve.wait_event("run.exited", |e| {
         e["run"] == run.as_str() && e["status"] == "cancelled"
