@@ -475,7 +475,8 @@ fn webhooks_verify_dedup_and_type_their_body() {
             body,
         )
     };
-    let body = br#"{"action":"opened","number":7}"#;
+    // GitHub sends much more than the record names: the rest is let through.
+    let body = br#"{"action":"opened","number":7,"sender":{"login":"octocat"}}"#;
 
     // Valid: 202 with the run, which gets the body as its typed record.
     let reply = github("d-1", body, &sign_github(secret.as_bytes(), body));
@@ -483,10 +484,8 @@ fn webhooks_verify_dedup_and_type_their_body() {
     let run = reply.json()["run_id"].as_str().unwrap().to_string();
     wait_status(d, &run, "succeeded", || context(&serve, &run));
     let row = journal(d).unwrap().run(&run).unwrap();
-    assert_eq!(
-        row.inputs["issue"],
-        json!({ "action": "opened", "number": 7 })
-    );
+    assert_eq!(row.inputs["issue"]["action"], "opened");
+    assert_eq!(row.inputs["issue"]["number"], 7);
     assert_eq!(row.output, Some(json!("opened#7")));
 
     // The same delivery again: 200, the same run, no new one.
