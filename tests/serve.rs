@@ -7,7 +7,7 @@
 
 mod common;
 use common::service::{
-    FakeClock, PATIENCE, Serve, ServeOpts, fires, fixture, http, journal, lines, poll,
+    FakeClock, PATIENCE, Reaped, Serve, ServeOpts, fires, fixture, http, journal, lines, poll,
     queued_fires, run_log, runs, status, ts, wait_status,
 };
 use common::{BIN, flowc, stderr};
@@ -802,17 +802,19 @@ fn a_stalled_driver_that_lost_its_lease_cannot_write() {
     let d = tmp.path();
     let flow = fixture("slow.flow");
     let env = |nap: &'static str| [("NAP", nap), ("FLOWC_LEASE_STALE_MS", "1000")];
-    let mut first = Command::new(BIN)
-        .args(["run", flow.to_str().unwrap(), "--no-input"])
-        .current_dir(d)
-        .env_remove("FLOWC_JOURNAL")
-        .envs(env("4"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = nix::unistd::Pid::from_raw(first.id() as i32);
+    let mut first = Reaped(
+        Command::new(BIN)
+            .args(["run", flow.to_str().unwrap(), "--no-input"])
+            .current_dir(d)
+            .env_remove("FLOWC_JOURNAL")
+            .envs(env("4"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = nix::unistd::Pid::from_raw(first.0.id() as i32);
     let context = || String::new();
     poll("the step to start", PATIENCE, context, || {
         lines(d, "marks")
@@ -843,10 +845,10 @@ fn a_stalled_driver_that_lost_its_lease_cannot_write() {
 
     nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
     let code = poll("the first driver to stop", PATIENCE, context, || {
-        first.try_wait().unwrap()
+        first.0.try_wait().unwrap()
     });
     let mut err = String::new();
-    std::io::Read::read_to_string(first.stderr.as_mut().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(first.0.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(!code.success(), "the fenced driver exited 0: {err}");
     assert!(err.contains("taken over"), "{err}");
 

@@ -299,6 +299,19 @@ impl Drop for Serve {
     }
 }
 
+/// A process killed (even when stopped) and reaped on drop, so a failing
+/// test leaves nothing behind.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The journal in `dir`, read from outside (None while it does not exist yet).
 pub fn journal(dir: &Path) -> Option<Journal> {
     Journal::open_read_only(&dir.join(".flowc/journal.db")).ok()
