@@ -198,7 +198,8 @@ pub fn trigger(cmd: &TriggerCommand, color: bool) -> CliResult {
             .map_err(|e| CliError::usage(format!("`--body` is not JSON: {e}")))?,
         None => serde_json::Value::Null,
     };
-    let now = crate::journal::now_ms();
+    // The service's clock, as `flowc triggers` reads it.
+    let now = crate::serve::Clock::from_env().now_ms();
     let event = match &l.trigger.source {
         TriggerSource::Cron { .. } => serde_json::json!({ "scheduled_at": rfc3339(now) }),
         TriggerSource::Watch { .. } => serde_json::json!({ "paths": changed }),

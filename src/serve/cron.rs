@@ -62,19 +62,20 @@ fn tick_one(svc: &Service, cursors: &mut Cursors, loaded: &Loaded, now: i64) -> 
         return Ok(());
     };
     let name = &loaded.trigger.name;
-    let cursor = match cursors.0.get(name) {
-        Some(c) => *c,
-        None => {
-            let mut journal = svc.journal();
-            match journal.cursor(name).map_err(|e| e.to_string())? {
-                Some(c) => c,
-                None => {
-                    // A new trigger starts now: nothing before it is missed.
-                    journal
-                        .advance_cursor(name, now)
-                        .map_err(|e| e.to_string())?;
-                    now
-                }
+    let cursor = {
+        let mut journal = svc.journal();
+        // Read every tick: another service on this journal may have fired
+        // slots since, and a slot it fired is neither fired again nor missed.
+        let stored = journal.cursor(name).map_err(|e| e.to_string())?;
+        match (cursors.0.get(name), stored) {
+            (Some(c), stored) => stored.map_or(*c, |s| s.max(*c)),
+            (None, Some(s)) => s,
+            (None, None) => {
+                // A new trigger starts now: nothing before it is missed.
+                journal
+                    .advance_cursor(name, now)
+                    .map_err(|e| e.to_string())?;
+                now
             }
         }
     };

@@ -28,3 +28,5 @@ pub fn latest_run(dir: &Path) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+pub mod service;
