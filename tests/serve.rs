@@ -507,6 +507,9 @@ fn webhooks_verify_dedup_and_type_their_body() {
     let wrong = br#"{"action":"opened","number":"seven"}"#;
     let reply = github("d-4", wrong, &sign_github(secret.as_bytes(), wrong));
     assert_eq!(reply.status, 422, "{reply:?}");
+    // Its redelivery gets the same answer, and still no run.
+    let reply = github("d-4", wrong, &sign_github(secret.as_bytes(), wrong));
+    assert_eq!(reply.status, 422, "{reply:?}");
     // Over `max_body` (1 KiB): 413.
     let big = format!(r#"{{"action":"{}","number":1}}"#, "x".repeat(2048));
     let reply = github(

@@ -87,6 +87,11 @@ fn fire_in(
         data: json!({ "event": redacted(&event) }),
     };
     if let Some(row) = journal.fire_row(name, key).map_err(|e| e.to_string())? {
+        // A redelivery gets the answer the delivery got.
+        if row.outcome == "rejected" {
+            let why = row.data["error"].as_str().unwrap_or("rejected before");
+            return Ok(Outcome::Rejected(why.to_string()));
+        }
         return Ok(Outcome::Duplicate(row.run_id));
     }
     let inputs = match inputs(loaded, &event) {
