@@ -2,6 +2,7 @@
 
 mod clock;
 mod cron;
+mod drive;
 pub mod fire;
 mod http;
 pub mod load;
@@ -21,9 +22,9 @@ use fire::Outcome;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// How often the scheduler looks at the clock and the queue.
 const TICK_MS: u64 = 200;
@@ -182,101 +183,10 @@ async fn run(svc: Arc<Service>, config: Config) -> Result<u8, String> {
         std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     watch::start(&svc, root)?;
     notify::notify("READY=1");
-    let result = supervise(svc.clone(), &config).await;
+    let result = drive::Driver::new(svc.clone(), &config).run().await;
     notify::notify("STOPPING=1");
     svc.log.event("serve.stopped", &[]);
     result
-}
-
-/// The loop: ticks, claims, run process ends, signals.
-async fn supervise(svc: Arc<Service>, config: &Config) -> Result<u8, String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let (exits_tx, mut exits) = mpsc::unbounded_channel::<supervisor::Exit>();
-    let mut children = supervisor::Children::new();
-    let mut cursors = cron::Cursors::default();
-    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(TICK_MS));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let watchdog = notify::watchdog_interval();
-    let mut last_watchdog = std::time::Instant::now();
-    let mut last_renew = 0i64;
-    let mut drain_deadline: Option<std::time::Instant> = None;
-    let mut interrupted = false;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = svc.wake.notified() => {}
-            Some(exit) = exits.recv() => {
-                children.remove(&exit.run);
-                svc.active.store(children.len(), Ordering::SeqCst);
-                let s = svc.clone();
-                let _ = tokio::task::spawn_blocking(move || supervisor::settle(&s, &exit)).await;
-            }
-            _ = term.recv() => stop_signal(&svc, &mut drain_deadline, &mut interrupted, config, &children),
-            _ = int.recv() => stop_signal(&svc, &mut drain_deadline, &mut interrupted, config, &children),
-        }
-        let real_now = now_ms();
-        svc.last_tick.store(real_now, Ordering::SeqCst);
-        if let Some(every) = watchdog
-            && last_watchdog.elapsed() >= every
-        {
-            notify::notify("WATCHDOG=1");
-            last_watchdog = std::time::Instant::now();
-        }
-        if let Some(deadline) = drain_deadline {
-            if children.is_empty() {
-                return Ok(0);
-            }
-            if !interrupted && std::time::Instant::now() >= deadline {
-                interrupt_all(&svc, &children, "the drain timeout passed");
-                interrupted = true;
-            }
-            continue;
-        }
-        let s = svc.clone();
-        let renew = real_now - last_renew >= 2_000;
-        if renew {
-            last_renew = real_now;
-        }
-        let mut c = std::mem::take(&mut cursors);
-        let (done, c) = tokio::task::spawn_blocking(move || {
-            let done = housekeeping(&s, &mut c, renew);
-            (done, c)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        cursors = c;
-        if let Err(e) = done {
-            // A busy or full journal: said, and tried again next tick.
-            svc.log.event("serve.error", &[("error", json!(e))]);
-        }
-        while children.len() < config.workers {
-            let s = svc.clone();
-            let next = tokio::task::spawn_blocking(move || claim(&s))
-                .await
-                .map_err(|e| e.to_string())?;
-            let Some(run) = next else { break };
-            match supervisor::spawn(&svc, &run, exits_tx.clone()) {
-                Ok(child) => {
-                    svc.log.event(
-                        "run.claimed",
-                        &[("run", json!(run)), ("pid", json!(child.pid))],
-                    );
-                    children.insert(run, child);
-                }
-                Err(e) => {
-                    svc.log
-                        .event("run.error", &[("run", json!(run)), ("error", json!(e))]);
-                    let _ = svc
-                        .journal()
-                        .requeue(&run, now_ms() + 5_000, "spawn failed", true);
-                    break;
-                }
-            }
-        }
-        svc.active.store(children.len(), Ordering::SeqCst);
-    }
 }
 
 /// One tick's journal work: stale claims back to the queue, decided approvals
@@ -316,60 +226,6 @@ fn housekeeping(svc: &Service, cursors: &mut cron::Cursors, renew: bool) -> Resu
 }
 
 /// How long a claim lasts without renewal: three times the lease's stale age, at least 10 s.
-fn claim_ms() -> i64 {
+pub(crate) fn claim_ms() -> i64 {
     (crate::journal::stale_ms()).max(10_000)
-}
-
-/// Claims the next ready run, reading first so an idle queue is never written.
-fn claim(svc: &Service) -> Option<String> {
-    let mut journal = svc.journal();
-    let now = now_ms();
-    if !journal.any_ready(now).unwrap_or(false) {
-        return None;
-    }
-    journal
-        .claim_next(&svc.owner, now + claim_ms())
-        .ok()
-        .flatten()
-}
-
-fn stop_signal(
-    svc: &Service,
-    deadline: &mut Option<std::time::Instant>,
-    interrupted: &mut bool,
-    config: &Config,
-    children: &supervisor::Children,
-) {
-    svc.draining.store(true, Ordering::SeqCst);
-    notify::notify("STOPPING=1");
-    if deadline.is_none() {
-        *deadline =
-            Some(std::time::Instant::now() + std::time::Duration::from_millis(config.drain_ms));
-        svc.log.event(
-            "serve.draining",
-            &[
-                ("runs", json!(children.len())),
-                ("drain_timeout_ms", json!(config.drain_ms)),
-            ],
-        );
-    } else if !*interrupted {
-        interrupt_all(svc, children, "a second stop signal");
-        *interrupted = true;
-    }
-}
-
-/// Interrupts every run process (they journal their running steps as interrupted).
-fn interrupt_all(svc: &Service, children: &supervisor::Children, why: &str) {
-    svc.log.event(
-        "serve.interrupting",
-        &[("runs", json!(children.len())), ("why", json!(why))],
-    );
-    for child in children.values() {
-        if let Ok(pid) = i32::try_from(child.pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-    }
 }
