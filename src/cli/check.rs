@@ -19,6 +19,9 @@ pub struct CheckArgs {
     /// Also print a summary of each compiled file (skills, policies, nodes and their order).
     #[arg(long)]
     pub summary: bool,
+    /// Also print each skill's worst case: step attempts, model calls, output tokens and cost, wall time, and the policy caps they pass.
+    #[arg(long)]
+    pub bounds: bool,
 }
 
 /// Runs the check and prints the report: every readable file's diagnostics,
@@ -75,7 +78,7 @@ fn print_report(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) 
     // The output goes out whole; a closed pipe or full disk is not worth a second report.
     let _ = match args.format {
         Format::Human => print_human(out, args, color, files),
-        Format::Json => print_json(out, files),
+        Format::Json => print_json(out, files, args.bounds),
         Format::Github => print_github(out, files),
     };
 }
@@ -91,6 +94,9 @@ fn print_human(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) -
         text.push('\n');
     }
     eprint!("{text}");
+    if args.bounds {
+        write_stdout(super::bounds::text(out).as_bytes())?;
+    }
     if args.summary {
         let mut s = String::new();
         for file in &out.files {
@@ -104,7 +110,7 @@ fn print_human(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) -
     Ok(EXIT_OK)
 }
 
-fn print_json(out: &CheckOutput, files: usize) -> CliResult {
+fn print_json(out: &CheckOutput, files: usize, bounds: bool) -> CliResult {
     let diagnostics: Vec<serde_json::Value> = out
         .diagnostics
         .iter()
@@ -115,13 +121,16 @@ fn print_json(out: &CheckOutput, files: usize) -> CliResult {
         .iter()
         .map(|(p, r)| serde_json::json!({"file": p, "reason": r}))
         .collect();
-    let report = serde_json::json!({
+    let mut report = serde_json::json!({
         "files": files,
         "errors": out.count(Severity::Error),
         "warnings": out.count(Severity::Warning),
         "unreadable": unreadable,
         "diagnostics": diagnostics,
     });
+    if bounds {
+        report["bounds"] = super::bounds::json(out);
+    }
     write_stdout(format!("{report:#}\n").as_bytes())
 }
 

@@ -3,6 +3,7 @@
 //! Expressions arrive compiled to rhai ASTs and templates compiled into one
 //! minijinja environment per skill; the executor only evaluates them.
 
+pub mod bounds;
 mod policy;
 mod summary;
 pub mod template_methods;
