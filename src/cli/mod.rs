@@ -6,6 +6,7 @@ mod compile;
 mod doctor;
 mod error;
 mod explain;
+mod failures;
 mod graph;
 mod inspect;
 mod progress;
@@ -91,6 +92,11 @@ pub enum Command {
     /// Rebuild a run's state from its events and compare it with the stored state.
     #[command(after_help = "Exit status: 0 when the journal verifies, 1 listing every difference.")]
     Replay(inspect::ReplayArgs),
+    /// What keeps failing: failed attempts, rejected approvals and policy violations, grouped by step, class and a normalised error.
+    #[command(
+        after_help = "Failures group by (skill, step, class, signature): the signature is the error's first line with numbers, paths, ids and hex taken out, so the same failure on another day counts once more rather than once again.\n\nExamples:\n  flowc failures --since 7d\n  flowc failures --skill release --json | jq '.[0]'"
+    )]
+    Failures(failures::FailuresArgs),
     /// List items waiting for a person, across runs.
     #[command(after_help = "Examples:\n  flowc approvals\n  flowc approvals --json")]
     Approvals(queue::ApprovalsArgs),
@@ -212,6 +218,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => inspect::status(&args),
         Command::Log(args) => inspect::log(&args),
         Command::Replay(args) => inspect::replay(&args),
+        Command::Failures(args) => failures::failures(&args),
         Command::Approvals(args) => queue::approvals(&args),
         Command::Approve(args) => queue::approve(&args),
         Command::Reject(args) => queue::reject(&args),

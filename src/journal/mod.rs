@@ -5,6 +5,7 @@
 //! Architecture invariant: only [`Journal::append`] (through `apply`) writes
 //! the projection, so `flowc replay` can rebuild it from the events alone.
 
+mod analytics;
 mod apply;
 mod chain;
 mod error;
@@ -17,6 +18,7 @@ mod replay;
 mod stats;
 mod triggers;
 
+pub use analytics::FailureRow;
 pub use chain::Problem;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};

@@ -1,0 +1,101 @@
+//! Read-only queries for analytics: every failed attempt, rejected approval
+//! and policy violation since a time, with what the journal says about it.
+
+use super::{Journal, JournalError};
+use rusqlite::params;
+
+/// One thing that went wrong, as journaled.
+#[derive(Debug, Clone)]
+pub struct FailureRow {
+    /// The run.
+    pub run_id: String,
+    /// The run's skill.
+    pub skill: String,
+    /// The step's name (without its instance path).
+    pub step: String,
+    /// `attempt` (a step attempt rejected or failed), `approval` (rejected), `policy` (a violation).
+    pub what: &'static str,
+    /// When (Unix ms).
+    pub at: i64,
+    /// The event's data.
+    pub data: serde_json::Value,
+    /// The attempt's `output` event, for `run` steps.
+    pub output: Option<serde_json::Value>,
+    /// Whether the attempt made a model call that failed.
+    pub model_error: bool,
+}
+
+fn json(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+impl Journal {
+    /// Everything that went wrong since `since` (Unix ms), of `skill` when given, oldest first.
+    pub fn failures(
+        &self,
+        since: i64,
+        skill: Option<&str>,
+    ) -> Result<Vec<FailureRow>, JournalError> {
+        let mut out = Vec::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT e.run_id, r.skill, COALESCE(n.name, e.node), e.at, e.data,
+                    (SELECT o.data FROM events o WHERE o.run_id = e.run_id AND o.node = e.node
+                       AND o.attempt = e.attempt AND o.kind = 'output' LIMIT 1),
+                    EXISTS (SELECT 1 FROM events l WHERE l.run_id = e.run_id AND l.node = e.node
+                       AND l.attempt = e.attempt AND l.kind = 'llm_call'
+                       AND json_extract(l.data, '$.error') IS NOT NULL)
+             FROM events e JOIN runs r ON r.id = e.run_id
+             LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
+             WHERE e.kind = 'node_status' AND e.attempt IS NOT NULL AND e.at >= ?1
+               AND json_extract(e.data, '$.status') IN ('rejected', 'failed')
+               AND (?2 IS NULL OR r.skill = ?2)
+             ORDER BY e.at, e.run_id, e.seq",
+        )?;
+        let rows = stmt.query_map(params![since, skill], |r| {
+            Ok(FailureRow {
+                run_id: r.get(0)?,
+                skill: r.get(1)?,
+                step: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                what: "attempt",
+                at: r.get(3)?,
+                data: json(r.get(4)?).unwrap_or_default(),
+                output: json(r.get(5)?),
+                model_error: r.get(6)?,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT e.run_id, r.skill, COALESCE(n.name, e.node, ''), e.at, e.data, e.kind
+             FROM events e JOIN runs r ON r.id = e.run_id
+             LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
+             WHERE e.at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
+               AND (e.kind = 'policy_violation'
+                    OR (e.kind = 'approval_decided' AND json_extract(e.data, '$.decision') = 'rejected'))
+             ORDER BY e.at, e.run_id, e.seq",
+        )?;
+        let rows = stmt.query_map(params![since, skill], |r| {
+            let kind: String = r.get(5)?;
+            Ok(FailureRow {
+                run_id: r.get(0)?,
+                skill: r.get(1)?,
+                step: r.get(2)?,
+                what: if kind == "policy_violation" {
+                    "policy"
+                } else {
+                    "approval"
+                },
+                at: r.get(3)?,
+                data: json(r.get(4)?).unwrap_or_default(),
+                output: None,
+                model_error: false,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+        out.sort_by_key(|r| r.at);
+        Ok(out)
+    }
+}

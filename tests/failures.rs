@@ -1,0 +1,104 @@
+//! `flowc failures`: a journal with known outcomes, grouped as counted by hand.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{flowc, stderr};
+use serde_json::Value;
+
+const FAILING: &str = r#"skill main(n: int, kind: string) {
+  step ex: run {
+    command: "{% if kind == 'slow' %}echo timeout after {{ n }}s in /tmp/d{{ n }}x >&2{% else %}echo disk quota exceeded >&2{% endif %}; exit 3"
+  }
+}
+"#;
+
+const GATE: &str = r#"skill gated() {
+  step gate: approval { prompt: "ship it?" }
+  step ship: run { command: "true", after: [gate] }
+}
+"#;
+
+fn groups(dir: &std::path::Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["failures", "--json"];
+    args.extend_from_slice(extra);
+    let out = flowc(dir, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn failures_group_by_step_class_and_normalised_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("fail.flow"), FAILING).unwrap();
+    std::fs::write(d.join("gate.flow"), GATE).unwrap();
+    // Four timeouts with different numbers and paths, two quota errors.
+    for n in 1..=4 {
+        let n = n.to_string();
+        let out = flowc(
+            d,
+            &[
+                "run",
+                "fail.flow",
+                "-i",
+                &format!("n={n}"),
+                "-i",
+                "kind=slow",
+                "--no-input",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    }
+    for n in 5..=6 {
+        let out = flowc(
+            d,
+            &[
+                "run",
+                "fail.flow",
+                "-i",
+                &format!("n={n}"),
+                "-i",
+                "kind=quota",
+                "--no-input",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    }
+    // One rejected approval.
+    let out = flowc(d, &["run", "gate.flow", "--no-input"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let run = common::latest_run(d);
+    let out = flowc(d, &["reject", &run, "gate", "--reason", "not on a Friday"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let all = groups(d, &[]);
+    assert_eq!(all.len(), 3, "{all:#?}");
+    assert_eq!(all[0]["step"], "ex");
+    assert_eq!(all[0]["class"], "exit_code");
+    assert_eq!(all[0]["signature"], "timeout after <n>s in <path>");
+    assert_eq!(all[0]["count"], 4);
+    assert_eq!(all[0]["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(all[0]["latest"], "timeout after 4s in /tmp/d4x");
+    assert_eq!(all[1]["signature"], "disk quota exceeded");
+    assert_eq!(all[1]["count"], 2);
+    assert_eq!(all[2]["step"], "gate");
+    assert_eq!(all[2]["class"], "rejected_approval");
+    assert_eq!(all[2]["latest"], "not on a Friday");
+
+    let gated = groups(d, &["--skill", "gated"]);
+    assert_eq!(gated.len(), 1);
+    assert_eq!(groups(d, &["--since", "1h", "--limit", "1"]).len(), 1);
+
+    let table = flowc(d, &["failures"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("main/ex"), "{text}");
+    assert!(text.contains("in 4 runs"), "{text}");
+    let bad = flowc(d, &["failures", "--since", "lately"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("is not a duration"),
+        "{}",
+        stderr(&bad)
+    );
+}
