@@ -1,4 +1,4 @@
-//! `flowc failures`: a journal with known outcomes, grouped as counted by hand.
+//! `flowc failures` and `flowc stats`: a journal with known outcomes, grouped and counted as by hand.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -94,6 +94,29 @@ fn failures_group_by_step_class_and_normalised_error() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("main/ex"), "{text}");
     assert!(text.contains("in 4 runs"), "{text}");
+    // The same journal in `flowc stats`.
+    let out = flowc(d, &["stats", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let main = stats.iter().find(|s| s["skill"] == "main").unwrap();
+    assert_eq!(main["runs"], 6);
+    assert_eq!(main["failed"], 6);
+    assert_eq!(main["success_rate"], 0.0);
+    let ex = &main["steps"][0];
+    assert_eq!(ex["step"], "ex");
+    assert_eq!(ex["instances"], 6);
+    assert_eq!(ex["failed"], 6);
+    assert_eq!(ex["attempts"], 6);
+    assert!(ex["attempts_per_success"].is_null());
+    assert_eq!(ex["failures"]["exit code"], 6);
+    let gated = stats.iter().find(|s| s["skill"] == "gated").unwrap();
+    assert_eq!(gated["runs"], 1);
+    assert!(gated["success_rate"].is_null(), "a paused run has not ended");
+    let table = flowc(d, &["stats", "--skill", "main"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("skill main: 6 runs, 0 succeeded, 6 failed (0% success)"), "{text}");
+    assert!(!text.contains("gated"), "{text}");
+
     let bad = flowc(d, &["failures", "--since", "lately"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(

@@ -1,5 +1,7 @@
-//! Answers from past runs: recurring failures grouped by class and a normalised signature.
+//! Answers from past runs: recurring failures grouped by class and a normalised signature, and per-skill, per-step statistics.
 
 mod failures;
+mod stats;
 
 pub use failures::{Class, Group, classify, group, signature};
+pub use stats::{ModelUse, SkillStats, StepStats, percentile, stats};

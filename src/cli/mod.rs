@@ -1,12 +1,12 @@
 //! The command line: argument parsing and one module per subcommand.
 
+mod analytics;
 mod bounds;
 mod check;
 mod compile;
 mod doctor;
 mod error;
 mod explain;
-mod failures;
 mod graph;
 mod inspect;
 mod progress;
@@ -96,7 +96,12 @@ pub enum Command {
     #[command(
         after_help = "Failures group by (skill, step, class, signature): the signature is the error's first line with numbers, paths, ids and hex taken out, so the same failure on another day counts once more rather than once again.\n\nExamples:\n  flowc failures --since 7d\n  flowc failures --skill release --json | jq '.[0]'"
     )]
-    Failures(failures::FailuresArgs),
+    Failures(analytics::FailuresArgs),
+    /// Per skill and per step: runs, success rate, attempts per success, time p50/p95, failures by class, model tokens and cost.
+    #[command(
+        after_help = "Examples:\n  flowc stats\n  flowc stats --since 7d --skill release\n  flowc stats --json | jq '.[0].steps'"
+    )]
+    Stats(analytics::StatsArgs),
     /// List items waiting for a person, across runs.
     #[command(after_help = "Examples:\n  flowc approvals\n  flowc approvals --json")]
     Approvals(queue::ApprovalsArgs),
@@ -218,7 +223,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => inspect::status(&args),
         Command::Log(args) => inspect::log(&args),
         Command::Replay(args) => inspect::replay(&args),
-        Command::Failures(args) => failures::failures(&args),
+        Command::Failures(args) => analytics::failures(&args),
+        Command::Stats(args) => analytics::stats(&args),
         Command::Approvals(args) => queue::approvals(&args),
         Command::Approve(args) => queue::approve(&args),
         Command::Reject(args) => queue::reject(&args),

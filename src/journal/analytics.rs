@@ -99,3 +99,102 @@ impl Journal {
         Ok(out)
     }
 }
+
+/// A node instance of a step, for statistics.
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    /// The run's skill.
+    pub skill: String,
+    /// The step's name.
+    pub step: String,
+    /// Its kind (`run`, `llm`, …).
+    pub kind: String,
+    /// Its status.
+    pub status: String,
+    /// Attempts it started.
+    pub attempts: i64,
+    /// How long it took (ms), when it finished.
+    pub ms: Option<i64>,
+}
+
+/// Model use of one step, by model.
+#[derive(Debug, Clone)]
+pub struct StepLlm {
+    /// The run's skill.
+    pub skill: String,
+    /// The step's name.
+    pub step: String,
+    /// The model's name.
+    pub model: String,
+    /// Calls.
+    pub calls: i64,
+    /// Tokens in.
+    pub tokens_in: i64,
+    /// Tokens out.
+    pub tokens_out: i64,
+    /// Cost in USD.
+    pub cost_usd: f64,
+}
+
+impl Journal {
+    /// Runs started since `since` (Unix ms): (skill, status, duration in ms when ended).
+    pub fn run_rows(
+        &self,
+        since: i64,
+        skill: Option<&str>,
+    ) -> Result<Vec<(String, String, Option<i64>)>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT skill, status, finished_at - started_at FROM runs
+             WHERE started_at >= ?1 AND (?2 IS NULL OR skill = ?2)",
+        )?;
+        let rows = stmt.query_map(params![since, skill], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Step instances (not blocks) of runs started since `since`.
+    pub fn step_rows(&self, since: i64, skill: Option<&str>) -> Result<Vec<StepRow>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT r.skill, n.name, n.kind, n.status, n.attempt, n.finished_at - n.started_at
+             FROM nodes n JOIN runs r ON r.id = n.run_id
+             WHERE r.started_at >= ?1 AND (?2 IS NULL OR r.skill = ?2) AND n.kind NOT IN ('loop', 'for')",
+        )?;
+        let rows = stmt.query_map(params![since, skill], |r| {
+            Ok(StepRow {
+                skill: r.get(0)?,
+                step: r.get(1)?,
+                kind: r.get(2)?,
+                status: r.get(3)?,
+                attempts: r.get(4)?,
+                ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Model calls of runs started since `since`, summed by (skill, step, model).
+    pub fn step_llm(&self, since: i64, skill: Option<&str>) -> Result<Vec<StepLlm>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT r.skill, COALESCE(n.name, e.node), json_extract(e.data, '$.model'), count(*),
+                    total(json_extract(e.data, '$.tokens_in')), total(json_extract(e.data, '$.tokens_out')),
+                    total(json_extract(e.data, '$.cost_usd'))
+             FROM events e JOIN runs r ON r.id = e.run_id
+             LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
+             WHERE e.kind = 'llm_call' AND r.started_at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )?;
+        let rows = stmt.query_map(params![since, skill], |r| {
+            Ok(StepLlm {
+                skill: r.get(0)?,
+                step: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                model: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                calls: r.get(3)?,
+                tokens_in: r.get::<_, f64>(4)? as i64,
+                tokens_out: r.get::<_, f64>(5)? as i64,
+                cost_usd: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -18,7 +18,7 @@ mod replay;
 mod stats;
 mod triggers;
 
-pub use analytics::FailureRow;
+pub use analytics::{FailureRow, StepLlm, StepRow};
 pub use chain::Problem;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
