@@ -133,13 +133,13 @@ impl Runner<'_> {
         match (kind, decision) {
             ("approval", Decision::Approve { by, comment }) => {
                 let result =
-                    json!({ "approved": true, "by": by, "comment": comment.unwrap_or_default() });
+                    json!({ "approved": true, "by": [by], "comment": comment.unwrap_or_default() });
                 self.set_status(&key, "succeeded", None, json!({ "result": result }));
                 self.frames[self.insts[inst].frame].vars.set(&name, result);
                 self.settle(inst, Settle::Done);
             }
             ("approval" | "policy", Decision::Reject { by, reason }) => {
-                let result = json!({ "approved": false, "by": by, "comment": reason });
+                let result = json!({ "approved": false, "by": [&by], "comment": reason });
                 let why = format!("rejected by {by}: {reason}");
                 self.set_status(
                     &key,
