@@ -1,6 +1,7 @@
 //! The human queue: `flowc approvals`, `approve`, `reject`, `retry`, `skip`.
 
-use super::{CliError, CliResult, EXIT_OK, JournalArgs, write_stdout};
+use super::{CliError, CliResult, EXIT_FAILED, EXIT_OK, JournalArgs, write_stdout};
+use crate::approvals::{ApprovalSpec, People, Person, Request, authorize};
 use crate::journal::{Journal, NewEvent, timestamp};
 use serde_json::json;
 use std::fmt::Write;
@@ -25,6 +26,12 @@ pub struct Item {
     pub run: String,
     /// The step instance key, as `flowc approvals` shows it.
     pub step: String,
+    /// The people file: who is who, and their groups (default: none, so you decide as your OS user).
+    #[arg(long, value_name = "FILE")]
+    pub people: Option<std::path::PathBuf>,
+    /// Refuse the decision unless the item was asked with this input hash (a prefix).
+    #[arg(long, value_name = "HASH")]
+    pub input_hash: Option<String>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
@@ -77,7 +84,7 @@ enum Verb {
 
 /// `flowc approve`.
 pub fn approve(args: &ApproveArgs) -> CliResult {
-    let by = decider();
+    let by = decider_in(&args.item)?.name;
     let data = json!({ "decision": "approved", "by": by, "comment": args.comment });
     decide(Verb::Approve, &args.item, data)
 }
@@ -87,7 +94,8 @@ pub fn reject(args: &RejectArgs) -> CliResult {
     if args.reason.trim().is_empty() {
         return Err(CliError::usage("`flowc reject` needs `--reason TEXT`"));
     }
-    let data = json!({ "decision": "rejected", "by": decider(), "comment": args.reason });
+    let by = decider_in(&args.item)?.name;
+    let data = json!({ "decision": "rejected", "by": by, "comment": args.reason });
     decide(Verb::Reject, &args.item, data)
 }
 
@@ -96,7 +104,7 @@ pub fn retry(args: &RetryArgs) -> CliResult {
     decide(
         Verb::Retry,
         &args.item,
-        json!({ "decision": "retry", "by": decider() }),
+        json!({ "decision": "retry", "by": decider_in(&args.item)?.name }),
     )
 }
 
@@ -109,12 +117,22 @@ pub fn skip(args: &SkipArgs) -> CliResult {
                 .map_err(|e| CliError::usage(format!("`--output` is not valid JSON: {e}")))?,
         ),
     };
-    let data = json!({ "decision": "skip", "by": decider(), "output": output });
+    let by = decider_in(&args.item)?.name;
+    let data = json!({ "decision": "skip", "by": by, "output": output });
     decide(Verb::Skip, &args.item, data)
 }
 
 pub(super) fn decider() -> String {
     crate::exec::user()
+}
+
+/// The person deciding: the OS user, as the people file names them.
+fn decider_in(item: &Item) -> Result<Person, CliError> {
+    let people = match &item.people {
+        Some(path) => People::load(path).map_err(CliError::usage)?,
+        None => People::default(),
+    };
+    Ok(people.for_os_user(&decider()))
 }
 
 /// `flowc approvals`: pending items across runs.
@@ -196,14 +214,6 @@ fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
     if verb == Verb::Retry && item.kind == "approval" && item.status == "rejected" {
         return ask_again(&mut journal, args, &run, item, &data);
     }
-    if item.status != "pending" {
-        return Err(CliError::usage(format!(
-            "`{}` of run `{run}` is already decided ({} by {})",
-            args.step,
-            item.status,
-            item.decided_by.as_deref().unwrap_or("unknown")
-        )));
-    }
     let escalation = item.kind == "escalation";
     match verb {
         Verb::Approve if escalation => {
@@ -220,6 +230,8 @@ fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
         }
         _ => {}
     }
+    let decider = decider_in(args)?;
+    check_allowed(&mut journal, args, &run, item, &decider, &data)?;
     let event = NewEvent::node(&run, "approval_decided", &args.step, None, data);
     journal.append(&[event]).map_err(CliError::failed)?;
     let flag = if args.journal.is_default() {
@@ -281,4 +293,69 @@ pub fn idle_run(journal: &Journal, run: &str, what_to_do: &str) -> Result<String
         )));
     }
     Ok(run)
+}
+
+/// Asks the one authorization rule; a refusal is journaled, then reported (exit 1).
+fn check_allowed(
+    journal: &mut Journal,
+    args: &Item,
+    run: &str,
+    item: &crate::journal::ApprovalRow,
+    decider: &Person,
+    data: &serde_json::Value,
+) -> Result<(), CliError> {
+    let run_status = journal.run(run).map_err(CliError::failed)?.status;
+    let (spec, initiator) = asked_with(journal, run, &args.step)?;
+    let request = Request {
+        status: &item.status,
+        decided_by: item.decided_by.as_deref(),
+        run_status: &run_status,
+        input_hash: &item.input_hash,
+        expected_hash: args.input_hash.as_deref(),
+    };
+    let Err(refusal) = authorize(&spec, decider, &initiator, &[], &request) else {
+        return Ok(());
+    };
+    let event = NewEvent::node(
+        run,
+        "approval_refused",
+        &args.step,
+        None,
+        json!({ "by": decider.name, "decision": data["decision"], "code": refusal.code(), "reason": refusal.to_string() }),
+    );
+    journal.append(&[event]).map_err(CliError::failed)?;
+    Err(CliError::new(
+        EXIT_FAILED,
+        format!("refused: `{}` of run `{run}`: {refusal}", args.step),
+    ))
+}
+
+/// The rules an item was asked with (its latest `approval_requested`) and the run's initiator.
+fn asked_with(
+    journal: &Journal,
+    run: &str,
+    node: &str,
+) -> Result<(ApprovalSpec, String), CliError> {
+    let asked = journal
+        .events_of(run, Some("approval_requested"))
+        .map_err(CliError::failed)?
+        .into_iter()
+        .rfind(|e| e.node.as_deref() == Some(node));
+    let spec = asked
+        .and_then(|e| serde_json::from_value(e.data).ok())
+        .unwrap_or_default();
+    // A run journaled before initiators were recorded has none: nobody is its initiator.
+    let initiator = journal
+        .events_of(run, Some("run_started"))
+        .map_err(CliError::failed)?
+        .into_iter()
+        .next()
+        .and_then(|e| {
+            e.data
+                .get("initiator")
+                .and_then(|i| i.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    Ok((spec, initiator))
 }

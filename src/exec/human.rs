@@ -27,13 +27,13 @@ impl Runner<'_> {
                 return;
             }
         } else {
-            let event = NewEvent::node(
-                &self.run_id,
-                "approval_requested",
-                &key,
-                None,
-                json!({ "kind": kind, "prompt": prompt, "input_hash": hash }),
-            );
+            let mut data = json!({ "kind": kind, "prompt": prompt, "input_hash": hash });
+            if let Some(spec) = self.approval_spec(inst, kind) {
+                data["approvers"] = json!(spec.approvers);
+                data["required"] = json!(spec.required);
+                data["self_approval"] = json!(spec.self_approval);
+            }
+            let event = NewEvent::node(&self.run_id, "approval_requested", &key, None, data);
             self.push(event);
         }
         self.prior_approvals.remove(&key);
@@ -54,6 +54,31 @@ impl Runner<'_> {
         if self.interactive {
             self.prompts.push_back(inst);
         }
+    }
+
+    /// Who may decide an approval step, journaled with the question so every decider reads the same rules.
+    fn approval_spec(&self, inst: usize, kind: &str) -> Option<crate::approvals::ApprovalSpec> {
+        if kind != "approval" {
+            return None;
+        }
+        let (skill, node) = self.step(inst);
+        let NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return None;
+        };
+        let StepKind::Approval {
+            approvers,
+            required,
+            self_approval,
+            ..
+        } = &step.kind
+        else {
+            return None;
+        };
+        Some(crate::approvals::ApprovalSpec {
+            approvers: approvers.clone(),
+            required: *required,
+            self_approval: *self_approval,
+        })
     }
 
     /// An approval step whose `timeout` has passed gets its `default` decision.

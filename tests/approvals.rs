@@ -1,0 +1,251 @@
+//! Approvals with `approvers`, `required` and `self_approval`: who may decide,
+//! and every refusal journaled. Runs the binary as different OS users (`$USER`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{BIN, latest_run};
+use flowc::journal::Journal;
+use serde_json::Value as Json;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const PEOPLE: &str = "people:
+  - name: alice
+    os_user: alice
+    groups: [release]
+  - name: bob
+    os_user: bob
+    groups: [release]
+  - name: carol
+    os_user: carol
+    groups: []
+";
+
+/// Runs `flowc ARGS` in `dir` as the OS user `user`.
+fn as_user(dir: &Path, user: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FLOWC_JOURNAL")
+        .env("USER", user)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A directory with `gate.flow` holding one approval with `fields`, and its run paused at the gate, started by `initiator`.
+fn paused(fields: &str, initiator: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("people.yaml"), PEOPLE).unwrap();
+    let flow = format!(
+        "skill main() -> bool {{\n  step gate: approval {{\n    prompt: \"Ship?\"\n    {fields}\n  }}\n  return gate.approved\n}}\n"
+    );
+    std::fs::write(dir.path().join("gate.flow"), flow).unwrap();
+    let o = as_user(dir.path(), initiator, &["run", "gate.flow", "--no-input"]);
+    assert_eq!(o.status.code(), Some(75), "{}", err(&o));
+    let run = latest_run(dir.path());
+    (dir, run)
+}
+
+fn approve(dir: &Path, user: &str, run: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["approve", run, "gate", "--people", "people.yaml"];
+    args.extend(extra);
+    as_user(dir, user, &args)
+}
+
+fn events(dir: &Path, run: &str, kind: &str) -> Vec<Json> {
+    let journal = Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+    let events = journal.events_of(run, Some(kind)).unwrap();
+    events.into_iter().map(|e| e.data).collect()
+}
+
+/// Asserts a refusal: exit 1, the whole message, and one `approval_refused` event saying why.
+fn refused(o: &Output, dir: &Path, run: &str, code: &str, message: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", err(o));
+    assert_eq!(
+        err(o).trim_end(),
+        format!("error: refused: `gate` of run `{run}`: {message}")
+    );
+    let refusals = events(dir, run, "approval_refused");
+    let last = refusals.last().unwrap();
+    assert_eq!(last["code"], code, "{refusals:?}");
+    assert_eq!(last["reason"], message);
+    // Nothing was decided after the refusal: it is the run's last event.
+    let journal = Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+    assert_eq!(
+        journal.events(run).unwrap().last().unwrap().kind,
+        "approval_refused"
+    );
+}
+
+#[test]
+fn run_started_names_the_initiator() {
+    let (dir, run) = paused("", "dora");
+    let started = events(dir.path(), &run, "run_started");
+    assert_eq!(started[0]["initiator"], "dora");
+    let asked = events(dir.path(), &run, "approval_requested");
+    assert_eq!(asked[0]["approvers"], serde_json::json!([]));
+    assert_eq!(asked[0]["required"], 1);
+    assert_eq!(asked[0]["self_approval"], true);
+}
+
+#[test]
+fn self_approval_is_refused_when_false() {
+    let (dir, run) = paused("approvers: [\"group:release\"]", "alice");
+    let o = approve(dir.path(), "alice", &run, &[]);
+    refused(
+        &o,
+        dir.path(),
+        &run,
+        "self_approval",
+        "`alice` started this run and `self_approval` is false",
+    );
+    let o = approve(dir.path(), "bob", &run, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(events(dir.path(), &run, "approval_decided")[0]["by"], "bob");
+}
+
+#[test]
+fn self_approval_true_lets_the_initiator_decide() {
+    let (dir, run) = paused("approvers: [\"alice\"]\n    self_approval: true", "alice");
+    let o = approve(dir.path(), "alice", &run, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
+
+#[test]
+fn a_non_approver_is_refused() {
+    let (dir, run) = paused("approvers: [\"group:release\"]", "dora");
+    let o = approve(dir.path(), "carol", &run, &[]);
+    refused(
+        &o,
+        dir.path(),
+        &run,
+        "not_an_approver",
+        "`carol` is not among the approvers (group:release)",
+    );
+    // Someone the people file does not list decides as their OS user name.
+    let o = approve(dir.path(), "mallory", &run, &[]);
+    refused(
+        &o,
+        dir.path(),
+        &run,
+        "not_an_approver",
+        "`mallory` is not among the approvers (group:release)",
+    );
+    assert_eq!(events(dir.path(), &run, "approval_refused").len(), 2);
+}
+
+#[test]
+fn a_rejection_is_authorized_too() {
+    let (dir, run) = paused("approvers: [\"alice\"]", "dora");
+    let o = as_user(
+        dir.path(),
+        "carol",
+        &[
+            "reject",
+            &run,
+            "gate",
+            "--reason",
+            "no",
+            "--people",
+            "people.yaml",
+        ],
+    );
+    refused(
+        &o,
+        dir.path(),
+        &run,
+        "not_an_approver",
+        "`carol` is not among the approvers (alice)",
+    );
+    assert_eq!(
+        events(dir.path(), &run, "approval_refused")[0]["decision"],
+        "rejected"
+    );
+}
+
+#[test]
+fn a_stale_input_hash_is_refused() {
+    let (dir, run) = paused("", "dora");
+    let hash = events(dir.path(), &run, "approval_requested")[0]["input_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = approve(dir.path(), "bob", &run, &["--input-hash", "0000"]);
+    refused(
+        &o,
+        dir.path(),
+        &run,
+        "stale_input",
+        &format!("the item was asked with input hash `{hash}`, not `0000`; look at it again"),
+    );
+    let o = approve(dir.path(), "bob", &run, &["--input-hash", &hash[..12]]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
+
+#[test]
+fn a_decided_item_is_refused() {
+    let (dir, run) = paused("", "dora");
+    assert_eq!(approve(dir.path(), "bob", &run, &[]).status.code(), Some(0));
+    let o = approve(dir.path(), "alice", &run, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(
+        err(&o).trim_end(),
+        format!(
+            "error: refused: `gate` of run `{run}`: the item is already decided (approved by bob)"
+        )
+    );
+    let refusals = events(dir.path(), &run, "approval_refused");
+    assert_eq!(refusals[0]["code"], "not_pending");
+    assert_eq!(refusals[0]["by"], "alice");
+}
+
+#[test]
+fn a_cancelled_run_is_refused() {
+    let (dir, run) = paused("", "dora");
+    let o = as_user(dir.path(), "dora", &["cancel", &run]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = approve(dir.path(), "bob", &run, &[]);
+    refused(
+        &o,
+        dir.path(),
+        &run,
+        "run_ended",
+        "the run is cancelled; its approvals can no longer be decided",
+    );
+}
+
+#[test]
+fn people_add_prints_a_token_once_and_stores_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = as_user(
+        dir.path(),
+        "root",
+        &[
+            "people",
+            "add",
+            "erin",
+            "--group",
+            "release",
+            "--os-user",
+            "erin",
+            "--people",
+            "p.yaml",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let token = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert_eq!(token.len(), 43, "256 bits in base64url: {token}");
+    let text = std::fs::read_to_string(dir.path().join("p.yaml")).unwrap();
+    assert!(!text.contains(&token), "{text}");
+    let hash = blake3::hash(token.as_bytes()).to_hex().to_string();
+    assert!(text.contains(&hash), "{text}");
+    let people = flowc::approvals::People::load(&dir.path().join("p.yaml")).unwrap();
+    assert_eq!(people.people[0].groups, ["release"]);
+    assert_eq!(people.people[0].os_user.as_deref(), Some("erin"));
+}
