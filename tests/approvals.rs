@@ -249,3 +249,123 @@ fn people_add_prints_a_token_once_and_stores_its_hash() {
     assert_eq!(people.people[0].groups, ["release"]);
     assert_eq!(people.people[0].os_user.as_deref(), Some("erin"));
 }
+
+fn resume(dir: &Path, run: &str) -> Output {
+    as_user(dir, "dora", &["run", "--resume", run, "--no-input"])
+}
+
+/// The stored result of the `gate` step.
+fn gate_result(dir: &Path, run: &str) -> Json {
+    let journal = Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+    let nodes = journal.nodes(run).unwrap();
+    nodes
+        .into_iter()
+        .find(|n| n.key == "gate")
+        .unwrap()
+        .result
+        .unwrap()
+}
+
+fn approval_status(dir: &Path, run: &str) -> String {
+    let journal = Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+    journal.approvals(Some(run)).unwrap()[0].status.clone()
+}
+
+#[test]
+fn required_two_needs_two_different_people() {
+    let (dir, run) = paused("approvers: [\"group:release\"]\n    required: 2", "dora");
+    let o = approve(dir.path(), "alice", &run, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        err(&o).trim_end(),
+        "recorded approval 1 of 2; `gate` waits for 1 more"
+    );
+    assert_eq!(approval_status(dir.path(), &run), "pending");
+    let o = approve(dir.path(), "alice", &run, &[]);
+    refused(
+        &o,
+        dir.path(),
+        &run,
+        "twice",
+        "`alice` approved this item already; 2 distinct approvers are required",
+    );
+    assert_eq!(approval_status(dir.path(), &run), "pending");
+    let o = approve(dir.path(), "bob", &run, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(approval_status(dir.path(), &run), "approved");
+    let o = resume(dir.path(), &run);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        gate_result(dir.path(), &run)["by"],
+        serde_json::json!(["alice", "bob"])
+    );
+    // The projection is rebuilt from the events alone.
+    let o = as_user(dir.path(), "dora", &["replay", &run]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
+
+#[test]
+fn one_rejection_rejects_a_quorum() {
+    let (dir, run) = paused("approvers: [\"group:release\"]\n    required: 2", "dora");
+    assert_eq!(
+        approve(dir.path(), "alice", &run, &[]).status.code(),
+        Some(0)
+    );
+    let o = as_user(
+        dir.path(),
+        "bob",
+        &[
+            "reject",
+            &run,
+            "gate",
+            "--reason",
+            "not today",
+            "--people",
+            "people.yaml",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(approval_status(dir.path(), &run), "rejected");
+    let o = resume(dir.path(), &run);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(
+        gate_result(dir.path(), &run)["by"],
+        serde_json::json!(["bob"])
+    );
+}
+
+#[test]
+fn the_form_is_typed_and_kept_in_the_result() {
+    let (dir, run) = paused("form: { reason: string, window: string? }", "dora");
+    let o = approve(
+        dir.path(),
+        "bob",
+        &run,
+        &["--form", r#"{"reason": "tested"}"#],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = resume(dir.path(), &run);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        gate_result(dir.path(), &run)["form"],
+        serde_json::json!({"reason": "tested"})
+    );
+}
+
+#[test]
+fn a_form_that_does_not_fit_fails_the_step() {
+    let (dir, run) = paused("form: { reason: string }", "dora");
+    let o = approve(dir.path(), "bob", &run, &["--form", r#"{"reason": 5}"#]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = resume(dir.path(), &run);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(
+            "the form given with `flowc approve --form` does not fit the type `{ reason: string }`"
+        ),
+        "{}",
+        err(&o)
+    );
+    let o = approve(dir.path(), "bob", &run, &["--form", "[1]"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}

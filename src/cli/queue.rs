@@ -44,6 +44,9 @@ pub struct ApproveArgs {
     /// A comment kept with the decision.
     #[arg(long)]
     pub comment: Option<String>,
+    /// The answers to the step's `form`, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub form: Option<String>,
 }
 
 /// Arguments of `flowc reject`.
@@ -85,7 +88,15 @@ enum Verb {
 /// `flowc approve`.
 pub fn approve(args: &ApproveArgs) -> CliResult {
     let by = decider_in(&args.item)?.name;
-    let data = json!({ "decision": "approved", "by": by, "comment": args.comment });
+    let form = match args.form.as_deref() {
+        None => None,
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v @ serde_json::Value::Object(_)) => Some(v),
+            Ok(_) => return Err(CliError::usage("`--form` must be a JSON object")),
+            Err(e) => return Err(CliError::usage(format!("`--form` is not valid JSON: {e}"))),
+        },
+    };
+    let data = json!({ "decision": "approved", "by": by, "comment": args.comment, "form": form });
     decide(Verb::Approve, &args.item, data)
 }
 
@@ -231,16 +242,65 @@ fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
         _ => {}
     }
     let decider = decider_in(args)?;
-    check_allowed(&mut journal, args, &run, item, &decider, &data)?;
+    let asked = check_allowed(&mut journal, args, &run, item, &decider, &data)?;
+    if verb == Verb::Approve && !escalation {
+        return vote(&mut journal, args, &run, &asked, data);
+    }
     let event = NewEvent::node(&run, "approval_decided", &args.step, None, data);
     journal.append(&[event]).map_err(CliError::failed)?;
+    print_recorded(args, &run);
+    Ok(EXIT_OK)
+}
+
+/// An approval: a vote while fewer than `required` distinct approvers have
+/// approved, else the decision, naming every approver and the first one's form.
+fn vote(
+    journal: &mut Journal,
+    args: &Item,
+    run: &str,
+    asked: &Asked,
+    mut data: serde_json::Value,
+) -> CliResult {
+    let required = asked.spec.required.max(1) as usize;
+    if asked.votes.len() + 1 < required {
+        let vote = json!({ "by": data["by"], "comment": data["comment"], "form": data["form"] });
+        let event = NewEvent::node(run, "approval_vote", &args.step, None, vote);
+        journal.append(&[event]).map_err(CliError::failed)?;
+        let left = required - asked.votes.len() - 1;
+        eprintln!(
+            "recorded approval {} of {required}; `{}` waits for {left} more",
+            asked.votes.len() + 1,
+            args.step
+        );
+        return Ok(EXIT_OK);
+    }
+    let mut everyone: Vec<serde_json::Value> =
+        asked.votes.iter().map(|v| v["by"].clone()).collect();
+    everyone.push(data["by"].clone());
+    // The first approver's answers are kept; later ones stay in their votes.
+    let form = asked
+        .votes
+        .iter()
+        .map(|v| v["form"].clone())
+        .chain([data["form"].clone()])
+        .find(|f| !f.is_null());
+    data["output"] = json!({ "by": everyone, "form": form });
+    if let Some(map) = data.as_object_mut() {
+        map.remove("form");
+    }
+    let event = NewEvent::node(run, "approval_decided", &args.step, None, data);
+    journal.append(&[event]).map_err(CliError::failed)?;
+    print_recorded(args, run);
+    Ok(EXIT_OK)
+}
+
+fn print_recorded(args: &Item, run: &str) {
     let flag = if args.journal.is_default() {
         String::new()
     } else {
         format!(" --journal {}", args.journal.path().display())
     };
     eprintln!("recorded; continue with `flowc run --resume {run}{flag}`");
-    Ok(EXIT_OK)
 }
 
 /// `flowc retry` on a rejected approval: the same question is asked again
@@ -295,6 +355,14 @@ pub fn idle_run(journal: &Journal, run: &str, what_to_do: &str) -> Result<String
     Ok(run)
 }
 
+/// What an item was asked with, and the approvals it has had since.
+struct Asked {
+    spec: ApprovalSpec,
+    initiator: String,
+    /// The `approval_vote` events' data since the item was (last) asked.
+    votes: Vec<serde_json::Value>,
+}
+
 /// Asks the one authorization rule; a refusal is journaled, then reported (exit 1).
 fn check_allowed(
     journal: &mut Journal,
@@ -303,9 +371,14 @@ fn check_allowed(
     item: &crate::journal::ApprovalRow,
     decider: &Person,
     data: &serde_json::Value,
-) -> Result<(), CliError> {
+) -> Result<Asked, CliError> {
     let run_status = journal.run(run).map_err(CliError::failed)?.status;
-    let (spec, initiator) = asked_with(journal, run, &args.step)?;
+    let asked = asked_with(journal, run, &args.step)?;
+    let prior: Vec<String> = asked
+        .votes
+        .iter()
+        .filter_map(|v| v["by"].as_str().map(str::to_string))
+        .collect();
     let request = Request {
         status: &item.status,
         decided_by: item.decided_by.as_deref(),
@@ -313,8 +386,8 @@ fn check_allowed(
         input_hash: &item.input_hash,
         expected_hash: args.input_hash.as_deref(),
     };
-    let Err(refusal) = authorize(&spec, decider, &initiator, &[], &request) else {
-        return Ok(());
+    let Err(refusal) = authorize(&asked.spec, decider, &asked.initiator, &prior, &request) else {
+        return Ok(asked);
     };
     let event = NewEvent::node(
         run,
@@ -330,17 +403,22 @@ fn check_allowed(
     ))
 }
 
-/// The rules an item was asked with (its latest `approval_requested`) and the run's initiator.
-fn asked_with(
-    journal: &Journal,
-    run: &str,
-    node: &str,
-) -> Result<(ApprovalSpec, String), CliError> {
+/// The rules an item was asked with (its latest `approval_requested`), the
+/// run's initiator, and the votes since.
+fn asked_with(journal: &Journal, run: &str, node: &str) -> Result<Asked, CliError> {
     let asked = journal
         .events_of(run, Some("approval_requested"))
         .map_err(CliError::failed)?
         .into_iter()
         .rfind(|e| e.node.as_deref() == Some(node));
+    let since = asked.as_ref().map_or(0, |e| e.seq);
+    let votes = journal
+        .events_of(run, Some("approval_vote"))
+        .map_err(CliError::failed)?
+        .into_iter()
+        .filter(|e| e.node.as_deref() == Some(node) && e.seq > since)
+        .map(|e| e.data)
+        .collect();
     let spec = asked
         .and_then(|e| serde_json::from_value(e.data).ok())
         .unwrap_or_default();
@@ -350,12 +428,11 @@ fn asked_with(
         .map_err(CliError::failed)?
         .into_iter()
         .next()
-        .and_then(|e| {
-            e.data
-                .get("initiator")
-                .and_then(|i| i.as_str())
-                .map(str::to_string)
-        })
+        .and_then(|e| e.data.get("initiator")?.as_str().map(str::to_string))
         .unwrap_or_default();
-    Ok((spec, initiator))
+    Ok(Asked {
+        spec,
+        initiator,
+        votes,
+    })
 }

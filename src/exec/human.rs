@@ -51,7 +51,12 @@ impl Runner<'_> {
             self.apply_decision(inst, decision, true);
             return;
         }
-        if self.interactive {
+        // Approvals with approvers or a quorum are decided through `flowc approve`,
+        // where the authorization rule runs; the terminal cannot say who answers.
+        let open = self
+            .approval_spec(inst, kind)
+            .is_none_or(|s| s.approvers.is_empty() && s.required <= 1);
+        if self.interactive && open {
             self.prompts.push_back(inst);
         }
     }
@@ -79,6 +84,40 @@ impl Runner<'_> {
             required: *required,
             self_approval: *self_approval,
         })
+    }
+
+    /// An approved step's result: every approver in `by`, and the form's answers
+    /// checked against its type (a default decision gives an empty form).
+    fn approved_result(
+        &self,
+        inst: usize,
+        by: String,
+        comment: Option<String>,
+        answers: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let answers = answers.unwrap_or_default();
+        let everyone = match answers.get("by") {
+            Some(list @ serde_json::Value::Array(_)) => list.clone(),
+            _ => json!([by]),
+        };
+        let mut result =
+            json!({ "approved": true, "by": everyone, "comment": comment.unwrap_or_default() });
+        let (skill, node) = self.step(inst);
+        if let NodeKind::Step(step) = &skill.nodes[node].kind
+            && let StepKind::Approval { form: Some(ty), .. } = &step.kind
+        {
+            let form = answers.get("form").cloned().unwrap_or_default();
+            if by == "timeout" {
+                result["form"] = json!({});
+            } else if let Err(e) = super::eval::validate(&form, ty) {
+                return Err(format!(
+                    "the form given with `flowc approve --form` does not fit the type `{ty}`: {e}"
+                ));
+            } else {
+                result["form"] = form;
+            }
+        }
+        Ok(result)
     }
 
     /// An approval step whose `timeout` has passed gets its `default` decision.
@@ -114,6 +153,7 @@ impl Runner<'_> {
             Decision::Approve {
                 by,
                 comment: Some("approved by default when the timeout passed".into()),
+                answers: None,
             }
         } else {
             Decision::Reject {
@@ -139,7 +179,11 @@ impl Runner<'_> {
         let key = self.insts[inst].key.clone();
         if record {
             let (word, by, comment, output) = match &decision {
-                Decision::Approve { by, comment } => ("approved", by, comment.clone(), None),
+                Decision::Approve {
+                    by,
+                    comment,
+                    answers,
+                } => ("approved", by, comment.clone(), answers.clone()),
                 Decision::Reject { by, reason } => ("rejected", by, Some(reason.clone()), None),
                 Decision::Retry { by } => ("retry", by, None, None),
                 Decision::Skip { by, output } => ("skip", by, None, output.clone()),
@@ -156,9 +200,23 @@ impl Runner<'_> {
         let (skill, node) = self.step(inst);
         let name = skill.nodes[node].name.clone();
         match (kind, decision) {
-            ("approval", Decision::Approve { by, comment }) => {
-                let result =
-                    json!({ "approved": true, "by": [by], "comment": comment.unwrap_or_default() });
+            (
+                "approval",
+                Decision::Approve {
+                    by,
+                    comment,
+                    answers,
+                },
+            ) => {
+                let result = match self.approved_result(inst, by, comment, answers) {
+                    Ok(result) => result,
+                    Err(why) => {
+                        self.set_status(&key, "failed", None, json!({ "error": why }));
+                        self.insts[inst].done = true;
+                        self.stop_run(RunEnd::Failed, format!("step `{key}`: {why}"));
+                        return;
+                    }
+                };
                 self.set_status(&key, "succeeded", None, json!({ "result": result }));
                 self.frames[self.insts[inst].frame].vars.set(&name, result);
                 self.settle(inst, Settle::Done);
@@ -291,6 +349,7 @@ pub fn decision_of(row: &ApprovalRow) -> Decision {
         "approved" => Decision::Approve {
             by,
             comment: row.comment.clone(),
+            answers: row.output.clone(),
         },
         "retry" => Decision::Retry { by },
         "skip" => Decision::Skip {
@@ -357,6 +416,7 @@ pub fn ask_terminal(key: &str, kind: &str, prompt: &str) -> Decision {
                 return Decision::Approve {
                     by,
                     comment: (!comment.is_empty()).then_some(comment),
+                    answers: None,
                 };
             }
             _ => {}

@@ -71,6 +71,8 @@ pub enum Decision {
         by: String,
         /// Their comment.
         comment: Option<String>,
+        /// For a quorum or a form: `{ by: [every approver], form: {...} }`.
+        answers: Option<Json>,
     },
     /// Reject; for an escalation, abort the run.
     Reject {
