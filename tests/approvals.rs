@@ -369,3 +369,51 @@ fn a_form_that_does_not_fit_fails_the_step() {
     let o = approve(dir.path(), "bob", &run, &["--form", "[1]"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
 }
+
+#[test]
+fn the_service_decides_a_parked_approval_by_its_default_when_the_timeout_passes() {
+    use common::service::{Serve, ServeOpts, fixture, run_log, status, wait_status};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut serve = Serve::start(d, ServeOpts::default());
+    let flow = fixture("approval_timeout.flow");
+    let out = as_user(d, "dora", &["submit", flow.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", err(&out));
+    let run = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let context = || format!("{}{}", serve.log(), run_log(d, &run));
+    wait_status(d, &run, "paused", context);
+    let started = events(d, &run, "run_started");
+    assert_eq!(
+        started[0]["initiator"], "dora",
+        "a submitted run's initiator is its submitter"
+    );
+    let asked = events(d, &run, "approval_requested");
+    assert_eq!(asked[0]["timeout_ms"], 2000);
+    assert_eq!(asked[0]["default"], "reject");
+    // Nobody answers: the service decides at the deadline and wakes the run,
+    // which fails closed.
+    wait_status(d, &run, "failed", context);
+    let decided = events(d, &run, "approval_decided");
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["by"], "timeout");
+    assert_eq!(decided[0]["decision"], "rejected");
+    let journal = Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
+    let at = |kind: &str| journal.events_of(&run, Some(kind)).unwrap()[0].at;
+    let waited = at("approval_decided") - at("approval_requested");
+    assert!(
+        (2000..10_000).contains(&waited),
+        "decided after {waited} ms"
+    );
+    assert_eq!(status(d, &run), "failed");
+    assert!(
+        serve.log().contains("approval.timed_out"),
+        "{}",
+        serve.log()
+    );
+    // Too late for a person: the item is decided.
+    let o = approve(d, "bob", &run, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let o = as_user(d, "dora", &["replay", &run]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    serve.stop();
+}

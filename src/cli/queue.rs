@@ -313,6 +313,24 @@ fn ask_again(
     data: &serde_json::Value,
 ) -> CliResult {
     let by = data["by"].as_str().unwrap_or("unknown");
+    // The same rules as the first time: who may decide, the quorum, the timeout.
+    let mut asked = json!({ "kind": item.kind, "prompt": item.prompt, "input_hash": item.input_hash, "asked_again_by": by });
+    let first = journal
+        .events_of(run, Some("approval_requested"))
+        .map_err(CliError::failed)?
+        .into_iter()
+        .rfind(|e| e.node.as_deref() == Some(args.step.as_str()));
+    for key in [
+        "approvers",
+        "required",
+        "self_approval",
+        "timeout_ms",
+        "default",
+    ] {
+        if let Some(v) = first.as_ref().and_then(|e| e.data.get(key)) {
+            asked[key] = v.clone();
+        }
+    }
     let events = [
         NewEvent::node(
             run,
@@ -321,13 +339,7 @@ fn ask_again(
             None,
             json!({ "text": format!("{by} asked again after the rejection by {}", item.decided_by.as_deref().unwrap_or("unknown")) }),
         ),
-        NewEvent::node(
-            run,
-            "approval_requested",
-            &args.step,
-            None,
-            json!({ "kind": item.kind, "prompt": item.prompt, "input_hash": item.input_hash, "asked_again_by": by }),
-        ),
+        NewEvent::node(run, "approval_requested", &args.step, None, asked),
     ];
     journal.append(&events).map_err(CliError::failed)?;
     let flag = if args.journal.is_default() {

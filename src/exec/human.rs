@@ -33,6 +33,11 @@ impl Runner<'_> {
                 data["required"] = json!(spec.required);
                 data["self_approval"] = json!(spec.self_approval);
             }
+            // For the service's live timer, which has no IR.
+            if let Some((timeout_ms, approve)) = self.approval_timeout(inst) {
+                data["timeout_ms"] = json!(timeout_ms);
+                data["default"] = json!(if approve { "approve" } else { "reject" });
+            }
             let event = NewEvent::node(&self.run_id, "approval_requested", &key, None, data);
             self.push(event);
         }
@@ -120,23 +125,28 @@ impl Runner<'_> {
         Ok(result)
     }
 
+    /// An approval step's `timeout` and whether its `default` approves.
+    fn approval_timeout(&self, inst: usize) -> Option<(u64, bool)> {
+        let (skill, node) = self.step(inst);
+        let NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return None;
+        };
+        match step.kind {
+            StepKind::Approval {
+                timeout_ms: Some(t),
+                default_approve,
+                ..
+            } => Some((t, default_approve)),
+            _ => None,
+        }
+    }
+
     /// An approval step whose `timeout` has passed gets its `default` decision.
     pub fn approval_timed_out(&self, inst: usize, kind: &str) -> Option<Decision> {
         if kind != "approval" {
             return None;
         }
-        let (skill, node) = self.step(inst);
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return None;
-        };
-        let StepKind::Approval {
-            timeout_ms: Some(t),
-            default_approve,
-            ..
-        } = step.kind
-        else {
-            return None;
-        };
+        let (t, default_approve) = self.approval_timeout(inst)?;
         let key = &self.insts[inst].key;
         let asked = self
             .journal

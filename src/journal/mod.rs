@@ -15,6 +15,7 @@ mod query;
 mod queue;
 mod replay;
 mod stats;
+mod timeouts;
 mod triggers;
 
 pub use chain::Problem;
