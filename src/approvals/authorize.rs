@@ -135,3 +135,115 @@ pub fn authorize(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::Person;
+
+    fn person(name: &str, groups: &[&str]) -> Person {
+        Person {
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Person::unlisted(name)
+        }
+    }
+
+    fn pending() -> Request<'static> {
+        Request {
+            status: "pending",
+            decided_by: None,
+            run_status: "paused",
+            input_hash: "abc123",
+            expected_hash: None,
+        }
+    }
+
+    fn spec(approvers: &[&str], required: u32, self_approval: bool) -> ApprovalSpec {
+        ApprovalSpec {
+            approvers: approvers.iter().map(|a| a.to_string()).collect(),
+            required,
+            self_approval,
+        }
+    }
+
+    fn code(r: Result<(), Refusal>) -> Option<&'static str> {
+        r.err().map(|e| e.code())
+    }
+
+    #[test]
+    fn anyone_decides_without_approvers() {
+        let ok = authorize(
+            &ApprovalSpec::default(),
+            &person("x", &[]),
+            "x",
+            &[],
+            &pending(),
+        );
+        assert_eq!(ok, Ok(()));
+    }
+
+    #[test]
+    fn approvers_by_name_or_group() {
+        let s = spec(&["alice", "group:release"], 1, false);
+        let r = |p: &Person| code(authorize(&s, p, "dora", &[], &pending()));
+        assert_eq!(r(&person("alice", &[])), None);
+        assert_eq!(r(&person("bob", &["release"])), None);
+        assert_eq!(r(&person("carol", &["ops"])), Some("not_an_approver"));
+    }
+
+    #[test]
+    fn the_initiator_only_with_self_approval() {
+        let alice = Person {
+            os_user: Some("al".into()),
+            ..person("alice", &[])
+        };
+        let r = |s: &ApprovalSpec, who: &str| code(authorize(s, &alice, who, &[], &pending()));
+        assert_eq!(r(&spec(&["alice"], 1, false), "al"), Some("self_approval"));
+        assert_eq!(
+            r(&spec(&["alice"], 1, false), "alice"),
+            Some("self_approval")
+        );
+        assert_eq!(r(&spec(&["alice"], 1, true), "alice"), None);
+    }
+
+    #[test]
+    fn the_same_person_counts_once() {
+        let s = spec(&["group:release"], 2, false);
+        let bob = person("bob", &["release"]);
+        let r = authorize(&s, &bob, "dora", &["bob".into()], &pending());
+        assert_eq!(code(r), Some("twice"));
+    }
+
+    #[test]
+    fn the_item_must_be_pending_the_run_live_and_the_hash_current() {
+        let s = ApprovalSpec::default();
+        let p = person("bob", &[]);
+        let decided = Request {
+            status: "approved",
+            decided_by: Some("ann"),
+            ..pending()
+        };
+        assert_eq!(
+            code(authorize(&s, &p, "", &[], &decided)),
+            Some("not_pending")
+        );
+        let ended = Request {
+            run_status: "cancelled",
+            ..pending()
+        };
+        assert_eq!(code(authorize(&s, &p, "", &[], &ended)), Some("run_ended"));
+        let stale = Request {
+            expected_hash: Some("abd"),
+            ..pending()
+        };
+        assert_eq!(
+            code(authorize(&s, &p, "", &[], &stale)),
+            Some("stale_input")
+        );
+        let current = Request {
+            expected_hash: Some("abc"),
+            ..pending()
+        };
+        assert_eq!(code(authorize(&s, &p, "", &[], &current)), None);
+    }
+}

@@ -188,24 +188,7 @@ impl Runner<'_> {
         self.waiting = self.waiting.saturating_sub(1);
         let key = self.insts[inst].key.clone();
         if record {
-            let (word, by, comment, output) = match &decision {
-                Decision::Approve {
-                    by,
-                    comment,
-                    answers,
-                } => ("approved", by, comment.clone(), answers.clone()),
-                Decision::Reject { by, reason } => ("rejected", by, Some(reason.clone()), None),
-                Decision::Retry { by } => ("retry", by, None, None),
-                Decision::Skip { by, output } => ("skip", by, None, output.clone()),
-            };
-            let event = NewEvent::node(
-                &self.run_id,
-                "approval_decided",
-                &key,
-                None,
-                json!({ "decision": word, "by": by, "comment": comment, "output": output }),
-            );
-            self.push(event);
+            self.record_decision(&key, &decision);
         }
         let (skill, node) = self.step(inst);
         let name = skill.nodes[node].name.clone();
@@ -217,20 +200,7 @@ impl Runner<'_> {
                     comment,
                     answers,
                 },
-            ) => {
-                let result = match self.approved_result(inst, by, comment, answers) {
-                    Ok(result) => result,
-                    Err(why) => {
-                        self.set_status(&key, "failed", None, json!({ "error": why }));
-                        self.insts[inst].done = true;
-                        self.stop_run(RunEnd::Failed, format!("step `{key}`: {why}"));
-                        return;
-                    }
-                };
-                self.set_status(&key, "succeeded", None, json!({ "result": result }));
-                self.frames[self.insts[inst].frame].vars.set(&name, result);
-                self.settle(inst, Settle::Done);
-            }
+            ) => self.approve_step(inst, &name, by, comment, answers),
             ("approval" | "policy", Decision::Reject { by, reason }) => {
                 let result = json!({ "approved": false, "by": [&by], "comment": reason });
                 let why = format!("rejected by {by}: {reason}");
@@ -276,6 +246,52 @@ impl Runner<'_> {
             ("escalation", _) => self.retry_block_or_step(inst),
             (_, _) => self.queue_attempt(inst),
         }
+    }
+
+    /// Journals a decision taken here (on the terminal, or by the timeout).
+    fn record_decision(&mut self, key: &str, decision: &Decision) {
+        let (word, by, comment, output) = match &decision {
+            Decision::Approve {
+                by,
+                comment,
+                answers,
+            } => ("approved", by, comment.clone(), answers.clone()),
+            Decision::Reject { by, reason } => ("rejected", by, Some(reason.clone()), None),
+            Decision::Retry { by } => ("retry", by, None, None),
+            Decision::Skip { by, output } => ("skip", by, None, output.clone()),
+        };
+        let event = NewEvent::node(
+            &self.run_id,
+            "approval_decided",
+            key,
+            None,
+            json!({ "decision": word, "by": by, "comment": comment, "output": output }),
+        );
+        self.push(event);
+    }
+
+    /// An approval step approved: its result, unless the form's answers do not fit.
+    fn approve_step(
+        &mut self,
+        inst: usize,
+        name: &str,
+        by: String,
+        comment: Option<String>,
+        answers: Option<serde_json::Value>,
+    ) {
+        let key = self.insts[inst].key.clone();
+        let result = match self.approved_result(inst, by, comment, answers) {
+            Ok(result) => result,
+            Err(why) => {
+                self.set_status(&key, "failed", None, json!({ "error": why }));
+                self.insts[inst].done = true;
+                self.stop_run(RunEnd::Failed, format!("step `{key}`: {why}"));
+                return;
+            }
+        };
+        self.set_status(&key, "succeeded", None, json!({ "result": result }));
+        self.frames[self.insts[inst].frame].vars.set(name, result);
+        self.settle(inst, Settle::Done);
     }
 
     /// `flowc retry` on an escalation: a fresh budget of attempts or iterations.
