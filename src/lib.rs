@@ -3,6 +3,7 @@
 //! Data flows one way: text → [`syntax`] (AST) → [`check`] (IR) → executor.
 
 pub mod analytics;
+pub mod approvals;
 pub mod check;
 pub mod cli;
 pub mod diag;

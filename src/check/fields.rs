@@ -66,7 +66,14 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
             "temperature",
             "max_tokens",
         ],
-        "approval" => &["prompt", "default"],
+        "approval" => &[
+            "prompt",
+            "default",
+            "approvers",
+            "required",
+            "self_approval",
+            "form",
+        ],
         "call" => &["with"],
         "script" => &["code", "output"],
         "wait" => &["duration", "until", "interval"],
@@ -99,6 +106,19 @@ fn run_result(output: Option<Ty>) -> Ty {
     result_record("run result", fields)
 }
 
+/// An approval's result; `form` is the record of answers when the step declares one.
+pub(super) fn approval_result(form: Option<Ty>) -> Ty {
+    let mut fields = vec![
+        ("approved", Ty::Bool),
+        ("by", Ty::List(Box::new(Ty::String))),
+        ("comment", Ty::String),
+    ];
+    if let Some(f) = form {
+        fields.push(("form", f));
+    }
+    result_record("approval result", fields)
+}
+
 fn llm_result(output: Option<Ty>) -> Ty {
     let mut fields = vec![("text", Ty::String)];
     if let Some(o) = output {
@@ -116,16 +136,7 @@ fn llm_result(output: Option<Ty>) -> Ty {
 // kind: built once and shared, rather than one record per step.
 static RUN_RESULT: LazyLock<Ty> = LazyLock::new(|| run_result(None));
 static LLM_RESULT: LazyLock<Ty> = LazyLock::new(|| llm_result(None));
-static APPROVAL_RESULT: LazyLock<Ty> = LazyLock::new(|| {
-    result_record(
-        "approval result",
-        vec![
-            ("approved", Ty::Bool),
-            ("by", Ty::String),
-            ("comment", Ty::String),
-        ],
-    )
-});
+static APPROVAL_RESULT: LazyLock<Ty> = LazyLock::new(|| approval_result(None));
 static WAIT_RESULT: LazyLock<Ty> =
     LazyLock::new(|| result_record("wait result", vec![("waited", Ty::Duration)]));
 
@@ -133,7 +144,7 @@ impl<'a> ModuleCx<'a> {
     /// The result type of a step (E0310 for an unknown kind).
     pub fn result_type(&mut self, step: &ast::StepDef) -> Ty {
         let output = step.fields.iter().find_map(|f| match &f.value {
-            FieldValue::Type(t) => Some(t),
+            FieldValue::Type(t) if f.key.name == "output" => Some(t),
             _ => None,
         });
         let output = output.map(|t| self.resolve_type(t));
@@ -146,7 +157,10 @@ impl<'a> ModuleCx<'a> {
                 Some(o) => llm_result(Some(o)),
                 None => LLM_RESULT.clone(),
             },
-            "approval" => APPROVAL_RESULT.clone(),
+            "approval" => match self.form_type(step) {
+                Some(form) => approval_result(Some(form)),
+                None => APPROVAL_RESULT.clone(),
+            },
             "wait" => WAIT_RESULT.clone(),
             "script" => output.unwrap_or(Ty::Json),
             "call" => match &step.callee {
@@ -401,7 +415,7 @@ impl<'a> ModuleCx<'a> {
         if !def
             .fields
             .iter()
-            .any(|f| matches!(f.value, FieldValue::Type(_)))
+            .any(|f| matches!(f.value, FieldValue::Type(_)) && f.key.name == "output")
         {
             return None;
         }
@@ -414,7 +428,7 @@ impl<'a> ModuleCx<'a> {
     }
 
     /// A required template field; reports E0308 when it is absent.
-    fn required_text(
+    pub(super) fn required_text(
         &mut self,
         def: &ast::StepDef,
         key: &str,
@@ -637,32 +651,6 @@ impl<'a> ModuleCx<'a> {
             temperature,
             max_tokens,
         })
-    }
-
-    fn approval_step(
-        &mut self,
-        id: usize,
-        def: &'a ast::StepDef,
-        sk: &mut SkillCx<'a>,
-    ) -> StepKind {
-        let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
-        let prompt = self.required_text(def, "prompt", "prompt: \"Deploy?\"", id, sk);
-        let timeout_ms = get("timeout").and_then(|f| match &f.value {
-            FieldValue::Expr(ast::Expr {
-                kind: ExprKind::Duration(ms),
-                ..
-            }) => Some(*ms),
-            _ => None,
-        });
-        let default_approve = get("default")
-            .and_then(|f| self.word(f, &["reject", "approve"]))
-            .as_deref()
-            == Some("approve");
-        StepKind::Approval {
-            prompt,
-            timeout_ms,
-            default_approve,
-        }
     }
 
     fn call_step(&mut self, id: usize, def: &'a ast::StepDef, sk: &mut SkillCx<'a>) -> StepKind {

@@ -3,6 +3,7 @@
 //! The checker is pure: files arrive through a [`Loader`], results leave as
 //! diagnostics and [`ir::Program`]s.
 
+mod approval;
 mod builtins;
 mod calls;
 mod expr;

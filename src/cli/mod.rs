@@ -9,6 +9,7 @@ mod error;
 mod explain;
 mod graph;
 mod inspect;
+mod people;
 mod progress;
 mod queue;
 mod rollback;
@@ -156,6 +157,11 @@ pub enum Command {
         after_help = "The store is encrypted with a key derived from $FLOWC_SECRETS_KEY (a passphrase) or the file named by $FLOWC_SECRETS_KEY_FILE.\n\nExamples:\n  printf %s \"$TOKEN\" | flowc secret set GITHUB_TOKEN\n  flowc secret list\n  flowc secret rm GITHUB_TOKEN"
     )]
     Secret(secret::SecretArgs),
+    /// Manage the people file that `approvers` are looked up in.
+    #[command(
+        after_help = "Examples:\n  flowc people add alice --group release --os-user alice --people people.yaml"
+    )]
+    People(people::PeopleArgs),
     /// Explain a diagnostic code, with an example; without a code, list them all.
     #[command(
         after_help = "Examples:\n  flowc explain E0301\n  flowc explain E0301 --markdown   the source text, as in docs/diagnostics.md\n  flowc explain"
@@ -231,6 +237,7 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => queue::retry(&args),
         Command::Skip(args) => queue::skip(&args),
         Command::Secret(args) => secret::run(&args),
+        Command::People(args) => people::run(&args),
         Command::Submit(args) => submit::submit(&args, color),
         Command::Serve(args) => serve::serve(&args, color),
         Command::Triggers(args) => serve::triggers(&args, color),

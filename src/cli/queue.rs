@@ -1,6 +1,7 @@
 //! The human queue: `flowc approvals`, `approve`, `reject`, `retry`, `skip`.
 
-use super::{CliError, CliResult, EXIT_OK, JournalArgs, write_stdout};
+use super::{CliError, CliResult, EXIT_FAILED, EXIT_OK, JournalArgs, write_stdout};
+use crate::approvals::{ApprovalSpec, People, Person, Request, authorize};
 use crate::journal::{Journal, NewEvent, timestamp};
 use serde_json::json;
 use std::fmt::Write;
@@ -25,6 +26,12 @@ pub struct Item {
     pub run: String,
     /// The step instance key, as `flowc approvals` shows it.
     pub step: String,
+    /// The people file: who is who, and their groups (default: none, so you decide as your OS user).
+    #[arg(long, value_name = "FILE")]
+    pub people: Option<std::path::PathBuf>,
+    /// Refuse the decision unless the item was asked with this input hash (a prefix).
+    #[arg(long, value_name = "HASH")]
+    pub input_hash: Option<String>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
@@ -37,6 +44,9 @@ pub struct ApproveArgs {
     /// A comment kept with the decision.
     #[arg(long)]
     pub comment: Option<String>,
+    /// The answers to the step's `form`, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub form: Option<String>,
 }
 
 /// Arguments of `flowc reject`.
@@ -77,8 +87,16 @@ enum Verb {
 
 /// `flowc approve`.
 pub fn approve(args: &ApproveArgs) -> CliResult {
-    let by = decider();
-    let data = json!({ "decision": "approved", "by": by, "comment": args.comment });
+    let by = decider_in(&args.item)?.name;
+    let form = match args.form.as_deref() {
+        None => None,
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(v @ serde_json::Value::Object(_)) => Some(v),
+            Ok(_) => return Err(CliError::usage("`--form` must be a JSON object")),
+            Err(e) => return Err(CliError::usage(format!("`--form` is not valid JSON: {e}"))),
+        },
+    };
+    let data = json!({ "decision": "approved", "by": by, "comment": args.comment, "form": form });
     decide(Verb::Approve, &args.item, data)
 }
 
@@ -87,7 +105,8 @@ pub fn reject(args: &RejectArgs) -> CliResult {
     if args.reason.trim().is_empty() {
         return Err(CliError::usage("`flowc reject` needs `--reason TEXT`"));
     }
-    let data = json!({ "decision": "rejected", "by": decider(), "comment": args.reason });
+    let by = decider_in(&args.item)?.name;
+    let data = json!({ "decision": "rejected", "by": by, "comment": args.reason });
     decide(Verb::Reject, &args.item, data)
 }
 
@@ -96,7 +115,7 @@ pub fn retry(args: &RetryArgs) -> CliResult {
     decide(
         Verb::Retry,
         &args.item,
-        json!({ "decision": "retry", "by": decider() }),
+        json!({ "decision": "retry", "by": decider_in(&args.item)?.name }),
     )
 }
 
@@ -109,12 +128,22 @@ pub fn skip(args: &SkipArgs) -> CliResult {
                 .map_err(|e| CliError::usage(format!("`--output` is not valid JSON: {e}")))?,
         ),
     };
-    let data = json!({ "decision": "skip", "by": decider(), "output": output });
+    let by = decider_in(&args.item)?.name;
+    let data = json!({ "decision": "skip", "by": by, "output": output });
     decide(Verb::Skip, &args.item, data)
 }
 
 pub(super) fn decider() -> String {
     crate::exec::user()
+}
+
+/// The person deciding: the OS user, as the people file names them.
+fn decider_in(item: &Item) -> Result<Person, CliError> {
+    let people = match &item.people {
+        Some(path) => People::load(path).map_err(CliError::usage)?,
+        None => People::default(),
+    };
+    Ok(people.for_os_user(&decider()))
 }
 
 /// `flowc approvals`: pending items across runs.
@@ -196,14 +225,6 @@ fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
     if verb == Verb::Retry && item.kind == "approval" && item.status == "rejected" {
         return ask_again(&mut journal, args, &run, item, &data);
     }
-    if item.status != "pending" {
-        return Err(CliError::usage(format!(
-            "`{}` of run `{run}` is already decided ({} by {})",
-            args.step,
-            item.status,
-            item.decided_by.as_deref().unwrap_or("unknown")
-        )));
-    }
     let escalation = item.kind == "escalation";
     match verb {
         Verb::Approve if escalation => {
@@ -220,15 +241,66 @@ fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
         }
         _ => {}
     }
+    let decider = decider_in(args)?;
+    let asked = check_allowed(&mut journal, args, &run, item, &decider, &data)?;
+    if verb == Verb::Approve && !escalation {
+        return vote(&mut journal, args, &run, &asked, data);
+    }
     let event = NewEvent::node(&run, "approval_decided", &args.step, None, data);
     journal.append(&[event]).map_err(CliError::failed)?;
+    print_recorded(args, &run);
+    Ok(EXIT_OK)
+}
+
+/// An approval: a vote while fewer than `required` distinct approvers have
+/// approved, else the decision, naming every approver and the first one's form.
+fn vote(
+    journal: &mut Journal,
+    args: &Item,
+    run: &str,
+    asked: &Asked,
+    mut data: serde_json::Value,
+) -> CliResult {
+    let required = asked.spec.required.max(1) as usize;
+    if asked.votes.len() + 1 < required {
+        let vote = json!({ "by": data["by"], "comment": data["comment"], "form": data["form"] });
+        let event = NewEvent::node(run, "approval_vote", &args.step, None, vote);
+        journal.append(&[event]).map_err(CliError::failed)?;
+        let left = required - asked.votes.len() - 1;
+        eprintln!(
+            "recorded approval {} of {required}; `{}` waits for {left} more",
+            asked.votes.len() + 1,
+            args.step
+        );
+        return Ok(EXIT_OK);
+    }
+    let mut everyone: Vec<serde_json::Value> =
+        asked.votes.iter().map(|v| v["by"].clone()).collect();
+    everyone.push(data["by"].clone());
+    // The first approver's answers are kept; later ones stay in their votes.
+    let form = asked
+        .votes
+        .iter()
+        .map(|v| v["form"].clone())
+        .chain([data["form"].clone()])
+        .find(|f| !f.is_null());
+    data["output"] = json!({ "by": everyone, "form": form });
+    if let Some(map) = data.as_object_mut() {
+        map.remove("form");
+    }
+    let event = NewEvent::node(run, "approval_decided", &args.step, None, data);
+    journal.append(&[event]).map_err(CliError::failed)?;
+    print_recorded(args, run);
+    Ok(EXIT_OK)
+}
+
+fn print_recorded(args: &Item, run: &str) {
     let flag = if args.journal.is_default() {
         String::new()
     } else {
         format!(" --journal {}", args.journal.path().display())
     };
     eprintln!("recorded; continue with `flowc run --resume {run}{flag}`");
-    Ok(EXIT_OK)
 }
 
 /// `flowc retry` on a rejected approval: the same question is asked again
@@ -241,6 +313,24 @@ fn ask_again(
     data: &serde_json::Value,
 ) -> CliResult {
     let by = data["by"].as_str().unwrap_or("unknown");
+    // The same rules as the first time: who may decide, the quorum, the timeout.
+    let mut asked = json!({ "kind": item.kind, "prompt": item.prompt, "input_hash": item.input_hash, "asked_again_by": by });
+    let first = journal
+        .events_of(run, Some("approval_requested"))
+        .map_err(CliError::failed)?
+        .into_iter()
+        .rfind(|e| e.node.as_deref() == Some(args.step.as_str()));
+    for key in [
+        "approvers",
+        "required",
+        "self_approval",
+        "timeout_ms",
+        "default",
+    ] {
+        if let Some(v) = first.as_ref().and_then(|e| e.data.get(key)) {
+            asked[key] = v.clone();
+        }
+    }
     let events = [
         NewEvent::node(
             run,
@@ -249,13 +339,7 @@ fn ask_again(
             None,
             json!({ "text": format!("{by} asked again after the rejection by {}", item.decided_by.as_deref().unwrap_or("unknown")) }),
         ),
-        NewEvent::node(
-            run,
-            "approval_requested",
-            &args.step,
-            None,
-            json!({ "kind": item.kind, "prompt": item.prompt, "input_hash": item.input_hash, "asked_again_by": by }),
-        ),
+        NewEvent::node(run, "approval_requested", &args.step, None, asked),
     ];
     journal.append(&events).map_err(CliError::failed)?;
     let flag = if args.journal.is_default() {
@@ -281,4 +365,86 @@ pub fn idle_run(journal: &Journal, run: &str, what_to_do: &str) -> Result<String
         )));
     }
     Ok(run)
+}
+
+/// What an item was asked with, and the approvals it has had since.
+struct Asked {
+    spec: ApprovalSpec,
+    initiator: String,
+    /// The `approval_vote` events' data since the item was (last) asked.
+    votes: Vec<serde_json::Value>,
+}
+
+/// Asks the one authorization rule; a refusal is journaled, then reported (exit 1).
+fn check_allowed(
+    journal: &mut Journal,
+    args: &Item,
+    run: &str,
+    item: &crate::journal::ApprovalRow,
+    decider: &Person,
+    data: &serde_json::Value,
+) -> Result<Asked, CliError> {
+    let run_status = journal.run(run).map_err(CliError::failed)?.status;
+    let asked = asked_with(journal, run, &args.step)?;
+    let prior: Vec<String> = asked
+        .votes
+        .iter()
+        .filter_map(|v| v["by"].as_str().map(str::to_string))
+        .collect();
+    let request = Request {
+        status: &item.status,
+        decided_by: item.decided_by.as_deref(),
+        run_status: &run_status,
+        input_hash: &item.input_hash,
+        expected_hash: args.input_hash.as_deref(),
+    };
+    let Err(refusal) = authorize(&asked.spec, decider, &asked.initiator, &prior, &request) else {
+        return Ok(asked);
+    };
+    let event = NewEvent::node(
+        run,
+        "approval_refused",
+        &args.step,
+        None,
+        json!({ "by": decider.name, "decision": data["decision"], "code": refusal.code(), "reason": refusal.to_string() }),
+    );
+    journal.append(&[event]).map_err(CliError::failed)?;
+    Err(CliError::new(
+        EXIT_FAILED,
+        format!("refused: `{}` of run `{run}`: {refusal}", args.step),
+    ))
+}
+
+/// The rules an item was asked with (its latest `approval_requested`), the
+/// run's initiator, and the votes since.
+fn asked_with(journal: &Journal, run: &str, node: &str) -> Result<Asked, CliError> {
+    let asked = journal
+        .events_of(run, Some("approval_requested"))
+        .map_err(CliError::failed)?
+        .into_iter()
+        .rfind(|e| e.node.as_deref() == Some(node));
+    let since = asked.as_ref().map_or(0, |e| e.seq);
+    let votes = journal
+        .events_of(run, Some("approval_vote"))
+        .map_err(CliError::failed)?
+        .into_iter()
+        .filter(|e| e.node.as_deref() == Some(node) && e.seq > since)
+        .map(|e| e.data)
+        .collect();
+    let spec = asked
+        .and_then(|e| serde_json::from_value(e.data).ok())
+        .unwrap_or_default();
+    // A run journaled before initiators were recorded has none: nobody is its initiator.
+    let initiator = journal
+        .events_of(run, Some("run_started"))
+        .map_err(CliError::failed)?
+        .into_iter()
+        .next()
+        .and_then(|e| e.data.get("initiator")?.as_str().map(str::to_string))
+        .unwrap_or_default();
+    Ok(Asked {
+        spec,
+        initiator,
+        votes,
+    })
 }

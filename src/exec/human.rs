@@ -27,13 +27,18 @@ impl Runner<'_> {
                 return;
             }
         } else {
-            let event = NewEvent::node(
-                &self.run_id,
-                "approval_requested",
-                &key,
-                None,
-                json!({ "kind": kind, "prompt": prompt, "input_hash": hash }),
-            );
+            let mut data = json!({ "kind": kind, "prompt": prompt, "input_hash": hash });
+            if let Some(spec) = self.approval_spec(inst, kind) {
+                data["approvers"] = json!(spec.approvers);
+                data["required"] = json!(spec.required);
+                data["self_approval"] = json!(spec.self_approval);
+            }
+            // For the service's live timer, which has no IR.
+            if let Some((timeout_ms, approve)) = self.approval_timeout(inst) {
+                data["timeout_ms"] = json!(timeout_ms);
+                data["default"] = json!(if approve { "approve" } else { "reject" });
+            }
+            let event = NewEvent::node(&self.run_id, "approval_requested", &key, None, data);
             self.push(event);
         }
         self.prior_approvals.remove(&key);
@@ -51,13 +56,18 @@ impl Runner<'_> {
             self.apply_decision(inst, decision, true);
             return;
         }
-        if self.interactive {
+        // Approvals with approvers or a quorum are decided through `flowc approve`,
+        // where the authorization rule runs; the terminal cannot say who answers.
+        let open = self
+            .approval_spec(inst, kind)
+            .is_none_or(|s| s.approvers.is_empty() && s.required <= 1);
+        if self.interactive && open {
             self.prompts.push_back(inst);
         }
     }
 
-    /// An approval step whose `timeout` has passed gets its `default` decision.
-    pub fn approval_timed_out(&self, inst: usize, kind: &str) -> Option<Decision> {
+    /// Who may decide an approval step, journaled with the question so every decider reads the same rules.
+    fn approval_spec(&self, inst: usize, kind: &str) -> Option<crate::approvals::ApprovalSpec> {
         if kind != "approval" {
             return None;
         }
@@ -66,13 +76,77 @@ impl Runner<'_> {
             return None;
         };
         let StepKind::Approval {
-            timeout_ms: Some(t),
-            default_approve,
+            approvers,
+            required,
+            self_approval,
             ..
-        } = step.kind
+        } = &step.kind
         else {
             return None;
         };
+        Some(crate::approvals::ApprovalSpec {
+            approvers: approvers.clone(),
+            required: *required,
+            self_approval: *self_approval,
+        })
+    }
+
+    /// An approved step's result: every approver in `by`, and the form's answers
+    /// checked against its type (a default decision gives an empty form).
+    fn approved_result(
+        &self,
+        inst: usize,
+        by: String,
+        comment: Option<String>,
+        answers: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let answers = answers.unwrap_or_default();
+        let everyone = match answers.get("by") {
+            Some(list @ serde_json::Value::Array(_)) => list.clone(),
+            _ => json!([by]),
+        };
+        let mut result =
+            json!({ "approved": true, "by": everyone, "comment": comment.unwrap_or_default() });
+        let (skill, node) = self.step(inst);
+        if let NodeKind::Step(step) = &skill.nodes[node].kind
+            && let StepKind::Approval { form: Some(ty), .. } = &step.kind
+        {
+            let form = answers.get("form").cloned().unwrap_or_default();
+            if by == "timeout" {
+                result["form"] = json!({});
+            } else if let Err(e) = super::eval::validate(&form, ty) {
+                return Err(format!(
+                    "the form given with `flowc approve --form` does not fit the type `{ty}`: {e}"
+                ));
+            } else {
+                result["form"] = form;
+            }
+        }
+        Ok(result)
+    }
+
+    /// An approval step's `timeout` and whether its `default` approves.
+    fn approval_timeout(&self, inst: usize) -> Option<(u64, bool)> {
+        let (skill, node) = self.step(inst);
+        let NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return None;
+        };
+        match step.kind {
+            StepKind::Approval {
+                timeout_ms: Some(t),
+                default_approve,
+                ..
+            } => Some((t, default_approve)),
+            _ => None,
+        }
+    }
+
+    /// An approval step whose `timeout` has passed gets its `default` decision.
+    pub fn approval_timed_out(&self, inst: usize, kind: &str) -> Option<Decision> {
+        if kind != "approval" {
+            return None;
+        }
+        let (t, default_approve) = self.approval_timeout(inst)?;
         let key = &self.insts[inst].key;
         let asked = self
             .journal
@@ -89,6 +163,7 @@ impl Runner<'_> {
             Decision::Approve {
                 by,
                 comment: Some("approved by default when the timeout passed".into()),
+                answers: None,
             }
         } else {
             Decision::Reject {
@@ -113,33 +188,21 @@ impl Runner<'_> {
         self.waiting = self.waiting.saturating_sub(1);
         let key = self.insts[inst].key.clone();
         if record {
-            let (word, by, comment, output) = match &decision {
-                Decision::Approve { by, comment } => ("approved", by, comment.clone(), None),
-                Decision::Reject { by, reason } => ("rejected", by, Some(reason.clone()), None),
-                Decision::Retry { by } => ("retry", by, None, None),
-                Decision::Skip { by, output } => ("skip", by, None, output.clone()),
-            };
-            let event = NewEvent::node(
-                &self.run_id,
-                "approval_decided",
-                &key,
-                None,
-                json!({ "decision": word, "by": by, "comment": comment, "output": output }),
-            );
-            self.push(event);
+            self.record_decision(&key, &decision);
         }
         let (skill, node) = self.step(inst);
         let name = skill.nodes[node].name.clone();
         match (kind, decision) {
-            ("approval", Decision::Approve { by, comment }) => {
-                let result =
-                    json!({ "approved": true, "by": by, "comment": comment.unwrap_or_default() });
-                self.set_status(&key, "succeeded", None, json!({ "result": result }));
-                self.frames[self.insts[inst].frame].vars.set(&name, result);
-                self.settle(inst, Settle::Done);
-            }
+            (
+                "approval",
+                Decision::Approve {
+                    by,
+                    comment,
+                    answers,
+                },
+            ) => self.approve_step(inst, &name, by, comment, answers),
             ("approval" | "policy", Decision::Reject { by, reason }) => {
-                let result = json!({ "approved": false, "by": by, "comment": reason });
+                let result = json!({ "approved": false, "by": [&by], "comment": reason });
                 let why = format!("rejected by {by}: {reason}");
                 self.set_status(
                     &key,
@@ -183,6 +246,52 @@ impl Runner<'_> {
             ("escalation", _) => self.retry_block_or_step(inst),
             (_, _) => self.queue_attempt(inst),
         }
+    }
+
+    /// Journals a decision taken here (on the terminal, or by the timeout).
+    fn record_decision(&mut self, key: &str, decision: &Decision) {
+        let (word, by, comment, output) = match &decision {
+            Decision::Approve {
+                by,
+                comment,
+                answers,
+            } => ("approved", by, comment.clone(), answers.clone()),
+            Decision::Reject { by, reason } => ("rejected", by, Some(reason.clone()), None),
+            Decision::Retry { by } => ("retry", by, None, None),
+            Decision::Skip { by, output } => ("skip", by, None, output.clone()),
+        };
+        let event = NewEvent::node(
+            &self.run_id,
+            "approval_decided",
+            key,
+            None,
+            json!({ "decision": word, "by": by, "comment": comment, "output": output }),
+        );
+        self.push(event);
+    }
+
+    /// An approval step approved: its result, unless the form's answers do not fit.
+    fn approve_step(
+        &mut self,
+        inst: usize,
+        name: &str,
+        by: String,
+        comment: Option<String>,
+        answers: Option<serde_json::Value>,
+    ) {
+        let key = self.insts[inst].key.clone();
+        let result = match self.approved_result(inst, by, comment, answers) {
+            Ok(result) => result,
+            Err(why) => {
+                self.set_status(&key, "failed", None, json!({ "error": why }));
+                self.insts[inst].done = true;
+                self.stop_run(RunEnd::Failed, format!("step `{key}`: {why}"));
+                return;
+            }
+        };
+        self.set_status(&key, "succeeded", None, json!({ "result": result }));
+        self.frames[self.insts[inst].frame].vars.set(name, result);
+        self.settle(inst, Settle::Done);
     }
 
     /// `flowc retry` on an escalation: a fresh budget of attempts or iterations.
@@ -266,6 +375,7 @@ pub fn decision_of(row: &ApprovalRow) -> Decision {
         "approved" => Decision::Approve {
             by,
             comment: row.comment.clone(),
+            answers: row.output.clone(),
         },
         "retry" => Decision::Retry { by },
         "skip" => Decision::Skip {
@@ -332,6 +442,7 @@ pub fn ask_terminal(key: &str, kind: &str, prompt: &str) -> Decision {
                 return Decision::Approve {
                     by,
                     comment: (!comment.is_empty()).then_some(comment),
+                    answers: None,
                 };
             }
             _ => {}

@@ -71,6 +71,8 @@ pub enum Decision {
         by: String,
         /// Their comment.
         comment: Option<String>,
+        /// For a quorum or a form: `{ by: [every approver], form: {...} }`.
+        answers: Option<Json>,
     },
     /// Reject; for an escalation, abort the run.
     Reject {
@@ -303,10 +305,11 @@ pub async fn execute(
     if resuming {
         runner.push(NewEvent::run(&run_id, "run_resumed", json!({})));
     } else {
+        let initiator = initiator(&runner.journal, &run_id);
         runner.push(NewEvent::run(
             &run_id,
             "run_started",
-            json!({ "skill": skill.name, "file": opts.file, "inputs": opts.inputs }),
+            json!({ "skill": skill.name, "file": opts.file, "inputs": opts.inputs, "initiator": initiator }),
         ));
     }
     let vars = Vars::child(None);
@@ -967,4 +970,19 @@ pub fn inner_step_names(skill: &Skill, block: NodeId) -> Vec<String> {
         })
         .map(|n| n.name.clone())
         .collect()
+}
+
+/// Who started a run: the `by` of its `run_queued` event (a submitter, `trigger NAME`), else this OS user.
+fn initiator(journal: &Journal, run: &str) -> String {
+    journal
+        .events_of(run, Some("run_queued"))
+        .ok()
+        .and_then(|events| events.into_iter().next())
+        .and_then(|e| {
+            e.data
+                .get("by")
+                .and_then(|b| b.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(super::user)
 }

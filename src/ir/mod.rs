@@ -283,6 +283,14 @@ pub enum StepKind {
         timeout_ms: Option<u64>,
         /// The decision when the timeout passes.
         default_approve: bool,
+        /// Who may decide: person names and `group:NAME`; empty means anyone.
+        approvers: Vec<String>,
+        /// How many distinct approvers must approve (at least 1).
+        required: u32,
+        /// Whether the run's initiator may decide.
+        self_approval: bool,
+        /// The record type of the answers a decider gives, if any.
+        form: Option<Ty>,
     },
     /// Run another skill.
     Call {

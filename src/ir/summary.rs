@@ -128,6 +128,15 @@ fn node_head(node: &Node) -> String {
             let kind = match &step.kind {
                 StepKind::Run(_) => "run".to_string(),
                 StepKind::Llm(llm) => format!("llm({})", llm.model.name),
+                StepKind::Approval {
+                    approvers,
+                    required,
+                    self_approval,
+                    ..
+                } if !approvers.is_empty() || *required > 1 => format!(
+                    "approval(approvers [{}], required {required}, self_approval {self_approval})",
+                    approvers.join(", ")
+                ),
                 StepKind::Approval { .. } => "approval".to_string(),
                 StepKind::Call { skill, .. } => {
                     format!("call {}", skill.rsplit('#').next().unwrap_or(skill))

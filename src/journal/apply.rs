@@ -123,8 +123,8 @@ pub fn apply(
                  WHERE run_id = ?1 AND node = ?2 AND status = 'pending'")?.execute(params![run, node, text(data, "decision"), at, text(data, "by"), text(data, "comment"), json(data, "output")],
             )?)?;
         }
-        // Logs and traces: kept in `events` only.
-        "output" | "note" | "llm_call" | "policy_violation" => {}
+        // Logs, traces, refused decisions and votes short of a quorum: kept in `events` only.
+        "output" | "note" | "llm_call" | "policy_violation" | "approval_refused" | "approval_vote" => {}
         other => {
             return Err(rusqlite::Error::ToSqlConversionFailure(
                 format!("unknown journal event kind `{other}`").into(),

@@ -16,6 +16,7 @@ mod query;
 mod queue;
 mod replay;
 mod stats;
+mod timeouts;
 mod triggers;
 
 pub use analytics::{FailureRow, StepLlm, StepRow};

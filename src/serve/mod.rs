@@ -202,6 +202,9 @@ fn housekeeping(svc: &Service, cursors: &mut cron::Cursors, renew: bool) -> Resu
                 svc.log.event("run.recovered", &[("run", json!(run))]);
             }
         }
+        for run in journal.decide_timed_out(now_ms()).map_err(err)? {
+            svc.log.event("approval.timed_out", &[("run", json!(run))]);
+        }
         for run in journal.wake_decided().map_err(err)? {
             svc.log.event(
                 "run.woken",
