@@ -16,15 +16,32 @@ fn run_events(run: &str, i: usize) -> Vec<NewEvent> {
         "run_started",
         json!({ "skill": format!("skill{}", i % 5), "file": "bench.flow", "inputs": {} }),
     )];
-    let mut failed_run = false;
     for s in 0..10 {
         let key = format!("s{s}");
-        ev.push(NewEvent::node(run, "node_added", &key, None, json!({ "name": key, "kind": "run" })));
-        ev.push(NewEvent::node(run, "node_status", &key, None, json!({ "status": "ready" })));
+        ev.push(NewEvent::node(
+            run,
+            "node_added",
+            &key,
+            None,
+            json!({ "name": key, "kind": "run" }),
+        ));
+        ev.push(NewEvent::node(
+            run,
+            "node_status",
+            &key,
+            None,
+            json!({ "status": "ready" }),
+        ));
         let fails = (i + s) % 10 == 0;
         let attempts = if fails { 2 } else { 1 };
         for a in 1..=attempts {
-            ev.push(NewEvent::node(run, "node_status", &key, Some(a), json!({ "status": "running", "input_hash": "h" })));
+            ev.push(NewEvent::node(
+                run,
+                "node_status",
+                &key,
+                Some(a),
+                json!({ "status": "running", "input_hash": "h" }),
+            ));
             let bad = fails && a == 1;
             ev.push(NewEvent::node(
                 run,
@@ -34,16 +51,36 @@ fn run_events(run: &str, i: usize) -> Vec<NewEvent> {
                 json!({ "exit_code": i32::from(bad), "outcome": "exit", "stdout": "", "stderr": if bad { format!("error: timeout after {}s in /tmp/w{i}", i % 60) } else { String::new() } }),
             ));
             if bad {
-                ev.push(NewEvent::node(run, "node_status", &key, Some(a), json!({ "status": "rejected", "error": "not accepted", "feedback": "exit 1" })));
-                ev.push(NewEvent::node(run, "node_status", &key, Some(a), json!({ "status": "retrying" })));
-                failed_run = true;
+                ev.push(NewEvent::node(
+                    run,
+                    "node_status",
+                    &key,
+                    Some(a),
+                    json!({ "status": "rejected", "error": "not accepted", "feedback": "exit 1" }),
+                ));
+                ev.push(NewEvent::node(
+                    run,
+                    "node_status",
+                    &key,
+                    Some(a),
+                    json!({ "status": "retrying" }),
+                ));
             } else {
-                ev.push(NewEvent::node(run, "node_status", &key, Some(a), json!({ "status": "succeeded", "result": {} })));
+                ev.push(NewEvent::node(
+                    run,
+                    "node_status",
+                    &key,
+                    Some(a),
+                    json!({ "status": "succeeded", "result": {} }),
+                ));
             }
         }
     }
-    let _ = failed_run;
-    ev.push(NewEvent::run(run, "run_status", json!({ "status": "succeeded" })));
+    ev.push(NewEvent::run(
+        run,
+        "run_status",
+        json!({ "status": "succeeded" }),
+    ));
     ev
 }
 
@@ -60,7 +97,10 @@ fn best<T>(f: impl Fn() -> T) -> (f64, T) {
 }
 
 fn main() {
-    let runs: usize = std::env::var("FLOWC_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let runs: usize = std::env::var("FLOWC_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     let mut j = Journal::open(&path, Durability::Normal).unwrap();
@@ -71,13 +111,22 @@ fn main() {
         events += ev.len();
         j.append(&ev).unwrap();
     }
-    println!("journal: {runs} runs, {events} events, built in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "journal: {runs} runs, {events} events, built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let (secs, rows) = best(|| j.failures(0, None).unwrap());
     let (gsecs, groups) = best(|| flowc::analytics::group(&rows));
     println!("| query | rows | best of 3 |");
     println!("|---|---:|---:|");
-    println!("| `failures` (the journal query) | {} | {secs:.3} s |", rows.len());
-    println!("| `failures` grouping | {} groups | {gsecs:.3} s |", groups.len());
+    println!(
+        "| `failures` (the journal query) | {} | {secs:.3} s |",
+        rows.len()
+    );
+    println!(
+        "| `failures` grouping | {} groups | {gsecs:.3} s |",
+        groups.len()
+    );
     let (s1, runs_rows) = best(|| j.run_rows(0, None).unwrap());
     let (s2, steps) = best(|| j.step_rows(0, None).unwrap());
     let (s3, llm) = best(|| j.step_llm(0, None).unwrap());

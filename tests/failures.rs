@@ -111,10 +111,16 @@ fn failures_group_by_step_class_and_normalised_error() {
     assert_eq!(ex["failures"]["exit code"], 6);
     let gated = stats.iter().find(|s| s["skill"] == "gated").unwrap();
     assert_eq!(gated["runs"], 1);
-    assert!(gated["success_rate"].is_null(), "a paused run has not ended");
+    assert!(
+        gated["success_rate"].is_null(),
+        "a paused run has not ended"
+    );
     let table = flowc(d, &["stats", "--skill", "main"]);
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("skill main: 6 runs, 0 succeeded, 6 failed (0% success)"), "{text}");
+    assert!(
+        text.contains("skill main: 6 runs, 0 succeeded, 6 failed (0% success)"),
+        "{text}"
+    );
     assert!(!text.contains("gated"), "{text}");
 
     let bad = flowc(d, &["failures", "--since", "lately"]);
