@@ -11,14 +11,17 @@ pub mod eval;
 mod frame;
 mod human;
 pub mod inputs;
+mod instances;
 mod launch;
 mod llm;
 mod observer;
 mod scheduler;
 pub mod script_result;
+mod session;
 mod settle;
 mod step;
 
 pub use human::user;
 pub use observer::{Observer, Silent};
-pub use scheduler::{Decision, RunEnd, RunOptions, RunReport, execute};
+pub use scheduler::{Decision, RunEnd, RunOptions, RunReport};
+pub use session::execute;
