@@ -257,7 +257,17 @@ fn a_dead_spawner_fails_its_running_step_and_later_steps_fork() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // It failed once under a fully loaded machine (1 in about 10 full runs):
+    // on failure, show what each step's attempt said, to tell which way.
+    if out.status.code() != Some(0) {
+        let log = common::flowc(d, &["log", &common::latest_run(d)]);
+        panic!(
+            "exit {:?}\nstderr:\n{}\nlog:\n{}",
+            out.status.code(),
+            stderr(&out),
+            String::from_utf8_lossy(&log.stdout)
+        );
+    }
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "\"second\"");
     assert!(
         stderr(&out).contains("the process spawner exited before the process did"),

@@ -21,6 +21,7 @@ mod scope;
 pub mod script;
 mod signature;
 mod skill;
+mod step_kinds;
 mod template;
 mod template_types;
 mod trigger;
