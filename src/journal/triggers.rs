@@ -46,25 +46,15 @@ impl Journal {
 
     /// Recorded fires, newest first; of one trigger when given.
     pub fn fires(&self, trigger: Option<&str>, limit: usize) -> Result<Vec<FireRow>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT trigger, key, at, run_id, outcome, data FROM trigger_events
-             WHERE ?1 IS NULL OR trigger = ?1 ORDER BY at DESC, key DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![trigger, limit as i64], |r| {
-            let data: String = r.get(5)?;
-            Ok(FireRow {
-                trigger: r.get(0)?,
-                key: r.get(1)?,
-                at: r.get(2)?,
-                run_id: r.get(3)?,
-                outcome: r.get(4)?,
-                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-            })
-        })?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {FIRE_COLS} FROM trigger_events
+             WHERE ?1 IS NULL OR trigger = ?1 ORDER BY at DESC, key DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![trigger, limit as i64], fire_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The newest run a trigger queued that has not ended, if any (for `overlap`).
+    /// The runs a trigger queued that have not ended, oldest first (for `overlap`).
     pub fn trigger_active_runs(
         &self,
         trigger: &str,
@@ -85,20 +75,25 @@ impl Journal {
         Ok(self
             .conn
             .query_row(
-                "SELECT trigger, key, at, run_id, outcome, data FROM trigger_events WHERE trigger = ?1 AND key = ?2",
+                &format!("SELECT {FIRE_COLS} FROM trigger_events WHERE trigger = ?1 AND key = ?2"),
                 params![trigger, key],
-                |r| {
-                    let data: String = r.get(5)?;
-                    Ok(FireRow {
-                        trigger: r.get(0)?,
-                        key: r.get(1)?,
-                        at: r.get(2)?,
-                        run_id: r.get(3)?,
-                        outcome: r.get(4)?,
-                        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-                    })
-                },
+                fire_row,
             )
             .optional()?)
     }
+}
+
+/// The columns [`fire_row`] reads, in its order.
+const FIRE_COLS: &str = "trigger, key, at, run_id, outcome, data";
+
+fn fire_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FireRow> {
+    let data: String = r.get(5)?;
+    Ok(FireRow {
+        trigger: r.get(0)?,
+        key: r.get(1)?,
+        at: r.get(2)?,
+        run_id: r.get(3)?,
+        outcome: r.get(4)?,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+    })
 }
