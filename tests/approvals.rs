@@ -353,21 +353,27 @@ fn the_form_is_typed_and_kept_in_the_result() {
 }
 
 #[test]
-fn a_form_that_does_not_fit_fails_the_step() {
+fn a_form_that_does_not_fit_is_refused_when_it_is_given() {
     let (dir, run) = paused("form: { reason: string }", "dora");
     let o = approve(dir.path(), "bob", &run, &["--form", r#"{"reason": 5}"#]);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    let o = resume(dir.path(), &run);
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
-        err(&o).contains(
-            "the form given with `flowc approve --form` does not fit the type `{ reason: string }`"
-        ),
+        err(&o).contains("the form's answers do not fit the type `{ reason: string }`"),
         "{}",
         err(&o)
     );
+    assert!(
+        events(dir.path(), &run, "approval_decided").is_empty(),
+        "nothing is recorded for a form that does not fit"
+    );
+    let o = approve(dir.path(), "bob", &run, &["--form", "{}"]);
+    assert_eq!(o.status.code(), Some(2), "a missing field: {}", err(&o));
     let o = approve(dir.path(), "bob", &run, &["--form", "[1]"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let o = approve(dir.path(), "bob", &run, &["--form", r#"{"reason": "ok"}"#]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = resume(dir.path(), &run);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 }
 
 #[test]

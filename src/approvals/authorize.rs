@@ -34,9 +34,32 @@ impl Default for ApprovalSpec {
     }
 }
 
+/// A one-time link's grant, as the journal keeps it (the token only as its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The run it is for.
+    pub run: String,
+    /// The node instance it is for.
+    pub node: String,
+    /// The `approval_requested` event (its seq) it was minted for.
+    pub asked_seq: i64,
+    /// The input hash the item was asked with.
+    pub input_hash: String,
+    /// The person it speaks for.
+    pub approver: String,
+    /// When it stops working (Unix ms).
+    pub expires_at: i64,
+    /// When it was used, if it was.
+    pub used_at: Option<i64>,
+}
+
 /// The item a decision is for, as the journal has it now.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
+    /// The run.
+    pub run: &'a str,
+    /// The node instance.
+    pub node: &'a str,
     /// The item's status (`pending`, `approved`, ...).
     pub status: &'a str,
     /// Who decided it, when it is decided.
@@ -47,6 +70,14 @@ pub struct Request<'a> {
     pub input_hash: &'a str,
     /// The input hash the decider saw (a prefix), when they name one.
     pub expected_hash: Option<&'a str>,
+    /// The seq of the `approval_requested` the item is waiting on.
+    pub asked_seq: i64,
+    /// Now (Unix ms), for a link's expiry.
+    pub now: i64,
+    /// The one-time link the decision came by, if it did.
+    pub link: Option<&'a Link>,
+    /// Who is signed in where the link was opened, if anyone.
+    pub presenter: Option<&'a str>,
 }
 
 /// Why a decision is refused.
@@ -70,6 +101,18 @@ pub enum Refusal {
     /// The decider approved this item already.
     #[error("`{who}` approved this item already; {required} distinct approvers are required")]
     Twice { who: String, required: u32 },
+    /// A one-time link was used before.
+    #[error("this link was used already; each link decides once")]
+    LinkUsed,
+    /// A one-time link's approval timed out or its time passed.
+    #[error("this link expired")]
+    LinkExpired,
+    /// A link minted for another run, step or ask of the step.
+    #[error("this link is for another item (or an earlier ask of this one)")]
+    LinkElsewhere,
+    /// A link opened by someone signed in as another person.
+    #[error("this link is `{approver}`'s; `{presenter}` is signed in (links are not forwarded)")]
+    LinkForwarded { approver: String, presenter: String },
 }
 
 impl Refusal {
@@ -82,6 +125,10 @@ impl Refusal {
             Refusal::NotAnApprover { .. } => "not_an_approver",
             Refusal::SelfApproval { .. } => "self_approval",
             Refusal::Twice { .. } => "twice",
+            Refusal::LinkUsed => "link_used",
+            Refusal::LinkExpired => "link_expired",
+            Refusal::LinkElsewhere => "link_elsewhere",
+            Refusal::LinkForwarded { .. } => "link_forwarded",
         }
     }
 }
@@ -107,6 +154,9 @@ pub fn authorize(
             status: request.status.to_string(),
             by: request.decided_by.unwrap_or("unknown").to_string(),
         });
+    }
+    if let Some(link) = request.link {
+        check_link(link, decider, request)?;
     }
     if let Some(expected) = request.expected_hash
         && (expected.is_empty() || !request.input_hash.starts_with(expected))
@@ -136,6 +186,38 @@ pub fn authorize(
     Ok(())
 }
 
+/// A link decides only its own ask of its own item, once, in time, for its own person.
+fn check_link(link: &Link, decider: &super::Person, request: &Request<'_>) -> Result<(), Refusal> {
+    if link.run != request.run || link.node != request.node || link.asked_seq != request.asked_seq
+    {
+        return Err(Refusal::LinkElsewhere);
+    }
+    if link.used_at.is_some() {
+        return Err(Refusal::LinkUsed);
+    }
+    if request.now >= link.expires_at {
+        return Err(Refusal::LinkExpired);
+    }
+    if link.input_hash != request.input_hash {
+        return Err(Refusal::StaleInput {
+            expected: link.input_hash.clone(),
+            actual: request.input_hash.to_string(),
+        });
+    }
+    if let Some(presenter) = request.presenter
+        && presenter != link.approver
+    {
+        return Err(Refusal::LinkForwarded {
+            approver: link.approver.clone(),
+            presenter: presenter.to_string(),
+        });
+    }
+    if decider.name != link.approver {
+        return Err(Refusal::LinkElsewhere);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,11 +232,17 @@ mod tests {
 
     fn pending() -> Request<'static> {
         Request {
+            run: "r",
+            node: "gate",
             status: "pending",
             decided_by: None,
             run_status: "paused",
             input_hash: "abc123",
             expected_hash: None,
+            asked_seq: 7,
+            now: 1_000,
+            link: None,
+            presenter: None,
         }
     }
 
@@ -245,5 +333,44 @@ mod tests {
             ..pending()
         };
         assert_eq!(code(authorize(&s, &p, "", &[], &current)), None);
+    }
+
+    fn link() -> Link {
+        Link {
+            run: "r".into(),
+            node: "gate".into(),
+            asked_seq: 7,
+            input_hash: "abc123".into(),
+            approver: "bob".into(),
+            expires_at: 2_000,
+            used_at: None,
+        }
+    }
+
+    #[test]
+    fn a_link_decides_its_own_ask_once_in_time_for_its_person() {
+        let s = spec(&["bob", "carol"], 1, false);
+        let bob = person("bob", &[]);
+        let with = |l: &Link, presenter: Option<&'static str>| {
+            let l = l.clone();
+            let mut r = pending();
+            r.presenter = presenter;
+            code(authorize(&s, &bob, "dora", &[], &Request { link: Some(&l), ..r }))
+        };
+        assert_eq!(with(&link(), None), None);
+        assert_eq!(with(&link(), Some("bob")), None);
+        assert_eq!(with(&link(), Some("carol")), Some("link_forwarded"));
+        let used = Link { used_at: Some(1_500), ..link() };
+        assert_eq!(with(&used, None), Some("link_used"));
+        let late = Link { expires_at: 1_000, ..link() };
+        assert_eq!(with(&late, None), Some("link_expired"));
+        let other = Link { node: "deploy".into(), ..link() };
+        assert_eq!(with(&other, None), Some("link_elsewhere"));
+        let earlier = Link { asked_seq: 3, ..link() };
+        assert_eq!(with(&earlier, None), Some("link_elsewhere"));
+        let stale = Link { input_hash: "abc999".into(), ..link() };
+        assert_eq!(with(&stale, None), Some("stale_input"));
+        let carols = Link { approver: "carol".into(), ..link() };
+        assert_eq!(with(&carols, None), Some("link_elsewhere"));
     }
 }

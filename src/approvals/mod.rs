@@ -1,7 +1,11 @@
-//! Who may decide an item in the human queue: the people file and the one authorization rule.
+//! Who may decide an item in the human queue: the people file, the one authorization rule, and recording a decision.
 
 mod authorize;
+pub mod decide;
+pub mod form;
+pub mod links;
 mod people;
 
-pub use authorize::{ApprovalSpec, Refusal, Request, authorize};
+pub use authorize::{ApprovalSpec, Link, Refusal, Request, authorize};
+pub use decide::{DecideError, Decided, Decision, Verb, decide};
 pub use people::{People, Person, new_token, token_hash};

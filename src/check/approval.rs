@@ -3,7 +3,8 @@
 use super::module_cx::ModuleCx;
 use super::skill::SkillCx;
 use crate::diag::{Code, Diagnostic};
-use crate::ir::{StepKind, Ty};
+use crate::ir::{NotifyKind, NotifyTarget, StepKind, Ty, UrlSource};
+use crate::span::Span;
 use crate::syntax::ast::{self, ExprKind, Field, FieldValue};
 
 /// The prefix of an approver entry that names a group rather than a person.
@@ -75,6 +76,9 @@ impl<'a> ModuleCx<'a> {
             Ty::Record(rec) => rec.field("form").cloned(),
             _ => None,
         };
+        let notify = get("notify")
+            .map(|f| self.notify_targets(f))
+            .unwrap_or_default();
         StepKind::Approval {
             prompt,
             timeout_ms,
@@ -83,7 +87,31 @@ impl<'a> ModuleCx<'a> {
             required,
             self_approval,
             form,
+            notify,
         }
+    }
+
+    /// `notify: [webhook(URL), slack(URL)]`, each URL a string, `env("NAME")` or `secret("NAME")`.
+    pub(super) fn notify_targets(&mut self, field: &Field) -> Vec<NotifyTarget> {
+        let Some(expr) = self.value(field) else {
+            return Vec::new();
+        };
+        let items: Vec<&ast::Expr> = match &expr.kind {
+            ExprKind::List(items) => items.iter().collect(),
+            _ => vec![expr],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match notify_target(item) {
+                Ok(t) => out.push(t),
+                Err((span, why)) => self.diags.push(
+                    Diagnostic::new(Code::E0301, self.file, span, why)
+                        .label("not a notification target")
+                        .help("write `notify: [webhook(env(\"DEPLOY_HOOK\")), slack(secret(\"SLACK_URL\"))]`"),
+                ),
+            }
+        }
+        out
     }
 
     /// The `approvers` list: person names and `group:NAME`, none empty.
@@ -157,4 +185,34 @@ impl<'a> ModuleCx<'a> {
             )),
         );
     }
+}
+
+/// One `webhook(…)` or `slack(…)`.
+fn notify_target(e: &ast::Expr) -> Result<NotifyTarget, (Span, String)> {
+    let ExprKind::Call(f, args) = &e.kind else {
+        return Err((e.span, "a notification target is `webhook(URL)` or `slack(URL)`".into()));
+    };
+    let kind = match f.name.as_str() {
+        "webhook" => NotifyKind::Webhook,
+        "slack" => NotifyKind::Slack,
+        other => {
+            return Err((e.span, format!("`{other}(…)` is not a notification target; use `webhook` or `slack`")));
+        }
+    };
+    let [arg] = args.as_slice() else {
+        return Err((e.span, format!("`{}` takes one URL", f.name)));
+    };
+    let url = match &arg.kind {
+        ExprKind::Str(s) if s.value.starts_with("https://") || s.value.starts_with("http://") => {
+            UrlSource::Url(s.value.clone())
+        }
+        ExprKind::Str(_) => return Err((arg.span, "a notification URL starts with `https://` or `http://`".into())),
+        ExprKind::Call(g, inner) => match (g.name.as_str(), inner.as_slice()) {
+            ("env", [ast::Expr { kind: ExprKind::Str(n), .. }]) => UrlSource::Env(n.value.clone()),
+            ("secret", [ast::Expr { kind: ExprKind::Str(n), .. }]) => UrlSource::Secret(n.value.clone()),
+            _ => return Err((arg.span, "the URL is a string, `env(\"NAME\")` or `secret(\"NAME\")`".into())),
+        },
+        _ => return Err((arg.span, "the URL is a string, `env(\"NAME\")` or `secret(\"NAME\")`".into())),
+    };
+    Ok(NotifyTarget { kind, url })
 }

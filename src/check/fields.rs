@@ -73,6 +73,7 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
             "required",
             "self_approval",
             "form",
+            "notify",
         ],
         "call" => &["with"],
         "script" => &["code", "output"],

@@ -1,9 +1,8 @@
 //! The human queue: `flowc approvals`, `approve`, `reject`, `retry`, `skip`.
 
 use super::{CliError, CliResult, EXIT_FAILED, EXIT_OK, JournalArgs, write_stdout};
-use crate::approvals::{ApprovalSpec, People, Person, Request, authorize};
-use crate::journal::{Journal, NewEvent, timestamp};
-use serde_json::json;
+use crate::approvals::{DecideError, Decided, Decision, People, Person, Verb, decide};
+use crate::journal::{Journal, timestamp};
 use std::fmt::Write;
 
 /// Lines of a question `flowc approvals` shows (the first, then the last ones).
@@ -76,18 +75,8 @@ pub struct SkipArgs {
     pub output: Option<String>,
 }
 
-/// Which decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verb {
-    Approve,
-    Reject,
-    Retry,
-    Skip,
-}
-
 /// `flowc approve`.
 pub fn approve(args: &ApproveArgs) -> CliResult {
-    let by = decider_in(&args.item)?.name;
     let form = match args.form.as_deref() {
         None => None,
         Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
@@ -96,8 +85,10 @@ pub fn approve(args: &ApproveArgs) -> CliResult {
             Err(e) => return Err(CliError::usage(format!("`--form` is not valid JSON: {e}"))),
         },
     };
-    let data = json!({ "decision": "approved", "by": by, "comment": args.comment, "form": form });
-    decide(Verb::Approve, &args.item, data)
+    let mut d = Decision::new(Verb::Approve, decider_in(&args.item)?, "cli");
+    d.comment = args.comment.clone();
+    d.form = form;
+    decide_item(&args.item, d)
 }
 
 /// `flowc reject`.
@@ -105,18 +96,15 @@ pub fn reject(args: &RejectArgs) -> CliResult {
     if args.reason.trim().is_empty() {
         return Err(CliError::usage("`flowc reject` needs `--reason TEXT`"));
     }
-    let by = decider_in(&args.item)?.name;
-    let data = json!({ "decision": "rejected", "by": by, "comment": args.reason });
-    decide(Verb::Reject, &args.item, data)
+    let mut d = Decision::new(Verb::Reject, decider_in(&args.item)?, "cli");
+    d.comment = Some(args.reason.clone());
+    decide_item(&args.item, d)
 }
 
 /// `flowc retry`.
 pub fn retry(args: &RetryArgs) -> CliResult {
-    decide(
-        Verb::Retry,
-        &args.item,
-        json!({ "decision": "retry", "by": decider_in(&args.item)?.name }),
-    )
+    let d = Decision::new(Verb::Retry, decider_in(&args.item)?, "cli");
+    decide_item(&args.item, d)
 }
 
 /// `flowc skip`.
@@ -128,9 +116,9 @@ pub fn skip(args: &SkipArgs) -> CliResult {
                 .map_err(|e| CliError::usage(format!("`--output` is not valid JSON: {e}")))?,
         ),
     };
-    let by = decider_in(&args.item)?.name;
-    let data = json!({ "decision": "skip", "by": by, "output": output });
-    decide(Verb::Skip, &args.item, data)
+    let mut d = Decision::new(Verb::Skip, decider_in(&args.item)?, "cli");
+    d.output = output;
+    decide_item(&args.item, d)
 }
 
 pub(super) fn decider() -> String {
@@ -195,163 +183,43 @@ pub fn approvals(args: &ApprovalsArgs) -> CliResult {
     write_stdout(out.as_bytes())
 }
 
-/// Records a decision on a pending item, once it is known to fit the item.
-fn decide(verb: Verb, args: &Item, data: serde_json::Value) -> CliResult {
+/// Records a decision through the one decision path, and says what it did.
+fn decide_item(args: &Item, mut decision: Decision) -> CliResult {
     let mut journal = args.journal.open_existing()?;
-    let run = idle_run(
-        &journal,
-        &args.run,
-        "answer on its terminal, or stop it and decide here",
-    )?;
-    // Decide from what the events say, never from a projection row alone.
-    journal.check_untampered(&run).map_err(CliError::failed)?;
-    let items = journal.approvals(Some(&run)).map_err(CliError::failed)?;
-    let Some(item) = items.iter().find(|a| a.node == args.step) else {
-        let pending: Vec<&str> = items
-            .iter()
-            .filter(|a| a.status == "pending")
-            .map(|a| a.node.as_str())
-            .collect();
-        let hint = if pending.is_empty() {
-            "nothing in this run is waiting for a person".to_string()
-        } else {
-            format!("waiting: {}", pending.join(", "))
-        };
-        return Err(CliError::usage(format!(
-            "run `{run}` has no item `{}` in the human queue ({hint})",
-            args.step
-        )));
-    };
-    if verb == Verb::Retry && item.kind == "approval" && item.status == "rejected" {
-        return ask_again(&mut journal, args, &run, item, &data);
-    }
-    let escalation = item.kind == "escalation";
-    match verb {
-        Verb::Approve if escalation => {
-            return Err(CliError::usage(format!(
-                "`{}` is an escalation: decide it with `flowc retry`, `flowc skip` or `flowc reject`",
-                args.step
-            )));
-        }
-        Verb::Retry | Verb::Skip if !escalation => {
-            return Err(CliError::usage(format!(
-                "`{}` is an approval: decide it with `flowc approve` or `flowc reject`",
-                args.step
-            )));
-        }
-        _ => {}
-    }
-    let decider = decider_in(args)?;
-    let asked = check_allowed(&mut journal, args, &run, item, &decider, &data)?;
-    if verb == Verb::Approve && !escalation {
-        return vote(&mut journal, args, &run, &asked, data);
-    }
-    let event = NewEvent::node(&run, "approval_decided", &args.step, None, data);
-    journal.append(&[event]).map_err(CliError::failed)?;
-    print_recorded(args, &run);
-    Ok(EXIT_OK)
-}
-
-/// An approval: a vote while fewer than `required` distinct approvers have
-/// approved, else the decision, naming every approver and the first one's form.
-fn vote(
-    journal: &mut Journal,
-    args: &Item,
-    run: &str,
-    asked: &Asked,
-    mut data: serde_json::Value,
-) -> CliResult {
-    let required = asked.spec.required.max(1) as usize;
-    if asked.votes.len() + 1 < required {
-        let vote = json!({ "by": data["by"], "comment": data["comment"], "form": data["form"] });
-        let event = NewEvent::node(run, "approval_vote", &args.step, None, vote);
-        journal.append(&[event]).map_err(CliError::failed)?;
-        let left = required - asked.votes.len() - 1;
-        eprintln!(
-            "recorded approval {} of {required}; `{}` waits for {left} more",
-            asked.votes.len() + 1,
-            args.step
-        );
-        return Ok(EXIT_OK);
-    }
-    let mut everyone: Vec<serde_json::Value> =
-        asked.votes.iter().map(|v| v["by"].clone()).collect();
-    everyone.push(data["by"].clone());
-    // The first approver's answers are kept; later ones stay in their votes.
-    let form = asked
-        .votes
-        .iter()
-        .map(|v| v["form"].clone())
-        .chain([data["form"].clone()])
-        .find(|f| !f.is_null());
-    data["output"] = json!({ "by": everyone, "form": form });
-    if let Some(map) = data.as_object_mut() {
-        map.remove("form");
-    }
-    let event = NewEvent::node(run, "approval_decided", &args.step, None, data);
-    journal.append(&[event]).map_err(CliError::failed)?;
-    print_recorded(args, run);
-    Ok(EXIT_OK)
-}
-
-fn print_recorded(args: &Item, run: &str) {
+    let run = journal.resolve_run(&args.run)?;
+    decision.expected_hash = args.input_hash.clone();
     let flag = if args.journal.is_default() {
         String::new()
     } else {
         format!(" --journal {}", args.journal.path().display())
     };
-    eprintln!("recorded; continue with `flowc run --resume {run}{flag}`");
-}
-
-/// `flowc retry` on a rejected approval: the same question is asked again
-/// (journaled, with who re-opened it); the next `--resume` waits for it.
-fn ask_again(
-    journal: &mut Journal,
-    args: &Item,
-    run: &str,
-    item: &crate::journal::ApprovalRow,
-    data: &serde_json::Value,
-) -> CliResult {
-    let by = data["by"].as_str().unwrap_or("unknown");
-    // The same rules as the first time: who may decide, the quorum, the timeout.
-    let mut asked = json!({ "kind": item.kind, "prompt": item.prompt, "input_hash": item.input_hash, "asked_again_by": by });
-    let first = journal
-        .events_of(run, Some("approval_requested"))
-        .map_err(CliError::failed)?
-        .into_iter()
-        .rfind(|e| e.node.as_deref() == Some(args.step.as_str()));
-    for key in [
-        "approvers",
-        "required",
-        "self_approval",
-        "timeout_ms",
-        "default",
-    ] {
-        if let Some(v) = first.as_ref().and_then(|e| e.data.get(key)) {
-            asked[key] = v.clone();
+    match decide(&mut journal, &run, &args.step, decision) {
+        Ok(Decided::Recorded) => {
+            eprintln!("recorded; continue with `flowc run --resume {run}{flag}`");
+            Ok(EXIT_OK)
         }
+        Ok(Decided::Vote { have, required }) => {
+            eprintln!(
+                "recorded approval {have} of {required}; `{}` waits for {} more",
+                args.step,
+                required - have
+            );
+            Ok(EXIT_OK)
+        }
+        Ok(Decided::AskedAgain) => {
+            eprintln!(
+                "`{}` will be asked again; continue with `flowc run --resume {run}{flag}`",
+                args.step
+            );
+            Ok(EXIT_OK)
+        }
+        Err(DecideError::Usage(why)) => Err(CliError::usage(why)),
+        Err(DecideError::Refused(refusal)) => Err(CliError::new(
+            EXIT_FAILED,
+            format!("refused: `{}` of run `{run}`: {refusal}", args.step),
+        )),
+        Err(DecideError::Journal(e)) => Err(e.into()),
     }
-    let events = [
-        NewEvent::node(
-            run,
-            "note",
-            &args.step,
-            None,
-            json!({ "text": format!("{by} asked again after the rejection by {}", item.decided_by.as_deref().unwrap_or("unknown")) }),
-        ),
-        NewEvent::node(run, "approval_requested", &args.step, None, asked),
-    ];
-    journal.append(&events).map_err(CliError::failed)?;
-    let flag = if args.journal.is_default() {
-        String::new()
-    } else {
-        format!(" --journal {}", args.journal.path().display())
-    };
-    eprintln!(
-        "`{}` will be asked again; continue with `flowc run --resume {run}{flag}`",
-        args.step
-    );
-    Ok(EXIT_OK)
 }
 
 /// Resolves `run` for a change made from outside it: a run driven by a live
@@ -365,86 +233,4 @@ pub fn idle_run(journal: &Journal, run: &str, what_to_do: &str) -> Result<String
         )));
     }
     Ok(run)
-}
-
-/// What an item was asked with, and the approvals it has had since.
-struct Asked {
-    spec: ApprovalSpec,
-    initiator: String,
-    /// The `approval_vote` events' data since the item was (last) asked.
-    votes: Vec<serde_json::Value>,
-}
-
-/// Asks the one authorization rule; a refusal is journaled, then reported (exit 1).
-fn check_allowed(
-    journal: &mut Journal,
-    args: &Item,
-    run: &str,
-    item: &crate::journal::ApprovalRow,
-    decider: &Person,
-    data: &serde_json::Value,
-) -> Result<Asked, CliError> {
-    let run_status = journal.run(run).map_err(CliError::failed)?.status;
-    let asked = asked_with(journal, run, &args.step)?;
-    let prior: Vec<String> = asked
-        .votes
-        .iter()
-        .filter_map(|v| v["by"].as_str().map(str::to_string))
-        .collect();
-    let request = Request {
-        status: &item.status,
-        decided_by: item.decided_by.as_deref(),
-        run_status: &run_status,
-        input_hash: &item.input_hash,
-        expected_hash: args.input_hash.as_deref(),
-    };
-    let Err(refusal) = authorize(&asked.spec, decider, &asked.initiator, &prior, &request) else {
-        return Ok(asked);
-    };
-    let event = NewEvent::node(
-        run,
-        "approval_refused",
-        &args.step,
-        None,
-        json!({ "by": decider.name, "decision": data["decision"], "code": refusal.code(), "reason": refusal.to_string() }),
-    );
-    journal.append(&[event]).map_err(CliError::failed)?;
-    Err(CliError::new(
-        EXIT_FAILED,
-        format!("refused: `{}` of run `{run}`: {refusal}", args.step),
-    ))
-}
-
-/// The rules an item was asked with (its latest `approval_requested`), the
-/// run's initiator, and the votes since.
-fn asked_with(journal: &Journal, run: &str, node: &str) -> Result<Asked, CliError> {
-    let asked = journal
-        .events_of(run, Some("approval_requested"))
-        .map_err(CliError::failed)?
-        .into_iter()
-        .rfind(|e| e.node.as_deref() == Some(node));
-    let since = asked.as_ref().map_or(0, |e| e.seq);
-    let votes = journal
-        .events_of(run, Some("approval_vote"))
-        .map_err(CliError::failed)?
-        .into_iter()
-        .filter(|e| e.node.as_deref() == Some(node) && e.seq > since)
-        .map(|e| e.data)
-        .collect();
-    let spec = asked
-        .and_then(|e| serde_json::from_value(e.data).ok())
-        .unwrap_or_default();
-    // A run journaled before initiators were recorded has none: nobody is its initiator.
-    let initiator = journal
-        .events_of(run, Some("run_started"))
-        .map_err(CliError::failed)?
-        .into_iter()
-        .next()
-        .and_then(|e| e.data.get("initiator")?.as_str().map(str::to_string))
-        .unwrap_or_default();
-    Ok(Asked {
-        spec,
-        initiator,
-        votes,
-    })
 }

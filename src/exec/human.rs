@@ -33,6 +33,8 @@ impl Runner<'_> {
                 data["required"] = json!(spec.required);
                 data["self_approval"] = json!(spec.self_approval);
             }
+            // For deciders that have no IR (the web page, the API, the CLI).
+            self.approval_extras(inst, &mut data);
             // For the service's live timer, which has no IR.
             if let Some((timeout_ms, approve)) = self.approval_timeout(inst) {
                 data["timeout_ms"] = json!(timeout_ms);
@@ -89,6 +91,22 @@ impl Runner<'_> {
             required: *required,
             self_approval: *self_approval,
         })
+    }
+
+    /// The form's schema and the notification targets, journaled with the question.
+    fn approval_extras(&self, inst: usize, data: &mut serde_json::Value) {
+        let (skill, node) = self.step(inst);
+        let NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return;
+        };
+        if let StepKind::Approval { form, notify, .. } = &step.kind {
+            if let Some(ty) = form {
+                data["form_schema"] = crate::llm::schema::schema(ty);
+            }
+            if !notify.is_empty() {
+                data["notify"] = notify.iter().map(|t| t.to_json()).collect();
+            }
+        }
     }
 
     /// An approved step's result: every approver in `by`, and the form's answers

@@ -291,6 +291,8 @@ pub enum StepKind {
         self_approval: bool,
         /// The record type of the answers a decider gives, if any.
         form: Option<Ty>,
+        /// Who is told when it is asked.
+        notify: Vec<NotifyTarget>,
     },
     /// Run another skill.
     Call {
@@ -412,6 +414,51 @@ pub enum Setting {
         /// Used when the variable is unset.
         default: Option<String>,
     },
+}
+
+/// Where a notification goes: `webhook(URL)` or `slack(URL)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyTarget {
+    /// `webhook` (a signed JSON message) or `slack` (an incoming-webhook message).
+    pub kind: NotifyKind,
+    /// Where its URL comes from.
+    pub url: UrlSource,
+}
+
+/// The shape of a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyKind {
+    /// A JSON message signed like Standard Webhooks.
+    Webhook,
+    /// Slack's incoming-webhook shape.
+    Slack,
+}
+
+/// A URL written in the flow, or where to read it when the message is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// The URL itself.
+    Url(String),
+    /// `env("NAME")`.
+    Env(String),
+    /// `secret("NAME")`: a URL that is itself a credential (Slack's are).
+    Secret(String),
+}
+
+impl NotifyTarget {
+    /// The target as journaled: never the value of an env variable or secret, only its name.
+    pub fn to_json(&self) -> serde_json::Value {
+        let kind = match self.kind {
+            NotifyKind::Webhook => "webhook",
+            NotifyKind::Slack => "slack",
+        };
+        let url = match &self.url {
+            UrlSource::Url(u) => serde_json::json!({ "url": u }),
+            UrlSource::Env(n) => serde_json::json!({ "env": n }),
+            UrlSource::Secret(n) => serde_json::json!({ "secret": n }),
+        };
+        serde_json::json!({ "kind": kind, "url": url })
+    }
 }
 
 /// Where a secret comes from.

@@ -12,6 +12,8 @@ mod error;
 mod event;
 mod file;
 mod lease;
+mod links;
+mod notices;
 mod query;
 mod queue;
 mod replay;
@@ -23,6 +25,8 @@ pub use analytics::{FailureRow, StepLlm, StepRow};
 pub use chain::Problem;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
+pub use links::LinkRow;
+pub use notices::{Notice, NoticeRow};
 pub use lease::{
     LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder, heartbeat_ms, host, process_alive, stale_ms,
 };
@@ -37,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version this flowc writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// One step of the schema: SQL, then code over the data, then more SQL.
 struct Migration {
@@ -60,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         before: include_str!("schema_v3.sql"),
+        fill: None,
+        after: "",
+    },
+    Migration {
+        before: include_str!("schema_v4.sql"),
         fill: None,
         after: "",
     },

@@ -1,0 +1,48 @@
+-- flowc journal, schema version 4 (from 3): approvals from anywhere.
+-- None of these tables is part of the projection: replay ignores them.
+
+-- One-time approval links. Only the token's blake3 hash is kept; the row binds
+-- it to one ask (the seq of its `approval_requested`) of one node instance of
+-- one run, the input hash it was asked with, and one approver. `used_at` is
+-- set once, in the transaction that claims the link.
+CREATE TABLE approval_links (
+  token_hash TEXT PRIMARY KEY,
+  run_id     TEXT    NOT NULL,
+  node       TEXT    NOT NULL,
+  asked_seq  INTEGER NOT NULL,
+  input_hash TEXT    NOT NULL,
+  approver   TEXT    NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at    INTEGER
+);
+CREATE INDEX approval_links_item ON approval_links (run_id, node, asked_seq);
+
+-- Notifications to send (approval asked, run failed, step escalated), an
+-- outbox the service delivers with retries. `target` names where the URL
+-- comes from (an env variable, a secret, or the URL itself): a secret URL is
+-- never written here. `message` is already redacted.
+CREATE TABLE notifications (
+  id           INTEGER PRIMARY KEY,
+  run_id       TEXT    NOT NULL,
+  node         TEXT,
+  event        TEXT    NOT NULL,     -- approval | failure | escalation
+  source_seq   INTEGER NOT NULL,     -- the event that caused it
+  target       TEXT    NOT NULL,     -- JSON: {"kind": "webhook"|"slack", "url": {...}}
+  message      TEXT    NOT NULL,
+  status       TEXT    NOT NULL,     -- pending | delivered | failed
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  next_at      INTEGER NOT NULL,
+  last_error   TEXT,
+  created_at   INTEGER NOT NULL,
+  delivered_at INTEGER,
+  UNIQUE (run_id, source_seq, target)
+);
+CREATE INDEX notifications_due ON notifications (next_at) WHERE status = 'pending';
+
+-- How far the service has looked through the events for things to notify
+-- about (a rowid of `events`), so a restart neither repeats nor forgets one.
+CREATE TABLE notify_cursor (
+  id    INTEGER PRIMARY KEY CHECK (id = 1),
+  rowid INTEGER NOT NULL
+);
