@@ -188,8 +188,7 @@ pub fn authorize(
 
 /// A link decides only its own ask of its own item, once, in time, for its own person.
 fn check_link(link: &Link, decider: &super::Person, request: &Request<'_>) -> Result<(), Refusal> {
-    if link.run != request.run || link.node != request.node || link.asked_seq != request.asked_seq
-    {
+    if link.run != request.run || link.node != request.node || link.asked_seq != request.asked_seq {
         return Err(Refusal::LinkElsewhere);
     }
     if link.used_at.is_some() {
@@ -355,22 +354,49 @@ mod tests {
             let l = l.clone();
             let mut r = pending();
             r.presenter = presenter;
-            code(authorize(&s, &bob, "dora", &[], &Request { link: Some(&l), ..r }))
+            code(authorize(
+                &s,
+                &bob,
+                "dora",
+                &[],
+                &Request {
+                    link: Some(&l),
+                    ..r
+                },
+            ))
         };
         assert_eq!(with(&link(), None), None);
         assert_eq!(with(&link(), Some("bob")), None);
         assert_eq!(with(&link(), Some("carol")), Some("link_forwarded"));
-        let used = Link { used_at: Some(1_500), ..link() };
+        let used = Link {
+            used_at: Some(1_500),
+            ..link()
+        };
         assert_eq!(with(&used, None), Some("link_used"));
-        let late = Link { expires_at: 1_000, ..link() };
+        let late = Link {
+            expires_at: 1_000,
+            ..link()
+        };
         assert_eq!(with(&late, None), Some("link_expired"));
-        let other = Link { node: "deploy".into(), ..link() };
+        let other = Link {
+            node: "deploy".into(),
+            ..link()
+        };
         assert_eq!(with(&other, None), Some("link_elsewhere"));
-        let earlier = Link { asked_seq: 3, ..link() };
+        let earlier = Link {
+            asked_seq: 3,
+            ..link()
+        };
         assert_eq!(with(&earlier, None), Some("link_elsewhere"));
-        let stale = Link { input_hash: "abc999".into(), ..link() };
+        let stale = Link {
+            input_hash: "abc999".into(),
+            ..link()
+        };
         assert_eq!(with(&stale, None), Some("stale_input"));
-        let carols = Link { approver: "carol".into(), ..link() };
+        let carols = Link {
+            approver: "carol".into(),
+            ..link()
+        };
         assert_eq!(with(&carols, None), Some("link_elsewhere"));
     }
 }

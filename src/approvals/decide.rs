@@ -195,7 +195,9 @@ fn checked_form(asked: &Asked, form: Option<Json>) -> Result<Option<Json>, Decid
     let answers = form.unwrap_or_else(|| json!({}));
     let ty = super::form::ty_of(schema);
     crate::exec::eval::validate(&answers, &ty).map_err(|e| {
-        DecideError::Usage(format!("the form's answers do not fit the type `{ty}`: {e}"))
+        DecideError::Usage(format!(
+            "the form's answers do not fit the type `{ty}`: {e}"
+        ))
     })?;
     Ok(Some(answers))
 }
@@ -372,7 +374,9 @@ pub fn eligible<'a>(people: &'a People, asked: &Asked) -> Vec<&'a Person> {
     people
         .people
         .iter()
-        .filter(|p| asked.spec.approvers.is_empty() || asked.spec.approvers.iter().any(|a| p.matches(a)))
+        .filter(|p| {
+            asked.spec.approvers.is_empty() || asked.spec.approvers.iter().any(|a| p.matches(a))
+        })
         .filter(|p| asked.spec.self_approval || !p.is(&asked.initiator))
         .collect()
 }

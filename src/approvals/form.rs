@@ -29,7 +29,10 @@ fn ty_at(schema: &Json, defs: &Map<String, Json>, depth: usize) -> Ty {
             None => Ty::Json,
         };
     }
-    if let Some([inner, null]) = schema.get("anyOf").and_then(Json::as_array).map(Vec::as_slice)
+    if let Some([inner, null]) = schema
+        .get("anyOf")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
         && null.get("type").and_then(Json::as_str) == Some("null")
     {
         return Ty::Optional(Box::new(ty_at(inner, defs, depth + 1)));
@@ -197,7 +200,10 @@ mod tests {
             ("reason", Ty::String),
             ("window", Ty::Optional(Box::new(Ty::String))),
             ("wait", Ty::Duration),
-            ("env", Ty::Union(vec!["prod".to_string(), "staging".to_string()].into())),
+            (
+                "env",
+                Ty::Union(vec!["prod".to_string(), "staging".to_string()].into()),
+            ),
             ("ok", Ty::Bool),
             ("hosts", Ty::String.list_of()),
             ("more", inner),
@@ -220,7 +226,11 @@ mod tests {
                 .collect();
             from_posted(&ty, &p)
         };
-        let v = posted(&[("form.reason", "fix"), ("form.count", "3"), ("form.ok", "on")]);
+        let v = posted(&[
+            ("form.reason", "fix"),
+            ("form.count", "3"),
+            ("form.ok", "on"),
+        ]);
         assert_eq!(
             v,
             Ok(serde_json::json!({ "reason": "fix", "window": null, "count": 3, "ok": true }))

@@ -8,4 +8,4 @@ mod people;
 
 pub use authorize::{ApprovalSpec, Link, Refusal, Request, authorize};
 pub use decide::{DecideError, Decided, Decision, Verb, decide};
-pub use people::{People, Person, new_token, token_hash};
+pub use people::{People, PeopleFile, Person, eq_constant_time, new_token, token_hash};

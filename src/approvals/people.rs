@@ -53,6 +53,10 @@ pub struct People {
     /// Everyone listed.
     #[serde(default)]
     pub people: Vec<Person>,
+    /// Where the key that signs `webhook(…)` notifications comes from:
+    /// `env:NAME` or `secret:NAME` (never the key itself).
+    #[serde(default)]
+    pub notify_secret: Option<String>,
 }
 
 impl People {
@@ -77,10 +81,32 @@ impl People {
             .unwrap_or_else(|| Person::unlisted(user))
     }
 
+    /// The person whose token hashes to `hash`, if any.
+    pub fn by_token_hash(&self, hash: &str) -> Option<&Person> {
+        self.people.iter().find(|p| {
+            p.token_hash
+                .as_deref()
+                .is_some_and(|h| eq_constant_time(h, hash))
+        })
+    }
+
+    /// The listed person of this name, or an unlisted one.
+    pub fn named(&self, name: &str) -> Person {
+        self.people
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+            .unwrap_or_else(|| Person::unlisted(name))
+    }
+
     /// The file's text (JSON strings are YAML double-quoted scalars).
     pub fn render(&self) -> String {
         let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-        let mut out = String::from("people:\n");
+        let mut out = String::new();
+        if let Some(n) = &self.notify_secret {
+            out.push_str(&format!("notify_secret: {}\n", q(n)));
+        }
+        out.push_str("people:\n");
         for p in &self.people {
             out.push_str(&format!("  - name: {}\n", q(&p.name)));
             if let Some(u) = &p.os_user {
@@ -106,4 +132,49 @@ pub fn new_token() -> Result<String, String> {
 /// The stored form of a token: its blake3 hash, hex.
 pub fn token_hash(token: &str) -> String {
     blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// Compares two strings in time that depends only on their lengths.
+pub fn eq_constant_time(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// A people file that is read again when it changes (people are added while a service runs).
+#[derive(Debug)]
+pub struct PeopleFile {
+    path: Option<std::path::PathBuf>,
+    state: std::sync::Mutex<(Option<std::time::SystemTime>, std::sync::Arc<People>)>,
+}
+
+impl PeopleFile {
+    /// The file at `path` (already read once as `people`), or none.
+    pub fn new(path: Option<std::path::PathBuf>, people: People) -> PeopleFile {
+        let mtime = path.as_deref().and_then(modified);
+        PeopleFile {
+            path,
+            state: std::sync::Mutex::new((mtime, std::sync::Arc::new(people))),
+        }
+    }
+
+    /// The people as the file says now; a file that no longer parses keeps the last good list.
+    pub fn get(&self) -> std::sync::Arc<People> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(path) = &self.path {
+            let now = modified(path);
+            if now != state.0
+                && let Ok(people) = People::load(path)
+            {
+                *state = (now, std::sync::Arc::new(people));
+            }
+        }
+        state.1.clone()
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }

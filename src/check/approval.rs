@@ -190,13 +190,19 @@ impl<'a> ModuleCx<'a> {
 /// One `webhook(…)` or `slack(…)`.
 fn notify_target(e: &ast::Expr) -> Result<NotifyTarget, (Span, String)> {
     let ExprKind::Call(f, args) = &e.kind else {
-        return Err((e.span, "a notification target is `webhook(URL)` or `slack(URL)`".into()));
+        return Err((
+            e.span,
+            "a notification target is `webhook(URL)` or `slack(URL)`".into(),
+        ));
     };
     let kind = match f.name.as_str() {
         "webhook" => NotifyKind::Webhook,
         "slack" => NotifyKind::Slack,
         other => {
-            return Err((e.span, format!("`{other}(…)` is not a notification target; use `webhook` or `slack`")));
+            return Err((
+                e.span,
+                format!("`{other}(…)` is not a notification target; use `webhook` or `slack`"),
+            ));
         }
     };
     let [arg] = args.as_slice() else {
@@ -206,13 +212,44 @@ fn notify_target(e: &ast::Expr) -> Result<NotifyTarget, (Span, String)> {
         ExprKind::Str(s) if s.value.starts_with("https://") || s.value.starts_with("http://") => {
             UrlSource::Url(s.value.clone())
         }
-        ExprKind::Str(_) => return Err((arg.span, "a notification URL starts with `https://` or `http://`".into())),
+        ExprKind::Str(_) => {
+            return Err((
+                arg.span,
+                "a notification URL starts with `https://` or `http://`".into(),
+            ));
+        }
         ExprKind::Call(g, inner) => match (g.name.as_str(), inner.as_slice()) {
-            ("env", [ast::Expr { kind: ExprKind::Str(n), .. }]) => UrlSource::Env(n.value.clone()),
-            ("secret", [ast::Expr { kind: ExprKind::Str(n), .. }]) => UrlSource::Secret(n.value.clone()),
-            _ => return Err((arg.span, "the URL is a string, `env(\"NAME\")` or `secret(\"NAME\")`".into())),
+            (
+                "env",
+                [
+                    ast::Expr {
+                        kind: ExprKind::Str(n),
+                        ..
+                    },
+                ],
+            ) => UrlSource::Env(n.value.clone()),
+            (
+                "secret",
+                [
+                    ast::Expr {
+                        kind: ExprKind::Str(n),
+                        ..
+                    },
+                ],
+            ) => UrlSource::Secret(n.value.clone()),
+            _ => {
+                return Err((
+                    arg.span,
+                    "the URL is a string, `env(\"NAME\")` or `secret(\"NAME\")`".into(),
+                ));
+            }
         },
-        _ => return Err((arg.span, "the URL is a string, `env(\"NAME\")` or `secret(\"NAME\")`".into())),
+        _ => {
+            return Err((
+                arg.span,
+                "the URL is a string, `env(\"NAME\")` or `secret(\"NAME\")`".into(),
+            ));
+        }
     };
     Ok(NotifyTarget { kind, url })
 }

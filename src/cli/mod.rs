@@ -9,6 +9,7 @@ mod error;
 mod explain;
 mod graph;
 mod inspect;
+mod link;
 mod people;
 mod progress;
 mod queue;
@@ -162,6 +163,11 @@ pub enum Command {
         after_help = "Examples:\n  flowc people add alice --group release --os-user alice --people people.yaml"
     )]
     People(people::PeopleArgs),
+    /// Print a one-time link with which one approver decides a waiting approval on the page.
+    #[command(
+        after_help = "The link decides once, as that person, for this ask of the step only, and expires with the approval (or after 7 days). Opening it shows the question; deciding is a POST.\n\nExamples:\n  flowc link RUN deploy_gate --for carol --people people.yaml --base https://flowc.example.com"
+    )]
+    Link(link::LinkArgs),
     /// Explain a diagnostic code, with an example; without a code, list them all.
     #[command(
         after_help = "Examples:\n  flowc explain E0301\n  flowc explain E0301 --markdown   the source text, as in docs/diagnostics.md\n  flowc explain"
@@ -238,6 +244,7 @@ pub fn main() -> ExitCode {
         Command::Skip(args) => queue::skip(&args),
         Command::Secret(args) => secret::run(&args),
         Command::People(args) => people::run(&args),
+        Command::Link(args) => link::link(&args),
         Command::Submit(args) => submit::submit(&args, color),
         Command::Serve(args) => serve::serve(&args, color),
         Command::Triggers(args) => serve::triggers(&args, color),
@@ -401,4 +408,12 @@ pub fn warn_lost(journal: Journal) -> Journal {
         );
     }
     journal
+}
+
+/// A skill's inputs from `NAME=VALUE` texts, typed by its parameters (for the service's API).
+pub fn typed_inputs(
+    skill: &crate::ir::Skill,
+    given: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    run::typed_inputs(skill, given, None).map_err(|e| e.messages.join("; "))
 }

@@ -22,6 +22,12 @@ pub struct ServeArgs {
     /// The service log's format on stderr.
     #[arg(long, value_enum, default_value_t = log::LogFormat::Human)]
     pub log_format: log::LogFormat,
+    /// The people file: who may sign in to the page and decide (tokens from `flowc people add`).
+    #[arg(long, value_name = "FILE")]
+    pub people: Option<PathBuf>,
+    /// The page's address as people reach it (for links in notifications; default: the listener's).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
@@ -92,6 +98,24 @@ pub fn serve(args: &ServeArgs, color: bool) -> CliResult {
         log: log::Log {
             format: args.log_format,
         },
+        people: (
+            args.people.clone(),
+            match &args.people {
+                Some(path) if !path.exists() => {
+                    return Err(CliError::usage(format!(
+                        "the people file `{}` does not exist; create it with `flowc people add NAME --people {}`",
+                        path.display(),
+                        path.display()
+                    )));
+                }
+                Some(path) => crate::approvals::People::load(path).map_err(CliError::usage)?,
+                None => Default::default(),
+            },
+        ),
+        public_url: args
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
     };
     crate::serve::serve(config, triggers).map_err(CliError::failed)
 }

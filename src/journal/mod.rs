@@ -25,11 +25,11 @@ pub use analytics::{FailureRow, StepLlm, StepRow};
 pub use chain::Problem;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
-pub use links::LinkRow;
-pub use notices::{Notice, NoticeRow};
 pub use lease::{
     LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder, heartbeat_ms, host, process_alive, stale_ms,
 };
+pub use links::LinkRow;
+pub use notices::{Notice, NoticeRow};
 pub use query::{ApprovalRow, LlmUsage, NodeRow, RunRow};
 pub use queue::{Fire, QueueRow, Submission, new_run_id, supervisor_id};
 pub use replay::Difference;

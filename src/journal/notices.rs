@@ -72,6 +72,15 @@ fn notice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NoticeRow> {
 }
 
 impl Journal {
+    /// The rowid of the newest event (0 for an empty journal): it changes with every change of any run.
+    pub fn last_event_rowid(&self) -> Result<i64, JournalError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |r| {
+                r.get(0)
+            })?)
+    }
+
     /// The events after `rowid` that may cause a notification (asks with a
     /// `notify` list, runs that ended failed), at most `limit`, with their rowids.
     pub fn notify_sources(

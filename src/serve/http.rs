@@ -1,4 +1,4 @@
-//! The service's listener: webhooks, `/healthz`, `/readyz`, `/metrics`.
+//! The service's listener: webhooks, `/healthz`, `/readyz`, `/metrics`, and the page and API of `web`.
 
 use super::Service;
 use super::fire::{Outcome, fire};
@@ -23,6 +23,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(super::web::router())
         .fallback(hook)
         .with_state(svc)
 }

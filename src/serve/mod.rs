@@ -8,9 +8,11 @@ mod http;
 pub mod load;
 pub mod log;
 mod metrics;
+mod notices;
 mod notify;
 mod supervisor;
 mod watch;
+pub mod web;
 pub mod webhook;
 
 pub use clock::{Clock, parse_instant, rfc3339};
@@ -42,6 +44,10 @@ pub struct Config {
     pub drain_ms: u64,
     /// The log format.
     pub log: log::Log,
+    /// Who may sign in to the page and decide (`--people FILE`), and the file.
+    pub people: (Option<PathBuf>, crate::approvals::People),
+    /// The address people reach the page at, for links in notifications.
+    pub public_url: Option<String>,
 }
 
 /// The service's shared state.
@@ -67,6 +73,16 @@ pub struct Service {
     pub active: AtomicUsize,
     /// This supervisor's id in the queue (`PID@HOST`).
     pub owner: String,
+    /// Who may sign in and decide (read again when the file changes).
+    pub people_file: crate::approvals::PeopleFile,
+    /// Signed-in browsers.
+    pub sessions: web::auth::Sessions,
+    /// The directory the service serves (web submissions must name a file under it).
+    pub root: PathBuf,
+    /// The page's address for links (`--public-url`, else the listener's).
+    pub public_url: Mutex<String>,
+    /// The key that signs `webhook(…)` notifications, if the people file names one.
+    pub notify_secret: Option<zeroize::Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -78,6 +94,11 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
+    /// The people file as it is now.
+    pub fn people(&self) -> std::sync::Arc<crate::approvals::People> {
+        self.people_file.get()
+    }
+
     /// The journal, for one short piece of work (never held across an await).
     pub fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal
@@ -127,6 +148,9 @@ fn secrets(triggers: &[Loaded]) -> Result<HashMap<String, zeroize::Zeroizing<Str
 /// Runs the service until SIGTERM/SIGINT; returns the process exit code.
 pub fn serve(config: Config, triggers: Vec<Loaded>) -> Result<u8, String> {
     let journal = Journal::open(&config.journal, Default::default()).map_err(|e| e.to_string())?;
+    let root =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let notify_secret = notices::signing_secret(&config.people.1)?;
     let svc = Arc::new(Service {
         journal: Mutex::new(journal),
         journal_path: std::fs::canonicalize(&config.journal).unwrap_or(config.journal.clone()),
@@ -139,6 +163,14 @@ pub fn serve(config: Config, triggers: Vec<Loaded>) -> Result<u8, String> {
         last_tick: AtomicI64::new(now_ms()),
         active: AtomicUsize::new(0),
         owner: supervisor_id(),
+        people_file: crate::approvals::PeopleFile::new(
+            config.people.0.clone(),
+            config.people.1.clone(),
+        ),
+        sessions: web::auth::Sessions::default(),
+        root: std::fs::canonicalize(&root).unwrap_or(root),
+        public_url: Mutex::new(config.public_url.clone().unwrap_or_default()),
+        notify_secret,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -173,15 +205,25 @@ async fn run(svc: Arc<Service>, config: Config) -> Result<u8, String> {
             ("fake_clock", json!(svc.clock.is_fake())),
         ],
     );
+    {
+        let mut url = svc
+            .public_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if url.is_empty()
+            && let Some(a) = &addr
+        {
+            *url = format!("http://{a}");
+        }
+    }
     if let Some(listener) = listener {
         let app = http::router(svc.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
     }
-    let root =
-        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
-    watch::start(&svc, root)?;
+    watch::start(&svc, svc.root.clone())?;
+    notices::start(&svc);
     notify::notify("READY=1");
     let result = drive::Driver::new(svc.clone(), &config).run().await;
     notify::notify("STOPPING=1");

@@ -67,13 +67,7 @@ pub fn verify_standard(
         )));
     }
     let signatures = get("webhook-signature")?;
-    let mut m = mac(key);
-    m.update(id.as_bytes());
-    m.update(b".");
-    m.update(stamp.trim().as_bytes());
-    m.update(b".");
-    m.update(body);
-    let expected = m.finalize().into_bytes();
+    let expected = standard_mac(key, &id, stamp.trim(), body);
     let mut any = false;
     for entry in signatures.split_whitespace() {
         let Some(b64) = entry.strip_prefix("v1,") else {
@@ -90,6 +84,26 @@ pub fn verify_standard(
     } else {
         Err(Refused("no `v1` signature matches the body".into()))
     }
+}
+
+/// The HMAC-SHA256 of `ID.TIMESTAMP.BODY` (Standard Webhooks).
+fn standard_mac(key: &[u8], id: &str, stamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut m = mac(key);
+    m.update(id.as_bytes());
+    m.update(b".");
+    m.update(stamp.as_bytes());
+    m.update(b".");
+    m.update(body);
+    m.finalize().into_bytes().to_vec()
+}
+
+/// Signs `body` as Standard Webhooks does: the `webhook-signature` value `v1,BASE64`.
+pub fn sign_standard(key: &[u8], id: &str, stamp: &str, body: &[u8]) -> String {
+    let sig = standard_mac(key, id, stamp, body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(sig)
+    )
 }
 
 /// Equal in constant time for equal lengths (lengths are not secret).
