@@ -30,3 +30,4 @@ pub fn stderr(o: &Output) -> String {
 }
 
 pub mod service;
+pub mod web;

@@ -395,11 +395,23 @@ pub fn run_log(dir: &Path, run: &str) -> String {
 pub struct Reply {
     /// Its status code.
     pub status: u16,
+    /// Its header lines (`Name: value`), as sent.
+    pub head: String,
     /// Its body.
     pub body: String,
 }
 
 impl Reply {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
     /// The body as JSON.
     pub fn json(&self) -> Json {
         serde_json::from_str(&self.body).unwrap_or(Json::Null)
@@ -452,7 +464,11 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
     } else {
         rest.to_string()
     };
-    Reply { status, body }
+    Reply {
+        status,
+        head: head.to_string(),
+        body,
+    }
 }
 
 /// A chunked body's data.
