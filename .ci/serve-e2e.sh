@@ -9,12 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/target/debug/flowc"
 test -x "$bin" || cargo build --quiet --manifest-path "$root/Cargo.toml"
 
-need=()
-command -v curl >/dev/null || need+=(curl)
-command -v openssl >/dev/null || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" ca-certificates >/dev/null
-fi
+bash "$root/.ci/deps"
 
 work=$(mktemp -d)
 cleanup() {
