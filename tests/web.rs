@@ -418,6 +418,21 @@ fn notifications_are_signed_retried_and_never_hold_up_the_run() {
     let site = site_with_secret(&sink, secret);
     let run = site.submit("dora", "notify.flow");
     site.wait(&run, "paused");
+    let failing = site.submit("dora", "fails.flow");
+    site.wait(&failing, "failed");
+    let failed = poll(
+        "the failure notice",
+        PATIENCE,
+        || site.serve.log(),
+        || sink.requests("/fail").into_iter().next(),
+    );
+    let failed: Json = serde_json::from_str(&failed.1).unwrap();
+    assert_eq!(failed["type"], "run.failed");
+    assert_eq!(failed["run_id"], failing.as_str());
+    assert!(
+        failed["error"].as_str().unwrap().contains("broken"),
+        "{failed}"
+    );
 
     let hook = poll(
         "the webhook's second attempt",
@@ -527,6 +542,7 @@ fn site_with_secret(sink: &Sink, secret: &str) -> Site {
             ("HOOK_URL", sink.url("/hook")),
             ("SLACK_URL", sink.url("/slack")),
             ("SLOW_URL", sink.url("/slow")),
+            ("FAIL_URL", sink.url("/fail")),
             ("NOTIFY_KEY", secret.to_string()),
             ("FLOWC_NOTIFY_BACKOFF_MS", "200".into()),
             ("FLOWC_NOTIFY_TIMEOUT_MS", "500".into()),

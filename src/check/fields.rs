@@ -24,7 +24,16 @@ const COMMON: &[&str] = &[
 
 /// Step fields a `secret()` may flow into: the process environment and
 /// standard input (never journaled), and conditions (only a bool comes out).
-const SECRET_OK: &[&str] = &["env", "stdin", "when", "accept", "until", "expose_secrets"];
+/// (`notify` names a secret for the service to read when it sends: only the name is journaled.)
+const SECRET_OK: &[&str] = &[
+    "env",
+    "stdin",
+    "when",
+    "accept",
+    "until",
+    "expose_secrets",
+    "notify",
+];
 
 /// Where `secret(...)` is called inside an expression.
 pub fn secret_calls(expr: &ast::Expr, out: &mut Vec<crate::span::Span>) {

@@ -25,6 +25,7 @@ impl ModuleCx<'_> {
             "require_approval",
             "forbid",
             "sandbox",
+            "notify",
             "description",
         ];
         self.known_fields(&item.fields, FIELDS, "a policy", |_| None);
@@ -97,6 +98,7 @@ impl ModuleCx<'_> {
                         .map(|own| self.either(base.forbid.as_ref(), own))
                 }
                 "sandbox" => policy.sandbox = self.sandbox(field, &base.sandbox),
+                "notify" => policy.notify = self.policy_notify(field, &base.notify),
                 "description" => {
                     self.lit_string(field);
                 }
@@ -187,6 +189,45 @@ impl ModuleCx<'_> {
     }
 
     /// Reads a `sandbox { ... }` block over `base`.
+    /// `notify { approvals: […], escalations: […], failures: […] }`: an
+    /// extension adds to its base's targets, never drops one.
+    fn policy_notify(&mut self, field: &Field, base: &ir::PolicyNotify) -> ir::PolicyNotify {
+        let mut out = base.clone();
+        let Some(expr) = self.value(field) else {
+            return out;
+        };
+        let ExprKind::Map(entries) = &expr.kind else {
+            self.lit_error(
+                field,
+                expr,
+                "a block `{ approvals: [...], failures: [...] }`",
+            );
+            return out;
+        };
+        let sub: Vec<Field> = entries.iter().map(|(k, v)| map_field(k, v)).collect();
+        self.known_fields(
+            &sub,
+            &["approvals", "escalations", "failures"],
+            "`notify`",
+            |_| None,
+        );
+        for f in &sub {
+            let targets = self.notify_targets(f);
+            let list = match f.key.name.as_str() {
+                "approvals" => &mut out.approvals,
+                "escalations" => &mut out.escalations,
+                "failures" => &mut out.failures,
+                _ => continue,
+            };
+            for t in targets {
+                if !list.contains(&t) {
+                    list.push(t);
+                }
+            }
+        }
+        out
+    }
+
     pub fn sandbox(&mut self, field: &Field, base: &Sandbox) -> Sandbox {
         let mut sandbox = base.clone();
         let Some(expr) = self.value(field) else {

@@ -34,7 +34,7 @@ impl Runner<'_> {
                 data["self_approval"] = json!(spec.self_approval);
             }
             // For deciders that have no IR (the web page, the API, the CLI).
-            self.approval_extras(inst, &mut data);
+            self.approval_extras(inst, kind, &mut data);
             // For the service's live timer, which has no IR.
             if let Some((timeout_ms, approve)) = self.approval_timeout(inst) {
                 data["timeout_ms"] = json!(timeout_ms);
@@ -93,19 +93,28 @@ impl Runner<'_> {
         })
     }
 
-    /// The form's schema and the notification targets, journaled with the question.
-    fn approval_extras(&self, inst: usize, data: &mut serde_json::Value) {
+    /// The form's schema and the notification targets (the step's and the
+    /// policy's), journaled with the question.
+    fn approval_extras(&self, inst: usize, kind: &str, data: &mut serde_json::Value) {
         let (skill, node) = self.step(inst);
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return;
+        let mut targets = match kind {
+            "escalation" => skill.policy.notify.escalations.clone(),
+            _ => skill.policy.notify.approvals.clone(),
         };
-        if let StepKind::Approval { form, notify, .. } = &step.kind {
+        if let NodeKind::Step(step) = &skill.nodes[node].kind
+            && let StepKind::Approval { form, notify, .. } = &step.kind
+        {
             if let Some(ty) = form {
                 data["form_schema"] = crate::llm::schema::schema(ty);
             }
-            if !notify.is_empty() {
-                data["notify"] = notify.iter().map(|t| t.to_json()).collect();
+            for t in notify {
+                if !targets.contains(t) {
+                    targets.push(t.clone());
+                }
             }
+        }
+        if !targets.is_empty() {
+            data["notify"] = targets.iter().map(|t| t.to_json()).collect();
         }
     }
 

@@ -560,11 +560,19 @@ impl Runner<'_> {
             RunEnd::Interrupted => "interrupted",
             RunEnd::Cancelled => "cancelled",
         };
-        let event = NewEvent::run(
-            &self.run_id,
-            "run_status",
-            json!({ "status": status, "output": output, "error": error }),
-        );
+        let mut data = json!({ "status": status, "output": output, "error": error });
+        // For the service's notifier, which has no IR.
+        if end == RunEnd::Failed && !self.root_policy.notify.failures.is_empty() {
+            let targets: Vec<_> = self
+                .root_policy
+                .notify
+                .failures
+                .iter()
+                .map(|t| t.to_json())
+                .collect();
+            data["notify"] = json!(targets);
+        }
+        let event = NewEvent::run(&self.run_id, "run_status", data);
         self.push(event);
         self.flush()?;
         Ok(RunReport {

@@ -9,7 +9,7 @@ mod summary;
 pub mod template_methods;
 mod ty;
 
-pub use policy::{Fallback, Policy, Sandbox};
+pub use policy::{Fallback, Policy, PolicyNotify, Sandbox};
 pub use summary::format_ms;
 pub use ty::{Record, Ty};
 

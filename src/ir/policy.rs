@@ -75,6 +75,19 @@ pub struct Policy {
     pub forbid: Option<CompiledExpr>,
     /// Limits for `run` steps.
     pub sandbox: Sandbox,
+    /// Who is told when an approval is asked, a step escalates or a run fails.
+    pub notify: PolicyNotify,
+}
+
+/// A policy's `notify { approvals: […], escalations: […], failures: […] }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyNotify {
+    /// For every approval asked (beside the step's own `notify`).
+    pub approvals: Vec<super::NotifyTarget>,
+    /// For every step that escalates to a person.
+    pub escalations: Vec<super::NotifyTarget>,
+    /// For every run that ends failed.
+    pub failures: Vec<super::NotifyTarget>,
 }
 
 impl Policy {
@@ -92,6 +105,7 @@ impl Policy {
             run_timeout_ms: 6 * 3600 * 1000,
             require_approval: None,
             forbid: None,
+            notify: PolicyNotify::default(),
             sandbox: Sandbox {
                 network: Some(true),
                 memory: Some(4 << 30),
