@@ -5,6 +5,7 @@
 # starts exactly one run. The clock is the documented test aid, so the
 # minute comes in a second rather than in up to sixty.
 set -euo pipefail
+[ -n "${E2E_TRACE:-}" ] && set -x
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/target/debug/flowc"
 test -x "$bin" || cargo build --quiet --manifest-path "$root/Cargo.toml"
@@ -78,8 +79,40 @@ test "$(post d-2 sha256=0000)" = 401
 wait_for "the webhook's run" is_status "$hook_run" succeeded
 test "$(wc -l < reports/pushes.log)" -eq 1
 curl -sf "http://127.0.0.1:$port/readyz" >/dev/null
-curl -sf "http://127.0.0.1:$port/metrics" | grep -q 'flowc_runs_total{skill="on_push",status="succeeded"} 1'
+metrics=$(curl -sf "http://127.0.0.1:$port/metrics")
+grep -q 'flowc_runs_total{skill="on_push",status="succeeded"} 1' <<< "$metrics"
 
+kill -TERM "$svc"
+wait "$svc"
+svc=
+
+# The README's main job under the service, submitted and approved over the
+# API by a person from a people file (tests/browser.rs does it on the page).
+cd "$root"
+unset FLOWC_TEST_CLOCK
+export FLOWC_JOURNAL="$work/web.db"
+token=$(flowc people add ci --group release --people "$work/people.yaml" 2>/dev/null)
+"$bin" serve workflows/source_release.flow --people "$work/people.yaml" \
+  --listen 127.0.0.1:0 --log-format json 2> "$work/serve3.log" &
+svc=$!
+wait_for "the service to start" grep -q '"serve.started"' "$work/serve3.log"
+port=$(grep -o '"listen":"127.0.0.1:[0-9]*"' "$work/serve3.log" | head -1 | grep -o '[0-9]*"$' | tr -d '"')
+api() { curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/api/runs")" = 401
+run=$(api -d "{\"file\":\"workflows/source_release.flow\",\"inputs\":{\"out\":\"$work/dist\"}}" \
+  "http://127.0.0.1:$port/api/runs" | grep -o '"run_id":"[^"]*"' | cut -d'"' -f4)
+wait_for "the release to wait at its gate" is_status "$run" paused
+# (Replies are read whole before grep: `grep -q` would close the pipe early.)
+queue=$(api "http://127.0.0.1:$port/api/approvals")
+grep -q '"node":"publish_gate"' <<< "$queue"
+page=$(api "http://127.0.0.1:$port/runs/$run")
+grep -q 'data-node="publish_gate" data-status="waiting"' <<< "$page"
+decided=$(api -d '{"decision":"approve","comment":"approved over the API by CI"}' \
+  "http://127.0.0.1:$port/api/approvals/$run/publish_gate")
+grep -q '"recorded":true' <<< "$decided"
+wait_for "the release to finish" is_status "$run" succeeded
+test -s "$work/dist/published/SHA256SUMS"
+flowc replay "$run"
 kill -TERM "$svc"
 wait "$svc"
 svc=

@@ -90,6 +90,16 @@ pub fn csrf_field(v: &Viewer) -> String {
     )
 }
 
+/// A whole page, 200.
+pub fn ok(body: String) -> axum::response::Response {
+    super::html(axum::http::StatusCode::OK, body)
+}
+
+/// A piece of a page, for the live refresh.
+pub fn fragment(body: String) -> axum::response::Response {
+    super::html(axum::http::StatusCode::OK, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,14 +112,4 @@ mod tests {
         );
         assert_eq!(seg("r1/for[2]#3"), "r1%2Ffor%5B2%5D%233");
     }
-}
-
-/// A whole page, 200.
-pub fn ok(body: String) -> axum::response::Response {
-    super::html(axum::http::StatusCode::OK, body)
-}
-
-/// A piece of a page, for the live refresh.
-pub fn fragment(body: String) -> axum::response::Response {
-    super::html(axum::http::StatusCode::OK, body)
 }
