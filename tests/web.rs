@@ -531,6 +531,11 @@ fn notifications_are_signed_retried_and_never_hold_up_the_run() {
         .find(|n| n["target"].as_str().unwrap().contains("SLOW_URL"))
         .unwrap();
     assert_eq!(slow_row["status"], "pending");
+    let metrics = site.get(None, "/metrics").body;
+    assert!(
+        metrics.contains("flowc_notifications{status=\"delivered\"}"),
+        "{metrics}"
+    );
     assert!(slow_row["attempts"].as_i64().unwrap() >= 1);
 }
 
@@ -548,4 +553,32 @@ fn site_with_secret(sink: &Sink, secret: &str) -> Site {
         ],
         Some("env:NOTIFY_KEY"),
     )
+}
+
+#[test]
+fn a_secret_the_service_knows_is_never_shown_even_when_a_step_printed_it() {
+    let sink = Sink::start(|_, _| Some(200));
+    let secret = "whsec_bGVhay10ZXN0LWtleS0xMjM0";
+    let site = site_with_secret(&sink, secret);
+    let run = site.submit("dora", "leak.flow");
+    site.wait(&run, "succeeded");
+    let stored = site.events(&run, "output");
+    assert!(
+        stored[0]["stdout"].as_str().unwrap().contains(secret),
+        "the run did not know it was a secret, so the journal has it"
+    );
+    for path in [
+        format!("/runs/{run}"),
+        format!("/api/runs/{run}/events"),
+        format!("/api/runs/{run}"),
+    ] {
+        let r = site.get(Some("alice"), &path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            !r.body.contains(secret) && !r.body.contains("bGVhay10ZXN0LWtleS0xMjM0"),
+            "{path} shows the key"
+        );
+    }
+    let page = site.get(Some("alice"), &format!("/runs/{run}")).body;
+    assert!(page.contains("key=[redacted]"), "{page}");
 }

@@ -21,6 +21,8 @@ pub struct Stats {
     pub approvals_pending: u64,
     /// LLM use by model: (model, tokens in, tokens out, cost in USD).
     pub llm: Vec<(String, u64, u64, f64)>,
+    /// Notifications by status (`pending`, `delivered`, `failed`).
+    pub notifications: Vec<(String, u64)>,
 }
 
 fn count(v: i64) -> u64 {
@@ -55,6 +57,9 @@ impl Journal {
         let mut stats = Stats {
             runs: triples(
                 "SELECT skill, status, count(*) FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled') GROUP BY 1, 2 ORDER BY 1, 2",
+            )?,
+            notifications: pairs(
+                "SELECT status, total(1) FROM notifications GROUP BY 1 ORDER BY 1",
             )?,
             open_runs: pairs(
                 "SELECT status, total(1) FROM runs WHERE status NOT IN ('succeeded', 'failed', 'cancelled') GROUP BY 1 ORDER BY 1",

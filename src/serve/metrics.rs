@@ -105,6 +105,17 @@ pub fn render(svc: &Service) -> Result<String, String> {
         "Approvals waiting for a person",
         pending,
     );
+    let notices: Family<Labels, Gauge> = Family::default();
+    registry.register(
+        "flowc_notifications",
+        "Notifications in the outbox by status (pending, delivered, failed)",
+        notices.clone(),
+    );
+    for (status, n) in &stats.notifications {
+        notices
+            .get_or_create(&labels(&[("status", status)]))
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
     let tokens = counter_family(
         &mut registry,
         "flowc_llm_tokens",

@@ -358,11 +358,14 @@ async fn decide_item(
             Ok(outcome) => {
                 drop(journal);
                 svc.wake.notify_one();
-                let (have, required) = match outcome {
-                    Decided::Vote { have, required } => (have, required),
-                    _ => (0, 0),
+                let body = match outcome {
+                    Decided::Vote { have, required } => {
+                        json!({ "ok": true, "recorded": false, "votes": have, "required": required })
+                    }
+                    Decided::Recorded => json!({ "ok": true, "recorded": true }),
+                    Decided::AskedAgain => json!({ "ok": true, "recorded": true, "asked_again": true }),
                 };
-                json(StatusCode::OK, json!({ "ok": true, "recorded": matches!(outcome, Decided::Recorded), "votes": have, "required": required }))
+                json(StatusCode::OK, body)
             }
             Err(DecideError::Usage(why)) => err(StatusCode::BAD_REQUEST, why),
             Err(DecideError::Refused(r)) => json(StatusCode::FORBIDDEN, json!({ "error": format!("refused: {r}"), "code": r.code() })),
