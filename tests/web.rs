@@ -169,6 +169,16 @@ fn a_form_post_needs_the_session_its_csrf_token_and_this_origin() {
         json!({ "reason": "tested", "window": null })
     );
 
+    // The initiator on the page is refused like everywhere else.
+    let dora = site.login("dora");
+    let page = http_with(&site, "GET", "/approvals", &[("Cookie", dora.as_str())]);
+    let dora_csrf: &'static str = Box::leak(csrf_of(&page.body).into_boxed_str());
+    let r = site.post_form(&action, &[("Cookie", &dora), ("Origin", &origin)], &fields(dora_csrf));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("started this run"), "{}", r.body);
+    let refusals = site.events(&run, "approval_refused");
+    assert!(refusals.iter().any(|e| e["code"] == "self_approval" && e["by"] == "dora" && e["via"] == "web"), "{refusals:?}");
+
     // Signed out, the cookie is no session any more.
     let r = site.post_form(
         "/logout",
