@@ -86,6 +86,12 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {r}"))
             .to_string();
+        // Finding an element waits for it (a page still loading after a click).
+        b.call(
+            "POST",
+            &b.at("/timeouts"),
+            Some(json!({ "implicit": 10_000, "pageLoad": 30_000 })),
+        );
         b
     }
 
@@ -178,6 +184,19 @@ impl Browser {
         .map(str::to_string)
     }
 
+    /// Waits until the current URL contains `part` (a click's navigation may still be under way).
+    fn wait_url(&self, part: &str) -> String {
+        poll(
+            &format!("the browser to reach a URL with `{part}`"),
+            Duration::from_secs(30),
+            || self.url(),
+            || {
+                let url = self.url();
+                url.contains(part).then_some(url)
+            },
+        )
+    }
+
     fn url(&self) -> String {
         self.call("GET", &self.at("/url"), None)
             .as_str()
@@ -228,10 +247,10 @@ fn a_person_approves_in_the_browser_a_second_by_link_and_the_run_finishes() {
 
     // Signing in leads to the queue.
     b.open(&format!("{origin}/approvals"));
-    assert!(b.url().contains("/login?next="), "{}", b.url());
+    b.wait_url("/login?next=");
     b.type_into("input[name=token]", &site.tokens["bob"]);
     b.click("form.login button");
-    assert!(b.url().ends_with("/approvals"), "{}", b.url());
+    assert!(b.wait_url("/approvals").ends_with("/approvals"));
     let card = format!("section[data-item=\"{run}/gate\"]");
     assert!(
         b.text(&card).contains("Ship <script>alert(1)</script>?"),
@@ -246,7 +265,7 @@ fn a_person_approves_in_the_browser_a_second_by_link_and_the_run_finishes() {
         "tested in a browser",
     );
     b.click(&format!("{card} button.b-approve"));
-    assert!(b.url().contains(&format!("/runs/{run}")), "{}", b.url());
+    b.wait_url(&format!("/runs/{run}?note="));
     assert!(
         b.text("p.note").contains("approval 1 of 2"),
         "{}",
@@ -255,6 +274,7 @@ fn a_person_approves_in_the_browser_a_second_by_link_and_the_run_finishes() {
 
     // The second person's one-time link, opened in the same browser, signed out first.
     b.click("nav form button");
+    b.wait_url("/login");
     let link = site.link(&run, "gate", "alice");
     b.open(&link);
     assert!(b.text("h1").contains("alice"), "{}", b.text("h1"));
@@ -290,6 +310,23 @@ fn a_person_approves_in_the_browser_a_second_by_link_and_the_run_finishes() {
             .contains("succeeded")
     );
     b.screenshot("runs");
+    // The stats view: its charts are drawn on the server.
+    b.open(&format!("{origin}/stats"));
+    assert_eq!(
+        b.find_all("svg.chart").len(),
+        2,
+        "a success-rate chart and a spend chart"
+    );
+    assert!(
+        b.find_all("svg.chart circle").len() >= 1,
+        "a day's success rate"
+    );
+    assert!(
+        b.text("table.prompts").contains("main/notes"),
+        "{}",
+        b.text("main")
+    );
+    b.screenshot("stats");
     let decided = site.events(&run, "approval_decided");
     assert_eq!(decided[0]["output"]["by"], json!(["bob", "alice"]));
     assert_eq!(

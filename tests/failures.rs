@@ -131,3 +131,69 @@ fn failures_group_by_step_class_and_normalised_error() {
         stderr(&bad)
     );
 }
+
+/// A step whose first answer fails its `accept` and whose second passes.
+const PLANNER: &str = r#"model m { provider: "fake", name: "m", script: "answers.yaml" }
+
+type Plan { ok: bool }
+
+skill plan() -> bool {
+  step p: llm { model: m, prompt: "PROMPT for the plan", output: Plan, accept: output.ok, attempts: 3 }
+  return p.output.ok
+}
+"#;
+
+#[test]
+fn prompt_versions_stand_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("answers.yaml"),
+        "- step: p\n  attempt: 1\n  text: '{\"ok\": false}'\n- step: p\n  text: '{\"ok\": true}'\n",
+    )
+    .unwrap();
+    // Version one: two runs, each failing its first attempt.
+    std::fs::write(d.join("plan.flow"), PLANNER.replace("PROMPT", "Write")).unwrap();
+    for _ in 0..2 {
+        let out = flowc(d, &["run", "plan.flow", "--no-input"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Version two: the prompt was edited; one run. Its inputs are the same,
+    // so only the text as written tells the versions apart.
+    std::fs::write(
+        d.join("plan.flow"),
+        PLANNER.replace("PROMPT", "Carefully write"),
+    )
+    .unwrap();
+    let out = flowc(d, &["run", "plan.flow", "--no-input"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = flowc(d, &["stats", "--prompts", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let (one, two) = (&rows[0], &rows[1]);
+    assert_ne!(one["version"], two["version"]);
+    assert_eq!(one["version"].as_str().unwrap().len(), 12);
+    assert_eq!(
+        (
+            one["calls"].as_u64(),
+            one["attempts"].as_u64(),
+            one["succeeded"].as_u64()
+        ),
+        (Some(4), Some(4), Some(2))
+    );
+    assert_eq!(one["success_rate"].as_f64(), Some(0.5));
+    assert_eq!(
+        (
+            two["calls"].as_u64(),
+            two["attempts"].as_u64(),
+            two["succeeded"].as_u64()
+        ),
+        (Some(2), Some(2), Some(1))
+    );
+    assert!(one["last_at"].as_i64() <= two["first_at"].as_i64());
+    let table = flowc(d, &["stats", "--prompts"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.contains("plan/p") && text.contains("50%"), "{text}");
+}

@@ -160,7 +160,7 @@ fn a_v1_journal_is_migrated_with_a_backup_and_its_runs_go_on() {
     // Resuming migrates; the run is still waiting for its gate.
     let out = flowc(d, &["run", "--resume", &paused, "--no-input"]);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
-    assert_eq!(version(d), 3);
+    assert_eq!(version(d), flowc::journal::SCHEMA_VERSION);
     assert!(d.join(".flowc/journal.db.v1.bak").exists());
     let out = flowc(d, &["approve", &paused, "gate"]);
     assert!(out.status.success(), "{}", stderr(&out));

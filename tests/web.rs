@@ -92,6 +92,18 @@ fn pages_need_a_sign_in_and_show_markup_from_steps_and_models_as_text() {
         "JSON keeps the text as it was"
     );
     assert_eq!(api[0]["required"], 2);
+    assert_eq!(site.get(None, "/stats").status, 303);
+    assert_eq!(site.get(None, "/api/stats").status, 401);
+    let stats = site.get(Some("alice"), "/api/stats").json();
+    assert_eq!(stats["skills"][0]["skill"], "main", "{stats}");
+    assert_eq!(stats["prompts"][0]["step"], "notes", "{stats}");
+    assert_eq!(stats["prompts"][0]["calls"], 1);
+    let failing = site.submit("dora", "fails.flow");
+    site.wait(&failing, "failed");
+    let failures = site.get(Some("alice"), "/api/failures?since=1d").json();
+    assert_eq!(failures[0]["step"], "broken", "{failures}");
+    assert_eq!(failures[0]["count"], 1);
+    assert_eq!(site.get(Some("alice"), "/api/stats?since=soon").status, 400);
     let events = site
         .get(Some("alice"), &format!("/api/runs/{run}/events?limit=2"))
         .json();
@@ -173,11 +185,20 @@ fn a_form_post_needs_the_session_its_csrf_token_and_this_origin() {
     let dora = site.login("dora");
     let page = http_with(&site, "GET", "/approvals", &[("Cookie", dora.as_str())]);
     let dora_csrf: &'static str = Box::leak(csrf_of(&page.body).into_boxed_str());
-    let r = site.post_form(&action, &[("Cookie", &dora), ("Origin", &origin)], &fields(dora_csrf));
+    let r = site.post_form(
+        &action,
+        &[("Cookie", &dora), ("Origin", &origin)],
+        &fields(dora_csrf),
+    );
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("started this run"), "{}", r.body);
     let refusals = site.events(&run, "approval_refused");
-    assert!(refusals.iter().any(|e| e["code"] == "self_approval" && e["by"] == "dora" && e["via"] == "web"), "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .any(|e| e["code"] == "self_approval" && e["by"] == "dora" && e["via"] == "web"),
+        "{refusals:?}"
+    );
 
     // Signed out, the cookie is no session any more.
     let r = site.post_form(

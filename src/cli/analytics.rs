@@ -32,6 +32,9 @@ pub struct StatsArgs {
     /// Only runs of this skill.
     #[arg(long, value_name = "SKILL")]
     pub skill: Option<String>,
+    /// Per step, prompt version and model instead: calls, attempts, success rate, tokens and cost.
+    #[arg(long)]
+    pub prompts: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -120,6 +123,9 @@ pub fn stats(args: &StatsArgs) -> CliResult {
     let since = since(args.since.as_deref())?;
     let journal = args.journal.open_read_only()?;
     let skill = args.skill.as_deref();
+    if args.prompts {
+        return prompt_stats(&journal.prompt_calls(since, skill)?, args.json, since);
+    }
     let all = crate::analytics::stats(
         &journal.run_rows(since, skill)?,
         &journal.step_rows(since, skill)?,
@@ -181,6 +187,56 @@ pub fn stats(args: &StatsArgs) -> CliResult {
                 notes.join("; ")
             ));
         }
+    }
+    write_stdout(out.as_bytes())
+}
+
+/// `flowc stats --prompts`: each prompt version of each step beside the others.
+fn prompt_stats(calls: &[crate::journal::PromptCall], json: bool, since: i64) -> CliResult {
+    let rows = crate::analytics::prompts(calls);
+    if json {
+        let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
+        return write_stdout(format!("{text}\n").as_bytes());
+    }
+    if rows.is_empty() {
+        eprintln!(
+            "no model calls recorded{}",
+            if since > 0 { " in that time" } else { "" }
+        );
+        return write_stdout(b"");
+    }
+    let mut out = format!(
+        "{:<28} {:<13} {:<14} {:>6} {:>8} {:>8} {:>11} {:>9}  {}\n",
+        "SKILL/STEP",
+        "PROMPT",
+        "MODEL",
+        "CALLS",
+        "ATTEMPTS",
+        "SUCCESS",
+        "TOKENS",
+        "COST",
+        "IN USE (UTC)"
+    );
+    for r in &rows {
+        let version = if r.version.is_empty() {
+            "(unrecorded)"
+        } else {
+            &r.version
+        };
+        out.push_str(&format!(
+            "{:<28} {:<13} {:<14} {:>6} {:>8} {:>8} {:>11} {:>9}  {} – {}\n",
+            format!("{}/{}", r.skill, r.step),
+            version,
+            r.model,
+            r.calls,
+            r.attempts,
+            r.success_rate
+                .map_or_else(|| "-".into(), |x| format!("{:.0}%", x * 100.0)),
+            format!("{}/{}", r.tokens_in, r.tokens_out),
+            format!("${:.4}", r.cost_usd),
+            timestamp(r.first_at),
+            timestamp(r.last_at),
+        ));
     }
     write_stdout(out.as_bytes())
 }

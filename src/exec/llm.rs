@@ -555,6 +555,7 @@ impl Runner<'_> {
         let mut data = json!({
             "model": model.name,
             "model_key": model.key,
+            "prompt_version": crate::llm::prompt_version(llm),
             "source": call.source,
             "request": call.request,
             "tokens_in": tokens_in,

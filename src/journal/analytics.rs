@@ -136,7 +136,130 @@ pub struct StepLlm {
     pub cost_usd: f64,
 }
 
+/// One model call, with its prompt version and whether its attempt succeeded.
+#[derive(Debug, Clone)]
+pub struct PromptCall {
+    /// The run's skill.
+    pub skill: String,
+    /// The step's name.
+    pub step: String,
+    /// The prompt version (`llm::prompt_version`; empty for calls journaled before it was).
+    pub version: String,
+    /// The model's name.
+    pub model: String,
+    /// The attempt, as `RUN/NODE/ATTEMPT`.
+    pub attempt: String,
+    /// Whether that attempt succeeded.
+    pub succeeded: bool,
+    /// Tokens in.
+    pub tokens_in: i64,
+    /// Tokens out.
+    pub tokens_out: i64,
+    /// Cost in USD.
+    pub cost_usd: f64,
+    /// When it was made (Unix ms).
+    pub at: i64,
+}
+
+/// Runs of one skill started on one day (UTC), by outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DayRuns {
+    /// The skill.
+    pub skill: String,
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    /// Runs that succeeded.
+    pub succeeded: i64,
+    /// Runs that failed.
+    pub failed: i64,
+}
+
+/// Model spend of one model on one day (UTC).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DayCost {
+    /// The model.
+    pub model: String,
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    /// Cost in USD.
+    pub cost_usd: f64,
+    /// Calls.
+    pub calls: i64,
+}
+
 impl Journal {
+    /// Runs started since `since`, per skill and day, by outcome.
+    pub fn day_runs(&self, since: i64) -> Result<Vec<DayRuns>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT skill, started_at / 86400000, total(status = 'succeeded'), total(status = 'failed')
+             FROM runs WHERE started_at >= ?1 GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt.query_map(params![since], |r| {
+            Ok(DayRuns {
+                skill: r.get(0)?,
+                day: r.get(1)?,
+                succeeded: r.get::<_, f64>(2)? as i64,
+                failed: r.get::<_, f64>(3)? as i64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Model spend since `since`, per model and day.
+    pub fn day_costs(&self, since: i64) -> Result<Vec<DayCost>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT COALESCE(json_extract(data, '$.model'), ''), at / 86400000,
+                    total(json_extract(data, '$.cost_usd')), count(*)
+             FROM events WHERE kind = 'llm_call' AND at >= ?1 GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt.query_map(params![since], |r| {
+            Ok(DayCost {
+                model: r.get(0)?,
+                day: r.get(1)?,
+                cost_usd: r.get(2)?,
+                calls: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Model calls of runs started since `since`, each with its prompt version
+    /// and its attempt's outcome.
+    pub fn prompt_calls(
+        &self,
+        since: i64,
+        skill: Option<&str>,
+    ) -> Result<Vec<PromptCall>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT r.skill, COALESCE(n.name, e.node), COALESCE(json_extract(e.data, '$.prompt_version'), ''),
+                    json_extract(e.data, '$.model'), e.run_id || '/' || e.node || '/' || e.attempt,
+                    EXISTS (SELECT 1 FROM events s WHERE s.run_id = e.run_id AND s.node = e.node
+                       AND s.attempt = e.attempt AND s.kind = 'node_status'
+                       AND json_extract(s.data, '$.status') = 'succeeded'),
+                    COALESCE(json_extract(e.data, '$.tokens_in'), 0), COALESCE(json_extract(e.data, '$.tokens_out'), 0),
+                    COALESCE(json_extract(e.data, '$.cost_usd'), 0.0), e.at
+             FROM events e JOIN runs r ON r.id = e.run_id
+             LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
+             WHERE e.kind = 'llm_call' AND r.started_at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
+             ORDER BY e.at",
+        )?;
+        let rows = stmt.query_map(params![since, skill], |r| {
+            Ok(PromptCall {
+                skill: r.get(0)?,
+                step: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                version: r.get(2)?,
+                model: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                attempt: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                succeeded: r.get(5)?,
+                tokens_in: r.get::<_, f64>(6)? as i64,
+                tokens_out: r.get::<_, f64>(7)? as i64,
+                cost_usd: r.get(8)?,
+                at: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Runs started since `since` (Unix ms): (skill, status, duration in ms when ended).
     pub fn run_rows(
         &self,

@@ -21,7 +21,7 @@ mod stats;
 mod timeouts;
 mod triggers;
 
-pub use analytics::{FailureRow, StepLlm, StepRow};
+pub use analytics::{DayCost, DayRuns, FailureRow, PromptCall, StepLlm, StepRow};
 pub use chain::Problem;
 pub use error::JournalError;
 pub use event::{Event, NewEvent};

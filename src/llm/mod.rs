@@ -90,6 +90,27 @@ impl CallError {
 
 /// A rough token count for text (about four bytes a token), for caps and
 /// rate limits before the provider has counted.
+/// A step's prompt version: a hash of its prompt and system text as written
+/// (templates, not rendered values), so an edit of the prompt is a new version
+/// and a run with other inputs is not.
+pub fn prompt_version(llm: &crate::ir::LlmStep) -> String {
+    fn text(v: &crate::ir::Value) -> String {
+        match v {
+            crate::ir::Value::Const(j) => j.as_str().map_or_else(|| j.to_string(), str::to_string),
+            crate::ir::Value::Template(t) => t.source.clone(),
+            crate::ir::Value::Expr(e) => e.source.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(text(&llm.prompt).as_bytes());
+    h.update(b"\0");
+    if let Some(system) = &llm.system {
+        h.update(text(system).as_bytes());
+    }
+    h.finalize().to_hex()[..12].to_string()
+}
+
 pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
 }

@@ -65,7 +65,7 @@ pub struct Viewer {
 pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
     let nav = match viewer {
         Some(v) => format!(
-            "<nav><a href=\"/\">Runs</a> <a href=\"/approvals\">Approvals</a>\
+            "<nav><a href=\"/\">Runs</a> <a href=\"/approvals\">Approvals</a> <a href=\"/stats\">Stats</a>\
              <span class=\"who\">{} <form method=\"post\" action=\"/logout\" class=\"inline\">{}<button>Sign out</button></form></span></nav>",
             esc(&v.name),
             csrf_field(v)

@@ -2,11 +2,13 @@
 
 mod api;
 pub mod auth;
+mod charts;
 mod decide;
 pub mod html;
 mod live;
 mod pages;
 mod run_page;
+mod stats;
 mod svg;
 
 use super::Service;
@@ -34,6 +36,9 @@ pub fn router() -> Router<Arc<Service>> {
         .route("/runs/{run}/cancel", post(decide::cancel_from_page))
         .route("/a/{token}", get(decide::link_page).post(decide::from_link))
         .route("/live", get(live::stream))
+        .route("/stats", get(stats::show))
+        .route("/api/stats", get(stats::api_stats))
+        .route("/api/failures", get(stats::api_failures))
         .route("/assets/page.css", get(css))
         .route("/assets/page.js", get(js))
         .merge(api::router())
