@@ -562,7 +562,13 @@ fn notifications_are_signed_retried_and_never_hold_up_the_run() {
         .find(|n| n["target"].as_str().unwrap().contains("SLOW_URL"))
         .unwrap();
     assert_eq!(slow_row["status"], "pending");
-    let metrics = site.get(None, "/metrics").body;
+    assert_eq!(
+        site.get(None, "/metrics").status,
+        401,
+        "with people, metrics need a token"
+    );
+    assert_eq!(site.get(None, "/readyz").status, 401);
+    let metrics = site.get(Some("carol"), "/metrics").body;
     assert!(
         metrics.contains("flowc_notifications{status=\"delivered\"}"),
         "{metrics}"

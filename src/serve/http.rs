@@ -37,7 +37,26 @@ fn reply(status: StatusCode, body: Json) -> Response {
         .into_response()
 }
 
-async fn readyz(axum::extract::State(svc): axum::extract::State<Arc<Service>>) -> Response {
+/// With a people file, `/readyz` and `/metrics` need a person too (only
+/// webhooks and `/healthz` are open); without one nobody could sign in, and
+/// they stay open as before.
+fn closed(svc: &Service, headers: &HeaderMap) -> Option<Response> {
+    if svc.people().people.is_empty() || super::web::who(svc, headers).is_some() {
+        return None;
+    }
+    Some(reply(
+        StatusCode::UNAUTHORIZED,
+        json!({ "error": "send `Authorization: Bearer TOKEN` (a token from `flowc people add`)" }),
+    ))
+}
+
+async fn readyz(
+    axum::extract::State(svc): axum::extract::State<Arc<Service>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = closed(&svc, &headers) {
+        return r;
+    }
     let check = svc.clone();
     let writable = tokio::task::spawn_blocking(move || check.journal().writable())
         .await
@@ -67,7 +86,13 @@ async fn readyz(axum::extract::State(svc): axum::extract::State<Arc<Service>>) -
     }
 }
 
-async fn metrics(axum::extract::State(svc): axum::extract::State<Arc<Service>>) -> Response {
+async fn metrics(
+    axum::extract::State(svc): axum::extract::State<Arc<Service>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = closed(&svc, &headers) {
+        return r;
+    }
     match tokio::task::spawn_blocking(move || super::metrics::render(&svc)).await {
         Ok(Ok(text)) => (
             StatusCode::OK,
