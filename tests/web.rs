@@ -619,3 +619,54 @@ fn a_secret_the_service_knows_is_never_shown_even_when_a_step_printed_it() {
     let page = site.get(Some("alice"), &format!("/runs/{run}")).body;
     assert!(page.contains("key=[redacted]"), "{page}");
 }
+
+#[test]
+fn bad_requests_get_a_clear_error_and_the_service_stays_up() {
+    let site = Site::start(vec![]);
+    for path in [
+        "/runs/%00",
+        "/api/runs/zzz",
+        "/api/runs/x/events?after=-5&limit=999999999",
+        "/a/%FF%FE",
+    ] {
+        let r = site.get(Some("alice"), path);
+        assert!(
+            matches!(r.status, 400 | 404),
+            "{path}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let long = format!("/a/{}", "a".repeat(300));
+    assert_eq!(site.get(None, &long).status, 404);
+    let deep = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+    for (body, status) in [
+        ("", 400),
+        ("[]", 400),
+        ("{\"file\":\"../../etc/passwd\"}", 403),
+        ("{\"file\":\"/etc/passwd\"}", 403),
+        ("{\"file\":\"gate.flow\",\"inputs\":{\"x\":1}}", 400),
+        (deep.as_str(), 400),
+    ] {
+        let r = common::service::http(
+            site.port(),
+            "POST",
+            "/api/runs",
+            &[("Authorization", &site.bearer("alice"))],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, status, "{body:.40}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{}", r.body);
+    }
+    let huge = vec![b'x'; 2 << 20];
+    let r = common::service::http(
+        site.port(),
+        "POST",
+        "/api/runs",
+        &[("Authorization", &site.bearer("alice"))],
+        &huge,
+    );
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(site.get(None, "/healthz").status, 200, "still up");
+    assert!(!site.serve.log().contains("panicked"));
+}
