@@ -10,6 +10,7 @@ mod explain;
 mod graph;
 mod inspect;
 mod link;
+mod memory;
 mod people;
 mod progress;
 mod queue;
@@ -158,6 +159,11 @@ pub enum Command {
         after_help = "The store is encrypted with a key derived from $FLOWC_SECRETS_KEY (a passphrase) or the file named by $FLOWC_SECRETS_KEY_FILE.\n\nExamples:\n  printf %s \"$TOKEN\" | flowc secret set GITHUB_TOKEN\n  flowc secret list\n  flowc secret rm GITHUB_TOKEN"
     )]
     Secret(secret::SecretArgs),
+    /// Read and edit the memory runs share (`recall`, `remember`): keys, values, and who changed them.
+    #[command(
+        after_help = "Examples:\n  flowc memory list\n  flowc memory list lessons --json\n  flowc memory get lessons/flaky\n  flowc memory set lessons/flaky '\"rerun test_io once\"'\n  flowc memory history lessons/flaky\n  flowc memory rm lessons/flaky"
+    )]
+    Memory(memory::MemoryArgs),
     /// Manage the people file that `approvers` are looked up in.
     #[command(
         after_help = "Examples:\n  flowc people add alice --group release --os-user alice --people people.yaml"
@@ -243,6 +249,7 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => queue::retry(&args),
         Command::Skip(args) => queue::skip(&args),
         Command::Secret(args) => secret::run(&args),
+        Command::Memory(args) => memory::run(&args),
         Command::People(args) => people::run(&args),
         Command::Link(args) => link::link(&args),
         Command::Submit(args) => submit::submit(&args, color),

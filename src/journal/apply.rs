@@ -1,4 +1,4 @@
-//! Applying one event to the projection (`runs`, `nodes`, `approvals`).
+//! Applying one event to the projection (`runs`, `nodes`, `approvals`, and `memory`).
 //!
 //! This is the only code that writes the projection, both when events are
 //! appended and when `flowc replay` rebuilds state from events.
@@ -122,6 +122,20 @@ pub fn apply(
             expect_one(conn.prepare_cached("UPDATE approvals SET status = ?3, decided_at = ?4, decided_by = ?5, comment = ?6, output = ?7
                  WHERE run_id = ?1 AND node = ?2 AND status = 'pending'")?.execute(params![run, node, text(data, "decision"), at, text(data, "by"), text(data, "comment"), json(data, "output")],
             )?)?;
+        }
+        "memory_set" => {
+            let key = text(data, "key").unwrap_or_default();
+            let value = json(data, "value").unwrap_or_else(|| "null".into());
+            let by = format!("run {run}");
+            conn.prepare_cached(
+                "INSERT INTO memory (key, namespace, value, version, updated_at, updated_by, run_id)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = version + 1,
+                   updated_at = excluded.updated_at, updated_by = excluded.updated_by, run_id = excluded.run_id",
+            )?
+            .execute(params![key, crate::journal::memory_namespace(&key), value, at, by, run])?;
+            conn.prepare_cached("INSERT INTO memory_log (key, value, at, by, run_id) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![key, value, at, by, run])?;
         }
         // Logs, traces, refused decisions and votes short of a quorum: kept in `events` only.
         "output" | "note" | "llm_call" | "policy_violation" | "approval_refused" | "approval_vote" => {}

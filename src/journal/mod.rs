@@ -13,6 +13,7 @@ mod event;
 mod file;
 mod lease;
 mod links;
+mod memory;
 mod notices;
 mod query;
 mod queue;
@@ -29,6 +30,10 @@ pub use lease::{
     LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder, heartbeat_ms, host, process_alive, stale_ms,
 };
 pub use links::LinkRow;
+pub use memory::{
+    MEMORY_KEY_MAX, MEMORY_KEYS_MAX, MEMORY_VALUE_MAX, MemoryChange, MemoryRow, memory_key_problem,
+    memory_namespace,
+};
 pub use notices::{Notice, NoticeRow};
 pub use query::{ApprovalRow, LlmUsage, NodeRow, RunRow};
 pub use queue::{Fire, QueueRow, Submission, new_run_id, supervisor_id};

@@ -46,3 +46,28 @@ CREATE TABLE notify_cursor (
   id    INTEGER PRIMARY KEY CHECK (id = 1),
   rowid INTEGER NOT NULL
 );
+
+-- Memory that outlives runs: a key's current value (JSON), and every change
+-- of it, in order. A run writes by a `memory_set` event (so replay and audit
+-- see it, and `journal::apply` keeps these two tables); `flowc memory set|rm`
+-- writes here directly, with who did it. `namespace` is the key's part before
+-- its first `/` ("" for a key without one).
+CREATE TABLE memory (
+  key        TEXT    PRIMARY KEY,
+  namespace  TEXT    NOT NULL,
+  value      TEXT    NOT NULL,
+  version    INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  updated_by TEXT    NOT NULL,
+  run_id     TEXT
+);
+CREATE INDEX memory_namespace ON memory (namespace);
+CREATE TABLE memory_log (
+  id     INTEGER PRIMARY KEY,
+  key    TEXT    NOT NULL,
+  value  TEXT,                       -- NULL: removed
+  at     INTEGER NOT NULL,
+  by     TEXT    NOT NULL,
+  run_id TEXT
+);
+CREATE INDEX memory_log_key ON memory_log (key, id);
