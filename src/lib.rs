@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod exec;
+pub mod fmt;
 pub mod ir;
 pub mod journal;
 pub mod llm;

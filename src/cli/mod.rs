@@ -7,6 +7,7 @@ mod compile;
 mod doctor;
 mod error;
 mod explain;
+mod fmt;
 mod graph;
 mod inspect;
 mod people;
@@ -162,6 +163,11 @@ pub enum Command {
         after_help = "Examples:\n  flowc people add alice --group release --os-user alice --people people.yaml"
     )]
     People(people::PeopleArgs),
+    /// Format .flow files in the one canonical layout (comments kept).
+    #[command(
+        after_help = "Files are rewritten in place (atomically); a file with syntax errors is left alone and reported.\n\nExamples:\n  flowc fmt                         every .flow file under the current directory\n  flowc fmt --check workflows stdlib  list unformatted files, exit 1 if any (for CI)\n  flowc fmt --stdin < a.flow        print the formatted text\n\nExit status: 0 formatted (or already so), 1 with --check when a file is not formatted, 2 syntax errors or unreadable files."
+    )]
+    Fmt(fmt::FmtArgs),
     /// Explain a diagnostic code, with an example; without a code, list them all.
     #[command(
         after_help = "Examples:\n  flowc explain E0301\n  flowc explain E0301 --markdown   the source text, as in docs/diagnostics.md\n  flowc explain"
@@ -244,6 +250,7 @@ pub fn main() -> ExitCode {
         Command::Trigger(cmd) => serve::trigger(&cmd, color),
         Command::Cancel(args) => submit::cancel(&args),
         Command::Rollback(args) => rollback::run(&args),
+        Command::Fmt(args) => fmt::run(&args, color),
         Command::Explain(args) => explain::run(&args),
         Command::Doctor { json } => doctor::run(json),
         Command::Completions { shell } => {

@@ -1,0 +1,254 @@
+//! `flowc fmt`: every shipped and fixture file that checks keeps its compiled IR
+//! and is stable under a second format; awkward comments are snapshotted.
+
+use flowc::check::{FsLoader, Loader, check_files, normalize};
+use flowc::fmt::format_source;
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// The file system, with one file's text replaced.
+struct Overlay {
+    path: PathBuf,
+    text: String,
+}
+
+impl Loader for Overlay {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        if normalize(path) == normalize(&self.path) {
+            Ok(self.text.clone().into_bytes())
+        } else {
+            FsLoader.read(path)
+        }
+    }
+}
+
+fn flow_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            flow_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "flow") {
+            out.push(path);
+        }
+    }
+}
+
+/// Spans, the whitespace inside an expression's source text, and a step's
+/// `fingerprint` (its source text as written, comments included) are layout:
+/// everything else in the IR's debug form is meaning.
+fn stable(program: &flowc::ir::Program) -> String {
+    let debug = format!("{program:#?}");
+    let spans = regex::Regex::new(r"Span \{\s*start: \d+,\s*end: \d+,?\s*\}").unwrap();
+    let debug = spans.replace_all(&debug, "Span");
+    let prints = regex::Regex::new(r#"fingerprint: "(?:[^"\\]|\\.)*""#).unwrap();
+    let debug = prints.replace_all(&debug, "fingerprint");
+    let sources = regex::Regex::new(r#"source: "((?:[^"\\]|\\.)*)""#).unwrap();
+    sources
+        .replace_all(&debug, |c: &regex::Captures| {
+            let squeezed: String = c[1].replace("\\n", " ").split_whitespace().collect();
+            // A trailing comma is layout too.
+            let squeezed = squeezed
+                .replace(",)", ")")
+                .replace(",]", "]")
+                .replace(",}", "}");
+            format!("source: {squeezed:?}")
+        })
+        .into_owned()
+}
+
+fn compile(path: &Path, text: &str) -> Option<String> {
+    let overlay = Overlay {
+        path: path.to_path_buf(),
+        text: text.to_string(),
+    };
+    let out = check_files(&overlay, &[path.to_path_buf()]);
+    let program = out.files.into_iter().next()?.program?;
+    Some(stable(&program))
+}
+
+/// The first differing line of two texts, with the lines around it.
+fn first_difference(a: &str, b: &str) -> Option<String> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let at = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))?;
+    let from = at.saturating_sub(3);
+    let show = |l: &[&str]| l.get(from..(at + 4).min(l.len())).unwrap_or(&[]).join("\n");
+    Some(format!("--- before\n{}\n--- after\n{}", show(&a), show(&b)))
+}
+
+fn all_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["tests/fixtures", "workflows", "stdlib"] {
+        flow_files(&root.join(dir), &mut files);
+    }
+    files
+}
+
+#[test]
+fn formatting_keeps_the_ir_and_is_stable() {
+    let mut compiled = 0;
+    let mut formatted = 0;
+    for path in all_files() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // a fixture of invalid UTF-8
+        };
+        let Ok(once) = format_source(&text) else {
+            // Only files with syntax errors are refused.
+            let (_, diags) = flowc::syntax::parse_file(&text, 0);
+            assert!(!diags.is_empty(), "{} was refused", path.display());
+            continue;
+        };
+        formatted += 1;
+        let twice = format_source(&once).unwrap();
+        assert_eq!(once, twice, "{} is not stable", path.display());
+        if let Some(before) = compile(&path, &text) {
+            let after = compile(&path, &once)
+                .unwrap_or_else(|| panic!("{} no longer compiles:\n{once}", path.display()));
+            if let Some(diff) = first_difference(&before, &after) {
+                panic!("{} compiles differently:\n{diff}", path.display());
+            }
+            compiled += 1;
+        }
+    }
+    assert!(formatted > 60, "formatted only {formatted} files");
+    assert!(compiled > 40, "compared only {compiled} programs");
+}
+
+#[test]
+fn the_shipped_files_are_formatted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    flow_files(&root.join("workflows"), &mut files);
+    flow_files(&root.join("stdlib"), &mut files);
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let formatted = format_source(&text).unwrap();
+        if let Some(diff) = first_difference(&text, &formatted) {
+            panic!(
+                "{} is not formatted (run `flowc fmt`):\n{diff}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn fmt(text: &str) -> String {
+    let once = format_source(text).unwrap();
+    assert_eq!(format_source(&once).unwrap(), once, "not stable");
+    once
+}
+
+#[test]
+fn comments_in_awkward_places() {
+    insta::assert_snapshot!(fmt(r#"# the file's header
+
+import "std/verify.flow"   # trailing
+import "./lib.flow" as lib
+# before a type
+
+
+type Plan { summary: string,   # why
+  files: [path]
+  # last in the record
+}
+model m {provider:"fake",name:"x"}
+skill main(a: int = 1,b: string="x")->{ok: bool} {
+  # first
+  step s: run { command: "echo {{ a }}", accept: exit_code == 0 # inline
+  }
+
+  step t: run {
+    command: "x"
+    accept: s.exit_code == 0 &&   # between operands
+      exit_code == 0
+    env: { A: "1", # after a
+      B: "2" }
+  }
+  # before return
+  return { ok: t.exit_code == 0 }
+  # at the end
+}
+# the very end
+"#));
+}
+
+#[test]
+fn long_lines_break_and_literals_stay_as_written() {
+    insta::assert_snapshot!(fmt(
+        r#"skill main(first_parameter: string, second_parameter: string = "a default value", third: int = 200_000) {
+  step s: run { command: "cargo test {{ first_parameter }} -- --nocapture", timeout: 10m, attempts: 3, accept: exit_code == 0 && stdout.contains("ok") && !stderr.contains("warning") }
+  step p: script {
+    code: """
+          let x = 1;
+            x + 1
+    """
+    output: int
+  }
+  step q: run { command: "echo", env: { SIZE: "{{ 64KiB }}" }, sandbox { memory: 512MiB, network: false } }
+  return ((p.output + 1) * 2)
+}
+"#
+    ));
+}
+
+#[test]
+fn crlf_tabs_and_a_byte_order_mark() {
+    let text = "\u{feff}skill a() {\r\n\tstep s: run { command: \"x\" }\t# c\r\n}\r\n";
+    assert_eq!(
+        fmt(text),
+        "skill a() {\n  step s: run { command: \"x\" } # c\n}\n"
+    );
+}
+
+#[test]
+fn syntax_errors_are_refused() {
+    assert!(format_source("skill a( { }").is_err());
+    assert!(format_source("skill a() { step s: run { command: \"x } }").is_err());
+}
+
+#[test]
+fn the_empty_file_stays_empty() {
+    assert_eq!(format_source("").unwrap(), "");
+    assert_eq!(format_source("\n\n").unwrap(), "");
+    assert_eq!(format_source("# only\n").unwrap(), "# only\n");
+}
+
+fn small_file() -> impl Strategy<Value = String> {
+    let name = prop::sample::select(vec!["a", "b", "plan", "x_1"]);
+    let value = prop::sample::select(vec![
+        "1",
+        "200_000",
+        "10m",
+        "2GiB",
+        "\"text {{ a }}\"",
+        "[1, 2,]",
+        "{ k: \"v\" }",
+        "a.b + 1 * (2 - 3)",
+        "!x && y || z",
+        "f(1,\n 2)",
+        "\"\"\"\n    multi\n      line\n  \"\"\"",
+    ]);
+    let sep = prop::sample::select(vec![" ", "\n", ",\n\n", ", ", "  # c\n"]);
+    let field = (name.clone(), value, sep).prop_map(|(n, v, s)| format!("{n}: {v}{s}"));
+    (prop::collection::vec(field, 0..5), name, any::<bool>()).prop_map(|(fields, step, lead)| {
+        let body: String = fields.concat();
+        let lead = if lead { "# lead\n" } else { "" };
+        format!("{lead}skill main() {{\n step {step}: run {{ {body} }}\n}}\nmodel m {{ {body} }}\n")
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+    #[test]
+    fn generated_files_keep_their_tree_and_are_stable(text in small_file()) {
+        let (_, diags) = flowc::syntax::parse_file(&text, 0);
+        prop_assume!(diags.is_empty());
+        let once = format_source(&text).map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?;
+        let twice = format_source(&once).map_err(|e| TestCaseError::fail(format!("{e:?}\n{once}")))?;
+        prop_assert_eq!(once, twice);
+    }
+}
