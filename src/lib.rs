@@ -12,6 +12,7 @@ pub mod fmt;
 pub mod ir;
 pub mod journal;
 pub mod llm;
+pub mod lsp;
 pub mod sandbox;
 pub mod schedule;
 pub mod secrets;

@@ -168,6 +168,11 @@ pub enum Command {
         after_help = "Files are rewritten in place (atomically); a file with syntax errors is left alone and reported.\n\nExamples:\n  flowc fmt                         every .flow file under the current directory\n  flowc fmt --check workflows stdlib  list unformatted files, exit 1 if any (for CI)\n  flowc fmt --stdin < a.flow        print the formatted text\n\nExit status: 0 formatted (or already so), 1 with --check when a file is not formatted, 2 syntax errors or unreadable files."
     )]
     Fmt(fmt::FmtArgs),
+    /// Serve the language server protocol on stdin/stdout, for editors.
+    #[command(
+        after_help = "Diagnostics (as you type), hover, go to definition, completion, document symbols and formatting. See docs/editors.md for VS Code, Neovim and Helix."
+    )]
+    Lsp,
     /// Explain a diagnostic code, with an example; without a code, list them all.
     #[command(
         after_help = "Examples:\n  flowc explain E0301\n  flowc explain E0301 --markdown   the source text, as in docs/diagnostics.md\n  flowc explain"
@@ -251,6 +256,9 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => submit::cancel(&args),
         Command::Rollback(args) => rollback::run(&args),
         Command::Fmt(args) => fmt::run(&args, color),
+        Command::Lsp => crate::lsp::run()
+            .map(|()| EXIT_OK)
+            .map_err(|e| CliError::failed(format!("language server: {e}"))),
         Command::Explain(args) => explain::run(&args),
         Command::Doctor { json } => doctor::run(json),
         Command::Completions { shell } => {
