@@ -1,6 +1,8 @@
 //! `flowc fmt`: every shipped and fixture file that checks keeps its compiled IR
 //! and is stable under a second format; awkward comments are snapshotted.
 
+#![allow(clippy::unwrap_used)]
+
 use flowc::check::{FsLoader, Loader, check_files, normalize};
 use flowc::fmt::format_source;
 use proptest::prelude::*;
@@ -116,6 +118,77 @@ fn formatting_keeps_the_ir_and_is_stable() {
     }
     assert!(formatted > 60, "formatted only {formatted} files");
     assert!(compiled > 40, "compared only {compiled} programs");
+}
+
+/// `text` with every line's indentation removed and every space between
+/// tokens tripled, outside strings and comments: layout only.
+fn disturb(text: &str) -> String {
+    let mut out = String::new();
+    let bytes = text.as_bytes();
+    let (mut i, mut line_start) = (0, true);
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let skip = if rest.starts_with("\"\"\"") {
+            rest.strip_prefix("\"\"\"")
+                .and_then(|r| r.find("\"\"\""))
+                .map_or(rest.len(), |e| e + 6)
+        } else if rest.starts_with('"') {
+            let mut j = 1;
+            while j < rest.len() && rest.as_bytes()[j] != b'"' {
+                j += if rest.as_bytes()[j] == b'\\' { 2 } else { 1 };
+            }
+            (j + 1).min(rest.len())
+        } else if rest.starts_with('#') {
+            rest.find('\n').unwrap_or(rest.len())
+        } else {
+            0
+        };
+        if skip > 0 {
+            out.push_str(&rest[..skip]);
+            i += skip;
+            line_start = false;
+            continue;
+        }
+        let c = rest.chars().next().unwrap();
+        match c {
+            ' ' | '\t' if line_start => {}
+            ' ' => out.push_str("   "),
+            '\n' => {
+                out.push('\n');
+                line_start = true;
+            }
+            _ => {
+                out.push(c);
+                line_start = false;
+            }
+        }
+        i += c.len_utf8();
+    }
+    out
+}
+
+#[test]
+fn indentation_and_spacing_do_not_matter() {
+    let mut compared = 0;
+    for path in all_files() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(formatted) = format_source(&text) else {
+            continue;
+        };
+        let disturbed = disturb(&formatted);
+        let again = format_source(&disturbed)
+            .unwrap_or_else(|e| panic!("{}: {e:?}\n{disturbed}", path.display()));
+        if let Some(diff) = first_difference(&formatted, &again) {
+            panic!(
+                "{} formats differently when disturbed:\n{diff}",
+                path.display()
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared > 60);
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! `flowc lsp` driven over stdio with JSON-RPC, as an editor would.
 
+#![allow(clippy::unwrap_used)]
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
