@@ -271,6 +271,45 @@ fn definition_hover_completion_symbols_and_formatting() {
 }
 
 #[test]
+fn models_policies_and_imported_items() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lib.flow"),
+        "# the library\nskill helper() -> int {\n  return 1\n}\n",
+    )
+    .unwrap();
+    let text = "import \"./lib.flow\"\n\nmodel coder { provider: \"fake\", name: \"m1\", max_tokens: 100, script: \"a.yaml\" }\n\npolicy base { max_attempts: 2, step_timeout: 5m }\npolicy mine: base { max_parallel: 3 }\n\nskill main() {\n  policy: mine\n  step a: llm { model: coder, prompt: \"hi\" }\n  step b: call lib.helper {}\n  return { t: a.text, h: b }\n}\n";
+    let uri = uri_of(&dir.path().join("main.flow"));
+    let mut c = Client::start();
+    c.open(&uri, text);
+    let diags = c.diagnostics(&uri);
+    assert_eq!(diags["diagnostics"], json!([]), "{diags}");
+    // `coder` in `model: coder`.
+    let hover = c.at("textDocument/hover", &uri, 9, 25);
+    let value = hover["contents"]["value"].as_str().unwrap();
+    assert!(
+        value.contains("provider: `fake`") && value.contains("name: `m1`"),
+        "{value}"
+    );
+    // `mine` in `policy: mine`: the caps it inherits from `base`.
+    let hover = c.at("textDocument/hover", &uri, 8, 12);
+    let value = hover["contents"]["value"].as_str().unwrap();
+    assert!(
+        value.contains("max_attempts: 2") && value.contains("max_parallel: 3"),
+        "{value}"
+    );
+    assert!(value.contains("step_timeout: 5m"), "{value}");
+    // `helper` in `lib.helper`: into the imported file.
+    let def = c.at("textDocument/definition", &uri, 10, 25);
+    assert!(def["uri"].as_str().unwrap().ends_with("/lib.flow"), "{def}");
+    assert_eq!(def["range"]["start"], json!({ "line": 1, "character": 6 }));
+    // `lib` itself: the import.
+    let def = c.at("textDocument/definition", &uri, 10, 16);
+    assert_eq!(def["range"]["start"], json!({ "line": 0, "character": 7 }));
+    c.stop();
+}
+
+#[test]
 fn rapid_and_stale_changes_publish_the_newest_version_once() {
     let dir = tempfile::tempdir().unwrap();
     let uri = uri_of(&dir.path().join("c.flow"));

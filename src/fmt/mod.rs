@@ -34,10 +34,12 @@ pub enum FormatError {
 pub fn format_source(text: &str) -> Result<String, FormatError> {
     // As when checking, a byte-order mark is not part of the text.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (_, diags) = crate::syntax::parse_file(text, 0);
+    let (tree, diags) = crate::syntax::parse_file(text, 0);
     if !diags.is_empty() {
         return Err(FormatError::Syntax(diags));
     }
+    let before = verify::without_spans(&tree);
+    drop(tree);
     let mut ignored = Vec::new();
     let (chunks, comment_spans) = prescan::scan(text, 0, &mut ignored);
     let Some(items) = cst::items(text, &chunks) else {
@@ -61,6 +63,6 @@ pub fn format_source(text: &str) -> Result<String, FormatError> {
     } else {
         printer::print(&doc, WIDTH)
     };
-    verify::same_meaning(text, &out).map_err(FormatError::Internal)?;
+    verify::same_meaning(text, before.as_deref(), &out).map_err(FormatError::Internal)?;
     Ok(out)
 }

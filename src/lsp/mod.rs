@@ -7,6 +7,7 @@
 
 mod analysis;
 mod complete;
+mod describe;
 mod navigate;
 mod position;
 mod uri;
@@ -141,6 +142,11 @@ impl Server {
         } else {
             Instant::now() + DEBOUNCE
         });
+        // The other open documents may import this one: check them again too.
+        for other in self.docs.values_mut() {
+            other.analysis = None;
+            other.due = Some(Instant::now() + DEBOUNCE);
+        }
         let doc = Document {
             uri,
             version,

@@ -257,6 +257,18 @@ fn describe(a: &Analysis, word: &Word, target: &Target) -> Option<String> {
                 head.trim_end().trim_end_matches('{').trim_end()
             )
         }
+        Target::Item(Item::Config(c)) if c.kind != ast::ConfigKind::Trigger => {
+            let program = a.program.as_ref();
+            let resolved = match c.kind {
+                ast::ConfigKind::Model => program
+                    .and_then(|p| p.models.iter().find(|m| m.name == c.name.name))
+                    .map(|m| super::describe::model(m)),
+                _ => program
+                    .and_then(|p| p.policies.iter().find(|m| m.name == c.name.name))
+                    .map(|p| super::describe::policy(p)),
+            };
+            resolved.unwrap_or_else(|| format!("```flow\n{}\n```", first_lines(&src(c.span), 12)))
+        }
         Target::Item(item) => format!("```flow\n{}\n```", first_lines(&src(item_span(item)), 12)),
         Target::Imported(path, _, name) => format!("`{name}` from `{}`", path.display()),
     })
