@@ -84,6 +84,13 @@ impl Client {
     }
 
     fn request(&mut self, method: &str, params: Value) -> Value {
+        let msg = self.request_raw(method, params);
+        assert!(msg.get("error").is_none(), "{msg}");
+        msg["result"].clone()
+    }
+
+    /// The whole response, error included.
+    fn request_raw(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         self.send(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
@@ -93,8 +100,7 @@ impl Client {
                 .recv_timeout(Duration::from_secs(30))
                 .expect("no answer");
             if msg["id"] == json!(id) {
-                assert!(msg.get("error").is_none(), "{msg}");
-                return msg["result"].clone();
+                return msg;
             }
             self.seen.push(msg);
         }
@@ -238,6 +244,18 @@ fn definition_hover_completion_symbols_and_formatting() {
         "{labels:?}"
     );
     assert!(!labels.contains(&"command"), "{labels:?}");
+    // Not in a field's value: the line inside a multi-line string.
+    let text2 = "skill main() {\n  step s: llm {\n    prompt: \"\"\"\n      \n    \"\"\"\n  }\n}\n";
+    let uri2 = uri.replace("b.flow", "b2.flow");
+    c.open(&uri2, text2);
+    let items = c.at("textDocument/completion", &uri2, 3, 6);
+    let labels: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap())
+        .collect();
+    assert!(!labels.contains(&"model"), "{labels:?}");
     // After `plan.`: the members of its result.
     let items = c.at("textDocument/completion", &uri, 6, 14);
     let labels: Vec<&str> = items
@@ -359,5 +377,7 @@ fn garbage_does_not_stop_the_server() {
         json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 2, "insertSpaces": true } }),
     );
     assert_eq!(edits, Value::Null);
+    let unknown = c.request_raw("textDocument/rename", json!({}));
+    assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
     c.stop();
 }

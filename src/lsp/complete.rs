@@ -69,6 +69,14 @@ fn step_at_key(a: &Analysis, at: usize) -> Option<&ast::StepDef> {
     }
     let skill = skill_at(&a.file, at)?;
     nodes(&skill.body).into_iter().find_map(|n| match n {
+        // Not inside a field's value (a multi-line prompt, a map).
+        NodeDef::Step(s)
+            if s.fields
+                .iter()
+                .any(|f| f.key.span.end < at && at <= f.span.end) =>
+        {
+            None
+        }
         NodeDef::Step(s) if s.span.start < at && at < s.span.end => {
             // Inside the body, not in the head.
             let body_open = a.text.get(s.span.start..at)?.contains('{');

@@ -204,10 +204,16 @@ impl Server {
 
     fn request(&mut self, req: Request) -> Response {
         let id = req.id.clone();
+        let known = capabilities_methods().contains(&req.method.as_str());
         match self.answer(req) {
             Ok(value) => Response::new_ok(id, value),
             Err(message) => {
-                Response::new_err(id, lsp_server::ErrorCode::InvalidParams as i32, message)
+                let code = if known {
+                    lsp_server::ErrorCode::InvalidParams
+                } else {
+                    lsp_server::ErrorCode::MethodNotFound
+                };
+                Response::new_err(id, code as i32, message)
             }
         }
     }
@@ -273,6 +279,20 @@ impl Server {
         let range = lsp::Range::new(lsp::Position::new(0, 0), end);
         Some(vec![lsp::TextEdit::new(range, out)])
     }
+}
+
+/// The requests [`Server::answer`] handles.
+fn capabilities_methods() -> [&'static str; 5] {
+    use lsp::request::{
+        Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest,
+    };
+    [
+        HoverRequest::METHOD,
+        GotoDefinition::METHOD,
+        Completion::METHOD,
+        DocumentSymbolRequest::METHOD,
+        Formatting::METHOD,
+    ]
 }
 
 fn params<P: serde::de::DeserializeOwned>(req: Request) -> Result<P, String> {
