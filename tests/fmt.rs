@@ -376,3 +376,84 @@ proptest! {
         prop_assert_eq!(once, twice);
     }
 }
+
+fn flowc(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+#[test]
+fn the_command_checks_rewrites_and_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ugly = "skill a() { step s: run {command:\"x\"} }\n";
+    let pretty = "skill a() {\n  step s: run { command: \"x\" }\n}\n";
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/ugly.flow"), ugly).unwrap();
+    std::fs::write(dir.path().join("pretty.flow"), pretty).unwrap();
+    let broken = "skill b() { step s: run { command: \"x\" }\n";
+    std::fs::write(dir.path().join("broken.flow"), broken).unwrap();
+
+    // --check lists what is not formatted and changes nothing.
+    let (code, out, err) = flowc(dir.path(), &["fmt", "--check", "sub", "pretty.flow"], None);
+    assert_eq!((code, out.as_str()), (1, "sub/ugly.flow\n"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sub/ugly.flow")).unwrap(),
+        ugly
+    );
+
+    // Without it, the file is rewritten; a second run has nothing to do.
+    let (code, _, err) = flowc(dir.path(), &["fmt", "sub"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sub/ugly.flow")).unwrap(),
+        pretty
+    );
+    let (code, out, _) = flowc(dir.path(), &["fmt", "--check", "sub"], None);
+    assert_eq!((code, out.as_str()), (0, ""));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "a temporary file was left behind");
+
+    // A file with a syntax error is reported and left alone.
+    let (code, _, err) = flowc(dir.path(), &["fmt", "broken.flow"], None);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("E0107") && err.contains("`broken.flow` has syntax errors"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("broken.flow")).unwrap(),
+        broken
+    );
+
+    // --stdin prints; with --check it only answers.
+    let (code, out, _) = flowc(dir.path(), &["fmt", "--stdin"], Some(ugly));
+    assert_eq!((code, out.as_str()), (0, pretty));
+    let (code, out, _) = flowc(dir.path(), &["fmt", "--stdin", "--check"], Some(ugly));
+    assert_eq!((code, out.as_str()), (1, ""));
+    let (code, _, _) = flowc(dir.path(), &["fmt", "--stdin"], Some(broken));
+    assert_eq!(code, 2);
+}

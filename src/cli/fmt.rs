@@ -102,8 +102,12 @@ fn formatted(name: &str, text: &str, color: bool) -> Result<String, String> {
 }
 
 /// Writes `text` to a temporary file beside `file` and renames it over
-/// `file`, so a crash leaves the old file or the new one, never half of one.
+/// `file`, so a crash leaves the old file or the new one, never half of one;
+/// the file keeps its permissions.
 fn write_atomically(file: &Path, text: &str) -> std::io::Result<()> {
+    // A symbolic link stays one: its target is what is replaced.
+    let target = std::fs::canonicalize(file)?;
+    let file = target.as_path();
     let dir = file
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
