@@ -249,6 +249,41 @@ skill main(a: int = 1,b: string="x")->{ok: bool} {
 "#));
 }
 
+/// A comment between the tokens of a header or an expression moves to the
+/// next line it can own; none is lost and their order stays.
+#[test]
+fn comments_between_any_two_tokens() {
+    insta::assert_snapshot!(fmt(r#"import "std/verify.flow" as # why
+  v
+type T { a: "x" | # one
+  "y", b: [ # list
+  string]? }
+policy p: # base
+ v.careful { max_attempts: 2 }
+skill s( # params
+  a: int, # first
+  b: T? = null # second
+) -> # ret
+ T {
+  step x: # kind next
+  run # body next
+  { command: f( # arg
+   1, 2) , accept: (a # inner
+   ) > 0 }
+  step c: call # callee
+    s { with { a: 1, # w
+    b: null } }
+  for i in # iter
+   [1, 2] { step y: run { command: "{{ i }}" } }
+  loop l { max: 2 # m
+   step z: run { command: "z", when: !(true) && -1 < 2 }
+  }
+  return # r
+    x.stdout
+}
+"#));
+}
+
 #[test]
 fn long_lines_break_and_literals_stay_as_written() {
     insta::assert_snapshot!(fmt(
