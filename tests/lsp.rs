@@ -328,6 +328,32 @@ fn models_policies_and_imported_items() {
 }
 
 #[test]
+fn editing_an_open_import_rechecks_the_file_that_imports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = "skill helper() -> int {\n  return 1\n}\n";
+    std::fs::write(dir.path().join("lib.flow"), lib).unwrap();
+    let main =
+        "import \"./lib.flow\"\n\nskill main() {\n  step b: call lib.helper {}\n  return b\n}\n";
+    let (lib_uri, main_uri) = (
+        uri_of(&dir.path().join("lib.flow")),
+        uri_of(&dir.path().join("main.flow")),
+    );
+    let mut c = Client::start();
+    c.open(&lib_uri, lib);
+    c.open(&main_uri, main);
+    assert_eq!(c.diagnostics(&main_uri)["diagnostics"], json!([]));
+    // The unsaved text of the open import is what the importer sees.
+    c.change(&lib_uri, 2, &lib.replace("helper", "helped"));
+    let params = c.diagnostics(&main_uri);
+    let text = params["diagnostics"].to_string();
+    assert!(
+        text.contains("helper") && text.contains("helped"),
+        "{params}"
+    );
+    c.stop();
+}
+
+#[test]
 fn rapid_and_stale_changes_publish_the_newest_version_once() {
     let dir = tempfile::tempdir().unwrap();
     let uri = uri_of(&dir.path().join("c.flow"));

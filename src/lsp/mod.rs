@@ -142,10 +142,14 @@ impl Server {
         } else {
             Instant::now() + DEBOUNCE
         });
-        // The other open documents may import this one: check them again too.
+        // An open document that may import this one (it names the file) is
+        // checked again too.
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         for other in self.docs.values_mut() {
-            other.analysis = None;
-            other.due = Some(Instant::now() + DEBOUNCE);
+            if name.as_deref().is_some_and(|n| other.text.contains(n)) {
+                other.analysis = None;
+                other.due = Some(Instant::now() + DEBOUNCE);
+            }
         }
         let doc = Document {
             uri,
