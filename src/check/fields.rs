@@ -93,6 +93,12 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
 
 const KINDS: &[&str] = &["run", "llm", "approval", "call", "script", "wait"];
 
+/// The fields a step of `kind` takes, the common ones first (for editor
+/// completion); `None` for an unknown kind.
+pub fn step_field_names(kind: &str) -> Option<Vec<&'static str>> {
+    kind_fields(kind).map(|own| COMMON.iter().chain(own).copied().collect())
+}
+
 fn result_record(name: &str, fields: Vec<(&str, Ty)>) -> Ty {
     Ty::Record(Arc::new(Record {
         name: Some(name.to_string()),

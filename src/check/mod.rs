@@ -27,6 +27,7 @@ mod template_types;
 mod trigger;
 mod types;
 
+pub use fields::step_field_names;
 pub use loader::{FsLoader, Loader, MemLoader, STDLIB, normalize, stdlib};
 
 use crate::diag::{Code, Diagnostic, FileId, Severity};

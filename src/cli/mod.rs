@@ -7,6 +7,7 @@ mod compile;
 mod doctor;
 mod error;
 mod explain;
+mod fmt;
 mod graph;
 mod inspect;
 mod link;
@@ -174,6 +175,16 @@ pub enum Command {
         after_help = "The link decides once, as that person, for this ask of the step only, and expires with the approval (or after 7 days). Opening it shows the question; deciding is a POST.\n\nExamples:\n  flowc link RUN deploy_gate --for carol --people people.yaml --base https://flowc.example.com"
     )]
     Link(link::LinkArgs),
+    /// Format .flow files in the one canonical layout (comments kept).
+    #[command(
+        after_help = "Files are rewritten in place (atomically); a file with syntax errors is left alone and reported.\n\nExamples:\n  flowc fmt                         every .flow file under the current directory\n  flowc fmt --check workflows stdlib  list unformatted files, exit 1 if any (for CI)\n  flowc fmt --stdin < a.flow        print the formatted text\n\nExit status: 0 formatted (or already so), 1 with --check when a file is not formatted, 2 syntax errors or unreadable files."
+    )]
+    Fmt(fmt::FmtArgs),
+    /// Serve the language server protocol on stdin/stdout, for editors.
+    #[command(
+        after_help = "Diagnostics (as you type), hover, go to definition, completion, document symbols and formatting. See docs/editors.md for VS Code, Neovim and Helix."
+    )]
+    Lsp,
     /// Explain a diagnostic code, with an example; without a code, list them all.
     #[command(
         after_help = "Examples:\n  flowc explain E0301\n  flowc explain E0301 --markdown   the source text, as in docs/diagnostics.md\n  flowc explain"
@@ -258,6 +269,10 @@ pub fn main() -> ExitCode {
         Command::Trigger(cmd) => serve::trigger(&cmd, color),
         Command::Cancel(args) => submit::cancel(&args),
         Command::Rollback(args) => rollback::run(&args),
+        Command::Fmt(args) => fmt::run(&args, color),
+        Command::Lsp => crate::lsp::run()
+            .map(|()| EXIT_OK)
+            .map_err(|e| CliError::failed(format!("language server: {e}"))),
         Command::Explain(args) => explain::run(&args),
         Command::Doctor { json } => doctor::run(json),
         Command::Completions { shell } => {

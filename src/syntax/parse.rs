@@ -12,9 +12,10 @@ use pest::pratt_parser::{Assoc, Op, PrattParser};
 use std::cell::RefCell;
 use std::sync::LazyLock;
 
+/// The pest parser of `grammar/flow.pest` (the formatter reads its pairs too).
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/flow.pest"]
-struct FlowParser;
+pub(crate) struct FlowParser;
 
 /// Words that cannot be used as the name of an item, step, block or parameter.
 pub const KEYWORDS: &[&str] = &[

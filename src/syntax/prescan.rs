@@ -19,6 +19,12 @@ const ITEM_KEYWORDS: &[&str] = &["import", "type", "model", "policy", "skill", "
 /// The byte ranges of the top-level items that can be parsed; the problems of
 /// the others are in `diags`.
 pub fn split_items(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> Vec<Span> {
+    scan(text, file, diags).0
+}
+
+/// The items of [`split_items`] and the span of every comment, in order: the
+/// grammar skips comments, so the formatter takes them from here.
+pub fn scan(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> (Vec<Span>, Vec<Span>) {
     let mut scan = Scan {
         bytes: text.as_bytes(),
         file,
@@ -29,9 +35,11 @@ pub fn split_items(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> Vec
         skipping: false,
         line_start: 0,
         indent: None,
+        comments: Vec::new(),
     };
     scan.run();
     let items = scan.items;
+    let comments = scan.comments;
     let mut spans = Vec::with_capacity(items.len());
     for (n, item) in items.iter().enumerate() {
         let end = items.get(n + 1).map_or(text.len(), |next| next.start);
@@ -39,7 +47,7 @@ pub fn split_items(text: &str, file: FileId, diags: &mut Vec<Diagnostic>) -> Vec
             spans.push(Span::new(item.start, end));
         }
     }
-    spans
+    (spans, comments)
 }
 
 /// An open bracket: the byte, its offset, and the indentation of its line.
@@ -70,6 +78,8 @@ struct Scan<'a, 'd> {
     line_start: usize,
     /// The indentation of the current line, once computed.
     indent: Option<usize>,
+    /// Every comment met, `#` to the end of its line.
+    comments: Vec<Span>,
 }
 
 impl Scan<'_, '_> {
@@ -88,7 +98,11 @@ impl Scan<'_, '_> {
                     self.newline(i + 1);
                     i + 1
                 }
-                b'#' => memchr_newline(self.bytes, i),
+                b'#' => {
+                    let end = memchr_newline(self.bytes, i);
+                    self.comments.push(Span::new(i, end));
+                    end
+                }
                 b'"' if self.bytes[i..].starts_with(b"\"\"\"") => {
                     match find(self.bytes, i + 3, b"\"\"\"") {
                         Some(end) => self.skip_to(i, end + 3),
