@@ -25,6 +25,7 @@ impl ModuleCx<'_> {
             "require_approval",
             "forbid",
             "sandbox",
+            "cache",
             "description",
         ];
         self.known_fields(&item.fields, FIELDS, "a policy", |_| None);
@@ -97,6 +98,7 @@ impl ModuleCx<'_> {
                         .map(|own| self.either(base.forbid.as_ref(), own))
                 }
                 "sandbox" => policy.sandbox = self.sandbox(field, &base.sandbox),
+                "cache" => policy.cache = self.lit_bool(field).or(policy.cache),
                 "description" => {
                     self.lit_string(field);
                 }
