@@ -112,7 +112,14 @@ impl Store {
             .collect();
         let mut freed = 0;
         for (path, name, size) in self.object_files() {
-            if !referenced.contains(&name) && std::fs::remove_file(&path).is_ok() {
+            // A temporary file may be another flowc's object being written:
+            // only one left for an hour is stray.
+            let stray = name.is_empty()
+                && std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() > 3600));
+            let unreferenced = !name.is_empty() && !referenced.contains(&name);
+            if (stray || unreferenced) && std::fs::remove_file(&path).is_ok() {
                 freed += size;
             }
         }

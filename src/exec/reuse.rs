@@ -196,6 +196,16 @@ impl Runner<'_> {
         true
     }
 
+    /// After a real run: least recently used entries past the cap go, then their objects.
+    pub fn evict_cache(&self) {
+        if let Some(store) = &self.cache
+            && self.plan.is_none()
+            && store.evict_to(store.max_bytes).unwrap_or(0) > 0
+        {
+            let _ = store.remove_unreferenced();
+        }
+    }
+
     /// An attempt of a cacheable step was accepted: store its result and declared outputs.
     pub fn store_result(&mut self, inst: usize, attempt: u32, result: &Json) {
         let Some(key) = self.insts[inst].cache_key.take() else {

@@ -593,14 +593,7 @@ impl Runner<'_> {
         );
         self.push(event);
         self.flush()?;
-        if let Some(store) = &self.cache
-            && self.plan.is_none()
-        {
-            // Over the cap: least recently used entries go, then their objects.
-            if store.evict_to(store.max_bytes).unwrap_or(0) > 0 {
-                let _ = store.remove_unreferenced();
-            }
-        }
+        self.evict_cache();
         Ok(RunReport {
             run_id: self.run_id.clone(),
             end,
