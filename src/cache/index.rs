@@ -207,7 +207,8 @@ impl Store {
         Ok(())
     }
 
-    /// Removes the entries whose key or step starts with `prefix`; how many went.
+    /// Removes the entries whose key or step starts with `prefix`, or whose
+    /// node instance is `prefix` (`lint`, `for_f[3]/lint`); how many went.
     pub fn remove(&self, prefix: &str) -> Result<usize, String> {
         let like = format!(
             "{}%",
@@ -218,8 +219,8 @@ impl Store {
         );
         self.conn
             .execute(
-                "DELETE FROM entries WHERE key LIKE ?1 ESCAPE '\\' OR step LIKE ?1 ESCAPE '\\'",
-                params![like],
+                "DELETE FROM entries WHERE key LIKE ?1 ESCAPE '\\' OR step LIKE ?1 ESCAPE '\\' OR node = ?2",
+                params![like, prefix],
             )
             .map_err(sql_err)
     }

@@ -55,7 +55,8 @@ impl KeyParts {
             out.push(Reason::Version);
             return out;
         }
-        if old.definition != self.definition || old.result_type != self.result_type {
+        let definition = old.definition != self.definition || old.result_type != self.result_type;
+        if definition {
             out.push(Reason::Definition(changed_fields(
                 &old.definition,
                 &self.definition,
@@ -73,7 +74,8 @@ impl KeyParts {
         if !env.is_empty() {
             out.push(Reason::Env(env));
         }
-        if old.inputs != self.inputs {
+        // An edited field renders differently: saying so again adds nothing.
+        if old.inputs != self.inputs && !definition {
             out.push(Reason::Inputs);
         }
         if old.model != self.model {

@@ -156,11 +156,7 @@ impl Runner<'_> {
         let Some(plan) = &mut self.plan else { return };
         plan.unrun.insert((frame, node));
         let mut owner = self.frames[frame].owner;
-        loop {
-            let inst = match owner {
-                Owner::Loop(i) | Owner::ForElem(i, _) | Owner::Call(i) => i,
-                Owner::Root => break,
-            };
+        while let Owner::Loop(inst) | Owner::ForElem(inst, _) | Owner::Call(inst) = owner {
             let (f, n) = (self.insts[inst].frame, self.insts[inst].node);
             if !plan.unrun.insert((f, n)) {
                 break;
