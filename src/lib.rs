@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod approvals;
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod diag;

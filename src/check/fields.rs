@@ -20,6 +20,7 @@ const COMMON: &[&str] = &[
     "env",
     "description",
     "expose_secrets",
+    "effect",
 ];
 
 /// Step fields a `secret()` may flow into: the process environment and
@@ -65,7 +66,18 @@ pub fn secret_calls(expr: &ast::Expr, out: &mut Vec<crate::span::Span>) {
 fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "run" => &[
-            "command", "argv", "stdin", "cwd", "output", "snapshot", "rollback", "sandbox",
+            "command",
+            "argv",
+            "stdin",
+            "cwd",
+            "output",
+            "snapshot",
+            "rollback",
+            "sandbox",
+            "inputs",
+            "outputs",
+            "cache",
+            "cache_key",
         ],
         "llm" => &[
             "model",
@@ -74,6 +86,9 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
             "output",
             "temperature",
             "max_tokens",
+            "inputs",
+            "cache",
+            "cache_key",
         ],
         "approval" => &[
             "prompt",
@@ -85,7 +100,7 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
             "notify",
         ],
         "call" => &["with"],
-        "script" => &["code", "output"],
+        "script" => &["code", "output", "inputs", "cache", "cache_key"],
         "wait" => &["duration", "until", "interval"],
         _ => return None,
     })
@@ -270,7 +285,11 @@ impl<'a> ModuleCx<'a> {
             env: Vec::new(),
             result: sk.state.nodes[id].ty.clone(),
             fingerprint: self.source(def.span),
+            definition: super::canonical::definition(def),
+            effect: ir::Effect::Idempotent,
+            cache: ir::CacheSpec::default(),
         };
+        (step.effect, step.cache) = self.cache_fields(id, def, sk, &policy);
         if let Some(f) = get("attempts")
             && let Some(n) = self.lit_int(f, 1, Code::E0318)
         {

@@ -5,7 +5,9 @@
 
 mod approval;
 mod builtins;
+mod cache_fields;
 mod calls;
+pub mod canonical;
 mod expr;
 mod fields;
 mod graph;

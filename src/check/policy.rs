@@ -26,6 +26,7 @@ impl ModuleCx<'_> {
             "forbid",
             "sandbox",
             "notify",
+            "cache",
             "description",
         ];
         self.known_fields(&item.fields, FIELDS, "a policy", |_| None);
@@ -99,6 +100,7 @@ impl ModuleCx<'_> {
                 }
                 "sandbox" => policy.sandbox = self.sandbox(field, &base.sandbox),
                 "notify" => policy.notify = self.policy_notify(field, &base.notify),
+                "cache" => policy.cache = self.lit_bool(field).or(policy.cache),
                 "description" => {
                     self.lit_string(field);
                 }

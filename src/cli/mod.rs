@@ -2,6 +2,7 @@
 
 mod analytics;
 mod bounds;
+mod cache;
 mod check;
 mod compile;
 mod doctor;
@@ -13,6 +14,7 @@ mod inspect;
 mod link;
 mod memory;
 mod people;
+mod plan;
 mod progress;
 mod queue;
 mod rollback;
@@ -80,6 +82,16 @@ pub enum Command {
         after_help = "Examples:\n  flowc run workflows/repo_health.flow\n  flowc run workflows/fix_failing_test.flow -i test=parser::tests::empty\n  flowc run release.flow --inputs inputs.yaml --no-input\n  flowc run --resume                 continue the latest unfinished run\n  flowc run --resume 20261121-1030 --explain\n\nExit status: 0 succeeded, 1 failed, 2 usage or compile error, 75 paused (a person must decide), 130 interrupted."
     )]
     Run(run::RunArgs),
+    /// Say, per step, whether a run would reuse a cached result or run it, and why; runs nothing (`flowc run --dry-run`).
+    #[command(
+        after_help = "Examples:\n  flowc plan workflows/shards/lint.flow\n  flowc plan lint.flow --json | jq '.steps[] | select(.reuse | not)'"
+    )]
+    Plan(run::RunArgs),
+    /// The step cache beside the journal: stats, entries, removal, garbage collection.
+    #[command(
+        after_help = "Examples:\n  flowc cache stats\n  flowc cache ls --json\n  flowc cache rm --all\n  flowc cache gc --older-than 7d --max-size 500MiB"
+    )]
+    Cache(cache::CacheArgs),
     /// List runs in the journal, newest first.
     #[command(after_help = "Examples:\n  flowc runs\n  flowc runs --json | jq '.[0].id'")]
     Runs(inspect::RunsArgs),
@@ -248,6 +260,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&args, color),
         Command::Graph(args) => graph::run(&args, color),
         Command::Run(args) => run::run(&args, color),
+        Command::Plan(args) => plan::plan(&args, color),
+        Command::Cache(args) => cache::run(&args),
         Command::Runs(args) => inspect::runs(&args),
         Command::Status(args) => inspect::status(&args),
         Command::Log(args) => inspect::log(&args),

@@ -50,7 +50,15 @@ fn describe(event: &NewEvent, seen: &mut Seen) -> Option<String> {
                     })
                     .unwrap_or_default()
             };
+            let reused = &data["reused"];
             Some(match status {
+                // A result from the step cache: nothing ran.
+                "running" if reused.is_object() => return None,
+                "succeeded" if reused.is_object() => format!(
+                    "✓ {key} reused (from run {}, attempt {})",
+                    reused["run"].as_str().unwrap_or_default(),
+                    reused["attempt"]
+                ),
                 "running" => {
                     started.entry(key.to_string()).or_insert_with(Instant::now);
                     match seen.descriptions.get(key) {

@@ -53,12 +53,50 @@ pub struct RunArgs {
     /// instance and attempt) instead of asking the models.
     #[arg(long, value_name = "RUN")]
     pub replay_llm: Option<String>,
+    /// Run no step: say, per step, whether it would reuse a cached result or run, and why (as `flowc plan`).
+    #[arg(long, conflicts_with_all = ["resume", "replay_llm"])]
+    pub dry_run: bool,
+    /// Neither reuse nor store results in the step cache.
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
 
+/// The step cache's directory beside the journal, unless `--no-cache`; a
+/// cache that cannot be opened is reported and left off.
+pub fn cache_dir(
+    args: &RunArgs,
+    journal: &std::path::Path,
+    program: &crate::ir::Program,
+) -> Option<PathBuf> {
+    if args.no_cache || !uses_cache(program) {
+        return None;
+    }
+    let dir = crate::cache::dir_for(journal);
+    match crate::cache::Store::open(&dir) {
+        Ok(_) => Some(dir),
+        Err(e) => {
+            eprintln!("warning: {e}; the step cache is off for this run");
+            None
+        }
+    }
+}
+
+/// Whether any step of `program` may be cached (so a flow without one leaves no store behind).
+pub fn uses_cache(program: &crate::ir::Program) -> bool {
+    program.skills.values().any(|s| {
+        s.nodes
+            .iter()
+            .any(|n| matches!(&n.kind, crate::ir::NodeKind::Step(st) if st.cache.enabled))
+    })
+}
+
 /// Runs or resumes a skill; returns the exit code.
 pub fn run(args: &RunArgs, color: bool) -> CliResult {
+    if args.dry_run {
+        return super::plan::plan(args, color);
+    }
     let journal_path = args.journal.path();
     let durability = match args.durability {
         DurabilityArg::Normal => Durability::Normal,
@@ -163,6 +201,9 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
         interactive,
         file: file.display().to_string(),
         replay_llm,
+        cache_dir: cache_dir(args, &journal_path, &program),
+        cache_max_bytes: crate::cache::max_bytes_from_env().map_err(CliError::usage)?,
+        plan: false,
     };
     let mut observer: Box<dyn Observer> = if args.json {
         Box::new(JsonLines::default())
@@ -212,8 +253,12 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
     };
     match report.end {
         RunEnd::Succeeded => {
+            let cached = match report.cache_hits {
+                0 => String::new(),
+                n => format!(", {n} from the cache"),
+            };
             eprintln!(
-                "run {} succeeded ({} step attempts, {} reused) · journal {journal_shown}",
+                "run {} succeeded ({} step attempts, {} reused{cached}) · journal {journal_shown}",
                 report.run_id, report.attempts, report.reused
             );
             let out = report.output.unwrap_or(serde_json::Value::Null);

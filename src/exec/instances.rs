@@ -128,9 +128,13 @@ impl Runner<'_> {
             first_inputs: None,
             retry_after_ms: None,
             snapshot: None,
+            cache_key: None,
         });
         self.frames[frame].state.insert(node, NodeState::Active(id));
         self.frames[frame].active += 1;
+        if self.plan_blocked(frame, node, id) {
+            return;
+        }
         if let Some(when) = &n.when {
             let names = |name: &str| self.lookup(frame, name);
             match self.eval.condition(when, &names) {

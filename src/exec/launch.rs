@@ -13,6 +13,10 @@ use std::time::Duration;
 impl Runner<'_> {
     /// Starts the next attempt of a step instance.
     pub fn launch_attempt(&mut self, inst: usize) {
+        if self.plan.is_some() {
+            // A dry run starts nothing (`plan_step` settled every step already).
+            return;
+        }
         let (skill, node) = self.step(inst);
         let NodeKind::Step(step) = &skill.nodes[node].kind else {
             return;

@@ -15,6 +15,8 @@ mod instances;
 mod launch;
 mod llm;
 mod observer;
+mod plan;
+mod reuse;
 mod scheduler;
 pub mod script_result;
 mod session;
@@ -23,5 +25,6 @@ mod step;
 
 pub use human::user;
 pub use observer::{Observer, Silent};
+pub use plan::PlanRow;
 pub use scheduler::{Decision, RunEnd, RunOptions, RunReport};
 pub use session::execute;

@@ -28,6 +28,12 @@ pub struct RunOptions {
     pub replay_llm: Option<String>,
     /// Start this queued run (`flowc submit`, a trigger) rather than a new one.
     pub queued: Option<String>,
+    /// The step cache's directory (`None`: no step is reused across runs).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// The cache's size cap in bytes, kept by evicting least recently used entries after the run.
+    pub cache_max_bytes: u64,
+    /// A dry run: no step runs and nothing is journaled; the report's `plan` says what would happen.
+    pub plan: bool,
 }
 
 /// How a run ended.
@@ -60,6 +66,10 @@ pub struct RunReport {
     pub reused: usize,
     /// Step attempts started in this session.
     pub attempts: u64,
+    /// Steps whose result came from the step cache (an earlier run).
+    pub cache_hits: usize,
+    /// For a dry run: what each node instance would do.
+    pub plan: Vec<super::plan::PlanRow>,
 }
 
 /// A person's decision on a queued item.
@@ -174,6 +184,8 @@ pub(super) struct Inst {
     pub retry_after_ms: Option<u64>,
     /// The snapshot taken before the current attempt: (store, id).
     pub snapshot: Option<(std::path::PathBuf, String)>,
+    /// A cacheable step's key, until its accepted result is stored.
+    pub cache_key: Option<super::reuse::CacheKey>,
 }
 
 pub(super) enum Work {
@@ -220,6 +232,12 @@ pub(super) struct Runner<'o> {
     /// plan only depends on the definitions and this machine, so it is made
     /// once per run rather than per attempt.
     pub plans: HashMap<(usize, Option<NodeId>), Result<crate::sandbox::Plan, String>>,
+    /// The step cache, when on.
+    pub cache: Option<crate::cache::Store>,
+    /// Steps reused from the cache in this session.
+    pub cache_hits: usize,
+    /// The dry run's state; `None` in a real run.
+    pub plan: Option<super::plan::Plan>,
 }
 
 impl Runner<'_> {
@@ -302,6 +320,7 @@ impl Runner<'_> {
                     paths.push(std::path::PathBuf::from(format!("{p}{suffix}")));
                 }
                 paths.push(self.snapshot_store());
+                paths.push(crate::cache::dir_for(self.journal.path()));
             }
         }
         // The store and the key file are hidden too: a secret reaches only
@@ -334,6 +353,13 @@ impl Runner<'_> {
 
     /// Commits queued events, then starts the tasks they announce.
     fn flush(&mut self) -> Result<(), JournalError> {
+        if self.plan.is_some() {
+            // A dry run journals nothing and starts nothing.
+            self.events.clear();
+            self.spawn.clear();
+            self.inline.clear();
+            return Ok(());
+        }
         if !self.events.is_empty() {
             let mut events = std::mem::take(&mut self.events);
             // Nothing a secret was resolved into reaches the journal or a view.
@@ -575,6 +601,7 @@ impl Runner<'_> {
         let event = NewEvent::run(&self.run_id, "run_status", data);
         self.push(event);
         self.flush()?;
+        self.evict_cache();
         Ok(RunReport {
             run_id: self.run_id.clone(),
             end,
@@ -582,6 +609,8 @@ impl Runner<'_> {
             error,
             reused: self.reused,
             attempts: self.steps_run,
+            cache_hits: self.cache_hits,
+            plan: self.plan.take().map(|p| p.rows).unwrap_or_default(),
         })
     }
 }

@@ -92,6 +92,9 @@ pub async fn execute(
         root_done: None,
         llm,
         plans: HashMap::new(),
+        cache: open_cache(&opts),
+        cache_hits: 0,
+        plan: opts.plan.then(super::plan::Plan::default),
     };
     if resuming {
         runner.push(NewEvent::run(&run_id, "run_resumed", json!({})));
@@ -138,6 +141,14 @@ pub async fn execute(
     run_timer.abort();
     let _ = runner.journal.release_lease(&run_id);
     result
+}
+
+/// The step cache of `opts`; one that cannot be opened leaves the cache off
+/// (the CLI opened it first and said why).
+fn open_cache(opts: &RunOptions) -> Option<crate::cache::Store> {
+    let mut store = crate::cache::Store::open(opts.cache_dir.as_deref()?).ok()?;
+    store.max_bytes = opts.cache_max_bytes;
+    Some(store)
 }
 
 /// Renews the lease now and then, and looks for a cancel request twice a second

@@ -179,6 +179,10 @@ impl Runner<'_> {
         let frame = self.insts[inst].frame;
         let inputs = match self.inputs(inst, 1, "") {
             Ok(i) => i,
+            Err(e) if self.plan.is_some() => {
+                self.plan_step(inst, Err(e));
+                return;
+            }
             Err(e) => {
                 self.ensure_ready(inst, kind);
                 self.fail_now(inst, e);
@@ -187,7 +191,7 @@ impl Runner<'_> {
         };
         let f = &self.frames[frame];
         let mut parts: Vec<String> = vec![
-            step.fingerprint.clone(),
+            step.definition.clone(),
             inputs.to_string(),
             f.context_hash.clone(),
         ];
@@ -274,6 +278,15 @@ impl Runner<'_> {
                 }
             }
         }
+        if self.plan.is_some() {
+            self.plan_step(inst, Ok(&inputs));
+            return;
+        }
+        // A result stored by an earlier run is reused without running anything;
+        // policy `forbid` above still refuses the step.
+        if step.cache.enabled && self.cache.is_some() && self.try_reuse(inst, &inputs) {
+            return;
+        }
         if let StepKind::Approval { .. } = step.kind {
             let prompt = inputs["prompt"].as_str().unwrap_or_default().to_string();
             self.ask(inst, "approval", prompt);
@@ -343,6 +356,7 @@ impl Runner<'_> {
                 self.log_output(inst, attempt, &mut result);
                 match self.accept(inst, step, &result) {
                     Ok(None) => {
+                        self.store_result(inst, attempt, &result);
                         let name = skill.nodes[node].name.clone();
                         self.set_status(
                             &key,

@@ -4,11 +4,13 @@
 //! minijinja environment per skill; the executor only evaluates them.
 
 pub mod bounds;
+mod cache;
 mod policy;
 mod summary;
 pub mod template_methods;
 mod ty;
 
+pub use cache::{CacheSpec, Effect, Glob};
 pub use policy::{Fallback, Policy, PolicyNotify, Sandbox};
 pub use summary::format_ms;
 pub use ty::{Record, Ty};
@@ -264,8 +266,14 @@ pub struct Step {
     pub env: Vec<(String, Value)>,
     /// The type of the step's result.
     pub result: Ty,
-    /// A canonical text of the definition, for input hashes.
+    /// The definition's source text (secret names are read from it).
     pub fingerprint: String,
+    /// The definition normalised (no spans, comments or layout), for input hashes and cache keys.
+    pub definition: String,
+    /// What running it does to the world.
+    pub effect: Effect,
+    /// Reuse across runs.
+    pub cache: CacheSpec,
 }
 
 /// Kind-specific step settings.

@@ -75,6 +75,8 @@ pub struct Policy {
     pub forbid: Option<CompiledExpr>,
     /// Limits for `run` steps.
     pub sandbox: Sandbox,
+    /// The default of `cache` for steps that do not write it (`None`: each kind's own).
+    pub cache: Option<bool>,
     /// Who is told when an approval is asked, a step escalates or a run fails.
     pub notify: PolicyNotify,
 }
@@ -120,6 +122,7 @@ impl Policy {
                 // machine can, so they never make flowc unusable (root, no Landlock).
                 written: Vec::new(),
             },
+            cache: None,
         })
     }
 }

@@ -109,6 +109,20 @@ impl Skill {
                     for accept in &step.accept {
                         let _ = writeln!(out, "{indent}  accept `{}`", accept.source);
                     }
+                    // Scripts are cached by default: only say so where a flow chose.
+                    let c = &step.cache;
+                    let script = matches!(step.kind, super::StepKind::Script { .. });
+                    if (c.enabled && !script) || !c.inputs.is_empty() || !c.outputs.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "{indent}  cache {}, effect {}, inputs {:?}, outputs {:?}{}",
+                            if c.enabled { "on" } else { "off" },
+                            step.effect.word(),
+                            c.inputs.iter().map(|g| &g.source).collect::<Vec<_>>(),
+                            c.outputs.iter().map(|g| &g.source).collect::<Vec<_>>(),
+                            if c.key.is_some() { ", cache_key" } else { "" }
+                        );
+                    }
                 }
                 NodeKind::Loop { body, .. } | NodeKind::For { body, .. } => {
                     self.write_graph(out, body, depth + 1)
