@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn walking_starts_at_the_literal_prefix() {
         assert_eq!(literal_prefix("src/**/*.rs"), "src");
-        assert_eq!(literal_prefix("a/b/c.txt"), "a/b/c.txt");
+        assert_eq!(literal_prefix("a/b/c.txt"), "a/b");
         assert_eq!(literal_prefix("*.rs"), "");
         assert_eq!(literal_prefix("shards/s1?.txt"), "shards");
     }

@@ -205,6 +205,6 @@ mod tests {
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
         assert!(lines("rate", &[], None, &|v| v.to_string()).contains("no data"));
         let b = bars("cost", &s, &|v| format!("${v:.2}"));
-        assert_eq!(b.matches("<rect").count(), 2);
+        assert_eq!(b.matches("<rect x=").count(), 2);
     }
 }
