@@ -1,7 +1,7 @@
 //! One-time links: minted for each eligible approver when an approval is asked, opened by their token.
 
-use super::decide::{Asked, eligible};
-use super::{Link, People, new_token, token_hash};
+use super::decide::Asked;
+use super::{Link, new_token, token_hash};
 use crate::journal::{Journal, JournalError, LinkRow};
 
 /// How long a link lasts when the approval has no `timeout`.
@@ -54,28 +54,6 @@ pub fn mint(
         approver: approver.to_string(),
         token,
     })
-}
-
-/// Mints a link for every eligible listed person, unless links were minted for this ask already.
-pub fn mint_for_eligible(
-    journal: &mut Journal,
-    people: &People,
-    run: &str,
-    node: &str,
-    asked: &Asked,
-    input_hash: &str,
-    now: i64,
-) -> Result<Vec<Minted>, String> {
-    let already = journal
-        .links_for(run, node, asked.seq)
-        .map_err(|e| e.to_string())?;
-    if already > 0 {
-        return Ok(Vec::new());
-    }
-    eligible(people, asked)
-        .into_iter()
-        .map(|p| mint(journal, run, node, asked, input_hash, &p.name, now))
-        .collect()
 }
 
 /// The link a token opens, if it is one.

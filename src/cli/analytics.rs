@@ -2,7 +2,7 @@
 
 use super::{CliError, CliResult, JournalArgs, write_stdout};
 use crate::analytics::group;
-use crate::journal::{now_ms, timestamp};
+use crate::journal::timestamp;
 
 /// Arguments of `flowc failures`.
 #[derive(Debug, clap::Args)]
@@ -44,15 +44,9 @@ pub struct StatsArgs {
 
 /// `--since DURATION` as a Unix ms lower bound (0: all).
 fn since(text: Option<&str>) -> Result<i64, CliError> {
-    let Some(text) = text else {
-        return Ok(0);
-    };
-    let ms = crate::syntax::parse_duration(text).ok_or_else(|| {
-        CliError::usage(format!(
-            "`--since {text}` is not a duration; write one such as `7d`, `24h` or `30m`"
-        ))
-    })?;
-    Ok(now_ms().saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)))
+    text.map_or(Ok(0), |t| {
+        crate::analytics::since_ms(t).map_err(|why| CliError::usage(format!("`--since`: {why}")))
+    })
 }
 
 /// Prints the groups of recurring failures.

@@ -58,13 +58,4 @@ impl Journal {
         )?;
         Ok(changed == 1)
     }
-
-    /// How many links exist for one ask of an item (so they are minted once).
-    pub fn links_for(&self, run: &str, node: &str, asked_seq: i64) -> Result<i64, JournalError> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM approval_links WHERE run_id = ?1 AND node = ?2 AND asked_seq = ?3",
-            params![run, node, asked_seq],
-            |r| r.get(0),
-        )?)
-    }
 }

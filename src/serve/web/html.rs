@@ -90,13 +90,8 @@ pub fn csrf_field(v: &Viewer) -> String {
     )
 }
 
-/// A whole page, 200.
+/// A page or a piece of one (the live refresh), 200.
 pub fn ok(body: String) -> axum::response::Response {
-    super::html(axum::http::StatusCode::OK, body)
-}
-
-/// A piece of a page, for the live refresh.
-pub fn fragment(body: String) -> axum::response::Response {
     super::html(axum::http::StatusCode::OK, body)
 }
 

@@ -57,7 +57,7 @@ pub async fn runs(
         let shown: Vec<&RunRow> = rows.iter().filter(keep).take(RUNS_SHOWN).collect();
         let table = runs_table(&shown);
         if q.part.as_deref() == Some("live") {
-            return html::fragment(table);
+            return html::ok(table);
         }
         let mut skills: Vec<&str> = rows.iter().map(|r| r.skill.as_str()).collect();
         skills.sort_unstable();
@@ -167,7 +167,7 @@ pub async fn approvals(
             cards
         };
         if q.part.as_deref() == Some("live") {
-            return html::fragment(inner);
+            return html::ok(inner);
         }
         let body = format!(
             "<h1>Approvals</h1><div id=\"live\" data-live=\"/approvals?part=live\">{inner}</div>"

@@ -53,7 +53,7 @@ pub async fn show(
             Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, Some(&auth), "Run", &e),
         };
         if q.part.as_deref() == Some("live") {
-            return html::fragment(live);
+            return html::ok(live);
         }
         let cards = super::pages::cards(&journal, Some(&id), &viewer).unwrap_or_default();
         let row = journal.run(&id).ok();

@@ -3,7 +3,7 @@
 use super::charts::{Series, bars, lines};
 use super::html::{esc, page, when};
 use super::{Service, api_auth, blocking, html, json, problem, signed_in};
-use crate::journal::{Journal, JournalError, now_ms};
+use crate::journal::{Journal, JournalError};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -32,12 +32,7 @@ impl StatsQuery {
             .as_deref()
             .filter(|s| !s.is_empty())
             .unwrap_or(DEFAULT_SINCE);
-        if text == "all" {
-            return Ok(0);
-        }
-        let ms = crate::syntax::parse_duration(text)
-            .ok_or_else(|| format!("`since={text}` is not a duration such as `7d` or `24h`"))?;
-        Ok(now_ms().saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)))
+        crate::analytics::since_ms(text).map_err(|why| format!("`since`: {why}"))
     }
 
     fn skill(&self) -> Option<&str> {
