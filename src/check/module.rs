@@ -32,6 +32,8 @@ pub enum ItemKind {
     Policy,
     /// `trigger`
     Trigger,
+    /// `mcp`
+    Mcp,
     /// `skill`
     Skill,
 }
@@ -44,6 +46,7 @@ impl ItemKind {
             ItemKind::Model => "model",
             ItemKind::Policy => "policy",
             ItemKind::Trigger => "trigger",
+            ItemKind::Mcp => "mcp",
             ItemKind::Skill => "skill",
         }
     }
@@ -511,6 +514,7 @@ fn index_items(module: &mut Module, diags: &mut Vec<Diagnostic>) {
                     ast::ConfigKind::Model => ItemKind::Model,
                     ast::ConfigKind::Policy => ItemKind::Policy,
                     ast::ConfigKind::Trigger => ItemKind::Trigger,
+                    ast::ConfigKind::Mcp => ItemKind::Mcp,
                 },
                 &c.name,
             ),

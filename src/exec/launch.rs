@@ -130,6 +130,15 @@ impl Runner<'_> {
                     }
                 }
             }
+            StepKind::Agent(_) => {
+                self.set_status(&key, "running", Some(attempt), data);
+                self.attempt_ended(
+                    inst,
+                    attempt,
+                    AttemptEnd::Fatal("agent steps are not built yet".into()),
+                );
+                return;
+            }
             StepKind::Approval { .. } => return,
         };
         self.set_status(&key, "running", Some(attempt), data);

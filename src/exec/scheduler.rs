@@ -620,6 +620,7 @@ pub fn step_kind_word(kind: &StepKind) -> &'static str {
     match kind {
         StepKind::Run(_) => "run",
         StepKind::Llm(_) => "llm",
+        StepKind::Agent(_) => "agent",
         StepKind::Approval { .. } => "approval",
         StepKind::Call { .. } => "call",
         StepKind::Script { .. } => "script",

@@ -75,6 +75,7 @@ impl Runner<'_> {
                     .transpose()?;
                 super::llm::inputs(llm, prompt, system)?
             }
+            StepKind::Agent(agent) => super::agent::inputs(agent, &skill, ev, &names)?,
             StepKind::Approval { prompt, .. } => {
                 json!({ "prompt": ev.text(&skill, prompt, &names)? })
             }
@@ -141,6 +142,7 @@ impl Runner<'_> {
             .collect();
         let model = match &step.kind {
             StepKind::Llm(l) => l.model.name.clone(),
+            StepKind::Agent(a) => a.model.name.clone(),
             _ => String::new(),
         };
         let called = match &step.kind {
