@@ -2,7 +2,6 @@
 
 use super::module::{CallEdge, ItemKind};
 use super::module_cx::ModuleCx;
-use super::resolve::Found;
 use super::scope::Mode;
 use super::skill::SkillCx;
 use crate::diag::{Code, Diagnostic, did_you_mean};
@@ -180,6 +179,7 @@ impl<'a> ModuleCx<'a> {
             system: m.system,
             prompt: m.prompt,
             tools,
+            cwd: self.text(get("cwd"), id, sk),
             max_turns,
             max_tool_calls,
             max_repeats,
@@ -276,31 +276,8 @@ impl<'a> ModuleCx<'a> {
 
     /// A skill named in `tools`: it needs a description, and its parameters become the schema.
     fn skill_tool(&mut self, q: &ast::QualifiedName, sk: &mut SkillCx<'a>) -> Option<Tool> {
-        let found = self.find(q, ItemKind::Skill)?;
         let sig = self.sig(q)?;
-        let (module, name) = match &found {
-            Found::Local(n) => (self.m, n.clone()),
-            Found::Remote(m, n) => (&self.mods[*m], n.clone()),
-        };
-        let def = module.ast.items.iter().find_map(|i| match i {
-            ast::Item::Skill(s) if s.name.name == name => Some(s),
-            _ => None,
-        })?;
-        let field = |k: &str| def.body.fields.iter().find(|f| f.key.name == k);
-        let description = field("description").and_then(|f| match &f.value {
-            ast::FieldValue::Expr(ast::Expr {
-                kind: ExprKind::Str(s),
-                ..
-            }) => Some(s.value.clone()),
-            _ => None,
-        });
-        let effect = field("effect").and_then(|f| match &f.value {
-            ast::FieldValue::Expr(ast::Expr {
-                kind: ExprKind::Str(s),
-                ..
-            }) => effect_of(&s.value),
-            _ => None,
-        });
+        let (description, effect) = (sig.description.clone(), sig.effect);
         let Some(description) = description.filter(|d| !d.trim().is_empty()) else {
             self.diags.push(
                 Diagnostic::new(

@@ -104,6 +104,7 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
             "system",
             "prompt",
             "tools",
+            "cwd",
             "max_turns",
             "max_tool_calls",
             "max_repeats",

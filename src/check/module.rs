@@ -100,6 +100,10 @@ pub struct SkillSig {
     pub params: Vec<(String, Ty, bool)>,
     /// Declared result type.
     pub ret: Option<Ty>,
+    /// Its `description` (what a model reads when the skill is a tool).
+    pub description: Option<String>,
+    /// Its declared `effect`, if any.
+    pub effect: Option<ir::Effect>,
     /// Its effective policy.
     pub policy: Arc<ir::Policy>,
     /// The file it is in.

@@ -6,6 +6,8 @@
 
 mod accept;
 mod agent;
+mod agent_tools;
+mod agent_turn;
 mod attempt;
 mod blocks;
 pub mod eval;

@@ -23,6 +23,9 @@ pub struct AgentStep {
     pub prompt: Value,
     /// What the model may call, in the order written.
     pub tools: Vec<Tool>,
+    /// The directory the tools work in: relative `cwd`s of their steps, and
+    /// MCP servers without a `cwd`, are taken from here.
+    pub cwd: Option<Value>,
     /// Model calls per attempt at most.
     pub max_turns: u32,
     /// Tool calls per attempt at most.

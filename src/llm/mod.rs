@@ -4,9 +4,11 @@
 //! Nothing here touches the journal; the executor (`exec::llm`) journals
 //! every request and reply and decides what an outcome means for the step.
 
+pub mod agent;
 pub mod fake;
 pub mod http;
 pub mod limits;
+pub mod mcp;
 pub mod schema;
 
 use crate::ir::Provider;
