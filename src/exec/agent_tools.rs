@@ -446,6 +446,7 @@ impl Runner<'_> {
         self.insts[inst].child = None;
         if complete {
             match self.skill_output(frame) {
+                Ok(Json::String(text)) => self.tool_finished(inst, text, false, json!({})),
                 Ok(v) => self.tool_finished(inst, v.to_string(), false, json!({})),
                 Err(e) => self.tool_finished(inst, e, true, json!({})),
             }
