@@ -443,3 +443,160 @@ fn a_5_mb_result_is_cut_for_the_model_and_kept_whole_and_redacted() {
         &fake_prompt[..500.min(fake_prompt.len())]
     );
 }
+
+#[test]
+fn openai_requests_carry_the_tool_schemas_and_the_calls_of_each_turn() {
+    let (url, seen) = serve(counter_script());
+    let dir = counter_dir();
+    let flow = fixture("counter.flow");
+    let env = [
+        ("OPENAI_BASE_URL", url.as_str()),
+        ("OPENAI_API_KEY", "sk-schema-test"),
+    ];
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = seen.lock().unwrap().clone();
+    let tools = &seen[0].body["tools"];
+    assert_eq!(tools[0]["type"], "function");
+    assert_eq!(tools[0]["function"]["name"], "note");
+    assert_eq!(
+        tools[0]["function"]["description"],
+        "Append a line to the effects file"
+    );
+    assert_eq!(
+        tools[0]["function"]["parameters"],
+        json!({ "type": "object", "properties": { "text": { "type": "string" } },
+                "required": ["text"], "additionalProperties": false })
+    );
+    // Turn 2 is asked with turn 1's two parallel calls and their two results, in order.
+    let msgs = seen[1].body["messages"].as_array().unwrap();
+    let roles: Vec<&str> = msgs.iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "tool"]);
+    // The output type is asked for the answer that ends the loop.
+    assert!(
+        msgs[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("When you are done and call no more tools")
+    );
+    assert_eq!(
+        msgs[2]["tool_calls"][1]["function"]["arguments"],
+        r#"{"path":"input.txt"}"#
+    );
+    assert_eq!(msgs[3]["tool_call_id"], "call_1_0");
+    assert_eq!(msgs[4]["tool_call_id"], "call_1_1");
+    assert_eq!(msgs[4]["content"], "hello from input\n");
+    // The key travels in the header only.
+    assert!(
+        seen[0]
+            .head
+            .contains("authorization: bearer sk-schema-test")
+    );
+    let db = std::fs::read(dir.path().join(".flowc/journal.db")).unwrap();
+    assert!(!db.windows(14).any(|w| w == b"sk-schema-test"));
+
+    // `--replay-llm` answers every turn from the recording: no server, same answer.
+    let run = journal(dir.path()).runs().unwrap()[0].id.clone();
+    let again = counter_dir();
+    let journal_path = dir.path().join(".flowc/journal.db");
+    let replay_env = [
+        ("OPENAI_BASE_URL", "http://127.0.0.1:1/v1"),
+        ("FLOWC_JOURNAL", journal_path.to_str().unwrap()),
+    ];
+    let replayed = flowc(
+        again.path(),
+        &["run", flow.to_str().unwrap(), "--replay-llm", &run],
+        &replay_env,
+    );
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    assert_eq!(replayed.stdout, out.stdout);
+    assert_eq!(effects(again.path()), ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn anthropic_turns_use_tool_use_and_tool_result_blocks() {
+    let turn1 = json!({
+        "content": [
+            { "type": "text", "text": "two notes" },
+            { "type": "tool_use", "id": "toolu_1", "name": "note", "input": { "text": "x" } },
+            { "type": "tool_use", "id": "toolu_2", "name": "note", "input": { "text": "y" } }
+        ],
+        "stop_reason": "tool_use",
+        "usage": { "input_tokens": 30, "output_tokens": 12 },
+    });
+    let turn2 = json!({
+        "content": [{ "type": "text", "text": "{\"done\": true}" }],
+        "stop_reason": "end_turn",
+        "usage": { "input_tokens": 50, "output_tokens": 4 },
+    });
+    let (url, seen) = serve(vec![
+        Answer(200, vec![], turn1.to_string()),
+        Answer(200, vec![], turn2.to_string()),
+    ]);
+    let dir = counter_dir();
+    let text = std::fs::read_to_string(fixture("counter.flow"))
+        .unwrap()
+        .replace("provider: \"openai\"", "provider: \"anthropic\"");
+    let flow = dir.path().join("anthropic.flow");
+    std::fs::write(&flow, text).unwrap();
+    let base = url.trim_end_matches("/v1").to_string();
+    let env = [
+        ("OPENAI_BASE_URL", base.as_str()),
+        ("OPENAI_API_KEY", "sk-ant-test"),
+    ];
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (got["turns"].as_u64(), got["calls"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(effects(dir.path()), ["x", "y"]);
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen[0].head.starts_with("post /v1/messages "),
+        "{}",
+        seen[0].head
+    );
+    assert_eq!(seen[0].body["tools"][0]["name"], "note");
+    assert_eq!(
+        seen[0].body["tools"][0]["input_schema"]["required"],
+        json!(["text"])
+    );
+    let msgs = seen[1].body["messages"].as_array().unwrap();
+    assert_eq!(msgs[1]["role"], "assistant");
+    assert_eq!(msgs[1]["content"][2]["type"], "tool_use");
+    assert_eq!(msgs[2]["role"], "user");
+    let results: Vec<&str> = msgs[2]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["tool_use_id"].as_str())
+        .collect();
+    assert_eq!(results, ["toolu_1", "toolu_2"]);
+    assert_eq!(msgs[2]["content"][0]["content"], "noted x");
+}
+
+#[test]
+fn the_command_provider_speaks_a_json_protocol() {
+    let dir = counter_dir();
+    // A model written in sh: calls `note` until a result is in the conversation, then answers.
+    let model = r#"input=$(cat); case "$input" in *'"noted hi"'*) echo '{"text": "{\"done\": true}"}' ;; *) echo '{"tool_calls": [{"name": "note", "args": {"text": "hi"}}]}' ;; esac"#;
+    std::fs::write(dir.path().join("model.sh"), model).unwrap();
+    let text = std::fs::read_to_string(fixture("counter.flow"))
+        .unwrap()
+        .replace(
+            "provider: \"openai\"",
+            "provider: \"command\"\n  command: \"sh model.sh\"",
+        );
+    let flow = dir.path().join("command.flow");
+    std::fs::write(&flow, text).unwrap();
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (got["done"].as_bool(), got["turns"].as_u64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(effects(dir.path()), ["hi"]);
+}

@@ -109,8 +109,18 @@ pub fn call_json(c: &ToolCall) -> Json {
 /// and sampling; `messages` the conversation so far; `tools` what may be called.
 pub fn build(req: &Request, messages: &[Message], tools: &[ToolSpec]) -> (String, Json) {
     let (url, mut body) = super::http::build(req);
+    // The output type is for the answer that ends the loop, not for the calls before it.
+    let system = super::with_format(
+        req.system.as_deref(),
+        req.schema.as_ref(),
+        "Use the tools as you need. When you are done and call no more tools, reply with",
+    );
     match req.provider {
         Provider::Anthropic => {
+            match &system {
+                Some(s) => body["system"] = json!(s),
+                None => drop(body.as_object_mut().map(|m| m.remove("system"))),
+            }
             body["messages"] = Json::Array(anthropic_messages(messages));
             if !tools.is_empty() {
                 body["tools"] = tools
@@ -120,15 +130,10 @@ pub fn build(req: &Request, messages: &[Message], tools: &[ToolSpec]) -> (String
             }
         }
         _ => {
-            let mut out: Vec<Json> = body["messages"]
-                .as_array()
-                .map(|m| {
-                    m.iter()
-                        .filter(|m| m["role"] == "system")
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut out: Vec<Json> = system
+                .iter()
+                .map(|s| json!({ "role": "system", "content": s }))
+                .collect();
             out.extend(openai_messages(messages));
             body["messages"] = Json::Array(out);
             if !tools.is_empty() {
