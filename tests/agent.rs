@@ -600,3 +600,38 @@ fn the_command_provider_speaks_a_json_protocol() {
     );
     assert_eq!(effects(dir.path()), ["hi"]);
 }
+
+#[test]
+fn a_passing_server_error_asks_the_same_turn_again_and_keeps_the_calls_done() {
+    let busy = r#"{"error":{"message":"overloaded"}}"#.to_string();
+    let (url, seen) = serve(vec![
+        calls(1, &[("note", json!({ "text": "once" }))], 10),
+        Answer(503, vec![("retry-after", "0".into())], busy),
+        answer(r#"{"done": true}"#, 20),
+    ]);
+    let dir = counter_dir();
+    let flow = fixture("counter.flow");
+    let env = [
+        ("OPENAI_BASE_URL", url.as_str()),
+        ("OPENAI_API_KEY", "sk-x"),
+    ];
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (got["turns"].as_u64(), got["calls"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(effects(dir.path()), ["once"]);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    // The retried request is the same conversation as the failed one.
+    assert_eq!(seen[1].body["messages"], seen[2].body["messages"]);
+    let notes = events(dir.path(), "note");
+    assert!(notes.iter().any(|n| {
+        n["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("turn 2 is asked again")
+    }));
+}

@@ -106,6 +106,8 @@ pub struct AgentRun {
     pub system: Option<String>,
     /// The directory the tools work in.
     pub cwd: Option<String>,
+    /// Times the current turn was asked again after a passing trouble.
+    pub retries: u32,
     /// A journaled final answer found on resume (the attempt ended before its status was written).
     pub answered: Option<String>,
     /// Calls interrupted by the end of an earlier session, to settle before anything else.
@@ -303,6 +305,7 @@ impl Runner<'_> {
             answered: None,
             interrupted: Vec::new(),
             cwd: inputs["cwd"].as_str().map(str::to_string),
+            retries: 0,
         };
         for tool in &agent.tools {
             if let ToolKind::Skill {

@@ -13,6 +13,9 @@ use serde_json::{Value as Json, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How often one turn is asked again after a passing trouble before the attempt ends.
+pub const TURN_RETRIES: u32 = 3;
+
 /// A finished model turn, on its way back to the scheduler.
 #[derive(Debug)]
 pub struct Turn {
@@ -344,15 +347,14 @@ impl Runner<'_> {
         ));
         let reply = match turn.outcome {
             Ok(r) => r,
-            Err(e) if e.transient => {
-                return self.end_agent(inst, AttemptEnd::Transient(e.message, e.retry_after_ms));
-            }
+            Err(e) if e.transient => return self.turn_failed(inst, attempt, e),
             Err(e) => return self.end_agent(inst, AttemptEnd::Fatal(e.message)),
         };
         let Some(run) = self.agents.get_mut(&inst) else {
             return;
         };
         run.turns = number;
+        run.retries = 0;
         run.tokens_in += tokens_in;
         run.tokens_out += tokens_out;
         run.cost_usd += cost_usd;
@@ -370,6 +372,53 @@ impl Runner<'_> {
             calls: reply.calls,
         });
         self.agent_next(inst);
+    }
+
+    /// A passing trouble (429, 5xx, a dropped connection): the same turn is
+    /// asked again after a wait, up to [`TURN_RETRIES`] times, so the turns
+    /// and calls already done are kept; then the attempt ends.
+    fn turn_failed(&mut self, inst: usize, attempt: u32, e: CallError) {
+        let Some(run) = self.agents.get_mut(&inst) else {
+            return;
+        };
+        if run.retries >= TURN_RETRIES {
+            return self.end_agent(inst, AttemptEnd::Transient(e.message, e.retry_after_ms));
+        }
+        run.retries += 1;
+        let wait = e
+            .retry_after_ms
+            .unwrap_or(1000 << (run.retries - 1))
+            .min(60_000);
+        let text = format!(
+            "the model call failed ({}); turn {} is asked again in {}",
+            e.message,
+            run.turns + 1,
+            crate::ir::format_ms(wait)
+        );
+        let key = self.insts[inst].key.clone();
+        self.push(NewEvent::node(
+            &self.run_id,
+            "note",
+            &key,
+            Some(attempt),
+            json!({ "text": text }),
+        ));
+        self.timers += 1;
+        self.spawn.push(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            Msg::AgentRetry { inst, attempt }
+        }));
+    }
+
+    /// The wait after a passing trouble is over.
+    pub fn retry_turn(&mut self, inst: usize, attempt: u32) {
+        self.timers = self.timers.saturating_sub(1);
+        let live = self.agents.get(&inst).is_some_and(|r| r.attempt == attempt)
+            && !self.insts[inst].done
+            && self.stop.is_none();
+        if live {
+            self.request_turn(inst);
+        }
     }
 
     /// Ends the attempt (the agent's servers stop with it).

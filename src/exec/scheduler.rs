@@ -145,6 +145,10 @@ pub(super) enum Msg {
         attempt: u32,
         done: Box<super::agent_tools::McpDone>,
     },
+    AgentRetry {
+        inst: usize,
+        attempt: u32,
+    },
     Interrupt,
     Heartbeat,
     /// Someone asked to cancel the run.
@@ -558,6 +562,7 @@ impl Runner<'_> {
                 self.running = self.running.saturating_sub(1);
                 self.mcp_returned(inst, attempt, *done);
             }
+            Msg::AgentRetry { inst, attempt } => self.retry_turn(inst, attempt),
             Msg::Retry { inst } => {
                 self.timers = self.timers.saturating_sub(1);
                 if !self.insts[inst].done && !self.frames[self.insts[inst].frame].stopping {
