@@ -304,15 +304,26 @@ pub fn log(args: &LogArgs) -> CliResult {
                     e.attempt.unwrap_or(0),
                     d["number"],
                     d["tool"].as_str().unwrap_or_default(),
-                    d["effect"].as_str().filter(|s| !s.is_empty()).unwrap_or("unknown"),
+                    d["effect"]
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or("unknown"),
                     d["args"],
-                    if d["awaiting_approval"] == true { " — waiting for approval" } else { "" }
+                    if d["awaiting_approval"] == true {
+                        " — waiting for approval"
+                    } else {
+                        ""
+                    }
                 );
             }
             "tool_call_finished" => {
                 let d = &e.data;
                 let mark = if d["is_error"] == true { "✗" } else { "→" };
-                let cut = if d["truncated"] == true { ", cut for the model" } else { "" };
+                let cut = if d["truncated"] == true {
+                    ", cut for the model"
+                } else {
+                    ""
+                };
                 let _ = writeln!(
                     out,
                     "{at} {node} {mark} `{}`: {} bytes{cut}",
