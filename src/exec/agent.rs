@@ -108,6 +108,8 @@ pub struct AgentRun {
     pub cwd: Option<String>,
     /// Times the current turn was asked again after a passing trouble.
     pub retries: u32,
+    /// Wire messages of the conversation already in the journal (in earlier turns' requests).
+    pub sent: usize,
     /// A journaled final answer found on resume (the attempt ended before its status was written).
     pub answered: Option<String>,
     /// Calls interrupted by the end of an earlier session, to settle before anything else.
@@ -306,6 +308,7 @@ impl Runner<'_> {
             interrupted: Vec::new(),
             cwd: inputs["cwd"].as_str().map(str::to_string),
             retries: 0,
+            sent: 0,
         };
         for tool in &agent.tools {
             if let ToolKind::Skill {
@@ -330,9 +333,25 @@ impl Runner<'_> {
                 );
             }
         }
+        let started = std::time::Instant::now();
         if let Err(e) = self.rebuild_agent(&key, agent, &mut run) {
             self.attempt_ended(inst, attempt, AttemptEnd::Error(e, None));
             return;
+        }
+        if run.turns > 0 {
+            let text = format!(
+                "attempt {attempt} goes on: {} turns and {} tool calls read back from the journal in {}",
+                run.turns,
+                run.calls,
+                crate::ir::format_ms(started.elapsed().as_millis() as u64)
+            );
+            self.push(NewEvent::node(
+                &self.run_id,
+                "note",
+                &key,
+                Some(attempt),
+                json!({ "text": text, "rebuilt_us": started.elapsed().as_micros() as u64 }),
+            ));
         }
         self.agents.insert(inst, run);
         let servers: Vec<String> = agent
