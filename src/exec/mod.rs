@@ -5,6 +5,7 @@
 //! event is committed before the side effects it announces start.
 
 mod accept;
+pub mod against;
 mod attempt;
 mod blocks;
 pub mod eval;
