@@ -35,6 +35,8 @@ pub struct Against {
     pub journal: PathBuf,
     /// One per run, in the journal's order (newest first).
     pub runs: Vec<Prediction>,
+    /// The checked files that compiled.
+    pub files: Vec<String>,
 }
 
 impl Against {
@@ -94,6 +96,7 @@ pub fn predict_all(out: &CheckOutput, value: &str) -> Result<Against, CliError> 
     Ok(Against {
         journal: path,
         runs,
+        files: programs.iter().map(|p| p.file.clone()).collect(),
     })
 }
 
@@ -125,12 +128,24 @@ fn one_run(journal: &Journal, id: &str, programs: &[&Program]) -> Result<RunRow,
     Ok(row)
 }
 
-/// Where a run stands, for its heading: `paused at gate`, `interrupted`.
-fn standing(p: &Prediction) -> String {
-    if p.waiting_at.is_empty() {
+/// Where a run stands, for its heading: `paused at gate`, `interrupted`,
+/// and the file it ran from when that is not the file checked.
+fn standing(p: &Prediction, checked: &[String]) -> String {
+    let mut out = if p.waiting_at.is_empty() {
         p.status.clone()
     } else {
         format!("{} at {}", p.status, p.waiting_at.join(", "))
+    };
+    if !checked.iter().any(|c| same_file(c, &p.file)) {
+        out.push_str(&format!(", started from `{}`", p.file));
+    }
+    out
+}
+
+fn same_file(a: &str, b: &str) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -163,7 +178,12 @@ pub fn text(a: &Against) -> String {
     }
     let mut out = String::new();
     for p in &a.runs {
-        out.push_str(&format!("run {} ({}): {}\n", p.run, standing(p), counts(p)));
+        out.push_str(&format!(
+            "run {} ({}): {}\n",
+            p.run,
+            standing(p, &a.files),
+            counts(p)
+        ));
         let width = p.steps.iter().map(|s| s.key.len()).max().unwrap_or(0);
         for s in &p.steps {
             out.push_str(&format!(
