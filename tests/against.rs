@@ -103,6 +103,17 @@ fn an_edited_step_and_its_dependents_are_redone_and_the_resume_agrees() {
 
     let out = flowc(dir, &["approve", &run, "gate", "--comment", "fine"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Decided, not yet resumed: the same prediction, the gate taking the decision.
+    let (_, decided) = against(dir, "edited.flow", &[]);
+    let decided = self::fates(&decided);
+    assert_eq!(
+        decided["gate"],
+        (
+            "waiting".to_string(),
+            "a person decided (`approved`), and the resume takes it".to_string()
+        )
+    );
+    assert_eq!(with_fate(&decided, "redo"), set(&["build", "verify"]));
     let out = flowc(dir, &["run", "edited.flow", "--resume", &run, "--no-input"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let predicted: BTreeSet<String> = with_fate(&fates, "redo")
@@ -171,6 +182,20 @@ fn removing_the_gate_the_run_waits_at_is_breaking() {
     // Without --deny-breaking it is a report, not a failure.
     let (code, _) = against(dir, "nogate.flow", &[]);
     assert_eq!(code, 0);
+    // A gate that is no longer an approval breaks the run too.
+    edit(
+        dir,
+        "rungate.flow",
+        "step gate: approval {\n    prompt: \"Ship {{ prepare.stdout.trim() }}?\"",
+        "step gate: run {\n    command: \"echo {{ prepare.stdout.trim() }}\"",
+    );
+    let (code, report) = against(dir, "rungate.flow", &["--deny-breaking"]);
+    assert_eq!(code, 1, "{report:#}");
+    let problem = report["runs"][0]["breaking"][0].as_str().unwrap();
+    assert_eq!(
+        problem,
+        "the run waits at approval `gate`, which the edit makes a `run` step"
+    );
     // The human form, for the run named by id in the default journal.
     let out = flowc(dir, &["check", "nogate.flow", "--against", &run[..12]]);
     let text = String::from_utf8_lossy(&out.stdout);

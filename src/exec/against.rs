@@ -112,13 +112,19 @@ pub fn predict<'a>(program: &'a Program, j: &Journaled<'a>) -> Option<Prediction
         .filter(|a| a.status == "pending")
         .map(|a| a.node.as_str())
         .collect();
+    // Every item asked, decided or not: a decision not yet taken by a resume still waits at its step.
+    let asked = j
+        .approvals
+        .iter()
+        .map(|a| (a.node.as_str(), a.status.as_str()))
+        .collect();
     let mut cx = Cx {
         program,
         root,
         rows: j.nodes.iter().map(|n| (n.key.as_str(), n)).collect(),
         order: j.nodes.iter().map(|n| n.key.as_str()).collect(),
         definitions: j.definitions,
-        waiting: waiting.clone(),
+        asked,
         memo: HashMap::new(),
         busy: HashSet::new(),
     };
@@ -210,7 +216,8 @@ struct Cx<'a> {
     /// Instance keys in journal order.
     order: Vec<&'a str>,
     definitions: &'a HashMap<String, String>,
-    waiting: HashSet<&'a str>,
+    /// Instance key → the status of the item a person was asked about there.
+    asked: HashMap<&'a str, &'a str>,
     memo: HashMap<String, Verdict>,
     busy: HashSet<String>,
 }
@@ -341,11 +348,25 @@ impl<'a> Cx<'a> {
         let upstream = self.upstream(key, place);
         let finished = matches!(row.status.as_str(), "succeeded" | "skipped");
         if !finished {
-            let waits = row.status == "waiting" && self.waiting.contains(key);
+            let asked = self
+                .asked
+                .get(key)
+                .copied()
+                .filter(|_| row.status == "waiting");
+            let waits = asked.is_some();
             return match (&upstream, changed) {
                 (None, false) if waits && recorded.is_some() => Verdict::new(
                     Fate::Waiting,
-                    "the run waits here for a person, and a decision recorded for it still applies",
+                    match asked {
+                        Some("pending") => {
+                            "the run waits here for a person, and its question is unchanged"
+                                .to_string()
+                        }
+                        Some(decision) => {
+                            format!("a person decided (`{decision}`), and the resume takes it")
+                        }
+                        None => String::new(),
+                    },
                     false,
                 ),
                 _ if waits && recorded.is_none() => Verdict::new(
@@ -453,7 +474,15 @@ impl<'a> Cx<'a> {
     /// Breaking: the run waits for a person at a step the edit removed, or that is no longer an approval.
     fn gates_lost(&mut self, approvals: &[ApprovalRow]) -> Vec<String> {
         let mut out = Vec::new();
-        for item in approvals.iter().filter(|a| a.status == "pending") {
+        let waiting = |a: &&ApprovalRow| {
+            a.status == "pending"
+                || self
+                    .rows
+                    .get(a.node.as_str())
+                    .is_some_and(|r| r.status == "waiting")
+        };
+        let items: Vec<&ApprovalRow> = approvals.iter().filter(waiting).collect();
+        for item in items {
             let Some(place) = self.resolve(&item.node) else {
                 out.push(format!(
                     "the run waits at {} `{}`, which the edit removes or renames: the decision it waits for has no step to go to",
