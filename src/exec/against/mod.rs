@@ -342,54 +342,64 @@ impl<'a> Cx<'a> {
         None
     }
 
+    /// An instance that had not finished: it runs, but a person's question that still stands keeps waiting.
+    fn unfinished_fate(
+        &self,
+        key: &str,
+        row: &NodeRow,
+        recorded: bool,
+        changed: bool,
+        upstream: Option<(Fate, String)>,
+    ) -> Verdict {
+        let asked = self
+            .asked
+            .get(key)
+            .copied()
+            .filter(|_| row.status == "waiting");
+        let Some(asked) = asked else {
+            return Verdict::new(
+                Fate::Redo,
+                format!("it had not finished (it was {})", row.status),
+                changed || upstream.is_some(),
+            );
+        };
+        match (upstream, changed) {
+            _ if !recorded => Verdict::new(
+                Fate::Unknown,
+                "unknown: journaled before definitions were recorded",
+                true,
+            ),
+            (None, false) if asked == "pending" => Verdict::new(
+                Fate::Waiting,
+                "the run waits here for a person, and its question is unchanged",
+                false,
+            ),
+            (None, false) => Verdict::new(
+                Fate::Waiting,
+                format!("a person decided (`{asked}`), and the resume takes it"),
+                false,
+            ),
+            (_, true) => Verdict::new(
+                Fate::Redo,
+                "its definition changed, so the person is asked again",
+                true,
+            ),
+            (Some((_, up)), false) => Verdict::new(
+                Fate::Redo,
+                format!("upstream `{up}` runs again, so the person is asked again"),
+                true,
+            ),
+        }
+    }
+
     fn step_fate(&mut self, key: &str, row: &NodeRow, place: &Place<'a>, step: &Step) -> Verdict {
-        let recorded = self.definitions.get(key);
-        let changed = recorded.is_some_and(|h| *h != definition_hash(step));
+        let recorded = self.definitions.get(key).cloned();
+        let changed = recorded
+            .as_ref()
+            .is_some_and(|h| *h != definition_hash(step));
         let upstream = self.upstream(key, place);
-        let finished = matches!(row.status.as_str(), "succeeded" | "skipped");
-        if !finished {
-            let asked = self
-                .asked
-                .get(key)
-                .copied()
-                .filter(|_| row.status == "waiting");
-            let waits = asked.is_some();
-            return match (&upstream, changed) {
-                (None, false) if waits && recorded.is_some() => Verdict::new(
-                    Fate::Waiting,
-                    match asked {
-                        Some("pending") => {
-                            "the run waits here for a person, and its question is unchanged"
-                                .to_string()
-                        }
-                        Some(decision) => {
-                            format!("a person decided (`{decision}`), and the resume takes it")
-                        }
-                        None => String::new(),
-                    },
-                    false,
-                ),
-                _ if waits && recorded.is_none() => Verdict::new(
-                    Fate::Unknown,
-                    "unknown: journaled before definitions were recorded",
-                    true,
-                ),
-                (_, true) if waits => Verdict::new(
-                    Fate::Redo,
-                    "its definition changed, so the person is asked again",
-                    true,
-                ),
-                (Some((_, up)), _) if waits => Verdict::new(
-                    Fate::Redo,
-                    format!("upstream `{up}` runs again, so the person is asked again"),
-                    true,
-                ),
-                _ => Verdict::new(
-                    Fate::Redo,
-                    format!("it had not finished (it was {})", row.status),
-                    changed || upstream.is_some(),
-                ),
-            };
+        if !matches!(row.status.as_str(), "succeeded" | "skipped") {
+            return self.unfinished_fate(key, row, recorded.is_some(), changed, upstream);
         }
         if recorded.is_none() {
             return Verdict::new(
@@ -531,175 +541,4 @@ impl<'a> Cx<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FLOW: &str = r#"
-skill helper(x: string) -> string {
-  step inner: run { command: "echo {{ x }}" }
-  return inner.stdout
-}
-skill main() {
-  step a: run { command: "echo a" }
-  loop rounds {
-    max: 2
-    step fix: run { command: "echo {{ a.stdout }}" }
-  }
-  step sub: call helper { with { x: a.stdout } }
-  step tail: run {
-    command: "echo done"
-    after: [rounds]
-  }
-}
-"#;
-
-    fn program(text: &str) -> Program {
-        let out = crate::check::check_text("t.flow", text);
-        out.files[0].program.clone().unwrap_or_default()
-    }
-
-    fn row(key: &str, status: &str) -> NodeRow {
-        NodeRow {
-            key: key.into(),
-            name: key.rsplit('/').next().unwrap_or(key).into(),
-            kind: "run".into(),
-            status: status.into(),
-            attempt: 1,
-            input_hash: None,
-            started_at: None,
-            finished_at: None,
-            result: None,
-            error: None,
-            feedback: None,
-            data: None,
-        }
-    }
-
-    /// The definition hashes `program` gives each instance of `rows`, as a run of it would journal.
-    fn journaled_with(program: &Program, rows: &[NodeRow]) -> HashMap<String, String> {
-        let mut out = HashMap::new();
-        for r in rows {
-            for skill in program.skills.values() {
-                if let Some(NodeKind::Step(step)) = skill
-                    .nodes
-                    .iter()
-                    .find(|n| n.name == r.name)
-                    .map(|n| &n.kind)
-                {
-                    out.insert(r.key.clone(), definition_hash(step));
-                }
-            }
-        }
-        out
-    }
-
-    fn fates_of(
-        program: &Program,
-        rows: &[NodeRow],
-        defs: &HashMap<String, String>,
-    ) -> Vec<(String, Fate, String)> {
-        let run = RunRow {
-            id: "r1".into(),
-            skill: "main".into(),
-            file: "t.flow".into(),
-            inputs: serde_json::Value::Null,
-            status: "interrupted".into(),
-            started_at: 0,
-            updated_at: 0,
-            finished_at: None,
-            output: None,
-            error: None,
-        };
-        let j = Journaled {
-            run: &run,
-            nodes: rows,
-            definitions: defs,
-            approvals: &[],
-        };
-        let p = predict(program, &j).unwrap_or_else(|| panic!("no skill `main`"));
-        p.steps
-            .into_iter()
-            .map(|s| (s.key, s.fate, s.reason))
-            .collect()
-    }
-
-    fn rows() -> Vec<NodeRow> {
-        vec![
-            row("a", "succeeded"),
-            row("rounds", "succeeded"),
-            row("rounds#1/fix", "succeeded"),
-            row("sub", "succeeded"),
-            row("sub/inner", "succeeded"),
-            row("tail", "running"),
-        ]
-    }
-
-    #[test]
-    fn an_edit_upstream_of_a_loop_redoes_the_loop_and_its_steps() {
-        let before = program(FLOW);
-        let rows = rows();
-        let defs = journaled_with(&before, &rows);
-        let after = program(&FLOW.replace("echo a\"", "echo b\""));
-        let fates = fates_of(&after, &rows, &defs);
-        let want = [
-            ("a", Fate::Redo, "its definition changed"),
-            ("rounds", Fate::Redo, "upstream `a` runs again"),
-            (
-                "rounds#1/fix",
-                Fate::Redo,
-                "block `rounds` runs again after upstream `a`",
-            ),
-            ("sub", Fate::Redo, "upstream `a` runs again"),
-            (
-                "sub/inner",
-                Fate::Redo,
-                "`sub` runs again with arguments that may differ",
-            ),
-            ("tail", Fate::Redo, "it had not finished (it was running)"),
-        ];
-        let want: Vec<(String, Fate, String)> = want
-            .iter()
-            .map(|(k, f, r)| (k.to_string(), *f, r.to_string()))
-            .collect();
-        assert_eq!(fates, want);
-    }
-
-    #[test]
-    fn inside_a_reused_call_nothing_runs() {
-        let p = program(FLOW);
-        let rows = rows();
-        let defs = journaled_with(&p, &rows);
-        let fates = fates_of(&p, &rows, &defs);
-        assert!(
-            fates[..5].iter().all(|(_, f, _)| *f == Fate::Reused),
-            "{fates:?}"
-        );
-        assert_eq!(fates[4].2, "`sub` is reused, so nothing inside it runs");
-    }
-
-    #[test]
-    fn a_journal_without_definitions_cannot_tell() {
-        let p = program(FLOW);
-        let fates = fates_of(&p, &rows(), &HashMap::new());
-        assert_eq!(
-            (fates[0].1, fates[0].2.as_str()),
-            (
-                Fate::Unknown,
-                "unknown: journaled before definitions were recorded"
-            )
-        );
-        assert_eq!(fates[1].2, "upstream `a` may run again");
-    }
-
-    #[test]
-    fn owner_keys() {
-        assert_eq!(owner_key("build"), None);
-        assert_eq!(owner_key("rounds#2/fix").as_deref(), Some("rounds"));
-        assert_eq!(owner_key("files[3]/lint").as_deref(), Some("files"));
-        assert_eq!(owner_key("deploy@2/push").as_deref(), Some("deploy"));
-        assert_eq!(
-            owner_key("rounds#2/deploy/push").as_deref(),
-            Some("rounds#2/deploy")
-        );
-    }
-}
+mod tests;
