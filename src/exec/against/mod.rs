@@ -530,14 +530,35 @@ impl<'a> Cx<'a> {
                 continue;
             }
             if let Err(why) = validate(result, &step.result) {
+                let readers = readers(&place);
+                let read = if readers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (read by {})", readers.join(", "))
+                };
                 out.push(format!(
-                    "`{}` is reused, but the result it has no longer fits its type `{}`: {why}",
+                    "`{}` is reused, but the result it has no longer fits its type `{}`: {why}{read}",
                     row.key, step.result
                 ));
             }
         }
         out
     }
+}
+
+/// The steps and blocks of the node's graph that depend on it, as `` `name` ``.
+fn readers(place: &Place<'_>) -> Vec<String> {
+    let Some(ix) = place.graph.index_of(place.node) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = place
+        .graph
+        .dag
+        .neighbors_directed(ix, petgraph::Direction::Outgoing)
+        .map(|i| format!("`{}`", place.skill.nodes[place.graph.dag[i]].name))
+        .collect();
+    names.sort();
+    names
 }
 
 #[cfg(test)]
