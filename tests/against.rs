@@ -15,11 +15,16 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/agai
 
 /// A temporary directory with `flow.flow` (a copy of fixture `name`) and a run of it paused at `gate`.
 fn paused(name: &str) -> (tempfile::TempDir, String) {
+    started(name, 75)
+}
+
+/// A temporary directory with `flow.flow` (a copy of fixture `name`) and a run of it that exited `code`.
+fn started(name: &str, code: i32) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap();
     std::fs::write(dir.path().join("flow.flow"), text).unwrap();
     let out = flowc(dir.path(), &["run", "flow.flow", "--no-input"]);
-    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
     let run = latest_run(dir.path());
     (dir, run)
 }
@@ -133,6 +138,29 @@ fn an_edited_step_and_its_dependents_are_redone_and_the_resume_agrees() {
         (1, 1, 2, 2),
         "{effects}"
     );
+}
+
+#[test]
+fn a_failed_run_redoes_its_failed_step_and_the_resume_agrees() {
+    let (dir, run) = started("failed.flow", 1);
+    let dir = dir.path();
+    edit(dir, "fixed.flow", "exit 3", "echo parsed");
+    let (code, report) = against(dir, "fixed.flow", &["--deny-breaking"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["runs"][0]["status"], "failed");
+    let fates = fates(&report);
+    assert_eq!(
+        fates["parse"],
+        (
+            "redo".to_string(),
+            "it had not finished (it was failed)".to_string()
+        )
+    );
+    assert_eq!(with_fate(&fates, "reused"), set(&["fetch"]));
+    assert_eq!(with_fate(&fates, "new"), set(&["report"]));
+    let out = flowc(dir, &["run", "fixed.flow", "--resume", &run, "--no-input"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(ran_after_resume(dir, &run), set(&["parse", "report"]));
 }
 
 #[test]
