@@ -116,7 +116,7 @@ pub fn predict<'a>(program: &'a Program, j: &Journaled<'a>) -> Option<Prediction
     let asked = j
         .approvals
         .iter()
-        .map(|a| (a.node.as_str(), a.status.as_str()))
+        .map(|a| (a.node.as_str(), (a.status.as_str(), a.kind.as_str())))
         .collect();
     let mut cx = Cx {
         program,
@@ -216,8 +216,8 @@ struct Cx<'a> {
     /// Instance keys in journal order.
     order: Vec<&'a str>,
     definitions: &'a HashMap<String, String>,
-    /// Instance key → the status of the item a person was asked about there.
-    asked: HashMap<&'a str, &'a str>,
+    /// Instance key → the status and kind of the item a person was asked about there.
+    asked: HashMap<&'a str, (&'a str, &'a str)>,
     memo: HashMap<String, Verdict>,
     busy: HashSet<String>,
 }
@@ -356,7 +356,7 @@ impl<'a> Cx<'a> {
             .get(key)
             .copied()
             .filter(|_| row.status == "waiting");
-        let Some(asked) = asked else {
+        let Some((asked, kind)) = asked else {
             return Verdict::new(
                 Fate::Redo,
                 format!("it had not finished (it was {})", row.status),
@@ -379,9 +379,20 @@ impl<'a> Cx<'a> {
                 format!("a person decided (`{asked}`), and the resume takes it"),
                 false,
             ),
+            // An escalation is bound to the failed inputs: new ones run the step again.
+            (_, true) if kind == "escalation" => Verdict::new(
+                Fate::Redo,
+                "its definition changed, so it runs again instead of asking",
+                true,
+            ),
             (_, true) => Verdict::new(
                 Fate::Redo,
                 "its definition changed, so the person is asked again",
+                true,
+            ),
+            (Some((_, up)), false) if kind == "escalation" => Verdict::new(
+                Fate::Redo,
+                format!("upstream `{up}` runs again, so it runs again instead of asking"),
                 true,
             ),
             (Some((_, up)), false) => Verdict::new(

@@ -66,6 +66,15 @@ fn fates_of(
     rows: &[NodeRow],
     defs: &HashMap<String, String>,
 ) -> Vec<(String, Fate, String)> {
+    fates_asked(program, rows, defs, &[])
+}
+
+fn fates_asked(
+    program: &Program,
+    rows: &[NodeRow],
+    defs: &HashMap<String, String>,
+    approvals: &[ApprovalRow],
+) -> Vec<(String, Fate, String)> {
     let run = RunRow {
         id: "r1".into(),
         skill: "main".into(),
@@ -82,7 +91,7 @@ fn fates_of(
         run: &run,
         nodes: rows,
         definitions: defs,
-        approvals: &[],
+        approvals,
     };
     let p = predict(program, &j).unwrap_or_else(|| panic!("no skill `main`"));
     p.steps
@@ -168,5 +177,47 @@ fn owner_keys() {
     assert_eq!(
         owner_key("rounds#2/deploy/push").as_deref(),
         Some("rounds#2/deploy")
+    );
+}
+
+fn asked(node: &str, kind: &str) -> ApprovalRow {
+    ApprovalRow {
+        run_id: "r1".into(),
+        node: node.into(),
+        kind: kind.into(),
+        prompt: String::new(),
+        input_hash: String::new(),
+        status: "pending".into(),
+        requested_at: 0,
+        decided_by: None,
+        comment: None,
+        output: None,
+    }
+}
+
+#[test]
+fn an_edited_question_is_asked_again_and_an_edited_escalation_runs_again() {
+    let flow = r#"
+skill main() {
+  step a: run { command: "exit 1", on_failure: escalate }
+  step gate: approval { prompt: "Ship?" }
+}
+"#;
+    let rows = vec![row("a", "waiting"), row("gate", "waiting")];
+    let approvals = [asked("a", "escalation"), asked("gate", "approval")];
+    let defs = journaled_with(&program(flow), &rows);
+    let same = fates_asked(&program(flow), &rows, &defs, &approvals);
+    assert!(same.iter().all(|(_, f, _)| *f == Fate::Waiting), "{same:?}");
+    let edited = flow
+        .replace("exit 1", "exit 0")
+        .replace("Ship?", "Ship now?");
+    let fates = fates_asked(&program(&edited), &rows, &defs, &approvals);
+    assert_eq!(
+        fates[0].2,
+        "its definition changed, so it runs again instead of asking"
+    );
+    assert_eq!(
+        fates[1].2,
+        "its definition changed, so the person is asked again"
     );
 }
