@@ -133,11 +133,15 @@ pub fn predict<'a>(program: &'a Program, j: &Journaled<'a>) -> Option<Prediction
         .iter()
         .map(|n| {
             let v = cx.fate(&n.key);
+            let mut reason = v.reason;
+            if v.fate == Fate::Redo && n.status == "succeeded" && cx.writes(&n.key) {
+                reason.push_str("; it has `effect: \"write\"` and wrote once already");
+            }
             StepFate {
                 key: n.key.clone(),
                 name: n.name.clone(),
                 fate: v.fate,
-                reason: v.reason,
+                reason,
             }
         })
         .collect();
@@ -251,6 +255,13 @@ impl<'a> Cx<'a> {
             }
         }
         None
+    }
+
+    /// Whether `key` is a step whose effect is `write` in the edited program.
+    fn writes(&self, key: &str) -> bool {
+        self.resolve(key).is_some_and(|p| {
+            matches!(&p.skill.nodes[p.node].kind, NodeKind::Step(s) if s.effect == crate::ir::Effect::Write)
+        })
     }
 
     /// The fate of instance `key` (memoised; journal order is a dependency order, but edits add edges).

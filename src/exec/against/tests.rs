@@ -221,3 +221,19 @@ skill main() {
         "its definition changed, so the person is asked again"
     );
 }
+
+#[test]
+fn a_write_that_runs_again_says_it_wrote_once_already() {
+    let flow = r#"
+skill main() {
+  step push: run { command: "./push.sh v1", effect: "write" }
+}
+"#;
+    let rows = vec![row("push", "succeeded")];
+    let defs = journaled_with(&program(flow), &rows);
+    let fates = fates_of(&program(&flow.replace("v1", "v2")), &rows, &defs);
+    assert_eq!(
+        fates[0].2,
+        "its definition changed; it has `effect: \"write\"` and wrote once already"
+    );
+}
