@@ -21,6 +21,7 @@ const COMMON: &[&str] = &[
     "description",
     "expose_secrets",
     "effect",
+    "on_interrupt",
 ];
 
 /// Step fields a `secret()` may flow into: the process environment and
@@ -303,8 +304,10 @@ impl<'a> ModuleCx<'a> {
             definition: super::canonical::definition(def),
             effect: ir::Effect::Idempotent,
             cache: ir::CacheSpec::default(),
+            on_interrupt: None,
         };
         (step.effect, step.cache) = self.cache_fields(id, def, sk, &policy);
+        step.on_interrupt = get("on_interrupt").and_then(|f| self.on_interrupt(f));
         if let Some(f) = get("attempts")
             && let Some(n) = self.lit_int(f, 1, Code::E0318)
         {
@@ -421,6 +424,7 @@ impl<'a> ModuleCx<'a> {
             // An unknown kind was reported (E0310); its fields are not checked further.
             _ => step.kind,
         };
+        self.repeated_write(id, def, sk, &step);
         step
     }
 

@@ -12,7 +12,7 @@ pub mod template_methods;
 mod ty;
 
 pub use agent::{AgentStep, McpServer, Tool, ToolKind};
-pub use cache::{CacheSpec, Effect, Glob};
+pub use cache::{CacheSpec, Effect, Glob, OnInterrupt};
 pub use policy::{Fallback, Policy, PolicyNotify, Sandbox};
 pub use summary::format_ms;
 pub use ty::{Record, Ty};
@@ -276,6 +276,8 @@ pub struct Step {
     pub effect: Effect,
     /// Reuse across runs.
     pub cache: CacheSpec,
+    /// What a resumed run does with it when an interruption left it running; `None`: not declared.
+    pub on_interrupt: Option<OnInterrupt>,
 }
 
 /// Kind-specific step settings.
