@@ -312,10 +312,15 @@ impl<'a> ModuleCx<'a> {
         })
     }
 
-    /// An `mcp` item as step `id` uses it: its templates rendered in the step's scope.
-    fn mcp_server(&mut self, c: &'a ConfigItem, id: usize, sk: &mut SkillCx<'a>) -> McpServer {
+    /// The program of an `mcp` item: `command` through `sh -c`, or `argv`.
+    fn mcp_argv(
+        &mut self,
+        c: &'a ConfigItem,
+        id: usize,
+        sk: &mut SkillCx<'a>,
+        what: &str,
+    ) -> Vec<ir::Value> {
         let get = |k: &str| c.fields.iter().find(|f| f.key.name == k);
-        let what = format!("`mcp` server `{}`", c.name.name);
         let mut argv = Vec::new();
         if let Some(f) = get("command") {
             argv = vec![
@@ -348,6 +353,14 @@ impl<'a> ModuleCx<'a> {
                 ),
             }
         }
+        argv
+    }
+
+    /// An `mcp` item as step `id` uses it: its templates rendered in the step's scope.
+    fn mcp_server(&mut self, c: &'a ConfigItem, id: usize, sk: &mut SkillCx<'a>) -> McpServer {
+        let get = |k: &str| c.fields.iter().find(|f| f.key.name == k);
+        let what = format!("`mcp` server `{}`", c.name.name);
+        let argv = self.mcp_argv(c, id, sk, &what);
         let mut env = Vec::new();
         if let Some(f) = get("env")
             && let Some(ast::Expr {

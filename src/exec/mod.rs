@@ -7,8 +7,6 @@
 mod accept;
 pub mod against;
 mod agent;
-mod agent_tools;
-mod agent_turn;
 mod attempt;
 mod blocks;
 pub mod eval;

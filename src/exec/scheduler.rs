@@ -133,17 +133,17 @@ pub(super) enum Msg {
     AgentTurn {
         inst: usize,
         attempt: u32,
-        turn: Box<super::agent_turn::Turn>,
+        turn: Box<super::agent::turn::Turn>,
     },
     AgentServers {
         inst: usize,
         attempt: u32,
-        started: super::agent_tools::Started,
+        started: super::agent::servers::Started,
     },
     AgentMcp {
         inst: usize,
         attempt: u32,
-        done: Box<super::agent_tools::McpDone>,
+        done: Box<super::agent::tools::McpDone>,
     },
     AgentRetry {
         inst: usize,

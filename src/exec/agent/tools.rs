@@ -1,19 +1,16 @@
 //! An agent's tool calls: caps, argument checks, policy rules, skills as child
 //! frames, MCP servers over stdio, and journaling each result.
 
-use super::agent::{Current, McpConn, Route, signature};
-use super::attempt::{self, AttemptEnd, ProcessSpec};
-use super::frame::Owner;
-use super::scheduler::{Decision, Msg, Runner};
+use super::{Current, McpConn, Route, signature};
+use crate::exec::attempt::AttemptEnd;
+use crate::exec::frame::Owner;
+use crate::exec::scheduler::{Decision, Msg, Runner};
 use crate::ir::{Effect, NodeKind, StepKind, Ty};
 use crate::journal::NewEvent;
 use crate::llm::agent::{ToolCall, ToolResult, cut};
-use crate::llm::mcp::{self, McpTool};
+use crate::llm::mcp;
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
-
-/// What a server start reports: per server, its session and tools, or why not.
-pub type Started = Vec<(String, Result<(Box<McpConn>, Vec<McpTool>), String>)>;
 
 /// What an MCP call reports: the session back, and the result text or an error.
 pub struct McpDone {
@@ -26,142 +23,15 @@ pub struct McpDone {
 }
 
 impl Runner<'_> {
-    /// Starts the step's MCP servers inside its sandbox and lists their tools.
-    pub fn start_servers(
-        &mut self,
-        inst: usize,
-        attempt: u32,
-        servers: &[String],
-        inputs: &Json,
-        timeout_ms: u64,
-    ) {
-        let (skill, node) = self.step(inst);
-        let plan = match self.sandbox_plan(&skill, Some(node), &skill.policy.sandbox) {
-            Ok(p) => p,
-            Err(e) => return self.end_agent(inst, AttemptEnd::Error(e, None)),
-        };
-        let timeout = Self::mcp_timeout(timeout_ms);
-        let mut specs = Vec::new();
-        for name in servers {
-            let s = &inputs["servers"][name];
-            let argv: Vec<String> = s["argv"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|v| v.as_str().unwrap_or_default().to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let env: Vec<(String, String)> = s["env"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let mut spec = ProcessSpec {
-                argv,
-                stdin: None,
-                cwd: s["cwd"].as_str().map(str::to_string),
-                env,
-                timeout,
-                output: None,
-                sandbox: Some(plan.clone()),
-            };
-            spec.settle_start();
-            specs.push((name.clone(), spec));
-        }
-        let cancel = Arc::new(tokio::sync::Notify::new());
-        self.insts[inst].cancel = Some(cancel.clone());
-        self.running += 1;
-        self.spawn.push(Box::pin(async move {
-            let work = async move {
-                let mut out: Started = Vec::new();
-                for (name, spec) in specs {
-                    out.push((name, connect(spec, timeout).await));
-                }
-                out
-            };
-            tokio::select! {
-                started = work => Msg::AgentServers { inst, attempt, started },
-                () = cancel.notified() => Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled },
-            }
-        }));
-    }
-
-    /// The servers are up (or not): their tools join the step's, then the loop starts.
-    pub fn servers_started(&mut self, inst: usize, attempt: u32, started: Started) {
-        self.insts[inst].cancel = None;
-        if self.agents.get(&inst).is_none_or(|r| r.attempt != attempt) {
-            return;
-        }
-        let Some((skill, node)) = self.agent_of(inst) else {
-            return;
-        };
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return;
-        };
-        let StepKind::Agent(agent) = &step.kind else {
-            return;
-        };
-        for (name, result) in started {
-            let (conn, tools) = match result {
-                Ok(ok) => ok,
-                Err(e) => {
-                    let why = format!("`mcp` server `{name}` could not be started: {e}");
-                    return self.end_agent(inst, AttemptEnd::Error(why, None));
-                }
-            };
-            let key = self.insts[inst].key.clone();
-            self.push(NewEvent::node(
-                &self.run_id,
-                "note",
-                &key,
-                Some(attempt),
-                json!({ "text": format!("`mcp` server `{name}` ({}) lists {} tools", conn.client.server, tools.len()) }),
-            ));
-            if let Err(e) = self.add_server_tools(inst, agent, &name, &tools) {
-                return self.end_agent(inst, AttemptEnd::Error(e, None));
-            }
-            if let Some(run) = self.agents.get_mut(&inst) {
-                run.servers.insert(name, Some(conn));
-            }
-        }
-        self.agent_next(inst);
-    }
-
     /// Starts the next call of the turn: caps, then the journal, then checks and rules.
     pub fn start_tool_call(&mut self, inst: usize, call: ToolCall) {
-        let Some((_, node)) = self.agent_of(inst) else {
+        if !self.call_within_caps(inst, &call) {
             return;
-        };
-        let (skill, _) = self.step(inst);
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return;
-        };
-        let StepKind::Agent(agent) = &step.kind else {
-            return;
-        };
-        let (max_calls, max_repeats) = (agent.max_tool_calls, agent.max_repeats);
+        }
         let Some(run) = self.agents.get_mut(&inst) else {
             return;
         };
-        if run.calls >= max_calls {
-            let why = format!(
-                "cap `max_tool_calls` ({max_calls}) reached: the model asked for more tool calls"
-            );
-            return self.agent_cap(inst, "max_tool_calls", max_calls, why);
-        }
-        let seen = run.seen.entry(signature(&call)).or_default();
-        if *seen >= max_repeats {
-            let why = format!(
-                "cap `max_repeats` ({max_repeats}) reached: the model called `{}` with the same arguments again",
-                call.name
-            );
-            return self.agent_cap(inst, "max_repeats", max_repeats, why);
-        }
-        *seen += 1;
+        *run.seen.entry(signature(&call)).or_default() += 1;
         run.calls += 1;
         let (number, turn, attempt) = (run.calls, run.turns, run.attempt);
         let route = run.routes.get(&call.name).cloned();
@@ -221,6 +91,39 @@ impl Runner<'_> {
         }
     }
 
+    /// `max_tool_calls` and `max_repeats` before a call; `false`: a cap ended the attempt.
+    fn call_within_caps(&mut self, inst: usize, call: &ToolCall) -> bool {
+        let Some((skill, node)) = self.agent_of(inst) else {
+            return false;
+        };
+        let NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return false;
+        };
+        let StepKind::Agent(agent) = &step.kind else {
+            return false;
+        };
+        let (max_calls, max_repeats) = (agent.max_tool_calls, agent.max_repeats);
+        let Some(run) = self.agents.get(&inst) else {
+            return false;
+        };
+        if run.calls >= max_calls {
+            let why = format!(
+                "cap `max_tool_calls` ({max_calls}) reached: the model asked for more tool calls"
+            );
+            self.agent_cap(inst, "max_tool_calls", max_calls, why);
+            return false;
+        }
+        if run.seen.get(&signature(call)).copied().unwrap_or(0) >= max_repeats {
+            let why = format!(
+                "cap `max_repeats` ({max_repeats}) reached: the model called `{}` with the same arguments again",
+                call.name
+            );
+            self.agent_cap(inst, "max_repeats", max_repeats, why);
+            return false;
+        }
+        true
+    }
+
     fn journal_started(&mut self, inst: usize, attempt: u32, data: Json) {
         let key = self.insts[inst].key.clone();
         self.push(NewEvent::node(
@@ -250,7 +153,7 @@ impl Runner<'_> {
                 }
                 for p in &skill.params {
                     match m.get(&p.name) {
-                        Some(v) => super::eval::validate(v, &p.ty)
+                        Some(v) => crate::exec::eval::validate(v, &p.ty)
                             .map_err(|e| format!("`{}` must be `{}`: {e}", p.name, p.ty))?,
                         None if p.default.is_none() && !matches!(p.ty, Ty::Optional(_)) => {
                             return Err(format!("`{}` is missing", p.name));
@@ -523,32 +426,4 @@ enum Rule {
     Allowed,
     Forbidden(String, String),
     Ask(String),
-}
-
-/// Starts one server and lists its tools.
-async fn connect(
-    spec: ProcessSpec,
-    timeout: std::time::Duration,
-) -> Result<(Box<McpConn>, Vec<McpTool>), String> {
-    let program = spec.argv.first().cloned().unwrap_or_default();
-    let mut process = attempt::start_piped(spec).await?;
-    if let Some(mut err) = process.stderr.take() {
-        // Drained so the server never blocks on a full pipe; its log is not kept.
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut err, &mut tokio::io::sink()).await;
-        });
-    }
-    let stdin = std::mem::replace(&mut process.stdin, Box::new(tokio::io::sink()));
-    let stdout = std::mem::replace(&mut process.stdout, Box::new(tokio::io::empty()));
-    let mut client = mcp::Client::connect(stdin, stdout, timeout)
-        .await
-        .map_err(|e| format!("`{program}`: {e}"))?;
-    let tools = client.list_tools().await?;
-    Ok((
-        Box::new(McpConn {
-            client,
-            _process: process,
-        }),
-        tools,
-    ))
 }

@@ -5,17 +5,20 @@
 //! the calls it asked for), `tool_call_started` before a call runs and
 //! `tool_call_finished` after. [`Runner::rebuild_agent`] reads them back.
 
+mod resume;
+pub mod servers;
+pub mod tools;
+pub mod turn;
+
 use super::attempt::AttemptEnd;
 use super::eval::{Evaluator, Names};
 use super::scheduler::Runner;
 use crate::ir::{AgentStep, Effect, NodeKind, OnInterrupt, Skill, StepKind, ToolKind};
 use crate::journal::NewEvent;
-use crate::llm::agent::{Message, ToolCall, ToolResult, ToolSpec, cut};
-use crate::llm::mcp::McpTool;
+use crate::llm::agent::{Message, ToolCall, ToolResult, ToolSpec};
 use serde_json::{Value as Json, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How a tool the model sees is run.
 #[derive(Debug, Clone)]
@@ -260,29 +263,6 @@ impl Runner<'_> {
         }
     }
 
-    /// On the first attempt of a session, an agent step whose earlier session
-    /// stopped mid-attempt continues that attempt (its conversation is in the
-    /// journal) instead of starting over.
-    pub fn continue_agent_attempt(&mut self, inst: usize) {
-        if self.insts[inst].attempt != 0 || self.agent_of(inst).is_none() {
-            return;
-        }
-        let key = &self.insts[inst].key;
-        let Some(prior) = self.prior.get(key) else {
-            return;
-        };
-        let same = prior.input_hash.as_deref() == Some(self.insts[inst].input_hash.as_str());
-        let unfinished = matches!(
-            prior.status.as_str(),
-            "running" | "interrupted" | "waiting" | "ready"
-        );
-        if same && unfinished && prior.attempt >= 1 {
-            let earlier = prior.attempt - 1;
-            self.insts[inst].attempt = earlier;
-            self.insts[inst].budget = self.insts[inst].budget.saturating_add(earlier);
-        }
-    }
-
     /// Starts an `agent` attempt: its tools, its conversation (rebuilt from the
     /// journal when the attempt was begun before), its servers, then the loop.
     pub fn launch_agent(&mut self, inst: usize, attempt: u32, inputs: &Json, data: Json) {
@@ -297,7 +277,55 @@ impl Runner<'_> {
             return;
         };
         self.set_status(&key, "running", Some(attempt), data);
-        let feedback = self.insts[inst].feedback.clone();
+        let mut run = self.new_agent_run(inst, attempt, agent, &skill, inputs);
+        let started = std::time::Instant::now();
+        if let Err(e) = self.rebuild_agent(&key, agent, &mut run) {
+            self.attempt_ended(inst, attempt, AttemptEnd::Error(e, None));
+            return;
+        }
+        if run.turns > 0 {
+            let text = format!(
+                "attempt {attempt} goes on: {} turns and {} tool calls read back from the journal in {}",
+                run.turns,
+                run.calls,
+                crate::ir::format_ms(started.elapsed().as_millis() as u64)
+            );
+            let data = json!({ "text": text, "rebuilt_us": started.elapsed().as_micros() as u64 });
+            self.push(NewEvent::node(
+                &self.run_id,
+                "note",
+                &key,
+                Some(attempt),
+                data,
+            ));
+        }
+        self.agents.insert(inst, run);
+        let mut servers: Vec<String> = Vec::new();
+        for t in &agent.tools {
+            if let ToolKind::Mcp { server, .. } = &t.kind
+                && !servers.contains(&server.name)
+            {
+                servers.push(server.name.clone());
+            }
+        }
+        if servers.is_empty() {
+            self.agent_next(inst);
+        } else {
+            self.start_servers(inst, attempt, &servers, inputs, step.timeout_ms);
+        }
+    }
+
+    /// A fresh attempt's state: the prompt (with the last rejection's feedback),
+    /// `step` for the policy rules, and the skill tools' specs and routes.
+    fn new_agent_run(
+        &self,
+        inst: usize,
+        attempt: u32,
+        agent: &AgentStep,
+        skill: &Skill,
+        inputs: &Json,
+    ) -> AgentRun {
+        let feedback = &self.insts[inst].feedback;
         let mut prompt = inputs["prompt"].as_str().unwrap_or_default().to_string();
         let reads_feedback = matches!(&agent.prompt, crate::ir::Value::Template(t) if t.source.contains("attempt.feedback"));
         if attempt > 1 && !feedback.is_empty() && !reads_feedback {
@@ -305,9 +333,8 @@ impl Runner<'_> {
                 "\n\n---\nYour previous answer was not accepted:\n{feedback}\nTry again, fixing this."
             ));
         }
-        let has_rules = [Some(&self.root_policy), Some(&skill.policy)]
-            .into_iter()
-            .flatten()
+        let has_rules = [&self.root_policy, &skill.policy]
+            .iter()
             .any(|p| p.forbid.is_some() || p.require_approval.is_some());
         let info = if has_rules {
             self.step_info(inst, inputs)
@@ -338,141 +365,28 @@ impl Runner<'_> {
             sent: 0,
         };
         for tool in &agent.tools {
-            if let ToolKind::Skill {
-                key: skill_key,
+            let ToolKind::Skill {
+                key,
                 description,
                 schema,
                 effect,
             } = &tool.kind
-            {
-                let effect = effect.unwrap_or_else(|| skill_effect(&self.program, skill_key, 0));
-                run.specs.push(ToolSpec {
-                    name: tool.name.clone(),
-                    description: description.clone(),
-                    schema: schema.clone(),
-                });
-                run.routes.insert(
-                    tool.name.clone(),
-                    Route::Skill {
-                        key: skill_key.clone(),
-                        effect,
-                        on_interrupt: skill_on_interrupt(&self.program, skill_key),
-                    },
-                );
-            }
-        }
-        let started = std::time::Instant::now();
-        if let Err(e) = self.rebuild_agent(&key, agent, &mut run) {
-            self.attempt_ended(inst, attempt, AttemptEnd::Error(e, None));
-            return;
-        }
-        if run.turns > 0 {
-            let text = format!(
-                "attempt {attempt} goes on: {} turns and {} tool calls read back from the journal in {}",
-                run.turns,
-                run.calls,
-                crate::ir::format_ms(started.elapsed().as_millis() as u64)
-            );
-            self.push(NewEvent::node(
-                &self.run_id,
-                "note",
-                &key,
-                Some(attempt),
-                json!({ "text": text, "rebuilt_us": started.elapsed().as_micros() as u64 }),
-            ));
-        }
-        self.agents.insert(inst, run);
-        let servers: Vec<String> = agent
-            .tools
-            .iter()
-            .filter_map(|t| match &t.kind {
-                ToolKind::Mcp { server, .. } => Some(server.name.clone()),
-                _ => None,
-            })
-            .fold(Vec::new(), |mut acc, s| {
-                if !acc.contains(&s) {
-                    acc.push(s);
-                }
-                acc
+            else {
+                continue;
+            };
+            run.specs.push(ToolSpec {
+                name: tool.name.clone(),
+                description: description.clone(),
+                schema: schema.clone(),
             });
-        if servers.is_empty() {
-            self.agent_next(inst);
-        } else {
-            self.start_servers(inst, attempt, &servers, inputs, step.timeout_ms);
+            let route = Route::Skill {
+                key: key.clone(),
+                effect: effect.unwrap_or_else(|| skill_effect(&self.program, key, 0)),
+                on_interrupt: skill_on_interrupt(&self.program, key),
+            };
+            run.routes.insert(tool.name.clone(), route);
         }
-    }
-
-    /// Reads an attempt's turns and calls back from the journal.
-    fn rebuild_agent(
-        &mut self,
-        key: &str,
-        agent: &AgentStep,
-        run: &mut AgentRun,
-    ) -> Result<(), String> {
-        let events = self
-            .journal
-            .agent_events(&self.run_id, key, run.attempt)
-            .map_err(|e| format!("cannot read the agent's journal: {e}"))?;
-        let mut started: Vec<(ToolCall, u32, bool)> = Vec::new();
-        for e in events {
-            let d = &e.data;
-            match e.kind.as_str() {
-                "llm_call" => {
-                    let Some(reply) = d.get("agent_reply").and_then(|r| {
-                        crate::llm::agent::TurnReply::from_json(
-                            r,
-                            d["tokens_in"].as_u64().unwrap_or(0),
-                            d["tokens_out"].as_u64().unwrap_or(0),
-                        )
-                    }) else {
-                        continue;
-                    };
-                    run.turns += 1;
-                    run.tokens_in += reply.tokens_in;
-                    run.tokens_out += reply.tokens_out;
-                    run.cost_usd += d["cost_usd"].as_f64().unwrap_or(0.0);
-                    self.close_turn(run);
-                    if reply.calls.is_empty() {
-                        run.answered = Some(reply.text.clone());
-                    }
-                    run.pending = reply.calls.iter().cloned().collect();
-                    run.messages.push(Message::Assistant {
-                        text: reply.text,
-                        calls: reply.calls,
-                    });
-                }
-                "tool_call_started" => {
-                    let id = d["call_id"].as_str().unwrap_or_default();
-                    let Some(pos) = run.pending.iter().position(|c| c.id == id) else {
-                        continue;
-                    };
-                    let Some(call) = run.pending.remove(pos) else {
-                        continue;
-                    };
-                    run.calls += 1;
-                    *run.seen.entry(signature(&call)).or_default() += 1;
-                    let number = d["number"].as_u64().unwrap_or(u64::from(run.calls)) as u32;
-                    started.push((call, number, d["awaiting_approval"] == true));
-                }
-                "tool_call_finished" => {
-                    let id = d["call_id"].as_str().unwrap_or_default();
-                    if let Some(pos) = started.iter().position(|(c, _, _)| c.id == id) {
-                        let (call, _, _) = started.remove(pos);
-                        let whole = d["result"].as_str().unwrap_or_default();
-                        let (content, _) = cut(whole, agent.tool_result_max as usize);
-                        run.results.push(ToolResult {
-                            id: call.id,
-                            name: call.name,
-                            content,
-                            is_error: d["is_error"] == true,
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-        run.interrupted = started;
-        Ok(())
+        run
     }
 
     /// Moves the results gathered for the last turn into the conversation.
@@ -513,83 +427,6 @@ impl Runner<'_> {
         self.request_turn(inst);
     }
 
-    /// A call that an earlier session started and did not finish: run again
-    /// when that is safe (`read`, `idempotent`, or it never ran because it was
-    /// waiting for a person), otherwise tell the model it may have happened.
-    fn resume_call(&mut self, inst: usize, call: ToolCall, number: u32, asking: bool) {
-        let Some(run) = self.agents.get_mut(&inst) else {
-            return;
-        };
-        let effect = run.routes.get(&call.name).map(Route::effect);
-        let turn = run.turns;
-        if asking {
-            run.current = Some(Current {
-                call: call.clone(),
-                number,
-                turn,
-                asking: true,
-            });
-            let prompt = self.tool_prompt(inst, &call);
-            self.ask_tool(inst, prompt);
-            return;
-        }
-        let on_interrupt = run.routes.get(&call.name).and_then(Route::on_interrupt);
-        if on_interrupt == Some(OnInterrupt::Ask) {
-            run.current = Some(Current {
-                call: call.clone(),
-                number,
-                turn,
-                asking: true,
-            });
-            let prompt = format!(
-                "tool call `{}` with {} was interrupted and may or may not have taken effect: \
-                 approve to run it again, reject to tell the model it failed (call {})",
-                call.name, call.args, call.id
-            );
-            self.ask_tool(inst, prompt);
-            return;
-        }
-        let again = match on_interrupt {
-            Some(OnInterrupt::Retry) => true,
-            Some(OnInterrupt::Fail) => false,
-            _ => matches!(effect, Some(Effect::Read | Effect::Idempotent)),
-        };
-        match again {
-            true => {
-                run.current = Some(Current {
-                    call: call.clone(),
-                    number,
-                    turn,
-                    asking: false,
-                });
-                let key = self.insts[inst].key.clone();
-                let attempt = run.attempt;
-                self.push(NewEvent::node(
-                    &self.run_id,
-                    "note",
-                    &key,
-                    Some(attempt),
-                    json!({ "text": format!("tool call `{}` ({}) was interrupted; it is safe to repeat, so it runs again", call.id, call.name) }),
-                ));
-                self.run_tool(inst, call, number);
-            }
-            false => {
-                run.current = Some(Current {
-                    call: call.clone(),
-                    number,
-                    turn,
-                    asking: false,
-                });
-                let text = format!(
-                    "flowc: this call of `{}` was interrupted (the run stopped while it ran). \
-                     It may or may not have taken effect; check before calling it again.",
-                    call.name
-                );
-                self.tool_finished(inst, text, true, json!({ "interrupted": true }));
-            }
-        }
-    }
-
     /// The model answered without calls: the attempt's result.
     pub fn agent_answered(&mut self, inst: usize, text: String) {
         let Some(run) = self.agents.remove(&inst) else {
@@ -625,67 +462,5 @@ impl Runner<'_> {
             .remove(&inst)
             .map_or(self.insts[inst].attempt, |r| r.attempt);
         self.attempt_ended(inst, attempt, AttemptEnd::Error(why, None));
-    }
-
-    /// The timeout for one MCP request: the step's.
-    pub fn mcp_timeout(timeout_ms: u64) -> Duration {
-        Duration::from_millis(timeout_ms.clamp(1_000, 600_000))
-    }
-
-    /// The tools a started server offers this step: those it lists and `allow` names.
-    pub fn add_server_tools(
-        &mut self,
-        inst: usize,
-        agent: &AgentStep,
-        server: &str,
-        listed: &[McpTool],
-    ) -> Result<(), String> {
-        let Some(run) = self.agents.get_mut(&inst) else {
-            return Ok(());
-        };
-        for tool in &agent.tools {
-            let ToolKind::Mcp { server: s, tool: t } = &tool.kind else {
-                continue;
-            };
-            if s.name != server {
-                continue;
-            }
-            let wanted: Vec<&McpTool> = match t {
-                Some(name) => match listed.iter().find(|l| &l.name == name) {
-                    Some(l) => vec![l],
-                    None => {
-                        return Err(format!(
-                            "`mcp` server `{server}` does not offer the tool `{name}` (it lists {})",
-                            listed
-                                .iter()
-                                .map(|l| format!("`{}`", l.name))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
-                },
-                None => listed.iter().filter(|l| s.allows(&l.name)).collect(),
-            };
-            for l in wanted {
-                if run.routes.contains_key(&l.name) {
-                    continue;
-                }
-                run.specs.push(ToolSpec {
-                    name: l.name.clone(),
-                    description: l.description.clone(),
-                    schema: l.schema.clone(),
-                });
-                run.routes.insert(
-                    l.name.clone(),
-                    Route::Mcp {
-                        server: server.to_string(),
-                        tool: l.name.clone(),
-                        effect: s.effect(&l.name),
-                        schema: l.schema.clone(),
-                    },
-                );
-            }
-        }
-        Ok(())
     }
 }
