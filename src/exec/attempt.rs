@@ -155,6 +155,12 @@ fn kill_group(pid: Option<u32>) {
 
 type Stream = Box<dyn AsyncRead + Unpin + Send>;
 
+/// Why a start failed when the spawner died between the `running` event (which
+/// says the step runs with its own /proc) and the start: the step never ran, so
+/// the attempt is not spent (`Runner::attempt_ended` adds it back).
+pub const SPAWNER_GONE: &str =
+    "the process spawner exited before the step started; the next attempt starts without it";
+
 /// A started process, however it was started.
 struct Proc {
     stdin: Option<Box<dyn AsyncWrite + Unpin + Send>>,
@@ -224,9 +230,7 @@ async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
             if spec.sandbox.as_ref().is_some_and(|p| p.has("own_proc")) {
                 // It died after `settle_start`: the fork could not give what
                 // the journal already says this attempt has.
-                return Err("the process spawner exited before the step started; \
-                     the next attempt starts without it"
-                    .into());
+                return Err(SPAWNER_GONE.into());
             }
         }
     }
@@ -342,6 +346,7 @@ pub async fn run_process(
     let started = Instant::now();
     let mut child = match start(&spec, &program).await {
         Ok(c) => c,
+        Err(what) if what == SPAWNER_GONE => return AttemptEnd::Transient(what, Some(0)),
         Err(what) => return AttemptEnd::Error(what, None),
     };
     let pid = child.id();

@@ -419,6 +419,10 @@ impl Runner<'_> {
                 }
             }
             AttemptEnd::Transient(error, wait) => {
+                if error == super::attempt::SPAWNER_GONE {
+                    // The step never started: this attempt does not count.
+                    self.insts[inst].budget = self.insts[inst].budget.saturating_add(1);
+                }
                 // The feedback of the last real rejection is kept: a busy
                 // server says nothing about the reply.
                 let feedback = self.insts[inst].feedback.clone();
