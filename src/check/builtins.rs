@@ -39,7 +39,7 @@ pub const LIST_METHODS: &[&str] = &["len", "is_empty", "contains"];
 /// Methods of records and maps.
 pub const MAP_METHODS: &[&str] = &["keys", "contains_key"];
 /// Functions callable by name.
-pub const FUNCTIONS: &[&str] = &["env", "secret", "exists", "read", "json"];
+pub const FUNCTIONS: &[&str] = &["env", "secret", "exists", "read", "json", "recall"];
 
 /// The signature of `recv.name(...)`, if that method exists for the receiver's type.
 pub fn method(recv: &Ty, name: &str) -> Option<Signature> {

@@ -21,6 +21,7 @@ const COMMON: &[&str] = &[
     "description",
     "expose_secrets",
     "effect",
+    "remember",
 ];
 
 /// Step fields a `secret()` may flow into: the process environment and
@@ -288,6 +289,8 @@ impl<'a> ModuleCx<'a> {
             definition: super::canonical::definition(def),
             effect: ir::Effect::Idempotent,
             cache: ir::CacheSpec::default(),
+            remember: Vec::new(),
+            recalls: Vec::new(),
         };
         (step.effect, step.cache) = self.cache_fields(id, def, sk, &policy);
         if let Some(f) = get("attempts")
@@ -405,6 +408,8 @@ impl<'a> ModuleCx<'a> {
             // An unknown kind was reported (E0310); its fields are not checked further.
             _ => step.kind,
         };
+        step.remember = self.remember(id, def, sk);
+        step.recalls = sk.state.recalls.get(&id).cloned().unwrap_or_default();
         step
     }
 

@@ -36,6 +36,7 @@ impl<'a> ModuleCx<'a> {
                     .collect(),
                 edges: Vec::new(),
                 narrowed: HashMap::new(),
+                recalls: HashMap::new(),
             },
             templates: Templates::new(),
             sig: sig.clone(),

@@ -4,11 +4,13 @@
 //! `m_NAME` for methods, `f_NAME` for functions); this module registers exactly
 //! those built-ins and feeds each evaluation only the names it reads.
 
+use super::memory::Memory;
+use crate::ir::template_methods::MEMORY_VAR;
 use crate::ir::{CompiledExpr, Skill, TemplateRef, Ty, Value};
 use rhai::{Dynamic, EvalAltResult, ImmutableString};
 use serde_json::{Map, Number, Value as Json};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
@@ -56,6 +58,8 @@ pub struct Evaluator {
     /// The engine for inline scripts: [`SCRIPT_INLINE_OPERATIONS`], prints buffered.
     inline: OnceLock<rhai::Engine>,
     template_names: Mutex<HashMap<(usize, String), Vec<String>>>,
+    /// The run's memory, which `recall` reads.
+    memory: Arc<Memory>,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -75,13 +79,28 @@ fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
 }
 
 impl Evaluator {
-    /// An engine with the built-ins of the expression language registered.
+    /// An engine with the built-ins of the expression language registered
+    /// (and no memory: `recall` gives its default).
     pub fn new() -> Evaluator {
+        Evaluator::with_memory(Memory::default())
+    }
+
+    /// An evaluator whose `recall` reads `memory`.
+    pub fn with_memory(memory: Memory) -> Evaluator {
+        let memory = Arc::new(memory);
+        let mut engine = engine(SCRIPT_MAX_OPERATIONS);
+        register_recall(&mut engine, &memory);
         Evaluator {
-            engine: engine(SCRIPT_MAX_OPERATIONS),
+            engine,
             inline: OnceLock::new(),
             template_names: Mutex::new(HashMap::new()),
+            memory,
         }
+    }
+
+    /// The run's memory.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
     }
 
     /// Evaluates a compiled expression.
@@ -207,6 +226,10 @@ impl Evaluator {
             if let Some(v) = names.get(name) {
                 ctx.insert(name.clone(), to_jinja(&v));
             }
+        }
+        if wanted.iter().any(|n| n == "recall") {
+            let values = self.memory.for_template(&t.source);
+            ctx.insert(MEMORY_VAR.to_string(), to_jinja(&values));
         }
         tmpl.render(minijinja::Value::from(ctx)).map_err(|e| {
             let msg = format!(
@@ -565,6 +588,41 @@ fn env_var(name: &str, default: Option<ImmutableString>) -> RhaiResult {
         (Err(_), Some(d)) => Ok(Dynamic::from(d)),
         (Err(_), None) => Err(err(format!("environment variable `{name}` is not set"))),
     }
+}
+
+/// `recall(key)` and `recall(key, default)` of expressions, reading `memory`:
+/// the default (else `()`) when nothing is remembered, and an error when
+/// the value is of another kind than the default.
+fn register_recall(engine: &mut rhai::Engine, memory: &Arc<Memory>) {
+    let mem = memory.clone();
+    engine.register_fn("f_recall", move |key: Dynamic| -> RhaiResult {
+        let key = with_str(&key, "recall")?;
+        Ok(mem.get(&key).map_or(Dynamic::UNIT, |v| to_dynamic(&v)))
+    });
+    let mem = memory.clone();
+    engine.register_fn(
+        "f_recall",
+        move |key: Dynamic, default: Dynamic| -> RhaiResult {
+            let key = with_str(&key, "recall")?;
+            let Some(v) = mem.get(&key) else {
+                return Ok(default);
+            };
+            let v = to_dynamic(&v);
+            let numbers = |d: &Dynamic| d.is_int() || d.is_float();
+            let same = default.is_unit()
+                || v.type_id() == default.type_id()
+                || (numbers(&v) && numbers(&default));
+            if same {
+                Ok(v)
+            } else {
+                Err(err(format!(
+                    "recall(): memory `{key}` holds {}, not {} like its default",
+                    type_word(&v),
+                    type_word(&default)
+                )))
+            }
+        },
+    );
 }
 
 /// An engine with the built-ins registered, allowing `max_operations`.

@@ -274,6 +274,10 @@ pub struct Step {
     pub effect: Effect,
     /// Reuse across runs.
     pub cache: CacheSpec,
+    /// Memory written after the step is accepted: key, value (`remember`).
+    pub remember: Vec<(String, Value)>,
+    /// Memory keys the step reads (`recall`), part of its input hash.
+    pub recalls: Vec<String>,
 }
 
 /// Kind-specific step settings.

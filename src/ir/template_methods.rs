@@ -82,3 +82,48 @@ pub fn json_to_value(v: &serde_json::Value) -> Value {
         ),
     }
 }
+
+/// The context variable through which the executor hands a template the
+/// run's memory (a map of key → value) for `recall`.
+pub const MEMORY_VAR: &str = "__flowc_memory";
+
+/// `recall(key)` and `recall(key, default)` in a template: the run's memory
+/// value of `key`; the default (else `none`) when nothing is remembered.
+pub fn recall(state: &State, key: &str, default: Option<Value>) -> Result<Value, Error> {
+    let found = state
+        .lookup(MEMORY_VAR)
+        .and_then(|m| m.get_attr(key).ok())
+        .filter(|v| !v.is_undefined());
+    match (found, default) {
+        (Some(v), Some(d)) => {
+            if same_kind(&v, &d) {
+                Ok(v)
+            } else {
+                Err(bad(format!(
+                    "recall(): memory `{key}` holds {}, not {} like its default",
+                    kind_word(&v),
+                    kind_word(&d)
+                )))
+            }
+        }
+        (Some(v), None) => Ok(v),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Ok(Value::from(())),
+    }
+}
+
+fn same_kind(v: &Value, d: &Value) -> bool {
+    d.is_none() || v.kind() == d.kind()
+}
+
+fn kind_word(v: &Value) -> &'static str {
+    match v.kind() {
+        ValueKind::String => "a string",
+        ValueKind::Number => "a number",
+        ValueKind::Bool => "a bool",
+        ValueKind::Seq => "a list",
+        ValueKind::Map => "a record",
+        ValueKind::None => "null",
+        _ => "a value",
+    }
+}

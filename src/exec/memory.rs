@@ -1,0 +1,155 @@
+//! Memory at run time: the values `recall` reads, the part of a step's input
+//! hash they make, and a step's `remember` after it is accepted.
+//!
+//! A session loads the journal's memory once, when it starts; the run then
+//! sees its own writes as it makes them, and other runs' writes in its next
+//! session. A step's input hash takes, per key it recalls, the last value
+//! someone *other than this run* gave the key: so a resumed run re-runs a step
+//! whose memory a person (`flowc memory set`) or another run changed, never
+//! one whose memory only this run's own `remember` changed.
+
+use super::scheduler::Runner;
+use crate::ir::{NodeKind, Program, Step};
+use crate::journal::{
+    Journal, JournalError, MEMORY_KEYS_MAX, MEMORY_VALUE_MAX, NewEvent, memory_namespace,
+};
+use serde_json::{Map, Value as Json, json};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::RwLock;
+
+/// The run's memory in one session.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// What `recall` reads: the journal's memory when the session started,
+    /// with this run's writes since.
+    values: RwLock<HashMap<String, Json>>,
+    /// Per key a step recalls: the last value (JSON text, `None` when
+    /// removed or never set) someone other than this run gave it, and when.
+    external: HashMap<String, (Option<String>, i64)>,
+}
+
+impl Memory {
+    /// The journal's memory for run `run` of `program`.
+    pub fn load(journal: &Journal, program: &Program, run: &str) -> Result<Memory, JournalError> {
+        let keys: BTreeSet<&str> = program
+            .skills
+            .values()
+            .flat_map(|s| s.nodes.iter())
+            .filter_map(|n| match &n.kind {
+                NodeKind::Step(step) => Some(step.recalls.iter().map(String::as_str)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut external = HashMap::new();
+        for key in keys {
+            let last = journal.memory_external(key, run)?;
+            external.insert(key.to_string(), last.unwrap_or((None, 0)));
+        }
+        Ok(Memory {
+            values: RwLock::new(journal.memory_snapshot()?),
+            external,
+        })
+    }
+
+    /// The value of `key`, if something is remembered.
+    pub fn get(&self, key: &str) -> Option<Json> {
+        self.values.read().ok()?.get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: Json) {
+        if let Ok(mut values) = self.values.write() {
+            values.insert(key.to_string(), value);
+        }
+    }
+
+    /// The values a template may recall: the keys its source names.
+    pub fn for_template(&self, source: &str) -> Json {
+        let Ok(values) = self.values.read() else {
+            return Json::Null;
+        };
+        let picked: Map<String, Json> = values
+            .iter()
+            .filter(|(k, _)| source.contains(k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Json::Object(picked)
+    }
+
+    /// What the keys a step recalls add to its input hash.
+    pub fn hash_parts(&self, keys: &[String]) -> Vec<String> {
+        keys.iter()
+            .map(|k| {
+                let value = self.external.get(k).and_then(|(v, _)| v.as_deref());
+                format!("recall {k} = {}", value.unwrap_or("(nothing)"))
+            })
+            .collect()
+    }
+
+    /// A key of `keys` that someone other than this run changed after `since` (Unix ms).
+    pub fn changed_after<'k>(&self, keys: &'k [String], since: i64) -> Option<&'k str> {
+        keys.iter()
+            .find(|k| self.external.get(k.as_str()).is_some_and(|(_, at)| *at > since))
+            .map(String::as_str)
+    }
+}
+
+impl Runner<'_> {
+    /// Writes a step's `remember` over its accepted `result`: every value is
+    /// evaluated, redacted and checked against the limits before any is
+    /// journaled, so a step writes all of its keys or none.
+    pub fn remember(&mut self, inst: usize, step: &Step, result: &Json) -> Result<(), String> {
+        if step.remember.is_empty() {
+            return Ok(());
+        }
+        let frame = self.insts[inst].frame;
+        let skill = self.frames[frame].skill.clone();
+        let mut writes = Vec::new();
+        {
+            let names = self.result_names(inst, result);
+            for (key, value) in &step.remember {
+                let mut v = self
+                    .eval
+                    .value(&skill, value, &names)
+                    .map_err(|e| format!("`remember.{key}` could not be evaluated: {e}"))?;
+                crate::secrets::redact_json(&mut v);
+                writes.push((key.clone(), v));
+            }
+        }
+        for (key, value) in &writes {
+            self.memory_fits(key, value)?;
+        }
+        let node = self.insts[inst].key.clone();
+        let attempt = self.insts[inst].attempt;
+        for (key, value) in writes {
+            let data = json!({ "key": key, "value": value });
+            let event = NewEvent::node(&self.run_id, "memory_set", &node, Some(attempt), data);
+            self.push(event);
+            self.eval.memory().set(&key, value);
+        }
+        Ok(())
+    }
+
+    /// Why `value` cannot be remembered as `key`: over the size of a value, or
+    /// a new key in a namespace that holds its most keys already.
+    fn memory_fits(&self, key: &str, value: &Json) -> Result<(), String> {
+        let size = value.to_string().len();
+        if size > MEMORY_VALUE_MAX {
+            return Err(format!(
+                "`remember.{key}`: the value is {size} bytes of JSON, over the {MEMORY_VALUE_MAX} bytes a memory value may hold"
+            ));
+        }
+        if self.eval.memory().get(key).is_some() {
+            return Ok(());
+        }
+        let ns = memory_namespace(key);
+        let count = self.journal.memory_keys(ns).map_err(|e| e.to_string())?;
+        if count >= MEMORY_KEYS_MAX {
+            let shown = if ns.is_empty() { "(none)" } else { ns };
+            return Err(format!(
+                "`remember.{key}`: the namespace `{shown}` holds {MEMORY_KEYS_MAX} keys already, the most it may; remove some with `flowc memory rm`"
+            ));
+        }
+        Ok(())
+    }
+}
