@@ -12,6 +12,10 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+fn returned(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn journal(dir: &Path) -> flowc::journal::Journal {
     flowc::journal::Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap()
 }
@@ -44,11 +48,11 @@ fn one_run_remembers_and_the_next_recalls() {
     std::fs::write(d.join("notes.flow"), NOTES).unwrap();
     let first = flowc(d, &["run", "notes.flow", "-i", "note=alpha", "--no-input"]);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert_eq!(stdout(&first).trim(), r#"{"seen":"none"}"#);
+    assert_eq!(returned(&first), serde_json::json!({ "seen": "none" }));
     assert_eq!(memory_get(d, "notes/last"), Some(Value::from("alpha")));
     let second = flowc(d, &["run", "notes.flow", "-i", "note=beta", "--no-input"]);
     assert!(second.status.success(), "{}", stderr(&second));
-    assert_eq!(stdout(&second).trim(), r#"{"seen":"alpha"}"#);
+    assert_eq!(returned(&second), serde_json::json!({ "seen": "alpha" }));
     assert_eq!(memory_get(d, "notes/last"), Some(Value::from("beta")));
     assert_eq!(memory_get(d, "notes/runs"), Some(Value::from(2)));
     // Every write is a journaled event of the run that made it, and replays.
@@ -60,7 +64,11 @@ fn one_run_remembers_and_the_next_recalls() {
     let replay = flowc(d, &["replay", &run]);
     assert!(replay.status.success(), "{}", stderr(&replay));
     let list = flowc(d, &["memory", "list", "notes"]);
-    assert!(stdout(&list).contains(&format!("run {run}")), "{}", stdout(&list));
+    assert!(
+        stdout(&list).contains(&format!("run {run}")),
+        "{}",
+        stdout(&list)
+    );
 }
 
 /// `read` recalls `cfg/mode`; `count` recalls and rewrites `cfg/count`; the
@@ -96,7 +104,7 @@ fn a_resumed_run_reruns_a_step_whose_recalled_value_changed() {
         err.contains("a recalled memory value changed (`cfg/mode`)"),
         "{err}"
     );
-    assert_eq!(stdout(&resumed).trim(), r#"{"mode":"slow"}"#);
+    assert_eq!(returned(&resumed), serde_json::json!({ "mode": "slow" }));
     // `count` changed its own key only: it is reused, not run again.
     assert!(
         err.lines()
@@ -107,7 +115,10 @@ fn a_resumed_run_reruns_a_step_whose_recalled_value_changed() {
     let history = flowc(d, &["memory", "history", "cfg/mode", "--json"]);
     let history: Vec<Value> = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(history.len(), 1);
-    assert!(history[0]["run_id"].is_null(), "a person set it: {history:?}");
+    assert!(
+        history[0]["run_id"].is_null(),
+        "a person set it: {history:?}"
+    );
 }
 
 const SHARED: &str = r#"skill main(n: int) {
@@ -124,7 +135,11 @@ fn concurrent_runs_writing_one_key_keep_an_ordered_history() {
     let d = dir.path();
     std::fs::write(d.join("shared.flow"), SHARED).unwrap();
     // Create the journal first, so the runs do not race to create it.
-    assert!(flowc(d, &["memory", "set", "shared/last", "start"]).status.success());
+    assert!(
+        flowc(d, &["memory", "set", "shared/last", "start"])
+            .status
+            .success()
+    );
     let children: Vec<_> = (0..4)
         .map(|n| {
             Command::new(BIN)
@@ -182,7 +197,7 @@ fn an_over_limit_value_fails_the_step() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("`remember.big/value`: the value is 80005 bytes of JSON, over the 65536 bytes a memory value may hold"),
+        err.contains("`remember.big/value`: the value is 80007 bytes of JSON, over the 65536 bytes a memory value may hold"),
         "{err}"
     );
     assert_eq!(memory_get(d, "big/value"), None);
@@ -271,7 +286,12 @@ fn checker_errors_name_the_key() {
     let out = flowc(d, &["check", "bad.flow", "--color", "never"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert_eq!(text.matches("the key of `recall` must be a string literal").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("the key of `recall` must be a string literal")
+            .count(),
+        2,
+        "{text}"
+    );
     assert!(text.contains("invalid memory key ``"), "{text}");
 }
 
@@ -314,7 +334,11 @@ fn the_reflection_example_starts_from_the_last_lesson() {
     let lesson = memory_get(d, "reflect/lesson").unwrap();
     let lesson = lesson.as_str().unwrap();
     assert!(lesson.starts_with("Lesson:"), "{lesson}");
-    assert!(prompts[0].contains("Last time you concluded: none yet"), "{}", prompts[0]);
+    assert!(
+        prompts[0].contains("Last time you concluded: none yet"),
+        "{}",
+        prompts[0]
+    );
     assert!(prompts[0].contains("disk quota exceeded"), "{}", prompts[0]);
     assert!(
         prompts[1].contains(&format!("Last time you concluded: {lesson}")),

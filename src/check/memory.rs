@@ -59,7 +59,9 @@ pub fn outside_skill(file: FileId, span: Span) -> Diagnostic {
 /// The type of `recall(key, default)`: the default's, else `json`.
 pub fn recall_type(default: Option<&Ty>) -> Ty {
     match default {
-        Some(ty) if !ty.is_dynamic() && !matches!(ty, Ty::Optional(inner) if inner.is_dynamic()) => {
+        Some(ty)
+            if !ty.is_dynamic() && !matches!(ty, Ty::Optional(inner) if inner.is_dynamic()) =>
+        {
             ty.clone()
         }
         _ => Ty::Json,

@@ -436,8 +436,13 @@ impl Walk<'_, '_, '_> {
             _ => {
                 self.args(&call.args);
                 self.cx.diags.push(
-                    Diagnostic::new(Code::E0304, file, span, "`recall` takes a key and an optional default")
-                        .label("expects `recall(\"key\")` or `recall(\"key\", default)`"),
+                    Diagnostic::new(
+                        Code::E0304,
+                        file,
+                        span,
+                        "`recall` takes a key and an optional default",
+                    )
+                    .label("expects `recall(\"key\")` or `recall(\"key\", default)`"),
                 );
                 return Ty::Error;
             }
@@ -454,7 +459,9 @@ impl Walk<'_, '_, '_> {
             }
             _ => {
                 self.expr(key, false);
-                self.cx.diags.push(super::memory::not_literal(file, key_span));
+                self.cx
+                    .diags
+                    .push(super::memory::not_literal(file, key_span));
             }
         }
         let default = default.map(|d| self.expr(d, false));

@@ -3,10 +3,14 @@
 //!
 //! A session loads the journal's memory once, when it starts; the run then
 //! sees its own writes as it makes them, and other runs' writes in its next
-//! session. A step's input hash takes, per key it recalls, the last value
-//! someone *other than this run* gave the key: so a resumed run re-runs a step
-//! whose memory a person (`flowc memory set`) or another run changed, never
-//! one whose memory only this run's own `remember` changed.
+//! session. A step's input hash takes the value of each key it recalls.
+//!
+//! A resumed run must see what it saw before, so its own writes do not make
+//! its finished steps stale: a key whose current value this run wrote starts
+//! the session at the value it had before (the last one someone else gave
+//! it), and each finished step that is reused applies its writes again, in
+//! order. A key a person (`flowc memory set`) or another run changed since
+//! keeps that value: the steps that read it run again.
 
 use super::scheduler::Runner;
 use crate::ir::{NodeKind, Program, Step};
@@ -23,14 +27,22 @@ pub struct Memory {
     /// What `recall` reads: the journal's memory when the session started,
     /// with this run's writes since.
     values: RwLock<HashMap<String, Json>>,
-    /// Per key a step recalls: the last value (JSON text, `None` when
-    /// removed or never set) someone other than this run gave it, and when.
-    external: HashMap<String, (Option<String>, i64)>,
+    /// Per key a step recalls: when someone other than this run last changed it.
+    external: HashMap<String, i64>,
+    /// A resumed run's earlier writes of the keys it wrote last, by instance
+    /// key, applied again when that instance is reused.
+    earlier: HashMap<String, Vec<(String, Json)>>,
 }
 
 impl Memory {
-    /// The journal's memory for run `run` of `program`.
-    pub fn load(journal: &Journal, program: &Program, run: &str) -> Result<Memory, JournalError> {
+    /// The journal's memory for run `run` of `program` (`resuming`: a run
+    /// that may have written memory in an earlier session).
+    pub fn load(
+        journal: &Journal,
+        program: &Program,
+        run: &str,
+        resuming: bool,
+    ) -> Result<Memory, JournalError> {
         let keys: BTreeSet<&str> = program
             .skills
             .values()
@@ -43,13 +55,44 @@ impl Memory {
             .collect();
         let mut external = HashMap::new();
         for key in keys {
-            let last = journal.memory_external(key, run)?;
-            external.insert(key.to_string(), last.unwrap_or((None, 0)));
+            let at = journal.memory_external(key, run)?.map_or(0, |(_, at)| at);
+            external.insert(key.to_string(), at);
+        }
+        let mut values = journal.memory_snapshot()?;
+        let mut earlier: HashMap<String, Vec<(String, Json)>> = HashMap::new();
+        if resuming {
+            let own = journal.memory_written_by(run)?;
+            for key in &own {
+                match journal.memory_external(key, run)? {
+                    Some((Some(text), _)) => {
+                        values.insert(key.clone(), serde_json::from_str(&text).unwrap_or_default())
+                    }
+                    _ => values.remove(key),
+                };
+            }
+            for e in journal.events_of(run, Some("memory_set"))? {
+                let key = e.data["key"].as_str().unwrap_or_default();
+                if let (Some(node), true) = (e.node, own.iter().any(|k| k == key)) {
+                    let value = e.data["value"].clone();
+                    earlier
+                        .entry(node)
+                        .or_default()
+                        .push((key.to_string(), value));
+                }
+            }
         }
         Ok(Memory {
-            values: RwLock::new(journal.memory_snapshot()?),
+            values: RwLock::new(values),
             external,
+            earlier,
         })
+    }
+
+    /// Instance `node` of a resumed run is reused: its earlier writes apply again.
+    pub fn reuse(&self, node: &str) {
+        for (key, value) in self.earlier.get(node).into_iter().flatten() {
+            self.set(key, value.clone());
+        }
     }
 
     /// The value of `key`, if something is remembered.
@@ -76,12 +119,12 @@ impl Memory {
         Json::Object(picked)
     }
 
-    /// What the keys a step recalls add to its input hash.
+    /// What the keys a step recalls add to its input hash: their values now.
     pub fn hash_parts(&self, keys: &[String]) -> Vec<String> {
         keys.iter()
-            .map(|k| {
-                let value = self.external.get(k).and_then(|(v, _)| v.as_deref());
-                format!("recall {k} = {}", value.unwrap_or("(nothing)"))
+            .map(|k| match self.get(k) {
+                Some(v) => format!("recall {k} = {v}"),
+                None => format!("recall {k} (nothing)"),
             })
             .collect()
     }
@@ -89,7 +132,7 @@ impl Memory {
     /// A key of `keys` that someone other than this run changed after `since` (Unix ms).
     pub fn changed_after<'k>(&self, keys: &'k [String], since: i64) -> Option<&'k str> {
         keys.iter()
-            .find(|k| self.external.get(k.as_str()).is_some_and(|(_, at)| *at > since))
+            .find(|k| self.external.get(k.as_str()).is_some_and(|at| *at > since))
             .map(String::as_str)
     }
 }
@@ -120,10 +163,10 @@ impl Runner<'_> {
             self.memory_fits(key, value)?;
         }
         let node = self.insts[inst].key.clone();
-        let attempt = self.insts[inst].attempt;
+        let attempt = Some(self.insts[inst].attempt).filter(|a| *a > 0);
         for (key, value) in writes {
             let data = json!({ "key": key, "value": value });
-            let event = NewEvent::node(&self.run_id, "memory_set", &node, Some(attempt), data);
+            let event = NewEvent::node(&self.run_id, "memory_set", &node, attempt, data);
             self.push(event);
             self.eval.memory().set(&key, value);
         }

@@ -60,7 +60,7 @@ pub async fn execute(
     } else {
         0
     };
-    let memory = super::memory::Memory::load(&journal, &program, &run_id)?;
+    let memory = super::memory::Memory::load(&journal, &program, &run_id, resuming)?;
     let mut runner = Runner {
         run_id: run_id.clone(),
         program,

@@ -209,6 +209,7 @@ impl Runner<'_> {
                 self.observer
                     .explain(&key, true, "finished earlier and its inputs are unchanged");
                 self.reused += 1;
+                self.eval.memory().reuse(&key);
                 self.frames[frame].vars.set(&n.name, result);
                 self.settle(inst, Settle::Done);
                 return;

@@ -179,6 +179,15 @@ impl Journal {
             .optional()?)
     }
 
+    /// The keys whose current value run `run` wrote.
+    pub fn memory_written_by(&self, run: &str) -> Result<Vec<String>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key FROM memory WHERE run_id = ?1 ORDER BY key")?;
+        let rows = stmt.query_map(params![run], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The run that last wrote `key`, if a run did.
     pub fn memory_writer(&self, key: &str) -> Result<Option<String>, JournalError> {
         Ok(self
