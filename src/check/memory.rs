@@ -50,10 +50,10 @@ pub fn outside_skill(file: FileId, span: Span) -> Diagnostic {
         Code::E0330,
         file,
         span,
-        "`recall` reads memory only inside a skill",
+        "`recall` reads memory only in a skill's steps, blocks and `return`",
     )
     .label("no run's memory here")
-    .help("recall the value in a step of the skill instead")
+    .help("recall the value in a step of the skill instead (a trigger's arguments, a policy rule and a parameter default are evaluated before a run loads its memory)")
 }
 
 /// The type of `recall(key, default)`: the default's, else `json`.

@@ -142,6 +142,9 @@ pub struct SkillState<'a> {
     pub narrowed: HashMap<usize, Vec<String>>,
     /// The memory keys each node reads (`recall`), in order of first use.
     pub recalls: HashMap<usize, Vec<String>>,
+    /// Parameter defaults are being checked: they are evaluated before a
+    /// run has loaded its memory, so `recall` is refused there.
+    pub in_defaults: bool,
 }
 
 /// Which names a position sees.
@@ -503,6 +506,9 @@ impl Scope for NodeScope<'_, '_> {
     }
 
     fn recall(&mut self, key: &str) -> bool {
+        if self.state.in_defaults {
+            return false;
+        }
         if let Some(at) = self.at {
             let keys = self.state.recalls.entry(at).or_default();
             if !keys.iter().any(|k| k == key) {
