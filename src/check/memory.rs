@@ -14,10 +14,10 @@ use crate::journal::memory_key_problem;
 use crate::span::Span;
 use crate::syntax::ast::{self, Expr, ExprKind};
 
-/// E0330 for a key that is not a string literal.
+/// E0325 for a key that is not a string literal.
 pub fn not_literal(file: FileId, span: Span) -> Diagnostic {
     Diagnostic::new(
-        Code::E0330,
+        Code::E0325,
         file,
         span,
         "the key of `recall` must be a string literal",
@@ -29,12 +29,12 @@ pub fn not_literal(file: FileId, span: Span) -> Diagnostic {
     )
 }
 
-/// E0330 for a literal key that cannot name memory (empty, too long, control characters).
+/// E0325 for a literal key that cannot name memory (empty, too long, control characters).
 pub fn key_problem(file: FileId, span: Span, key: &str) -> Option<Diagnostic> {
     let why = memory_key_problem(key)?;
     Some(
         Diagnostic::new(
-            Code::E0330,
+            Code::E0325,
             file,
             span,
             format!("invalid memory key `{key}`"),
@@ -44,10 +44,10 @@ pub fn key_problem(file: FileId, span: Span, key: &str) -> Option<Diagnostic> {
     )
 }
 
-/// E0330 for `recall` where no run's memory exists (a trigger, a policy rule, a parameter default).
+/// E0325 for `recall` where no run's memory exists (a trigger, a policy rule, a parameter default).
 pub fn outside_skill(file: FileId, span: Span) -> Diagnostic {
     Diagnostic::new(
-        Code::E0330,
+        Code::E0325,
         file,
         span,
         "`recall` reads memory only in a skill's steps, blocks and `return`",

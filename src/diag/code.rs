@@ -79,7 +79,7 @@ codes! {
     E0322 => "invalid cron expression",
     E0323 => "unknown time zone",
     E0324 => "cached step with a write effect",
-    E0330 => "invalid memory key",
+    E0325 => "invalid memory key",
     E0401 => "template syntax error",
     E0402 => "unknown name in template",
     E0403 => "unknown field in template",
