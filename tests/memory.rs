@@ -182,6 +182,34 @@ fn concurrent_runs_writing_one_key_keep_an_ordered_history() {
 }
 
 #[test]
+fn json_from_memory_is_read_as_a_declared_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let flow = r#"skill main() -> { next: int } {
+  step show: run { command: "echo {{ recall('cfg/n').as_int() + 1 }}" }
+  return { next: recall("cfg/n").as_int() + 1 }
+}
+"#;
+    std::fs::write(d.join("typed.flow"), flow).unwrap();
+    assert!(flowc(d, &["memory", "set", "cfg/n", "41"]).status.success());
+    let out = flowc(d, &["run", "typed.flow", "--no-input"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(returned(&out), serde_json::json!({ "next": 42 }));
+    assert!(
+        flowc(d, &["memory", "set", "cfg/n", "forty-one"])
+            .status
+            .success()
+    );
+    let out = flowc(d, &["run", "typed.flow", "--no-input"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("as_int(): the value is a string, not an int"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn an_over_limit_value_fails_the_step() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

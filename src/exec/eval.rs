@@ -582,6 +582,34 @@ fn register_script_names(engine: &mut rhai::Engine) {
     });
 }
 
+/// `as_string()`, `as_int()`, …: `x` itself when it is `want`, else an error naming what it is.
+fn as_kind(x: Dynamic, want: &str) -> RhaiResult {
+    let ok = match want {
+        "a string" => x.is_string(),
+        "an int" => x.is_int(),
+        "a number" => x.is_int() || x.is_float(),
+        "a bool" => x.is_bool(),
+        _ => x.is_array(),
+    };
+    if !ok {
+        return Err(err(format!(
+            "as_{}(): the value is {}, not {want}",
+            match want {
+                "a string" => "string",
+                "an int" => "int",
+                "a number" => "float",
+                "a bool" => "bool",
+                _ => "list",
+            },
+            type_word(&x)
+        )));
+    }
+    if want == "a number" && x.is_int() {
+        return Ok(Dynamic::from_float(x.as_int().unwrap_or_default() as f64));
+    }
+    Ok(x)
+}
+
 fn env_var(name: &str, default: Option<ImmutableString>) -> RhaiResult {
     match (std::env::var(name), default) {
         (Ok(v), _) => Ok(Dynamic::from(ImmutableString::from(v))),
@@ -714,6 +742,15 @@ fn register(engine: &mut rhai::Engine) {
             .map(Dynamic::from_int)
             .map_err(|_| err(format!("parse_int(): {:?} is not an integer", short(&s))))
     });
+    for (method, want) in [
+        ("m_as_string", "a string"),
+        ("m_as_int", "an int"),
+        ("m_as_float", "a number"),
+        ("m_as_bool", "a bool"),
+        ("m_as_list", "a list"),
+    ] {
+        engine.register_fn(method, move |x: Dynamic| as_kind(x, want));
+    }
     engine.register_fn("m_keys", |x: Dynamic| -> RhaiResult {
         let map = x
             .read_lock::<rhai::Map>()

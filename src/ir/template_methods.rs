@@ -16,6 +16,9 @@ fn arg<'a>(args: &'a [Value], i: usize, method: &str) -> Result<&'a str, Error> 
 
 /// Handles `value.method(args)` for flowc's built-in methods.
 pub fn call(_: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if let Some(want) = method.strip_prefix("as_") {
+        return as_kind(value, want);
+    }
     if let Some(s) = value.as_str() {
         return Ok(match method {
             "len" => Value::from(s.chars().count()),
@@ -60,6 +63,26 @@ pub fn call(_: &mut State, value: &Value, method: &str, args: &[Value]) -> Resul
             ))
         }
         _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+/// `as_string()`, `as_int()`, …: the value itself when it is of that kind.
+fn as_kind(value: &Value, want: &str) -> Result<Value, Error> {
+    let (ok, word) = match want {
+        "string" => (value.kind() == ValueKind::String, "a string"),
+        "int" => (value.is_integer(), "an int"),
+        "float" => (value.kind() == ValueKind::Number, "a number"),
+        "bool" => (value.kind() == ValueKind::Bool, "a bool"),
+        "list" => (value.kind() == ValueKind::Seq, "a list"),
+        _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+    };
+    if ok {
+        Ok(value.clone())
+    } else {
+        Err(bad(format!(
+            "as_{want}(): the value is {}, not {word}",
+            kind_word(value)
+        )))
     }
 }
 
