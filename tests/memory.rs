@@ -79,7 +79,7 @@ const GATED: &str = r#"skill main() -> { mode: string } {
     command: "echo {{ recall('cfg/count', 0) + 1 }}"
     remember: { "cfg/count": stdout.trim().parse_int() }
   }
-  step gate: approval { prompt: "go?" }
+  step gate: approval { prompt: "go?", remember: { "cfg/approved_by": by[0] } }
   step done: run { command: "echo done", after: [gate, read, count] }
   return { mode: read.stdout.trim() }
 }
@@ -112,6 +112,8 @@ fn a_resumed_run_reruns_a_step_whose_recalled_value_changed() {
         "{err}"
     );
     assert_eq!(memory_get(d, "cfg/count"), Some(Value::from(1)));
+    // An approval remembers when it is approved.
+    assert!(memory_get(d, "cfg/approved_by").is_some_and(|v| v.is_string()));
     let history = flowc(d, &["memory", "history", "cfg/mode", "--json"]);
     let history: Vec<Value> = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(history.len(), 1);
