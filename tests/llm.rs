@@ -1,104 +1,19 @@
 //! `llm` steps end to end: a local OpenAI-compatible server started by the
-//! test on 127.0.0.1 answers from a script, and `workflows/agent_fix.flow`
-//! runs against it. Also: error classes, spend caps, the command and fake
+//! test on 127.0.0.1 answers from a script, and a plan-and-patch flow of
+//! `llm` steps (tests/fixtures/llm/plan_patch.flow) runs against it. Also: error classes, spend caps, the command and fake
 //! providers, and `--replay-llm`.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::model_server::{Answer, chat, serve};
 use serde_json::{Value as Json, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowc");
 const KEY: &str = "sk-test-key-5f1c9a";
-
-/// One scripted HTTP answer: status, extra headers, body.
-struct Answer(u16, Vec<(&'static str, String)>, String);
-
-fn chat(content: &str, tokens_in: u64, tokens_out: u64) -> Answer {
-    let body = json!({
-        "id": "x",
-        "object": "chat.completion",
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
-        "usage": { "prompt_tokens": tokens_in, "completion_tokens": tokens_out },
-    });
-    Answer(200, vec![], body.to_string())
-}
-
-/// A request the server received: its head (lower-cased) and JSON body.
-#[derive(Debug, Clone)]
-struct Seen {
-    head: String,
-    body: Json,
-    at: Instant,
-}
-
-impl Seen {
-    fn user(&self) -> String {
-        let msgs = self.body["messages"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        msgs.iter()
-            .filter(|m| m["role"] == "user")
-            .filter_map(|m| m["content"].as_str())
-            .collect()
-    }
-}
-
-/// Serves `answers` in order, one per connection, and records each request.
-fn serve(answers: Vec<Answer>) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        let mut answers = answers.into_iter();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line.to_ascii_lowercase());
-            }
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            log.lock().unwrap().push(Seen {
-                head,
-                body: serde_json::from_slice(&body).unwrap_or(Json::Null),
-                at: Instant::now(),
-            });
-            let Answer(status, headers, text) = answers.next().unwrap_or(Answer(
-                500,
-                vec![],
-                r#"{"error":{"message":"no scripted answer left"}}"#.into(),
-            ));
-            let mut reply = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                text.len()
-            );
-            for (k, v) in headers {
-                reply.push_str(&format!("{k}: {v}\r\n"));
-            }
-            reply.push_str("\r\n");
-            reply.push_str(&text);
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    (url, seen)
-}
 
 fn workflows() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows")
@@ -155,7 +70,7 @@ fn edit(content: &str) -> String {
 }
 
 #[test]
-fn agent_fix_runs_end_to_end_against_a_local_openai_server() {
+fn plan_and_patch_runs_end_to_end_against_a_local_openai_server() {
     let (url, seen) = serve(vec![
         // The plan: not JSON at first, then a valid Plan.
         chat("Sure! The plan is to fix add.", 100, 10),
@@ -166,7 +81,7 @@ fn agent_fix_runs_end_to_end_against_a_local_openai_server() {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let repo = sample(dir.path());
-    let flow = workflows().join("agent_fix.flow");
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llm/plan_patch.flow");
     let env = [
         ("FLOWC_LLM_PROVIDER", "openai"),
         ("OPENAI_BASE_URL", url.as_str()),

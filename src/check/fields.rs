@@ -100,6 +100,20 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
             "form",
             "notify",
         ],
+        "agent" => &[
+            "model",
+            "system",
+            "prompt",
+            "tools",
+            "cwd",
+            "max_turns",
+            "max_tool_calls",
+            "max_repeats",
+            "tool_result_max",
+            "output",
+            "temperature",
+            "max_tokens",
+        ],
         "call" => &["with"],
         "script" => &["code", "output", "inputs", "cache", "cache_key"],
         "wait" => &["duration", "until", "interval"],
@@ -107,7 +121,7 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-const KINDS: &[&str] = &["run", "llm", "approval", "call", "script", "wait"];
+const KINDS: &[&str] = &["run", "llm", "agent", "approval", "call", "script", "wait"];
 
 /// The fields a step of `kind` takes, the common ones first (for editor
 /// completion); `None` for an unknown kind.
@@ -189,6 +203,7 @@ impl<'a> ModuleCx<'a> {
                 Some(o) => llm_result(Some(o)),
                 None => LLM_RESULT.clone(),
             },
+            "agent" => super::agent::agent_result(output),
             "approval" => match self.form_type(step) {
                 Some(form) => approval_result(Some(form)),
                 None => APPROVAL_RESULT.clone(),
@@ -401,6 +416,7 @@ impl<'a> ModuleCx<'a> {
         step.kind = match kind {
             "run" => self.run_step(id, def, sk, &policy),
             "llm" => self.llm_step(id, def, sk),
+            "agent" => self.agent_step(id, def, sk),
             "approval" => self.approval_step(id, def, sk),
             "call" => self.call_step(id, def, sk),
             "script" => self.script_step(id, def, sk),

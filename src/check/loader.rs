@@ -58,6 +58,10 @@ pub const STDLIB: &[(&str, &str)] = &[
         "std/verify.flow",
         include_str!("../../stdlib/std/verify.flow"),
     ),
+    (
+        "std/tools.flow",
+        include_str!("../../stdlib/std/tools.flow"),
+    ),
 ];
 
 /// The text of a standard library module, by its import path.

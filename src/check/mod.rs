@@ -3,6 +3,7 @@
 //! The checker is pure: files arrive through a [`Loader`], results leave as
 //! diagnostics and [`ir::Program`]s.
 
+pub mod agent;
 mod approval;
 mod builtins;
 mod cache_fields;

@@ -32,6 +32,8 @@ pub enum ItemKind {
     Policy,
     /// `trigger`
     Trigger,
+    /// `mcp`
+    Mcp,
     /// `skill`
     Skill,
 }
@@ -44,6 +46,7 @@ impl ItemKind {
             ItemKind::Model => "model",
             ItemKind::Policy => "policy",
             ItemKind::Trigger => "trigger",
+            ItemKind::Mcp => "mcp",
             ItemKind::Skill => "skill",
         }
     }
@@ -97,6 +100,10 @@ pub struct SkillSig {
     pub params: Vec<(String, Ty, bool)>,
     /// Declared result type.
     pub ret: Option<Ty>,
+    /// Its `description` (what a model reads when the skill is a tool).
+    pub description: Option<String>,
+    /// Its declared `effect`, if any.
+    pub effect: Option<ir::Effect>,
     /// Its effective policy.
     pub policy: Arc<ir::Policy>,
     /// The file it is in.
@@ -511,6 +518,7 @@ fn index_items(module: &mut Module, diags: &mut Vec<Diagnostic>) {
                     ast::ConfigKind::Model => ItemKind::Model,
                     ast::ConfigKind::Policy => ItemKind::Policy,
                     ast::ConfigKind::Trigger => ItemKind::Trigger,
+                    ast::ConfigKind::Mcp => ItemKind::Mcp,
                 },
                 &c.name,
             ),

@@ -109,6 +109,7 @@ impl<'a> ModuleCx<'a> {
                         }
                         self.own.order.push((ItemKind::Policy, c.name.name.clone()));
                     }
+                    ConfigKind::Mcp => self.mcp_item(c),
                     ConfigKind::Trigger => {}
                 }
             }

@@ -20,6 +20,7 @@ impl ModuleCx<'_> {
             "max_depth",
             "max_cost_usd",
             "max_tokens",
+            "max_turns",
             "step_timeout",
             "run_timeout",
             "require_approval",
@@ -76,6 +77,12 @@ impl ModuleCx<'_> {
                         .lit_int(field, 0, c)
                         .map(|n| n as u64)
                         .or(policy.max_tokens)
+                }
+                "max_turns" => {
+                    policy.max_turns = self
+                        .lit_int(field, 1, c)
+                        .map(|n| n.min(i64::from(u32::MAX)) as u32)
+                        .or(policy.max_turns)
                 }
                 "step_timeout" => {
                     policy.step_timeout_ms = self
@@ -370,6 +377,17 @@ struct StepInfoScope {
 
 impl Scope for StepInfoScope {
     fn lookup(&mut self, name: &str, _span: Span, _diags: &mut Vec<Diagnostic>) -> Lookup {
+        if name == "tool" {
+            self.used = true;
+            return Lookup::Found(Ty::Record(Arc::new(ir::Record {
+                name: Some("ToolCall".into()),
+                fields: vec![
+                    ("name".into(), Ty::String),
+                    ("args".into(), Ty::Json),
+                    ("effect".into(), Ty::String),
+                ],
+            })));
+        }
         if name != "step" {
             return Lookup::Missing;
         }
@@ -394,6 +412,6 @@ impl Scope for StepInfoScope {
     }
 
     fn names(&self) -> Vec<String> {
-        vec!["step".into()]
+        vec!["step".into(), "tool".into()]
     }
 }

@@ -43,11 +43,32 @@ impl ModuleCx<'_> {
                 _ => Policy::builtin(),
             },
         };
+        let text = |k: &str| {
+            def.body
+                .fields
+                .iter()
+                .find(|f| f.key.name == k)
+                .and_then(|f| match &f.value {
+                    ast::FieldValue::Expr(ast::Expr {
+                        kind: ast::ExprKind::Str(s),
+                        ..
+                    }) => Some(s.value.clone()),
+                    _ => None,
+                })
+        };
+        let effect = match def.body.fields.iter().find(|f| f.key.name == "effect") {
+            Some(f) => self
+                .word(f, &["read", "idempotent", "write"])
+                .and_then(|w| super::agent::effect_of(&w)),
+            None => None,
+        };
         SkillSig {
             key: format!("{}{}", self.key_prefix, def.name.name),
             name: def.name.name.clone(),
             params,
             ret,
+            description: text("description"),
+            effect,
             policy,
             file: self.file,
             span: def.name.span,

@@ -44,7 +44,7 @@ impl<'a> ModuleCx<'a> {
         };
         self.known_fields(
             &def.body.fields,
-            &["policy", "description"],
+            &["policy", "description", "effect"],
             "a skill",
             |k| {
                 matches!(k, "max" | "parallel" | "attempts" | "after")

@@ -164,12 +164,13 @@ impl<'a> ModuleCx<'a> {
         }
     }
 
-    pub(super) fn llm_step(
+    /// The fields an `llm` and an `agent` step share: the model, the prompts and sampling.
+    pub(super) fn model_fields(
         &mut self,
         id: usize,
         def: &'a ast::StepDef,
         sk: &mut SkillCx<'a>,
-    ) -> StepKind {
+    ) -> ModelFields {
         let get = |key: &str| def.fields.iter().find(|f| f.key.name == key);
         let model = match get("model") {
             Some(f) => self
@@ -179,7 +180,7 @@ impl<'a> ModuleCx<'a> {
             None => {
                 self.missing(
                     def.name.span,
-                    &format!("`llm` step `{}`", def.name.name),
+                    &format!("`{}` step `{}`", def.kind.name, def.name.name),
                     "model",
                     "model: planner",
                 );
@@ -192,34 +193,29 @@ impl<'a> ModuleCx<'a> {
         let max_tokens = get("max_tokens")
             .and_then(|f| self.lit_int(f, 1, Code::E0318))
             .map(|n| n as u64);
-        let model = model.unwrap_or_else(|| {
-            Arc::new(ir::Model {
-                key: String::new(),
-                name: "{unknown}".into(),
-                provider: ir::Provider::Fake,
-                provider_env: None,
-                model: None,
-                base_url: None,
-                api_key: None,
-                temperature: None,
-                max_tokens: None,
-                input_price: None,
-                output_price: None,
-                structured_output: false,
-                timeout_ms: None,
-                command: None,
-                script: None,
-                requests_per_minute: None,
-                tokens_per_minute: None,
-            })
-        });
-        StepKind::Llm(ir::LlmStep {
-            model,
+        ModelFields {
+            model: model.unwrap_or_else(placeholder_model),
             system,
             prompt,
-            output: self.output_type(def, sk, id),
             temperature,
             max_tokens,
+        }
+    }
+
+    pub(super) fn llm_step(
+        &mut self,
+        id: usize,
+        def: &'a ast::StepDef,
+        sk: &mut SkillCx<'a>,
+    ) -> StepKind {
+        let m = self.model_fields(id, def, sk);
+        StepKind::Llm(ir::LlmStep {
+            model: m.model,
+            system: m.system,
+            prompt: m.prompt,
+            output: self.output_type(def, sk, id),
+            temperature: m.temperature,
+            max_tokens: m.max_tokens,
         })
     }
 
@@ -512,6 +508,38 @@ impl<'a> ModuleCx<'a> {
 }
 
 /// Whether `path` lies inside `allowed` (lexically).
+/// What [`ModuleCx::model_fields`] reads.
+pub(super) struct ModelFields {
+    pub model: Arc<ir::Model>,
+    pub system: Option<ir::Value>,
+    pub prompt: ir::Value,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+}
+
+/// The model of a step whose `model` is missing or unknown (already reported).
+pub(super) fn placeholder_model() -> Arc<ir::Model> {
+    Arc::new(ir::Model {
+        key: String::new(),
+        name: "{unknown}".into(),
+        provider: ir::Provider::Fake,
+        provider_env: None,
+        model: None,
+        base_url: None,
+        api_key: None,
+        temperature: None,
+        max_tokens: None,
+        input_price: None,
+        output_price: None,
+        structured_output: false,
+        timeout_ms: None,
+        command: None,
+        script: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
+    })
+}
+
 fn path_within(path: &str, allowed: &str) -> bool {
     let p = super::normalize(std::path::Path::new(path));
     let a = super::normalize(std::path::Path::new(allowed));

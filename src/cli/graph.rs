@@ -76,6 +76,7 @@ fn head(skill: &Skill, id: NodeId) -> String {
             let kind = match &step.kind {
                 StepKind::Run(_) => "run".to_string(),
                 StepKind::Llm(l) => format!("llm {}", l.model.name),
+                StepKind::Agent(a) => format!("agent {}", a.model.name),
                 StepKind::Approval { .. } => "approval".to_string(),
                 StepKind::Call { skill, .. } => {
                     format!("call {}", skill.rsplit('#').next().unwrap_or(skill))

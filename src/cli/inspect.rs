@@ -295,6 +295,49 @@ pub fn log(args: &LogArgs) -> CliResult {
                     }
                 }
             }
+            "llm_call" if e.data.get("turn").is_some() => agent_turn(&mut out, &at, node, e),
+            "tool_call_started" => {
+                let d = &e.data;
+                let _ = writeln!(
+                    out,
+                    "{at} {node} attempt {} call {} `{}` ({}) {}{}",
+                    e.attempt.unwrap_or(0),
+                    d["number"],
+                    d["tool"].as_str().unwrap_or_default(),
+                    d["effect"]
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or("unknown"),
+                    d["args"],
+                    if d["awaiting_approval"] == true {
+                        " — waiting for approval"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            "tool_call_finished" => {
+                let d = &e.data;
+                let mark = if d["is_error"] == true { "✗" } else { "→" };
+                let cut = if d["truncated"] == true {
+                    ", cut for the model"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "{at} {node} {mark} `{}`: {} bytes{cut}",
+                    d["tool"].as_str().unwrap_or_default(),
+                    d["bytes"]
+                );
+                let text = d["result"].as_str().unwrap_or_default();
+                for line in text.lines().take(20) {
+                    let _ = writeln!(out, "  {line}");
+                }
+                if text.lines().count() > 20 {
+                    let _ = writeln!(out, "  … ({} lines in all)", text.lines().count());
+                }
+            }
             "llm_call" => {
                 let d = &e.data;
                 let _ = writeln!(
@@ -413,4 +456,38 @@ pub fn replay(args: &ReplayArgs) -> CliResult {
     }
     eprint!("{text}");
     Ok(EXIT_FAILED)
+}
+
+/// One turn of an agent: the model's text and the calls it asked for (the
+/// conversation it was shown is in the earlier lines).
+fn agent_turn(out: &mut String, at: &str, node: &str, e: &crate::journal::Event) {
+    use std::fmt::Write as _;
+    let d = &e.data;
+    let _ = writeln!(
+        out,
+        "{at} {node} attempt {} turn {} model {} ({}): {} tokens in, {} out, ${:.4}",
+        e.attempt.unwrap_or(0),
+        d["turn"],
+        d["model"].as_str().unwrap_or_default(),
+        d["source"].as_str().unwrap_or_default(),
+        d["tokens_in"],
+        d["tokens_out"],
+        d["cost_usd"].as_f64().unwrap_or(0.0)
+    );
+    if let Some(err) = d["error"].as_str() {
+        let _ = writeln!(out, "  --- error: {err}");
+        return;
+    }
+    let reply = &d["agent_reply"];
+    for line in reply["text"].as_str().unwrap_or_default().lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    for c in reply["tool_calls"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  asks `{}` {}",
+            c["name"].as_str().unwrap_or_default(),
+            c["args"]
+        );
+    }
 }

@@ -80,6 +80,8 @@ codes! {
     E0323 => "unknown time zone",
     E0324 => "cached step with a write effect",
     E0325 => "invalid memory key",
+    E0330 => "tool cannot be used",
+    E0331 => "duplicate tool name",
     E0401 => "template syntax error",
     E0402 => "unknown name in template",
     E0403 => "unknown field in template",
@@ -99,6 +101,7 @@ codes! {
     W0003 => "unused parameter",
     W0004 => "step can never run",
     W0005 => "template braces inside an expression",
+    W0009 => "MCP server allows every tool",
 }
 
 impl Code {

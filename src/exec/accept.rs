@@ -266,8 +266,12 @@ pub fn first_line(text: &str) -> String {
 /// step's typed output (else its text), anything else as JSON, cut short.
 pub fn shown_result(kind: &StepKind, result: &Json) -> String {
     let value = match kind {
-        StepKind::Llm(_) if !result["output"].is_null() => result["output"].to_string(),
-        StepKind::Llm(_) => result["text"].as_str().unwrap_or_default().to_string(),
+        StepKind::Llm(_) | StepKind::Agent(_) if !result["output"].is_null() => {
+            result["output"].to_string()
+        }
+        StepKind::Llm(_) | StepKind::Agent(_) => {
+            result["text"].as_str().unwrap_or_default().to_string()
+        }
         _ => result.to_string(),
     };
     const MAX: usize = 2000;

@@ -274,6 +274,45 @@ async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
     })
 }
 
+/// A long-lived process with its pipes open (an MCP server): started like a
+/// step's process, inside the same sandbox, in its own process group; the
+/// group is killed when this is dropped.
+pub struct Piped {
+    /// Its standard input.
+    pub stdin: Box<dyn AsyncWrite + Unpin + Send>,
+    /// Its standard output.
+    pub stdout: Box<dyn AsyncRead + Unpin + Send>,
+    /// Its standard error (drain it, or the process may block).
+    pub stderr: Option<Box<dyn AsyncRead + Unpin + Send>>,
+    proc: Proc,
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        kill_group(self.proc.id());
+        if let Handle::Spawned(c) = &self.proc.handle {
+            c.start_kill();
+        }
+    }
+}
+
+/// Starts `spec` with its standard input kept open (`spec.stdin` is ignored).
+pub async fn start_piped(mut spec: ProcessSpec) -> Result<Piped, String> {
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    spec.stdin = Some(String::new());
+    let mut proc = start(&spec, &program).await?;
+    let (Some(stdin), Some(stdout)) = (proc.stdin.take(), proc.stdout.take()) else {
+        return Err(format!("`{program}` started without its pipes"));
+    };
+    let stderr = proc.stderr.take();
+    Ok(Piped {
+        stdin,
+        stdout,
+        stderr,
+        proc,
+    })
+}
+
 fn spawn_error(spec: &ProcessSpec, program: &str, e: &std::io::Error) -> String {
     if let Some(why) = crate::sandbox::setup_error(e) {
         why

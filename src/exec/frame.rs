@@ -94,6 +94,8 @@ pub enum Owner {
     ForElem(usize, usize),
     /// A `call` step instance.
     Call(usize),
+    /// A skill an `agent` step instance called as a tool.
+    Tool(usize),
 }
 
 /// How a node of a frame ended.
@@ -155,6 +157,9 @@ pub struct Frame {
     pub stopping: bool,
     /// The frame has ended and its owner was told.
     pub ended: bool,
+    /// The directory relative `cwd`s are taken from (an agent's, for the
+    /// skills it calls as tools, and everything they run).
+    pub dir: Option<String>,
 }
 
 impl Frame {
@@ -212,6 +217,7 @@ impl Frame {
             failure: None,
             stopping: false,
             ended: false,
+            dir: None,
         }
     }
 }

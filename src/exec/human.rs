@@ -217,6 +217,9 @@ impl Runner<'_> {
         if record {
             self.record_decision(&key, &decision);
         }
+        if kind == "policy" && self.tool_decided(inst, &decision) {
+            return;
+        }
         let (skill, node) = self.step(inst);
         let name = skill.nodes[node].name.clone();
         match (kind, decision) {

@@ -22,6 +22,7 @@ impl Runner<'_> {
             return;
         };
         self.steps_run += 1;
+        self.continue_agent_attempt(inst);
         if self.prior_steps + self.steps_run > self.root_policy.max_steps {
             let why = format!(
                 "cap `max_steps` ({}) of policy `{}` reached: no more step attempts may start",
@@ -130,6 +131,10 @@ impl Runner<'_> {
                     }
                 }
             }
+            StepKind::Agent(_) => {
+                self.launch_agent(inst, attempt, &inputs, data);
+                return;
+            }
             StepKind::Approval { .. } => return,
         };
         self.set_status(&key, "running", Some(attempt), data);
@@ -188,7 +193,14 @@ impl Runner<'_> {
                 })
                 .unwrap_or_default(),
             stdin: inputs["stdin"].as_str().map(str::to_string),
-            cwd: inputs["cwd"].as_str().map(str::to_string),
+            cwd: match (
+                &self.frames[self.insts[inst].frame].dir,
+                inputs["cwd"].as_str(),
+            ) {
+                (Some(dir), Some(c)) => Some(super::agent::within(Some(dir), c)),
+                (Some(dir), None) => Some(dir.clone()),
+                (None, c) => c.map(str::to_string),
+            },
             env,
             timeout,
             output: run.output.clone(),
@@ -315,48 +327,51 @@ impl Runner<'_> {
             self.stop_run(RunEnd::Failed, format!("step `{key}` {why}"));
             return;
         }
-        let vars = Vars::child(None);
         let args = inputs["args"].as_object().cloned().unwrap_or_default();
-        for (k, v) in &args {
-            vars.set(k, v.clone());
-        }
-        for p in &callee_skill.params {
-            if args.contains_key(&p.name) {
-                continue;
-            }
-            if let Some(d) = &p.default {
-                let lookup = |n: &str| vars.get(n);
-                match self.eval.value(&callee_skill, d, &lookup) {
-                    Ok(v) => vars.set(&p.name, v),
-                    Err(e) => {
-                        self.attempt_ended(
-                            inst,
-                            attempt,
-                            AttemptEnd::Error(format!("default of `{}`: {e}", p.name), None),
-                        );
-                        return;
-                    }
-                }
-            }
-        }
         let prefix = if attempt > 1 {
             format!("{key}@{attempt}/")
         } else {
             format!("{key}/")
         };
+        match self.child_frame(inst, callee_skill, args, prefix, Owner::Call(inst)) {
+            Ok(child) => self.insts[inst].child = Some(child),
+            Err(e) => self.attempt_ended(inst, attempt, AttemptEnd::Error(e, None)),
+        }
+    }
+
+    /// A frame running `callee` with `args` (defaults filled in) for instance
+    /// `inst`, one call deeper than its frame; its nodes' keys start with `prefix`.
+    pub fn child_frame(
+        &mut self,
+        inst: usize,
+        callee: Arc<Skill>,
+        args: serde_json::Map<String, Json>,
+        prefix: String,
+        owner: Owner,
+    ) -> Result<usize, String> {
+        let frame = self.insts[inst].frame;
+        let depth = self.frames[frame].depth + 1;
+        let vars = Vars::child(None);
+        for (k, v) in &args {
+            vars.set(k, v.clone());
+        }
+        for p in &callee.params {
+            if args.contains_key(&p.name) {
+                continue;
+            }
+            if let Some(d) = &p.default {
+                let lookup = |n: &str| vars.get(n);
+                let v = self
+                    .eval
+                    .value(&callee, d, &lookup)
+                    .map_err(|e| format!("default of `{}`: {e}", p.name))?;
+                vars.set(&p.name, v);
+            }
+        }
         let ctx = hash(&[
             &self.frames[frame].context_hash,
             &Json::Object(args).to_string(),
         ]);
-        let child = self.new_frame(Frame::new(
-            callee_skill,
-            None,
-            prefix,
-            vars,
-            ctx,
-            Owner::Call(inst),
-            depth,
-        ));
-        self.insts[inst].child = Some(child);
+        Ok(self.new_frame(Frame::new(callee, None, prefix, vars, ctx, owner, depth)))
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Default request timeout when neither the model nor the step sets one.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Model-call state of one session: totals for the caps, rate windows,
 /// loaded answer scripts, and the recording being replayed.
@@ -26,16 +26,17 @@ pub struct LlmState {
     pub tokens: u64,
     /// Cost in USD of the run so far.
     pub cost: f64,
-    windows: HashMap<String, RateWindow>,
+    pub(super) windows: HashMap<String, RateWindow>,
     scripts: HashMap<String, Result<Arc<Script>, String>>,
     /// In-order fake answers already given in this run, per model key.
-    fake_used: HashMap<String, Vec<usize>>,
-    /// `--replay-llm`: the recorded run, and its calls by (instance key, attempt).
-    replay: Option<(String, Recorded)>,
+    pub(super) fake_used: HashMap<String, Vec<usize>>,
+    /// `--replay-llm`: the recorded run, and its calls by (instance key, attempt, agent turn).
+    pub(super) replay: Option<(String, Recorded)>,
 }
 
-/// Recorded `llm_call` event data by (instance key, attempt).
-type Recorded = HashMap<(String, u32), Json>;
+/// Recorded `llm_call` event data by (instance key, attempt, turn); the turn
+/// of an `llm` step's call is 0, an agent's turns count from 1.
+type Recorded = HashMap<(String, u32, u32), Json>;
 
 impl LlmState {
     /// Totals of the run so far (when resuming) and the recording to replay.
@@ -54,7 +55,10 @@ impl LlmState {
             let calls = journal
                 .events_of(rec, Some("llm_call"))?
                 .into_iter()
-                .filter_map(|e| Some(((e.node?, e.attempt?), e.data)))
+                .filter_map(|e| {
+                    let turn = e.data["turn"].as_u64().unwrap_or(0) as u32;
+                    Some(((e.node?, e.attempt?, turn), e.data))
+                })
                 .collect();
             state.replay = Some((rec.to_string(), calls));
         }
@@ -75,7 +79,7 @@ impl LlmState {
         }
     }
 
-    fn script(&mut self, path: &str) -> Result<Arc<Script>, String> {
+    pub(super) fn script(&mut self, path: &str) -> Result<Arc<Script>, String> {
         self.scripts
             .entry(path.to_string())
             .or_insert_with(|| Script::load(path).map(Arc::new))
@@ -134,7 +138,7 @@ pub fn resolve(model: &Model) -> Result<Resolved, String> {
 
 /// The API key of a model: `secret()` reads the environment, then the secret
 /// store; `env()` the environment only. Either way the key is redacted.
-fn api_key(model: &Model) -> Result<Option<String>, String> {
+pub(super) fn api_key(model: &Model) -> Result<Option<String>, String> {
     let Some(source) = &model.api_key else {
         return Ok(None);
     };
@@ -241,7 +245,7 @@ impl Runner<'_> {
             return Err(None);
         }
         if let Some((run, calls)) = &self.llm.replay {
-            let recorded = calls.get(&(key.clone(), attempt)).cloned();
+            let recorded = calls.get(&(key.clone(), attempt, 0)).cloned();
             let run = run.clone();
             return Ok(Box::pin(async move {
                 let exchange = match recorded {
@@ -263,29 +267,7 @@ impl Runner<'_> {
                 }
             }));
         }
-        let wait = match (model.requests_per_minute, model.tokens_per_minute) {
-            (None, None) => 0,
-            (rpm, tpm) => self
-                .llm
-                .windows
-                .entry(model.key.clone())
-                .or_insert_with(|| RateWindow::new(rpm, tpm))
-                .reserve(now_ms(), est_in + est_out),
-        };
-        if wait > 0 {
-            let text = format!(
-                "waiting {} for the rate limit of model `{}`",
-                crate::ir::format_ms(wait),
-                model.name
-            );
-            self.push(NewEvent::node(
-                &self.run_id,
-                "note",
-                &key,
-                Some(attempt),
-                json!({ "text": text }),
-            ));
-        }
+        let wait = self.rate_wait(&model, &key, attempt, est_in + est_out);
         let call = self.provider_call(
             inst,
             attempt,
@@ -324,6 +306,77 @@ impl Runner<'_> {
                 }),
             }
         }))
+    }
+
+    /// Reserves a model's rate limit for a call of about `tokens`: how long
+    /// to wait first, in ms (a wait is journaled as a note).
+    pub(super) fn rate_wait(&mut self, model: &Model, key: &str, attempt: u32, tokens: u64) -> u64 {
+        let wait = match (model.requests_per_minute, model.tokens_per_minute) {
+            (None, None) => 0,
+            (rpm, tpm) => self
+                .llm
+                .windows
+                .entry(model.key.clone())
+                .or_insert_with(|| RateWindow::new(rpm, tpm))
+                .reserve(now_ms(), tokens),
+        };
+        if wait > 0 {
+            let text = format!(
+                "waiting {} for the rate limit of model `{}`",
+                crate::ir::format_ms(wait),
+                model.name
+            );
+            self.push(NewEvent::node(
+                &self.run_id,
+                "note",
+                key,
+                Some(attempt),
+                json!({ "text": text }),
+            ));
+        }
+        wait
+    }
+
+    /// The process of the `command` provider for one call: sandboxed like a
+    /// `run` step of the same skill, under the run's policy.
+    pub(super) fn command_process(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        model: &Model,
+        stdin: String,
+        env: Vec<(String, String)>,
+        timeout: Duration,
+    ) -> Result<ProcessSpec, String> {
+        let key = self.insts[inst].key.clone();
+        let mut env = [
+            vec![
+                ("FLOWC_LLM_MODEL".to_string(), model.name.clone()),
+                ("FLOWC_RUN_ID".to_string(), self.run_id.clone()),
+                ("FLOWC_STEP".to_string(), key),
+                ("FLOWC_ATTEMPT".to_string(), attempt.to_string()),
+            ],
+            env,
+        ]
+        .concat();
+        env.retain(|(_, v)| !v.is_empty());
+        let skill = self.frames[self.insts[inst].frame].skill.clone();
+        let plan = self.sandbox_plan(&skill, None, &skill.policy.sandbox)?;
+        let mut spec = ProcessSpec {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                model.command.clone().unwrap_or_default(),
+            ],
+            stdin: Some(stdin),
+            cwd: None,
+            env,
+            timeout,
+            output: None,
+            sandbox: Some(plan),
+        };
+        spec.settle_start();
+        Ok(spec)
     }
 
     /// The future that asks the model through its provider.
@@ -380,12 +433,7 @@ impl Runner<'_> {
                 }
             }
             Provider::Command => {
-                let mut env = vec![
-                    ("FLOWC_LLM_MODEL".to_string(), model.name.clone()),
-                    ("FLOWC_RUN_ID".to_string(), self.run_id.clone()),
-                    ("FLOWC_STEP".to_string(), key.clone()),
-                    ("FLOWC_ATTEMPT".to_string(), attempt.to_string()),
-                ];
+                let mut env = Vec::new();
                 if let Some(s) =
                     llm::system_prompt(request.system.as_deref(), request.schema.as_ref())
                 {
@@ -394,26 +442,17 @@ impl Runner<'_> {
                 if let Some(s) = &request.schema {
                     env.push(("FLOWC_LLM_SCHEMA".to_string(), s.to_string()));
                 }
-                // Sandboxed like a `run` step of the same skill, under the run's policy.
-                let skill = self.frames[self.insts[inst].frame].skill.clone();
-                let plan = match self.sandbox_plan(&skill, None, &skill.policy.sandbox) {
-                    Ok(plan) => plan,
+                let spec = match self.command_process(
+                    inst,
+                    attempt,
+                    &model,
+                    request.prompt.clone(),
+                    env,
+                    request.timeout,
+                ) {
+                    Ok(spec) => spec,
                     Err(refused) => return Err(Some(AttemptEnd::Fatal(refused))),
                 };
-                let mut spec = ProcessSpec {
-                    argv: vec![
-                        "sh".into(),
-                        "-c".into(),
-                        model.command.clone().unwrap_or_default(),
-                    ],
-                    stdin: Some(request.prompt.clone()),
-                    cwd: None,
-                    env,
-                    timeout: request.timeout,
-                    output: None,
-                    sandbox: Some(plan),
-                };
-                spec.settle_start();
                 if let Some(plan) = &spec.sandbox {
                     journaled["sandbox"] = plan.record();
                 }
@@ -470,7 +509,7 @@ impl Runner<'_> {
 
     /// The spend cap a call of about `est_in` + `est_out` tokens would pass:
     /// (rule, its value, the message).
-    fn over_cap(
+    pub(super) fn over_cap(
         &self,
         model: &Model,
         est_in: u64,
@@ -511,7 +550,14 @@ impl Runner<'_> {
 
     /// Fails closed: the step fails naming the cap, then the run stops (which
     /// settles the step like any other when a run is stopped).
-    fn refuse_call(&mut self, inst: usize, attempt: u32, rule: &str, value: Json, why: String) {
+    pub(super) fn refuse_call(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        rule: &str,
+        value: Json,
+        why: String,
+    ) {
         let key = self.insts[inst].key.clone();
         let hash = self.insts[inst].input_hash.clone();
         self.set_status(
@@ -613,7 +659,7 @@ type CallFuture = std::pin::Pin<
 const PROMPT_CAP: usize = 4 * OUTPUT_CAP;
 
 /// The request body as journaled: each message's text within `PROMPT_CAP`.
-fn journaled_body(mut body: Json) -> Json {
+pub(super) fn journaled_body(mut body: Json) -> Json {
     let clip = |v: &mut Json| {
         if let Some(text) = v.as_str()
             && text.len() > PROMPT_CAP
@@ -636,7 +682,7 @@ fn journaled_body(mut body: Json) -> Json {
 }
 
 /// Keeps journaled reply text within the output cap (the tail is kept).
-fn cap(text: &str) -> String {
+pub(super) fn cap(text: &str) -> String {
     if text.len() <= OUTPUT_CAP {
         return text.to_string();
     }
@@ -677,16 +723,22 @@ fn replayed(data: Json) -> Exchange {
 
 /// What a reply means: a result, or a rejection whose feedback re-prompts.
 fn reply_end(llm: &LlmStep, reply: Reply, cost_usd: f64) -> AttemptEnd {
-    let mut result = json!({
+    let result = json!({
         "text": reply.text,
         "tokens_in": reply.tokens_in,
         "tokens_out": reply.tokens_out,
         "cost_usd": cost_usd,
     });
-    let Some(ty) = &llm.output else {
+    typed_end(llm.output.as_ref(), result, &reply.text)
+}
+
+/// A model's final text against the step's declared `output` type: the result
+/// with `output` parsed, or a rejection whose feedback says what is wrong.
+pub fn typed_end(output: Option<&crate::ir::Ty>, mut result: Json, text: &str) -> AttemptEnd {
+    let Some(ty) = output else {
         return AttemptEnd::Result(result);
     };
-    let parsed: Json = match serde_json::from_str(schema::strip_fence(&reply.text)) {
+    let parsed: Json = match serde_json::from_str(schema::strip_fence(text)) {
         Ok(v) => v,
         Err(e) => {
             result["output"] = Json::Null;

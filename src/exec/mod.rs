@@ -5,6 +5,9 @@
 //! event is committed before the side effects it announces start.
 
 mod accept;
+mod agent;
+mod agent_tools;
+mod agent_turn;
 mod attempt;
 mod blocks;
 pub mod eval;

@@ -130,6 +130,25 @@ pub(super) enum Msg {
         attempt: u32,
         call: Box<super::llm::Exchange>,
     },
+    AgentTurn {
+        inst: usize,
+        attempt: u32,
+        turn: Box<super::agent_turn::Turn>,
+    },
+    AgentServers {
+        inst: usize,
+        attempt: u32,
+        started: super::agent_tools::Started,
+    },
+    AgentMcp {
+        inst: usize,
+        attempt: u32,
+        done: Box<super::agent_tools::McpDone>,
+    },
+    AgentRetry {
+        inst: usize,
+        attempt: u32,
+    },
     Interrupt,
     Heartbeat,
     /// Someone asked to cancel the run.
@@ -238,6 +257,8 @@ pub(super) struct Runner<'o> {
     pub cache_hits: usize,
     /// The dry run's state; `None` in a real run.
     pub plan: Option<super::plan::Plan>,
+    /// Agent attempts in progress, by instance.
+    pub agents: HashMap<usize, super::agent::AgentRun>,
 }
 
 impl Runner<'_> {
@@ -396,7 +417,19 @@ impl Runner<'_> {
         Ok(())
     }
 
-    pub fn new_frame(&mut self, frame: Frame) -> usize {
+    pub fn new_frame(&mut self, mut frame: Frame) -> usize {
+        use super::frame::Owner;
+        let parent = match frame.owner {
+            Owner::Root => None,
+            Owner::Loop(i) | Owner::ForElem(i, _) | Owner::Call(i) | Owner::Tool(i) => {
+                Some(self.insts[i].frame)
+            }
+        };
+        let own = match frame.owner {
+            Owner::Tool(i) => self.agents.get(&i).and_then(|r| r.cwd.clone()),
+            _ => None,
+        };
+        frame.dir = own.or_else(|| parent.and_then(|p| self.frames[p].dir.clone()));
         let id = self.frames.len();
         let roots: Vec<NodeId> = frame
             .order
@@ -505,6 +538,31 @@ impl Runner<'_> {
                 self.running = self.running.saturating_sub(1);
                 self.llm_returned(inst, attempt, *call);
             }
+            Msg::AgentTurn {
+                inst,
+                attempt,
+                turn,
+            } => {
+                self.running = self.running.saturating_sub(1);
+                self.turn_returned(inst, attempt, *turn);
+            }
+            Msg::AgentServers {
+                inst,
+                attempt,
+                started,
+            } => {
+                self.running = self.running.saturating_sub(1);
+                self.servers_started(inst, attempt, started);
+            }
+            Msg::AgentMcp {
+                inst,
+                attempt,
+                done,
+            } => {
+                self.running = self.running.saturating_sub(1);
+                self.mcp_returned(inst, attempt, *done);
+            }
+            Msg::AgentRetry { inst, attempt } => self.retry_turn(inst, attempt),
             Msg::Retry { inst } => {
                 self.timers = self.timers.saturating_sub(1);
                 if !self.insts[inst].done && !self.frames[self.insts[inst].frame].stopping {
@@ -620,6 +678,7 @@ pub fn step_kind_word(kind: &StepKind) -> &'static str {
     match kind {
         StepKind::Run(_) => "run",
         StepKind::Llm(_) => "llm",
+        StepKind::Agent(_) => "agent",
         StepKind::Approval { .. } => "approval",
         StepKind::Call { .. } => "call",
         StepKind::Script { .. } => "script",

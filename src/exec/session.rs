@@ -96,6 +96,7 @@ pub async fn execute(
         cache: open_cache(&opts),
         cache_hits: 0,
         plan: opts.plan.then(super::plan::Plan::default),
+        agents: HashMap::new(),
     };
     if resuming {
         runner.push(NewEvent::run(&run_id, "run_resumed", json!({})));

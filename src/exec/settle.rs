@@ -95,7 +95,7 @@ impl Runner<'_> {
             .frames
             .iter()
             .enumerate()
-            .filter(|(_, f)| !f.ended && matches!(f.owner, Owner::Loop(i) | Owner::ForElem(i, _) | Owner::Call(i) if i == inst))
+            .filter(|(_, f)| !f.ended && matches!(f.owner, Owner::Loop(i) | Owner::ForElem(i, _) | Owner::Call(i) | Owner::Tool(i) if i == inst))
             .map(|(i, _)| i)
             .collect();
         if !children.is_empty() {
@@ -213,6 +213,7 @@ impl Runner<'_> {
                 let attempt = self.insts[inst].attempt;
                 self.attempt_ended(inst, attempt, end);
             }
+            Owner::Tool(inst) => self.tool_frame_ended(inst, frame, complete, failure),
         }
     }
 

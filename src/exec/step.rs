@@ -75,6 +75,7 @@ impl Runner<'_> {
                     .transpose()?;
                 super::llm::inputs(llm, prompt, system)?
             }
+            StepKind::Agent(agent) => super::agent::inputs(agent, &skill, ev, &names)?,
             StepKind::Approval { prompt, .. } => {
                 json!({ "prompt": ev.text(&skill, prompt, &names)? })
             }
@@ -141,6 +142,7 @@ impl Runner<'_> {
             .collect();
         let model = match &step.kind {
             StepKind::Llm(l) => l.model.name.clone(),
+            StepKind::Agent(a) => a.model.name.clone(),
             _ => String::new(),
         };
         let called = match &step.kind {
@@ -260,7 +262,13 @@ impl Runner<'_> {
         } else {
             Json::Null
         };
-        let info_names = |name: &str| (name == "step").then(|| info.clone());
+        // `tool` is a call of an agent's tool; before any call it is empty.
+        let no_tool = json!({ "name": "", "args": {}, "effect": "" });
+        let info_names = |name: &str| match name {
+            "step" => Some(info.clone()),
+            "tool" => Some(no_tool.clone()),
+            _ => None,
+        };
         for policy in policies.clone() {
             let Some(rule) = &policy.forbid else {
                 continue;
@@ -348,6 +356,8 @@ impl Runner<'_> {
         }
         self.insts[inst].cancel = None;
         self.insts[inst].child = None;
+        // An agent's servers stop with its attempt.
+        self.agents.remove(&inst);
         // A result never carries a secret value on: the journal holds the
         // redacted form, so a resumed run must see the same as a fresh one.
         let end = redact_end(end);

@@ -32,6 +32,7 @@ fn is_keyword(rule: Rule) -> bool {
             | Rule::kw_model
             | Rule::kw_policy
             | Rule::kw_trigger
+            | Rule::kw_mcp
             | Rule::kw_skill
             | Rule::kw_step
             | Rule::kw_loop

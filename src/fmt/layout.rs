@@ -60,6 +60,7 @@ impl<'a> Fmt<'a> {
                     Rule::type_def => "type",
                     Rule::model_def => "model",
                     Rule::policy_def => "policy",
+                    Rule::mcp_def => "mcp",
                     _ => "trigger",
                 };
                 let mut out = vec![

@@ -211,6 +211,17 @@ fn step_bounds(
                 _ => None,
             };
         }
+        StepKind::Agent(agent) => {
+            // Every turn may be a model call; the tools' own steps are not bounded here.
+            let calls = mul(Some(attempts), Some(u64::from(agent.max_turns)));
+            let limit = agent.max_tokens.or(agent.model.max_tokens);
+            b.llm_calls = calls;
+            b.output_tokens = mul(calls, limit);
+            b.output_cost_usd = match (b.output_tokens, agent.model.output_price) {
+                (Some(t), Some(price)) => Some(t as f64 * price / 1e6),
+                _ => None,
+            };
+        }
         StepKind::Approval { timeout_ms, .. } => {
             b.wall_ms = Some(0);
             b.person_ms = *timeout_ms;

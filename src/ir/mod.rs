@@ -3,6 +3,7 @@
 //! Expressions arrive compiled to rhai ASTs and templates compiled into one
 //! minijinja environment per skill; the executor only evaluates them.
 
+pub mod agent;
 pub mod bounds;
 mod cache;
 mod policy;
@@ -10,6 +11,7 @@ mod summary;
 pub mod template_methods;
 mod ty;
 
+pub use agent::{AgentStep, McpServer, Tool, ToolKind};
 pub use cache::{CacheSpec, Effect, Glob};
 pub use policy::{Fallback, Policy, PolicyNotify, Sandbox};
 pub use summary::format_ms;
@@ -287,6 +289,8 @@ pub enum StepKind {
     Run(RunStep),
     /// Ask a model.
     Llm(LlmStep),
+    /// A model that calls tools until it answers.
+    Agent(Box<AgentStep>),
     /// Ask a person.
     Approval {
         /// The question.

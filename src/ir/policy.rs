@@ -65,6 +65,8 @@ pub struct Policy {
     pub max_cost_usd: Option<f64>,
     /// Cap on tokens over all `llm` steps of a run.
     pub max_tokens: Option<u64>,
+    /// Ceiling of an `agent` step's `max_turns`.
+    pub max_turns: Option<u32>,
     /// Default and ceiling of step timeouts, in milliseconds.
     pub step_timeout_ms: u64,
     /// Ceiling of a whole run, in milliseconds.
@@ -103,6 +105,7 @@ impl Policy {
             max_depth: 8,
             max_cost_usd: Some(5.0),
             max_tokens: Some(1_000_000),
+            max_turns: None,
             step_timeout_ms: 30 * 60 * 1000,
             run_timeout_ms: 6 * 3600 * 1000,
             require_approval: None,

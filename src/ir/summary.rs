@@ -150,6 +150,7 @@ fn node_head(node: &Node) -> String {
             let kind = match &step.kind {
                 StepKind::Run(_) => "run".to_string(),
                 StepKind::Llm(llm) => format!("llm({})", llm.model.name),
+                StepKind::Agent(a) => format!("agent({})", a.model.name),
                 StepKind::Approval {
                     approvers,
                     required,

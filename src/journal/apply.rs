@@ -138,7 +138,8 @@ pub fn apply(
                 .execute(params![key, value, at, by, run])?;
         }
         // Logs, traces, refused decisions and votes short of a quorum: kept in `events` only.
-        "output" | "note" | "llm_call" | "policy_violation" | "approval_refused" | "approval_vote" => {}
+        "output" | "note" | "llm_call" | "tool_call_started" | "tool_call_finished" | "policy_violation"
+        | "approval_refused" | "approval_vote" => {}
         other => {
             return Err(rusqlite::Error::ToSqlConversionFailure(
                 format!("unknown journal event kind `{other}`").into(),

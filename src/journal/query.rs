@@ -215,18 +215,23 @@ impl Journal {
             "SELECT run_id, seq, at, kind, node, attempt, data FROM events \
              WHERE run_id = ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY seq",
         )?;
-        let rows = stmt.query_map(params![run, kind], |r| {
-            let data: String = r.get(6)?;
-            Ok(Event {
-                run_id: r.get(0)?,
-                seq: r.get(1)?,
-                at: r.get(2)?,
-                kind: r.get(3)?,
-                node: r.get(4)?,
-                attempt: r.get(5)?,
-                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-            })
-        })?;
+        let rows = stmt.query_map(params![run, kind], event_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The turns and tool calls of one agent attempt, in order.
+    pub fn agent_events(
+        &self,
+        run: &str,
+        node: &str,
+        attempt: u32,
+    ) -> Result<Vec<Event>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, seq, at, kind, node, attempt, data FROM events \
+             WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 \
+               AND kind IN ('llm_call', 'tool_call_started', 'tool_call_finished') ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![run, node, attempt], event_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -386,4 +391,18 @@ pub struct LlmUsage {
     pub tokens_out: u64,
     /// Cost in USD, from the model's prices.
     pub cost_usd: f64,
+}
+
+/// An `events` row selected as `run_id, seq, at, kind, node, attempt, data`.
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let data: String = r.get(6)?;
+    Ok(Event {
+        run_id: r.get(0)?,
+        seq: r.get(1)?,
+        at: r.get(2)?,
+        kind: r.get(3)?,
+        node: r.get(4)?,
+        attempt: r.get(5)?,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+    })
 }

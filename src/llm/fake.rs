@@ -4,6 +4,11 @@
 //! map with an `answers` list. An answer with `step` (an instance key like
 //! `repair#2/patch`, or a step name) and/or `attempt` is used for exactly
 //! that call; answers with neither are used in order, each once per run.
+//!
+//! An `agent` step takes one answer per turn: an answer with `tool_calls`
+//! asks for those calls (`text` beside them is optional), and an answer
+//! with `text` or `json` ends the loop. For agents, answers naming the step
+//! are used in order too, each once (or exactly at `turn: N`).
 
 use super::{CallError, Reply, estimate_tokens};
 use serde::Deserialize;
@@ -17,6 +22,10 @@ pub struct Answer {
     pub step: Option<String>,
     /// The attempt it answers.
     pub attempt: Option<u32>,
+    /// The turn of an agent it answers (1 is the first).
+    pub turn: Option<u32>,
+    /// Tool calls an agent turn asks for.
+    pub tool_calls: Option<Vec<FakeCall>>,
     /// The reply text.
     pub text: Option<String>,
     /// A reply given as a value; sent as its JSON text.
@@ -27,6 +36,19 @@ pub struct Answer {
     pub tokens_out: Option<u64>,
     /// Answer with an HTTP error instead.
     pub error: Option<FakeError>,
+}
+
+/// A scripted tool call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FakeCall {
+    /// The call's id (default: `call_TURN_N`).
+    pub id: Option<String>,
+    /// The tool.
+    pub name: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Json,
 }
 
 /// A scripted HTTP error.
@@ -83,11 +105,15 @@ impl Script {
         };
         for (i, a) in answers.iter().enumerate() {
             let n = i + 1;
-            match (&a.text, &a.json, &a.error) {
-                (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => {}
+            match (&a.text, &a.json, &a.error, &a.tool_calls) {
+                (Some(_), None, None, _)
+                | (None, Some(_), None, None)
+                | (None, None, Some(_), None)
+                | (None, None, None, Some(_)) => {}
                 _ => {
                     return Err(format!(
-                        "answer {n} of `{path}` needs exactly one of `text`, `json` or `error`"
+                        "answer {n} of `{path}` needs exactly one of `text`, `json`, `error` \
+                         or `tool_calls` (which may have `text` beside it)"
                     ));
                 }
             }
@@ -111,6 +137,84 @@ impl Script {
                 .iter()
                 .enumerate()
                 .position(|(i, a)| a.step.is_none() && a.attempt.is_none() && !used.contains(&i))
+        })
+    }
+
+    /// The answer for turn `turn` of an agent: one at exactly that turn, else
+    /// the first unused one for this step (or for no step) in file order.
+    pub fn pick_turn(
+        &self,
+        key: &str,
+        name: &str,
+        attempt: u32,
+        turn: u32,
+        used: &[usize],
+    ) -> Option<usize> {
+        let fits = |a: &Answer| {
+            a.step.as_deref().is_none_or(|s| s == key || s == name)
+                && a.attempt.is_none_or(|n| n == attempt)
+        };
+        let exact = self
+            .answers
+            .iter()
+            .position(|a| a.turn == Some(turn) && a.step.is_some() && fits(a));
+        exact.or_else(|| {
+            let mine = |i: usize, a: &Answer| {
+                a.turn.is_none() && a.step.is_some() && fits(a) && !used.contains(&i)
+            };
+            let free = |i: usize, a: &Answer| {
+                a.turn.is_none() && a.step.is_none() && a.attempt.is_none() && !used.contains(&i)
+            };
+            let all = || self.answers.iter().enumerate();
+            all()
+                .position(|(i, a)| mine(i, a))
+                .or_else(|| all().position(|(i, a)| free(i, a)))
+        })
+    }
+
+    /// An agent turn from answer `index`.
+    pub fn turn_answer(
+        &self,
+        index: usize,
+        prompt: &str,
+        turn: u32,
+    ) -> Result<super::agent::TurnReply, CallError> {
+        let a = &self.answers[index];
+        let calls: Vec<super::agent::ToolCall> = a
+            .tool_calls
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(n, c)| super::agent::ToolCall {
+                id: c
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("call_{turn}_{}", n + 1)),
+                name: c.name.clone(),
+                args: if c.args.is_null() {
+                    serde_json::json!({})
+                } else {
+                    c.args.clone()
+                },
+            })
+            .collect();
+        if a.tool_calls.is_some() {
+            let text = a.text.clone().unwrap_or_default();
+            return Ok(super::agent::TurnReply {
+                tokens_in: a.tokens_in.unwrap_or_else(|| estimate_tokens(prompt)),
+                tokens_out: a
+                    .tokens_out
+                    .unwrap_or_else(|| estimate_tokens(&text) + 10 * calls.len() as u64),
+                text,
+                calls,
+            });
+        }
+        let r = self.answer(index, prompt)?;
+        Ok(super::agent::TurnReply {
+            text: r.text,
+            calls,
+            tokens_in: r.tokens_in,
+            tokens_out: r.tokens_out,
         })
     }
 

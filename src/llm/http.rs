@@ -168,6 +168,13 @@ fn gist(body: &str) -> String {
 /// Sends a request and waits for the reply (blocking).
 pub fn call(req: &Request) -> Result<Reply, CallError> {
     let (url, body) = build(req);
+    let (who, json) = post(req, &url, &body)?;
+    parse(req.provider, &json).map_err(|e| CallError::transient(format!("{who}: {e}")))
+}
+
+/// POSTs `body` to `url` with the request's key and timeout; the JSON answer,
+/// and how the model is named in messages.
+pub fn post(req: &Request, url: &str, body: &Json) -> Result<(String, Json), CallError> {
     let who = format!(
         "model `{}` ({} `{}` at {url})",
         req.model,
@@ -185,7 +192,7 @@ pub fn call(req: &Request) -> Result<Reply, CallError> {
         .user_agent(concat!("flowc/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let mut request = agent.post(&url).header("content-type", "application/json");
+    let mut request = agent.post(url).header("content-type", "application/json");
     match (req.provider, key) {
         (Provider::Anthropic, k) => {
             request = request.header("anthropic-version", "2023-06-01");
@@ -237,7 +244,7 @@ pub fn call(req: &Request) -> Result<Reply, CallError> {
             "{who} sent a response that is not JSON: {e}"
         )))
     })?;
-    parse(req.provider, &json).map_err(|e| CallError::transient(format!("{who}: {e}")))
+    Ok((who, json))
 }
 
 fn transport_error(who: &str, e: ureq::Error) -> CallError {

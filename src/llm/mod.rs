@@ -4,9 +4,11 @@
 //! Nothing here touches the journal; the executor (`exec::llm`) journals
 //! every request and reply and decides what an outcome means for the step.
 
+pub mod agent;
 pub mod fake;
 pub mod http;
 pub mod limits;
+pub mod mcp;
 pub mod schema;
 
 use crate::ir::Provider;
@@ -118,9 +120,15 @@ pub fn estimate_tokens(text: &str) -> u64 {
 /// The system prompt sent to the model: the step's own, plus the reply
 /// format when the step declares an `output` type.
 pub fn system_prompt(system: Option<&str>, schema: Option<&Json>) -> Option<String> {
+    with_format(system, schema, "Reply with")
+}
+
+/// The step's system prompt and, when there is a schema, the answer's format
+/// introduced by `lead` ("Reply with", or an agent's "When you are done, reply with").
+pub fn with_format(system: Option<&str>, schema: Option<&Json>, lead: &str) -> Option<String> {
     let format = schema.map(|s| {
         format!(
-            "Reply with one JSON value and nothing else (no prose, no code fence). \
+            "{lead} one JSON value and nothing else (no prose, no code fence). \
              It must match this JSON Schema:\n{s}"
         )
     });

@@ -337,6 +337,7 @@ pub fn symbols(a: &Analysis) -> Vec<lsp::DocumentSymbol> {
                 ast::ConfigKind::Model => (lsp::SymbolKind::OBJECT, None),
                 ast::ConfigKind::Policy => (lsp::SymbolKind::INTERFACE, None),
                 ast::ConfigKind::Trigger => (lsp::SymbolKind::EVENT, None),
+                ast::ConfigKind::Mcp => (lsp::SymbolKind::MODULE, None),
             },
             Item::Skill(s) => {
                 let kids = body_symbols(&s.body, &sym);

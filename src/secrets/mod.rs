@@ -123,8 +123,13 @@ pub fn guard_run(program: &crate::ir::Program) {
                 continue;
             };
             secret_names(&step.fingerprint).for_each(hide_var);
-            if let crate::ir::StepKind::Llm(llm) = &step.kind {
-                match &llm.model.api_key {
+            let model = match &step.kind {
+                crate::ir::StepKind::Llm(llm) => Some(&llm.model),
+                crate::ir::StepKind::Agent(agent) => Some(&agent.model),
+                _ => None,
+            };
+            if let Some(model) = model {
+                match &model.api_key {
                     Some(crate::ir::SecretSource::Secret(n) | crate::ir::SecretSource::Env(n)) => {
                         hide_var(n)
                     }

@@ -83,6 +83,8 @@ pub enum ConfigKind {
     Policy,
     /// `trigger`
     Trigger,
+    /// `mcp`: a Model Context Protocol server an agent's tools come from
+    Mcp,
 }
 
 impl ConfigKind {
@@ -92,6 +94,7 @@ impl ConfigKind {
             ConfigKind::Model => "model",
             ConfigKind::Policy => "policy",
             ConfigKind::Trigger => "trigger",
+            ConfigKind::Mcp => "mcp",
         }
     }
 }

@@ -349,6 +349,7 @@ impl Lower {
                 let kind = match rule {
                     Rule::model_def => ConfigKind::Model,
                     Rule::policy_def => ConfigKind::Policy,
+                    Rule::mcp_def => ConfigKind::Mcp,
                     _ => ConfigKind::Trigger,
                 };
                 let name = self.declared(next(&mut inner));

@@ -14,7 +14,9 @@ use crate::span::Span;
 pub const MAX_DEPTH: usize = 64;
 
 /// Words that start a top-level item.
-const ITEM_KEYWORDS: &[&str] = &["import", "type", "model", "policy", "skill", "trigger"];
+const ITEM_KEYWORDS: &[&str] = &[
+    "import", "type", "model", "policy", "skill", "trigger", "mcp",
+];
 
 /// The byte ranges of the top-level items that can be parsed; the problems of
 /// the others are in `diags`.

@@ -6,13 +6,14 @@ use super::parse::Rule;
 pub fn describe(rule: Rule) -> &'static str {
     match rule {
         Rule::EOI => "end of input",
-        Rule::item => "an item (`import`, `type`, `model`, `policy`, `skill` or `trigger`)",
+        Rule::item => "an item (`import`, `type`, `model`, `policy`, `skill`, `trigger` or `mcp`)",
         Rule::import => "an `import`",
         Rule::type_def => "a `type` definition",
         Rule::model_def => "a `model`",
         Rule::policy_def => "a `policy`",
         Rule::policy_base => "a base policy `: NAME`",
         Rule::trigger_def => "a `trigger`",
+        Rule::mcp_def => "an `mcp` server",
         Rule::skill_def | Rule::skill_head => "a `skill`",
         Rule::params => "a parameter list `(name: type)`",
         Rule::param => "a parameter `name: type`",
@@ -71,6 +72,7 @@ pub fn describe(rule: Rule) -> &'static str {
         Rule::kw_model => "`model`",
         Rule::kw_policy => "`policy`",
         Rule::kw_trigger => "`trigger`",
+        Rule::kw_mcp => "`mcp`",
         Rule::kw_skill => "`skill`",
         Rule::kw_step => "`step`",
         Rule::kw_loop => "`loop`",

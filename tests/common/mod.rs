@@ -29,5 +29,6 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+pub mod model_server;
 pub mod service;
 pub mod web;

@@ -145,6 +145,7 @@ fn kind(kind: &NodeKind) -> String {
         NodeKind::Step(step) => match &step.kind {
             StepKind::Run(_) => "run".into(),
             StepKind::Llm(l) => format!("llm {}", l.model.name),
+            StepKind::Agent(a) => format!("agent {}", a.model.name),
             StepKind::Approval { .. } => "approval".into(),
             StepKind::Call { skill, .. } => {
                 format!("call {}", skill.rsplit('#').next().unwrap_or(skill))
