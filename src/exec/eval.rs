@@ -74,7 +74,7 @@ impl Default for Evaluator {
     }
 }
 
-fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
+pub(super) fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
     msg.into().into()
 }
 
@@ -89,7 +89,7 @@ impl Evaluator {
     pub fn with_memory(memory: Memory) -> Evaluator {
         let memory = Arc::new(memory);
         let mut engine = engine(SCRIPT_MAX_OPERATIONS);
-        register_recall(&mut engine, &memory);
+        super::memory::register_recall(&mut engine, &memory);
         Evaluator {
             engine,
             inline: OnceLock::new(),
@@ -510,11 +510,11 @@ fn contains(hay: &Dynamic, needle: &Dynamic) -> RhaiResult {
     )))
 }
 
-fn with_str(d: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {
+pub(super) fn with_str(d: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {
     string_of(d).ok_or_else(|| err(format!("{what}() needs a string, found {}", type_word(d))))
 }
 
-fn type_word(d: &Dynamic) -> String {
+pub(super) fn type_word(d: &Dynamic) -> String {
     if d.is_unit() {
         "null (a value that is not set)".into()
     } else {
@@ -616,41 +616,6 @@ fn env_var(name: &str, default: Option<ImmutableString>) -> RhaiResult {
         (Err(_), Some(d)) => Ok(Dynamic::from(d)),
         (Err(_), None) => Err(err(format!("environment variable `{name}` is not set"))),
     }
-}
-
-/// `recall(key)` and `recall(key, default)` of expressions, reading `memory`:
-/// the default (else `()`) when nothing is remembered, and an error when
-/// the value is of another kind than the default.
-fn register_recall(engine: &mut rhai::Engine, memory: &Arc<Memory>) {
-    let mem = memory.clone();
-    engine.register_fn("f_recall", move |key: Dynamic| -> RhaiResult {
-        let key = with_str(&key, "recall")?;
-        Ok(mem.get(&key).map_or(Dynamic::UNIT, |v| to_dynamic(&v)))
-    });
-    let mem = memory.clone();
-    engine.register_fn(
-        "f_recall",
-        move |key: Dynamic, default: Dynamic| -> RhaiResult {
-            let key = with_str(&key, "recall")?;
-            let Some(v) = mem.get(&key) else {
-                return Ok(default);
-            };
-            let v = to_dynamic(&v);
-            let numbers = |d: &Dynamic| d.is_int() || d.is_float();
-            let same = default.is_unit()
-                || v.type_id() == default.type_id()
-                || (numbers(&v) && numbers(&default));
-            if same {
-                Ok(v)
-            } else {
-                Err(err(format!(
-                    "recall(): memory `{key}` holds {}, not {} like its default",
-                    type_word(&v),
-                    type_word(&default)
-                )))
-            }
-        },
-    );
 }
 
 /// An engine with the built-ins registered, allowing `max_operations`.

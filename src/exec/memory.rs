@@ -12,14 +12,18 @@
 //! order. A key a person (`flowc memory set`) or another run changed since
 //! keeps that value: the steps that read it run again.
 
+use super::eval::{err, to_dynamic, type_word, with_str};
 use super::scheduler::Runner;
 use crate::ir::{NodeKind, Program, Step};
 use crate::journal::{
     Journal, JournalError, MEMORY_KEYS_MAX, MEMORY_VALUE_MAX, NewEvent, memory_namespace,
 };
+use rhai::Dynamic;
 use serde_json::{Map, Value as Json, json};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+
+type RhaiResult = Result<Dynamic, Box<rhai::EvalAltResult>>;
 
 /// The run's memory in one session.
 #[derive(Debug, Default)]
@@ -135,6 +139,41 @@ impl Memory {
             .find(|k| self.external.get(k.as_str()).is_some_and(|at| *at > since))
             .map(String::as_str)
     }
+}
+
+/// `recall(key)` and `recall(key, default)` of expressions, reading `memory`:
+/// the default (else `()`) when nothing is remembered, and an error when
+/// the value is of another kind than the default.
+pub fn register_recall(engine: &mut rhai::Engine, memory: &Arc<Memory>) {
+    let mem = memory.clone();
+    engine.register_fn("f_recall", move |key: Dynamic| -> RhaiResult {
+        let key = with_str(&key, "recall")?;
+        Ok(mem.get(&key).map_or(Dynamic::UNIT, |v| to_dynamic(&v)))
+    });
+    let mem = memory.clone();
+    engine.register_fn(
+        "f_recall",
+        move |key: Dynamic, default: Dynamic| -> RhaiResult {
+            let key = with_str(&key, "recall")?;
+            let Some(v) = mem.get(&key) else {
+                return Ok(default);
+            };
+            let v = to_dynamic(&v);
+            let numbers = |d: &Dynamic| d.is_int() || d.is_float();
+            let same = default.is_unit()
+                || v.type_id() == default.type_id()
+                || (numbers(&v) && numbers(&default));
+            if same {
+                Ok(v)
+            } else {
+                Err(err(format!(
+                    "recall(): memory `{key}` holds {}, not {} like its default",
+                    type_word(&v),
+                    type_word(&default)
+                )))
+            }
+        },
+    );
 }
 
 impl Runner<'_> {
