@@ -635,3 +635,52 @@ fn a_passing_server_error_asks_the_same_turn_again_and_keeps_the_calls_done() {
             .contains("turn 2 is asked again")
     }));
 }
+
+#[test]
+fn an_interrupted_call_whose_step_says_ask_waits_for_a_person() {
+    let answers = "- step: work\n  tool_calls: [{ name: note, args: { text: asked } }]\n\
+                   - step: work\n  text: done\n";
+    for n in 1..40 {
+        let dir = tempfile::tempdir().unwrap();
+        let flow = fake_agent(dir.path(), answers, "", "max_attempts: 1");
+        let text = std::fs::read_to_string(&flow).unwrap().replace(
+            r#""note", "{{ text }}"], effect: "write" }"#,
+            r#""note", "{{ text }}"], effect: "write", on_interrupt: "ask" }"#,
+        );
+        assert!(text.contains("on_interrupt"), "{text}");
+        std::fs::write(&flow, text).unwrap();
+        let crash = n.to_string();
+        let out = flowc(
+            dir.path(),
+            &["run", flow.to_str().unwrap()],
+            &[("FLOWC_DEBUG_CRASH_AFTER_COMMITS", &crash)],
+        );
+        assert!(!out.status.success(), "finished before a call was cut off");
+        let (started, finished) = (
+            events(dir.path(), "tool_call_started").len(),
+            events(dir.path(), "tool_call_finished").len(),
+        );
+        if started == 0 {
+            continue;
+        }
+        assert_eq!((started, finished), (1, 0), "N={n}");
+        let run = journal(dir.path()).runs().unwrap()[0].id.clone();
+        let paused = flowc(dir.path(), &["run", "--resume", &run, "--no-input"], &[]);
+        assert_eq!(paused.status.code(), Some(75), "{}", stderr(&paused));
+        let list = flowc(dir.path(), &["approvals"], &[]);
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(list.contains("was interrupted"), "{list}");
+        let ok = flowc(dir.path(), &["approve", &run, "work"], &[]);
+        assert!(ok.status.success(), "{}", stderr(&ok));
+        let done = flowc(dir.path(), &["run", "--resume", &run, "--no-input"], &[]);
+        assert!(done.status.success(), "{}", stderr(&done));
+        let marks = effects(dir.path());
+        assert!(
+            !marks.is_empty() && marks.len() <= 2 && marks.iter().all(|m| m == "asked"),
+            "{marks:?}"
+        );
+        assert_eq!(events(dir.path(), "llm_call").len(), 2);
+        return;
+    }
+    panic!("no crash point fell inside the call");
+}

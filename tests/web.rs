@@ -670,3 +670,26 @@ fn bad_requests_get_a_clear_error_and_the_service_stays_up() {
     assert_eq!(site.get(None, "/healthz").status, 200, "still up");
     assert!(!site.serve.log().contains("panicked"));
 }
+
+#[test]
+fn the_run_page_shows_an_agents_tool_calls_as_text() {
+    let site = Site::start(vec![]);
+    let run = site.submit("dora", "agent.flow");
+    site.wait(&run, "succeeded");
+    let page = site.get(Some("alice"), &format!("/runs/{run}"));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<h2>Tool calls</h2>"), "{}", page.body);
+    assert!(
+        page.body.contains("<code>shout</code> (read) · ok"),
+        "{}",
+        page.body
+    );
+    // The arguments and the result are the model's and the tool's text, escaped.
+    assert!(!page.body.contains("<b>&lt;i&gt;") && !page.body.contains("<i>hi</i>"));
+    assert!(
+        page.body
+            .contains("&lt;b&gt;&lt;i&gt;hi&lt;/i&gt;&lt;/b&gt;"),
+        "{}",
+        page.body
+    );
+}

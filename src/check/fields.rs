@@ -22,6 +22,7 @@ const COMMON: &[&str] = &[
     "expose_secrets",
     "effect",
     "remember",
+    "on_interrupt",
 ];
 
 /// Step fields a `secret()` may flow into: the process environment and
@@ -306,8 +307,10 @@ impl<'a> ModuleCx<'a> {
             cache: ir::CacheSpec::default(),
             remember: Vec::new(),
             recalls: Vec::new(),
+            on_interrupt: None,
         };
         (step.effect, step.cache) = self.cache_fields(id, def, sk, &policy);
+        step.on_interrupt = get("on_interrupt").and_then(|f| self.on_interrupt(f));
         if let Some(f) = get("attempts")
             && let Some(n) = self.lit_int(f, 1, Code::E0318)
         {
@@ -426,6 +429,7 @@ impl<'a> ModuleCx<'a> {
         };
         step.remember = self.remember(id, def, sk);
         step.recalls = sk.state.recalls.get(&id).cloned().unwrap_or_default();
+        self.repeated_write(id, def, sk, &step);
         step
     }
 

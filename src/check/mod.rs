@@ -9,6 +9,7 @@ mod builtins;
 mod cache_fields;
 mod calls;
 pub mod canonical;
+mod effects;
 mod expr;
 mod fields;
 mod graph;

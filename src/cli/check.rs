@@ -1,5 +1,6 @@
 //! `flowc check`.
 
+use super::against::Against;
 use super::{CliResult, EXIT_FAILED, EXIT_OK, EXIT_USAGE, collect_files, term_width, write_stdout};
 use crate::check::{CheckOutput, FsLoader, check_files};
 use crate::diag::{Format, RenderOptions, Severity, github_file_error, render, render_json_value};
@@ -22,6 +23,17 @@ pub struct CheckArgs {
     /// Also print each skill's worst case: step attempts, model calls, output tokens and cost, wall time, and the policy caps they pass.
     #[arg(long)]
     pub bounds: bool,
+    /// Say, for each unfinished run in this journal (a path) or for this run
+    /// (an id, in `$FLOWC_JOURNAL` or `.flowc/journal.db`), which finished
+    /// steps resuming it on the checked files would reuse and which it would run again.
+    #[arg(long, value_name = "JOURNAL|RUN")]
+    pub against: Option<String>,
+    /// With --against: exit 1 when a run cannot survive the edit.
+    #[arg(long, requires = "against")]
+    pub deny_breaking: bool,
+    /// The same as `--format json`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs the check and prints the report: every readable file's diagnostics,
@@ -37,7 +49,15 @@ pub fn run(args: &CheckArgs, color: bool) -> CliResult {
     let mut unreadable = collected.unreadable;
     unreadable.append(&mut out.unreadable);
     out.unreadable = unreadable;
-    print_report(&out, args, color, collected.files.len());
+    // A file with errors has no program to compare; its errors say why.
+    let against = match &args.against {
+        Some(value) if out.count(Severity::Error) == 0 => {
+            Some(super::against::predict_all(&out, value)?)
+        }
+        _ => None,
+    };
+    print_report(&out, args, color, collected.files.len(), against.as_ref());
+    let breaking = against.as_ref().is_some_and(|a| a.breaking() > 0);
     let errors = out.count(Severity::Error);
     let warnings = out.count(Severity::Warning);
     let unreadable = !out.unreadable.is_empty();
@@ -47,7 +67,8 @@ pub fn run(args: &CheckArgs, color: bool) -> CliResult {
     std::thread::spawn(move || drop(out));
     Ok(if unreadable {
         EXIT_USAGE
-    } else if errors > 0 || (args.deny_warnings && warnings > 0) {
+    } else if errors > 0 || (args.deny_warnings && warnings > 0) || (args.deny_breaking && breaking)
+    {
         EXIT_FAILED
     } else {
         EXIT_OK
@@ -71,19 +92,32 @@ fn summary_line(out: &CheckOutput, files: usize) -> String {
     line
 }
 
-fn print_report(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) {
+fn print_report(
+    out: &CheckOutput,
+    args: &CheckArgs,
+    color: bool,
+    files: usize,
+    against: Option<&Against>,
+) {
     for (path, reason) in &out.unreadable {
         eprintln!("error: cannot read `{path}`: {reason}");
     }
+    let format = if args.json { Format::Json } else { args.format };
     // The output goes out whole; a closed pipe or full disk is not worth a second report.
-    let _ = match args.format {
-        Format::Human => print_human(out, args, color, files),
-        Format::Json => print_json(out, files, args.bounds),
-        Format::Github => print_github(out, files),
+    let _ = match format {
+        Format::Human => print_human(out, args, color, files, against),
+        Format::Json => print_json(out, files, args.bounds, against),
+        Format::Github => print_github(out, files, against),
     };
 }
 
-fn print_human(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) -> CliResult {
+fn print_human(
+    out: &CheckOutput,
+    args: &CheckArgs,
+    color: bool,
+    files: usize,
+    against: Option<&Against>,
+) -> CliResult {
     let opts = RenderOptions {
         color,
         width: term_width(),
@@ -96,6 +130,9 @@ fn print_human(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) -
     eprint!("{text}");
     if args.bounds {
         write_stdout(super::bounds::text(out).as_bytes())?;
+    }
+    if let Some(a) = against {
+        write_stdout(super::against::text(a).as_bytes())?;
     }
     if args.summary {
         let mut s = String::new();
@@ -110,7 +147,12 @@ fn print_human(out: &CheckOutput, args: &CheckArgs, color: bool, files: usize) -
     Ok(EXIT_OK)
 }
 
-fn print_json(out: &CheckOutput, files: usize, bounds: bool) -> CliResult {
+fn print_json(
+    out: &CheckOutput,
+    files: usize,
+    bounds: bool,
+    against: Option<&Against>,
+) -> CliResult {
     let diagnostics: Vec<serde_json::Value> = out
         .diagnostics
         .iter()
@@ -131,10 +173,13 @@ fn print_json(out: &CheckOutput, files: usize, bounds: bool) -> CliResult {
     if bounds {
         report["bounds"] = super::bounds::json(out);
     }
+    if let Some(a) = against {
+        report["against"] = super::against::json(a);
+    }
     write_stdout(format!("{report:#}\n").as_bytes())
 }
 
-fn print_github(out: &CheckOutput, files: usize) -> CliResult {
+fn print_github(out: &CheckOutput, files: usize, against: Option<&Against>) -> CliResult {
     let opts = RenderOptions {
         color: false,
         width: 100,
@@ -151,5 +196,8 @@ fn print_github(out: &CheckOutput, files: usize) -> CliResult {
     }
     text.push_str(&summary_line(out, files));
     text.push('\n');
+    if let Some(a) = against {
+        text.push_str(&super::against::text(a));
+    }
     write_stdout(text.as_bytes())
 }

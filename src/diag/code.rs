@@ -101,6 +101,7 @@ codes! {
     W0003 => "unused parameter",
     W0004 => "step can never run",
     W0005 => "template braces inside an expression",
+    W0006 => "write step that may run more than once",
     W0009 => "MCP server allows every tool",
 }
 

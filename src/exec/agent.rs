@@ -8,7 +8,7 @@
 use super::attempt::AttemptEnd;
 use super::eval::{Evaluator, Names};
 use super::scheduler::Runner;
-use crate::ir::{AgentStep, Effect, NodeKind, Skill, StepKind, ToolKind};
+use crate::ir::{AgentStep, Effect, NodeKind, OnInterrupt, Skill, StepKind, ToolKind};
 use crate::journal::NewEvent;
 use crate::llm::agent::{Message, ToolCall, ToolResult, ToolSpec, cut};
 use crate::llm::mcp::McpTool;
@@ -26,6 +26,8 @@ pub enum Route {
         key: String,
         /// Its effect.
         effect: Effect,
+        /// What its steps say to do when a call was interrupted.
+        on_interrupt: Option<OnInterrupt>,
     },
     /// A tool of a started MCP server.
     Mcp {
@@ -41,6 +43,14 @@ pub enum Route {
 }
 
 impl Route {
+    /// What to do with a call that an interruption cut off, when its skill's steps say.
+    pub fn on_interrupt(&self) -> Option<OnInterrupt> {
+        match self {
+            Route::Skill { on_interrupt, .. } => *on_interrupt,
+            Route::Mcp { .. } => None,
+        }
+    }
+
     /// What calling it does.
     pub fn effect(&self) -> Effect {
         match self {
@@ -108,6 +118,8 @@ pub struct AgentRun {
     pub cwd: Option<String>,
     /// Times the current turn was asked again after a passing trouble.
     pub retries: u32,
+    /// Wire messages of the conversation already in the journal (in earlier turns' requests).
+    pub sent: usize,
     /// A journaled final answer found on resume (the attempt ended before its status was written).
     pub answered: Option<String>,
     /// Calls interrupted by the end of an earlier session, to settle before anything else.
@@ -190,6 +202,23 @@ pub fn within(dir: Option<&str>, path: &str) -> String {
         }
         _ => path.to_string(),
     }
+}
+
+/// What a skill's steps say about an interrupted call: `ask` if one says it,
+/// else `fail`, else `retry`; `None` when none says.
+pub fn skill_on_interrupt(program: &crate::ir::Program, key: &str) -> Option<OnInterrupt> {
+    let skill = program.skills.get(key)?;
+    let said: Vec<OnInterrupt> = skill
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Step(s) => s.on_interrupt,
+            _ => None,
+        })
+        .collect();
+    [OnInterrupt::Ask, OnInterrupt::Fail, OnInterrupt::Retry]
+        .into_iter()
+        .find(|w| said.contains(w))
 }
 
 /// The strongest effect of a skill's steps, through the skills it calls.
@@ -306,6 +335,7 @@ impl Runner<'_> {
             interrupted: Vec::new(),
             cwd: inputs["cwd"].as_str().map(str::to_string),
             retries: 0,
+            sent: 0,
         };
         for tool in &agent.tools {
             if let ToolKind::Skill {
@@ -326,13 +356,30 @@ impl Runner<'_> {
                     Route::Skill {
                         key: skill_key.clone(),
                         effect,
+                        on_interrupt: skill_on_interrupt(&self.program, skill_key),
                     },
                 );
             }
         }
+        let started = std::time::Instant::now();
         if let Err(e) = self.rebuild_agent(&key, agent, &mut run) {
             self.attempt_ended(inst, attempt, AttemptEnd::Error(e, None));
             return;
+        }
+        if run.turns > 0 {
+            let text = format!(
+                "attempt {attempt} goes on: {} turns and {} tool calls read back from the journal in {}",
+                run.turns,
+                run.calls,
+                crate::ir::format_ms(started.elapsed().as_millis() as u64)
+            );
+            self.push(NewEvent::node(
+                &self.run_id,
+                "note",
+                &key,
+                Some(attempt),
+                json!({ "text": text, "rebuilt_us": started.elapsed().as_micros() as u64 }),
+            ));
         }
         self.agents.insert(inst, run);
         let servers: Vec<String> = agent
@@ -483,11 +530,32 @@ impl Runner<'_> {
                 asking: true,
             });
             let prompt = self.tool_prompt(inst, &call);
-            self.ask(inst, "policy", prompt);
+            self.ask_tool(inst, prompt);
             return;
         }
-        match effect {
-            Some(Effect::Read | Effect::Idempotent) => {
+        let on_interrupt = run.routes.get(&call.name).and_then(Route::on_interrupt);
+        if on_interrupt == Some(OnInterrupt::Ask) {
+            run.current = Some(Current {
+                call: call.clone(),
+                number,
+                turn,
+                asking: true,
+            });
+            let prompt = format!(
+                "tool call `{}` with {} was interrupted and may or may not have taken effect: \
+                 approve to run it again, reject to tell the model it failed (call {})",
+                call.name, call.args, call.id
+            );
+            self.ask_tool(inst, prompt);
+            return;
+        }
+        let again = match on_interrupt {
+            Some(OnInterrupt::Retry) => true,
+            Some(OnInterrupt::Fail) => false,
+            _ => matches!(effect, Some(Effect::Read | Effect::Idempotent)),
+        };
+        match again {
+            true => {
                 run.current = Some(Current {
                     call: call.clone(),
                     number,
@@ -501,11 +569,11 @@ impl Runner<'_> {
                     "note",
                     &key,
                     Some(attempt),
-                    json!({ "text": format!("tool call `{}` ({}) was interrupted; it only reads or is idempotent, so it runs again", call.id, call.name) }),
+                    json!({ "text": format!("tool call `{}` ({}) was interrupted; it is safe to repeat, so it runs again", call.id, call.name) }),
                 ));
                 self.run_tool(inst, call, number);
             }
-            _ => {
+            false => {
                 run.current = Some(Current {
                     call: call.clone(),
                     number,

@@ -209,7 +209,7 @@ impl Runner<'_> {
                 if let Some(c) = self.agents.get_mut(&inst).and_then(|r| r.current.as_mut()) {
                     c.asking = true;
                 }
-                self.ask(inst, "policy", prompt);
+                self.ask_tool(inst, prompt);
             }
             Err(e) => {
                 self.journal_started(inst, attempt, data);
@@ -293,8 +293,8 @@ impl Runner<'_> {
                 && self.eval.condition(rule, &names)?
             {
                 return Ok(Rule::Ask(format!(
-                    "policy `{}` requires approval to call tool `{}` with {}",
-                    p.name, call.name, call.args
+                    "policy `{}` requires approval to call tool `{}` with {} (call {})",
+                    p.name, call.name, call.args, call.id
                 )));
             }
         }
@@ -311,10 +311,24 @@ impl Runner<'_> {
         match self.tool_rules(inst, call, effect) {
             Ok(Rule::Ask(p)) => p,
             _ => format!(
-                "approve the call of tool `{}` with {}",
-                call.name, call.args
+                "approve the call of tool `{}` with {} (call {})",
+                call.name, call.args, call.id
             ),
         }
+    }
+
+    /// Puts a tool call in the human queue. A decision recorded for another
+    /// call of the step (the queue holds one item per step) is not this call's.
+    pub fn ask_tool(&mut self, inst: usize, prompt: String) {
+        let key = self.insts[inst].key.clone();
+        if self
+            .prior_approvals
+            .get(&key)
+            .is_some_and(|row| row.prompt != prompt)
+        {
+            self.prior_approvals.remove(&key);
+        }
+        self.ask(inst, "policy", prompt);
     }
 
     /// A person decided on a call waiting for approval: run it, or refuse it.

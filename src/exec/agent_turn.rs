@@ -100,11 +100,29 @@ impl Runner<'_> {
         let (url, body) = wire::build(&request, &messages, &specs);
         let est_in = estimate_tokens(&body.to_string());
         let est_out = max_tokens.unwrap_or(0);
+        // The journal keeps what is new since the last turn it holds (the
+        // conversation before it is in the earlier events), and the tools once.
+        let sent = run.sent;
+        let mut body = body;
+        let total = body["messages"].as_array().map_or(0, Vec::len);
+        if sent > 0 {
+            if let Some(m) = body["messages"].as_array_mut() {
+                m.drain(..sent.min(m.len()));
+            }
+            if let Some(b) = body.as_object_mut() {
+                b.remove("tools");
+                b.remove("system");
+            }
+            body["messages_before"] = json!(sent);
+        }
         let mut journaled = json!({
             "provider": resolved.provider.word(),
             "url": matches!(resolved.provider, Provider::OpenAi | Provider::Anthropic).then_some(url),
             "body": super::llm::journaled_body(body),
         });
+        if let Some(r) = self.agents.get_mut(&inst) {
+            r.sent = total;
+        }
         if let Some((rule, value, why)) = self.over_cap(&model, est_in, est_out) {
             self.agents.remove(&inst);
             self.refuse_call(inst, attempt, rule, value, why);
@@ -139,6 +157,7 @@ impl Runner<'_> {
                 request,
                 &messages,
                 &specs,
+                est_in,
                 &mut journaled,
             ) {
                 Ok(f) => f,
@@ -193,6 +212,7 @@ impl Runner<'_> {
         mut request: Request,
         messages: &[Message],
         specs: &[ToolSpec],
+        est_in: u64,
         journaled: &mut Json,
     ) -> Result<TurnFuture, String> {
         let key = self.insts[inst].key.clone();
@@ -215,14 +235,9 @@ impl Runner<'_> {
                 if in_order {
                     used.push(i);
                 }
-                let text: String = messages
-                    .iter()
-                    .map(|m| format!("{m:?}"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
                 Box::pin(async move {
                     (
-                        script.turn_answer(i, &text, turn),
+                        script.turn_answer(i, est_in, turn),
                         "fake",
                         Some((i, in_order)),
                     )

@@ -19,6 +19,7 @@ impl Runner<'_> {
         let key = self.insts[inst].key.clone();
         let key = key.as_str();
         let current = self.status.get(key).cloned();
+        let ready = self.ready_data(inst);
         match current.as_deref() {
             None => {
                 let event = NewEvent::node(
@@ -30,20 +31,30 @@ impl Runner<'_> {
                 );
                 self.push(event);
                 self.status.insert(key.to_string(), "pending".into());
-                self.set_status(key, "ready", None, json!({}));
+                self.set_status(key, "ready", None, ready);
             }
             Some("ready") => {}
-            Some("pending" | "interrupted" | "stale") => {
-                self.set_status(key, "ready", None, json!({}))
-            }
+            Some("pending" | "interrupted" | "stale") => self.set_status(key, "ready", None, ready),
             Some("running" | "retrying" | "waiting" | "rejected") => {
                 self.set_status(key, "interrupted", None, json!({}));
-                self.set_status(key, "ready", None, json!({}));
+                self.set_status(key, "ready", None, ready);
             }
             Some(_) => {
                 self.set_status(key, "stale", None, json!({}));
-                self.set_status(key, "ready", None, json!({}));
+                self.set_status(key, "ready", None, ready);
             }
+        }
+    }
+
+    /// The data of a step's `ready` event: the hash of the definition it is
+    /// about to run with, so `flowc check --against` can tell an edit later.
+    fn ready_data(&self, inst: usize) -> Json {
+        let (frame, node) = (self.insts[inst].frame, self.insts[inst].node);
+        match &self.frames[frame].skill.nodes[node].kind {
+            NodeKind::Step(step) => {
+                json!({ "definition_hash": super::against::definition_hash(step) })
+            }
+            _ => json!({}),
         }
     }
 

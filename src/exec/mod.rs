@@ -5,6 +5,7 @@
 //! event is committed before the side effects it announces start.
 
 mod accept;
+pub mod against;
 mod agent;
 mod agent_tools;
 mod agent_turn;

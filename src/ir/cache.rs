@@ -24,6 +24,41 @@ impl Effect {
     }
 }
 
+/// What to do with a step an interrupted run left running, when the run resumes (design §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// Run it again.
+    Retry,
+    /// Fail it: its effect may have happened, and repeating it is not safe.
+    Fail,
+    /// Ask a person whether to run it again.
+    Ask,
+}
+
+impl OnInterrupt {
+    /// The words a flow may write, in the order of the variants.
+    pub const WORDS: &'static [&'static str] = &["retry", "fail", "ask"];
+
+    /// The value a flow writes as `word`, if it is one.
+    pub fn parse(word: &str) -> Option<OnInterrupt> {
+        Some(match word {
+            "retry" => OnInterrupt::Retry,
+            "fail" => OnInterrupt::Fail,
+            "ask" => OnInterrupt::Ask,
+            _ => return None,
+        })
+    }
+
+    /// The word written in a flow (`retry`, `fail`, `ask`).
+    pub fn word(self) -> &'static str {
+        match self {
+            OnInterrupt::Retry => "retry",
+            OnInterrupt::Fail => "fail",
+            OnInterrupt::Ask => "ask",
+        }
+    }
+}
+
 /// A glob as written, and compiled as a template.
 #[derive(Debug, Clone)]
 pub struct Glob {

@@ -12,7 +12,7 @@ pub mod template_methods;
 mod ty;
 
 pub use agent::{AgentStep, McpServer, Tool, ToolKind};
-pub use cache::{CacheSpec, Effect, Glob};
+pub use cache::{CacheSpec, Effect, Glob, OnInterrupt};
 pub use policy::{Fallback, Policy, PolicyNotify, Sandbox};
 pub use summary::format_ms;
 pub use ty::{Record, Ty};
@@ -280,6 +280,8 @@ pub struct Step {
     pub remember: Vec<(String, Value)>,
     /// Memory keys the step reads (`recall`), part of its input hash.
     pub recalls: Vec<String>,
+    /// What a resumed run does with it when an interruption left it running; `None`: not declared.
+    pub on_interrupt: Option<OnInterrupt>,
 }
 
 /// Kind-specific step settings.

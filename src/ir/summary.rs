@@ -117,6 +117,9 @@ impl Skill {
                             step.recalls
                         );
                     }
+                    if let Some(on) = step.on_interrupt {
+                        let _ = writeln!(out, "{indent}  on_interrupt {}", on.word());
+                    }
                     // Scripts are cached by default: only say so where a flow chose.
                     let c = &step.cache;
                     let script = matches!(step.kind, super::StepKind::Script { .. });

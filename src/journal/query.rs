@@ -181,6 +181,30 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The definition hash each step instance of a run last became `ready`
+    /// with (its `ready` events' `definition_hash`); instances journaled before
+    /// the hash was recorded have none.
+    pub fn definition_hashes(&self, run: &str) -> Result<HashMap<String, String>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT node, CASE WHEN json_type(data, '$.definition_hash') = 'text' \
+             THEN json_extract(data, '$.definition_hash') END FROM events \
+             WHERE run_id = ?1 AND kind = 'node_status' AND node IS NOT NULL \
+             AND json_valid(data) AND json_extract(data, '$.status') = 'ready' ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![run], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            match row? {
+                (node, Some(h)) => out.insert(node, h),
+                // A later `ready` without a hash (an older flowc resumed the run) forgets it.
+                (node, None) => out.remove(&node),
+            };
+        }
+        Ok(out)
+    }
+
     /// Approval items: pending ones across runs, or every item of one run.
     pub fn approvals(&self, run: Option<&str>) -> Result<Vec<ApprovalRow>, JournalError> {
         let sql = "SELECT run_id, node, kind, prompt, input_hash, status, requested_at, decided_by, comment, output

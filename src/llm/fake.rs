@@ -158,6 +158,7 @@ impl Script {
             .answers
             .iter()
             .position(|a| a.turn == Some(turn) && a.step.is_some() && fits(a));
+        let used: std::collections::HashSet<usize> = used.iter().copied().collect();
         exact.or_else(|| {
             let mine = |i: usize, a: &Answer| {
                 a.turn.is_none() && a.step.is_some() && fits(a) && !used.contains(&i)
@@ -176,7 +177,7 @@ impl Script {
     pub fn turn_answer(
         &self,
         index: usize,
-        prompt: &str,
+        est_in: u64,
         turn: u32,
     ) -> Result<super::agent::TurnReply, CallError> {
         let a = &self.answers[index];
@@ -201,7 +202,7 @@ impl Script {
         if a.tool_calls.is_some() {
             let text = a.text.clone().unwrap_or_default();
             return Ok(super::agent::TurnReply {
-                tokens_in: a.tokens_in.unwrap_or_else(|| estimate_tokens(prompt)),
+                tokens_in: a.tokens_in.unwrap_or(est_in),
                 tokens_out: a
                     .tokens_out
                     .unwrap_or_else(|| estimate_tokens(&text) + 10 * calls.len() as u64),
@@ -209,11 +210,11 @@ impl Script {
                 calls,
             });
         }
-        let r = self.answer(index, prompt)?;
+        let r = self.answer(index, "")?;
         Ok(super::agent::TurnReply {
             text: r.text,
             calls,
-            tokens_in: r.tokens_in,
+            tokens_in: a.tokens_in.unwrap_or(est_in),
             tokens_out: r.tokens_out,
         })
     }

@@ -144,11 +144,11 @@ impl Client {
         self.writer
             .write_all(line.as_bytes())
             .await
-            .map_err(|e| format!("cannot write to the server: {e}"))?;
+            .map_err(|e| format!("cannot write to the server (it exited?): {e}"))?;
         self.writer
             .flush()
             .await
-            .map_err(|e| format!("cannot write to the server: {e}"))
+            .map_err(|e| format!("cannot write to the server (it exited?): {e}"))
     }
 
     /// Sends a request and waits for its response, answering what the server asks meanwhile.
@@ -396,7 +396,8 @@ read call; echo '{"jsonrpc":"2.0","id":4,"result":{"content":[{"type":"text","te
                 is_error: true
             }
         );
+        // The server has gone: a clear error, whether it is seen writing or reading.
         let e = c.call("echo", &json!({})).await.err().unwrap_or_default();
-        assert!(e.contains("closed its output"), "{e}");
+        assert!(e.contains("exited"), "{e}");
     }
 }

@@ -103,6 +103,7 @@ fn live_part(journal: &Journal, id: &str) -> Result<String, String> {
     out.push_str(&steps(&nodes));
     out.push_str(&outputs(&events));
     out.push_str(&llm_calls(journal, id, &events)?);
+    out.push_str(&tool_calls(&events));
     out.push_str(&decisions(&events));
     out.push_str(&notices(journal, id)?);
     out.push_str(&timeline(&events));
@@ -265,6 +266,56 @@ fn llm_calls(journal: &Journal, id: &str, events: &[Event]) -> Result<String, St
         out.push_str("</details>");
     }
     Ok(out)
+}
+
+/// An agent's tool calls: what was called with what, and what came back.
+fn tool_calls(events: &[Event]) -> String {
+    let started: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == "tool_call_started")
+        .collect();
+    if started.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<h2>Tool calls</h2>");
+    for s in started {
+        let d = &s.data;
+        let finished = events.iter().find(|e| {
+            e.kind == "tool_call_finished"
+                && e.node == s.node
+                && e.attempt == s.attempt
+                && e.data["call_id"] == d["call_id"]
+        });
+        let mark = match finished {
+            None => "running or interrupted",
+            Some(f) if f.data["is_error"] == true => "error",
+            Some(_) => "ok",
+        };
+        let _ = write!(
+            out,
+            "<details class=\"tool\"><summary>{} · attempt {} · call {} · <code>{}</code> ({}) · {}</summary><h3>arguments</h3><pre>{}</pre>",
+            esc(s.node.as_deref().unwrap_or("-")),
+            s.attempt.unwrap_or(0),
+            esc(&d["number"].to_string()),
+            esc(d["tool"].as_str().unwrap_or_default()),
+            esc(d["effect"].as_str().unwrap_or_default()),
+            mark,
+            esc(&serde_json::to_string_pretty(&d["args"]).unwrap_or_default()),
+        );
+        if let Some(f) = finished {
+            let text = f.data["result"].as_str().unwrap_or_default();
+            // The page shows the head of a long result; the journal has it whole.
+            let head: String = text.chars().take(4000).collect();
+            let more = if head.len() < text.len() { "\n…" } else { "" };
+            let _ = write!(
+                out,
+                "<h3>result</h3><pre class=\"reply\">{}{more}</pre>",
+                esc(&head)
+            );
+        }
+        out.push_str("</details>");
+    }
+    out
 }
 
 /// Decisions, votes and refusals: who decided what, by which path.
