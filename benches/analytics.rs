@@ -4,6 +4,7 @@
 //! steps, a tenth of whose attempts fail and are retried, about 100 events a
 //! run (1,000,000 events at the default), through the journal's own append,
 //! then times each query, best of 3. Issue 18's target: under 1 s each.
+//! `FLOWC_BENCH_JOURNAL=PATH` writes the journal to PATH and keeps it.
 #![allow(clippy::unwrap_used)]
 
 use flowc::journal::{Durability, Journal, NewEvent};
@@ -102,7 +103,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal.db");
+    // `FLOWC_BENCH_JOURNAL=PATH` keeps the journal there, to time the commands themselves.
+    let path = std::env::var_os("FLOWC_BENCH_JOURNAL")
+        .map_or_else(|| dir.path().join("journal.db"), std::path::PathBuf::from);
     let mut j = Journal::open(&path, Durability::Normal).unwrap();
     let t = Instant::now();
     let mut events = 0;

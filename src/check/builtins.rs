@@ -38,8 +38,10 @@ pub const STRING_METHODS: &[&str] = &[
 pub const LIST_METHODS: &[&str] = &["len", "is_empty", "contains"];
 /// Methods of records and maps.
 pub const MAP_METHODS: &[&str] = &["keys", "contains_key"];
+/// Methods of `json` values that say what they hold (checked at run time).
+pub const JSON_METHODS: &[&str] = &["as_string", "as_int", "as_float", "as_bool", "as_list"];
 /// Functions callable by name.
-pub const FUNCTIONS: &[&str] = &["env", "secret", "exists", "read", "json"];
+pub const FUNCTIONS: &[&str] = &["env", "secret", "exists", "read", "json", "recall"];
 
 /// The signature of `recv.name(...)`, if that method exists for the receiver's type.
 pub fn method(recv: &Ty, name: &str) -> Option<Signature> {
@@ -52,7 +54,8 @@ pub fn method(recv: &Ty, name: &str) -> Option<Signature> {
         Ty::Record(_) => map_method(name),
         Ty::Json | Ty::Error => string_method(name)
             .or_else(|| list_method(&Ty::Json, name))
-            .or_else(|| map_method(name)),
+            .or_else(|| map_method(name))
+            .or_else(|| json_method(name)),
         _ => None,
     }
 }
@@ -70,6 +73,7 @@ pub fn method_names(recv: &Ty) -> Vec<&'static str> {
             .iter()
             .chain(LIST_METHODS)
             .chain(MAP_METHODS)
+            .chain(JSON_METHODS)
             .copied()
             .collect(),
         _ => Vec::new(),
@@ -92,6 +96,17 @@ fn list_method(elem: &Ty, name: &str) -> Option<Signature> {
         "len" => sig(vec![], Ty::Int),
         "is_empty" => sig(vec![], Ty::Bool),
         "contains" => sig(vec![elem.clone()], Ty::Bool),
+        _ => return None,
+    })
+}
+
+fn json_method(name: &str) -> Option<Signature> {
+    Some(match name {
+        "as_string" => sig(vec![], Ty::String),
+        "as_int" => sig(vec![], Ty::Int),
+        "as_float" => sig(vec![], Ty::Float),
+        "as_bool" => sig(vec![], Ty::Bool),
+        "as_list" => sig(vec![], Ty::Json.list_of()),
         _ => return None,
     })
 }

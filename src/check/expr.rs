@@ -26,6 +26,11 @@ pub trait Scope {
     fn absence(&self, _name: &str) -> Option<String> {
         None
     }
+    /// Records that the position reads memory `key` (`recall`); `false`
+    /// where there is no run memory to read (outside a skill).
+    fn recall(&mut self, _key: &str) -> bool {
+        false
+    }
 }
 
 /// A scope in which some names are known to be present (`x != null && …`).
@@ -53,6 +58,10 @@ impl Scope for Narrowed<'_> {
             return None;
         }
         self.inner.absence(name)
+    }
+
+    fn recall(&mut self, key: &str) -> bool {
+        self.inner.recall(key)
     }
 }
 
@@ -268,6 +277,9 @@ impl ExprChecker<'_> {
                 let recv_ty = recv_ty.strip_optional().clone();
                 let ty = self.method(&recv_ty, name.name.as_str(), name.span, args, &arg_tys);
                 if absent { optional(ty) } else { ty }
+            }
+            ExprKind::Call(name, args) if name.name == "recall" => {
+                self.recall(expr.span, args, scope)
             }
             ExprKind::Call(name, args) => {
                 let arg_tys: Vec<Ty> = args.iter().map(|a| self.check(a, scope)).collect();

@@ -21,6 +21,7 @@ const COMMON: &[&str] = &[
     "description",
     "expose_secrets",
     "effect",
+    "remember",
     "on_interrupt",
 ];
 
@@ -304,6 +305,8 @@ impl<'a> ModuleCx<'a> {
             definition: super::canonical::definition(def),
             effect: ir::Effect::Idempotent,
             cache: ir::CacheSpec::default(),
+            remember: Vec::new(),
+            recalls: Vec::new(),
             on_interrupt: None,
         };
         (step.effect, step.cache) = self.cache_fields(id, def, sk, &policy);
@@ -424,6 +427,8 @@ impl<'a> ModuleCx<'a> {
             // An unknown kind was reported (E0310); its fields are not checked further.
             _ => step.kind,
         };
+        step.remember = self.remember(id, def, sk);
+        step.recalls = sk.state.recalls.get(&id).cloned().unwrap_or_default();
         self.repeated_write(id, def, sk, &step);
         step
     }

@@ -15,6 +15,7 @@ mod fields;
 mod graph;
 mod literals;
 mod loader;
+mod memory;
 mod model;
 mod module;
 mod module_cx;

@@ -140,6 +140,11 @@ pub struct SkillState<'a> {
     pub edges: Vec<Edge>,
     /// Names a node's `when` proves present inside it (`when: a != null`).
     pub narrowed: HashMap<usize, Vec<String>>,
+    /// The memory keys each node reads (`recall`), in order of first use.
+    pub recalls: HashMap<usize, Vec<String>>,
+    /// Parameter defaults are being checked: they are evaluated before a
+    /// run has loaded its memory, so `recall` is refused there.
+    pub in_defaults: bool,
 }
 
 /// Which names a position sees.
@@ -498,6 +503,19 @@ impl Scope for NodeScope<'_, '_> {
             }
         }
         Lookup::Missing
+    }
+
+    fn recall(&mut self, key: &str) -> bool {
+        if self.state.in_defaults {
+            return false;
+        }
+        if let Some(at) = self.at {
+            let keys = self.state.recalls.entry(at).or_default();
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        }
+        true
     }
 
     fn absence(&self, name: &str) -> Option<String> {

@@ -36,6 +36,8 @@ impl<'a> ModuleCx<'a> {
                     .collect(),
                 edges: Vec::new(),
                 narrowed: HashMap::new(),
+                recalls: HashMap::new(),
+                in_defaults: false,
             },
             templates: Templates::new(),
             sig: sig.clone(),
@@ -87,6 +89,7 @@ impl<'a> ModuleCx<'a> {
 
     fn params(&mut self, def: &ast::SkillDef, sk: &mut SkillCx<'a>) -> Vec<ir::Param> {
         let mut out = Vec::new();
+        sk.state.in_defaults = true;
         for p in &def.params {
             let Some(ty) = sk
                 .sig
@@ -116,6 +119,7 @@ impl<'a> ModuleCx<'a> {
                 });
             }
         }
+        sk.state.in_defaults = false;
         out
     }
 

@@ -31,6 +31,7 @@ impl Templates {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_unknown_method_callback(crate::ir::template_methods::call);
         env.set_formatter(json_formatter);
+        env.add_function("recall", crate::ir::template_methods::recall);
         Templates {
             env,
             sources: Vec::new(),

@@ -392,6 +392,10 @@ impl Walk<'_, '_, '_> {
 
     /// A call: `x.method(args)` (checked against the built-in methods) or a global.
     fn call(&mut self, call: &ast::Call<'_>, lenient: bool) -> Ty {
+        if matches!(&call.expr, Expr::Var(v) if v.id == "recall" && self.local("recall").is_none())
+        {
+            return self.recall(call);
+        }
         self.args(&call.args);
         let Expr::GetAttr(g) = &call.expr else {
             self.expr(&call.expr, lenient);
@@ -420,6 +424,48 @@ impl Walk<'_, '_, '_> {
             .maybe_help(help),
         );
         Ty::Error
+    }
+
+    /// `recall(key)` or `recall(key, default)`: the key a string literal, as in expressions.
+    fn recall(&mut self, call: &ast::Call<'_>) -> Ty {
+        let span = self.span(call.expr.span());
+        let file = self.cx.file;
+        let (key, default) = match call.args.as_slice() {
+            [CallArg::Pos(k)] => (k, None),
+            [CallArg::Pos(k), CallArg::Pos(d)] => (k, Some(d)),
+            _ => {
+                self.args(&call.args);
+                self.cx.diags.push(
+                    Diagnostic::new(
+                        Code::E0304,
+                        file,
+                        span,
+                        "`recall` takes a key and an optional default",
+                    )
+                    .label("expects `recall(\"key\")` or `recall(\"key\", default)`"),
+                );
+                return Ty::Error;
+            }
+        };
+        let key_span = self.span(key.span());
+        match key {
+            Expr::Const(c) if c.value.as_str().is_some() => {
+                let key = c.value.as_str().unwrap_or_default();
+                if let Some(d) = super::memory::key_problem(file, key_span, key) {
+                    self.cx.diags.push(d);
+                } else if !self.scope.recall(key) {
+                    self.cx.diags.push(super::memory::outside_skill(file, span));
+                }
+            }
+            _ => {
+                self.expr(key, false);
+                self.cx
+                    .diags
+                    .push(super::memory::not_literal(file, key_span));
+            }
+        }
+        let default = default.map(|d| self.expr(d, false));
+        super::memory::recall_type(default.as_ref())
     }
 
     fn args(&mut self, args: &[CallArg<'_>]) {

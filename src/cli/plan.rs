@@ -41,7 +41,13 @@ pub fn plan(args: &RunArgs, color: bool) -> CliResult {
     };
     crate::secrets::guard_run(&program);
     let scratch = scratch_journal();
-    let journal = Journal::open(&scratch, Durability::Normal).map_err(CliError::failed)?;
+    let mut journal = Journal::open(&scratch, Durability::Normal).map_err(CliError::failed)?;
+    // The dry run recalls what a real run would: the project's memory.
+    if let Ok(real) = args.journal.open_read_only() {
+        for row in real.memory_list(None)? {
+            journal.memory_set(&row.key, &row.value, &row.updated_by)?;
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

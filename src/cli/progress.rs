@@ -84,6 +84,10 @@ fn describe(event: &NewEvent, seen: &mut Seen) -> Option<String> {
             data["by"].as_str().unwrap_or_default()
         )),
         "note" => Some(format!("… {key}: {}", first("text"))),
+        "memory_set" => Some(format!(
+            "✎ {key} remembered `{}`",
+            data["key"].as_str().unwrap_or_default()
+        )),
         _ => None,
     }
 }

@@ -79,6 +79,7 @@ codes! {
     E0322 => "invalid cron expression",
     E0323 => "unknown time zone",
     E0324 => "cached step with a write effect",
+    E0325 => "invalid memory key",
     E0330 => "tool cannot be used",
     E0331 => "duplicate tool name",
     E0401 => "template syntax error",

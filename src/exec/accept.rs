@@ -8,16 +8,16 @@ use serde_json::{Value as Json, json};
 use std::time::Duration;
 
 impl Runner<'_> {
-    /// `None` when accepted, else the feedback for the next attempt.
-    pub fn accept(
-        &self,
+    /// The names `accept`, `feedback` and `remember` see: the step's own
+    /// result fields by bare name, `attempt`, then the frame's names.
+    pub fn result_names<'a>(
+        &'a self,
         inst: usize,
-        step: &Step,
-        result: &Json,
-    ) -> Result<Option<String>, String> {
+        result: &'a Json,
+    ) -> impl Fn(&str) -> Option<Json> + 'a {
         let frame = self.insts[inst].frame;
         let attempt = self.insts[inst].attempt;
-        let names = |name: &str| {
+        move |name: &str| {
             if name == "attempt" {
                 return Some(json!(attempt));
             }
@@ -28,7 +28,18 @@ impl Runner<'_> {
                 return Some(result.clone());
             }
             self.lookup(frame, name)
-        };
+        }
+    }
+
+    /// `None` when accepted, else the feedback for the next attempt.
+    pub fn accept(
+        &self,
+        inst: usize,
+        step: &Step,
+        result: &Json,
+    ) -> Result<Option<String>, String> {
+        let frame = self.insts[inst].frame;
+        let names = self.result_names(inst, result);
         let mut failed: Option<&str> = None;
         if step.accept.is_empty() {
             if let StepKind::Run(_) = step.kind

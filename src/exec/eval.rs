@@ -4,11 +4,13 @@
 //! `m_NAME` for methods, `f_NAME` for functions); this module registers exactly
 //! those built-ins and feeds each evaluation only the names it reads.
 
+use super::memory::Memory;
+use crate::ir::template_methods::MEMORY_VAR;
 use crate::ir::{CompiledExpr, Skill, TemplateRef, Ty, Value};
 use rhai::{Dynamic, EvalAltResult, ImmutableString};
 use serde_json::{Map, Number, Value as Json};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 type RhaiResult = Result<Dynamic, Box<EvalAltResult>>;
 
@@ -56,6 +58,8 @@ pub struct Evaluator {
     /// The engine for inline scripts: [`SCRIPT_INLINE_OPERATIONS`], prints buffered.
     inline: OnceLock<rhai::Engine>,
     template_names: Mutex<HashMap<(usize, String), Vec<String>>>,
+    /// The run's memory, which `recall` reads.
+    memory: Arc<Memory>,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -70,18 +74,33 @@ impl Default for Evaluator {
     }
 }
 
-fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
+pub(super) fn err(msg: impl Into<String>) -> Box<EvalAltResult> {
     msg.into().into()
 }
 
 impl Evaluator {
-    /// An engine with the built-ins of the expression language registered.
+    /// An engine with the built-ins of the expression language registered
+    /// (and no memory: `recall` gives its default).
     pub fn new() -> Evaluator {
+        Evaluator::with_memory(Memory::default())
+    }
+
+    /// An evaluator whose `recall` reads `memory`.
+    pub fn with_memory(memory: Memory) -> Evaluator {
+        let memory = Arc::new(memory);
+        let mut engine = engine(SCRIPT_MAX_OPERATIONS);
+        super::memory::register_recall(&mut engine, &memory);
         Evaluator {
-            engine: engine(SCRIPT_MAX_OPERATIONS),
+            engine,
             inline: OnceLock::new(),
             template_names: Mutex::new(HashMap::new()),
+            memory,
         }
+    }
+
+    /// The run's memory.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
     }
 
     /// Evaluates a compiled expression.
@@ -207,6 +226,10 @@ impl Evaluator {
             if let Some(v) = names.get(name) {
                 ctx.insert(name.clone(), to_jinja(&v));
             }
+        }
+        if wanted.iter().any(|n| n == "recall") {
+            let values = self.memory.for_template(&t.source);
+            ctx.insert(MEMORY_VAR.to_string(), to_jinja(&values));
         }
         tmpl.render(minijinja::Value::from(ctx)).map_err(|e| {
             let msg = format!(
@@ -487,11 +510,11 @@ fn contains(hay: &Dynamic, needle: &Dynamic) -> RhaiResult {
     )))
 }
 
-fn with_str(d: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {
+pub(super) fn with_str(d: &Dynamic, what: &str) -> Result<String, Box<EvalAltResult>> {
     string_of(d).ok_or_else(|| err(format!("{what}() needs a string, found {}", type_word(d))))
 }
 
-fn type_word(d: &Dynamic) -> String {
+pub(super) fn type_word(d: &Dynamic) -> String {
     if d.is_unit() {
         "null (a value that is not set)".into()
     } else {
@@ -557,6 +580,34 @@ fn register_script_names(engine: &mut rhai::Engine) {
     engine.register_fn("json", |x: Dynamic| -> ImmutableString {
         to_json(&x).to_string().into()
     });
+}
+
+/// `as_string()`, `as_int()`, …: `x` itself when it is `want`, else an error naming what it is.
+fn as_kind(x: Dynamic, want: &str) -> RhaiResult {
+    let ok = match want {
+        "a string" => x.is_string(),
+        "an int" => x.is_int(),
+        "a number" => x.is_int() || x.is_float(),
+        "a bool" => x.is_bool(),
+        _ => x.is_array(),
+    };
+    if !ok {
+        return Err(err(format!(
+            "as_{}(): the value is {}, not {want}",
+            match want {
+                "a string" => "string",
+                "an int" => "int",
+                "a number" => "float",
+                "a bool" => "bool",
+                _ => "list",
+            },
+            type_word(&x)
+        )));
+    }
+    if want == "a number" && x.is_int() {
+        return Ok(Dynamic::from_float(x.as_int().unwrap_or_default() as f64));
+    }
+    Ok(x)
 }
 
 fn env_var(name: &str, default: Option<ImmutableString>) -> RhaiResult {
@@ -656,6 +707,15 @@ fn register(engine: &mut rhai::Engine) {
             .map(Dynamic::from_int)
             .map_err(|_| err(format!("parse_int(): {:?} is not an integer", short(&s))))
     });
+    for (method, want) in [
+        ("m_as_string", "a string"),
+        ("m_as_int", "an int"),
+        ("m_as_float", "a number"),
+        ("m_as_bool", "a bool"),
+        ("m_as_list", "a list"),
+    ] {
+        engine.register_fn(method, move |x: Dynamic| as_kind(x, want));
+    }
     engine.register_fn("m_keys", |x: Dynamic| -> RhaiResult {
         let map = x
             .read_lock::<rhai::Map>()

@@ -310,7 +310,15 @@ impl Runner<'_> {
         answers: Option<serde_json::Value>,
     ) {
         let key = self.insts[inst].key.clone();
-        let result = match self.approved_result(inst, by, comment, answers) {
+        let (skill, node) = self.step(inst);
+        let remembered = |me: &mut Self, result: serde_json::Value| match &skill.nodes[node].kind {
+            NodeKind::Step(step) => me.remember(inst, step, &result).map(|()| result),
+            _ => Ok(result),
+        };
+        let result = match self
+            .approved_result(inst, by, comment, answers)
+            .and_then(|r| remembered(self, r))
+        {
             Ok(result) => result,
             Err(why) => {
                 self.set_status(&key, "failed", None, json!({ "error": why }));

@@ -16,6 +16,7 @@ pub mod inputs;
 mod instances;
 mod launch;
 mod llm;
+mod memory;
 mod observer;
 mod plan;
 mod reuse;

@@ -165,6 +165,15 @@ impl Runner<'_> {
             }
             let _ = store.touch(&entry.key, now_ms());
         }
+        // A reused result remembers what the step would have.
+        let (skill, node) = self.step(inst);
+        if let crate::ir::NodeKind::Step(step) = &skill.nodes[node].kind
+            && let Err(why) = self.remember(inst, step, &entry.result)
+        {
+            self.observer
+                .explain(&item, false, &format!("cache entry unusable: {why}"));
+            return false;
+        }
         let reused = json!({ "run": entry.run_id, "node": entry.node, "attempt": entry.attempt, "cache_key": entry.key });
         let ih = self.insts[inst].input_hash.clone();
         self.set_status(
@@ -188,7 +197,6 @@ impl Runner<'_> {
             ),
         );
         self.cache_hits += 1;
-        let (skill, node) = self.step(inst);
         self.frames[self.insts[inst].frame]
             .vars
             .set(&skill.nodes[node].name, entry.result);

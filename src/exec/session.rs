@@ -60,11 +60,12 @@ pub async fn execute(
     } else {
         0
     };
+    let memory = super::memory::Memory::load(&journal, &program, &run_id, resuming)?;
     let mut runner = Runner {
         run_id: run_id.clone(),
         program,
         journal,
-        eval: Arc::new(Evaluator::new()),
+        eval: Arc::new(Evaluator::with_memory(memory)),
         frames: Vec::new(),
         insts: Vec::new(),
         work: VecDeque::new(),

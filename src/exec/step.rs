@@ -200,6 +200,7 @@ impl Runner<'_> {
         for d in f.deps.get(&node).into_iter().flatten() {
             parts.push(f.out_hash.get(d).cloned().unwrap_or_default());
         }
+        parts.extend(self.eval.memory().hash_parts(&step.recalls));
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         let input_hash = hash(&refs);
         self.insts[inst].input_hash = input_hash.clone();
@@ -210,11 +211,16 @@ impl Runner<'_> {
                 self.observer
                     .explain(&key, true, "finished earlier and its inputs are unchanged");
                 self.reused += 1;
+                self.eval.memory().reuse(&key);
                 self.frames[frame].vars.set(&n.name, result);
                 self.settle(inst, Settle::Done);
                 return;
             }
-            let why = if prior.input_hash.is_some() && !same {
+            let since = prior.finished_at.or(prior.started_at).unwrap_or(i64::MAX);
+            let recalled = self.eval.memory().changed_after(&step.recalls, since);
+            let why = if let (Some(k), false) = (recalled, same) {
+                format!("a recalled memory value changed (`{k}`)")
+            } else if prior.input_hash.is_some() && !same {
                 "its inputs changed (the step, its rendered fields or an upstream result)"
                     .to_string()
             } else {
@@ -364,7 +370,11 @@ impl Runner<'_> {
             AttemptEnd::Cancelled => self.mark_stopped(inst),
             AttemptEnd::Result(mut result) => {
                 self.log_output(inst, attempt, &mut result);
-                match self.accept(inst, step, &result) {
+                let verdict = match self.accept(inst, step, &result) {
+                    Ok(None) => self.remember(inst, step, &result).map(|()| None),
+                    other => other,
+                };
+                match verdict {
                     Ok(None) => {
                         self.store_result(inst, attempt, &result);
                         let name = skill.nodes[node].name.clone();

@@ -276,6 +276,10 @@ pub struct Step {
     pub effect: Effect,
     /// Reuse across runs.
     pub cache: CacheSpec,
+    /// Memory written after the step is accepted: key, value (`remember`).
+    pub remember: Vec<(String, Value)>,
+    /// Memory keys the step reads (`recall`), part of its input hash.
+    pub recalls: Vec<String>,
     /// What a resumed run does with it when an interruption left it running; `None`: not declared.
     pub on_interrupt: Option<OnInterrupt>,
 }

@@ -109,6 +109,14 @@ impl Skill {
                     for accept in &step.accept {
                         let _ = writeln!(out, "{indent}  accept `{}`", accept.source);
                     }
+                    if !step.recalls.is_empty() || !step.remember.is_empty() {
+                        let written: Vec<&String> = step.remember.iter().map(|(k, _)| k).collect();
+                        let _ = writeln!(
+                            out,
+                            "{indent}  recalls {:?}, remembers {written:?}",
+                            step.recalls
+                        );
+                    }
                     if let Some(on) = step.on_interrupt {
                         let _ = writeln!(out, "{indent}  on_interrupt {}", on.word());
                     }

@@ -16,6 +16,9 @@ fn arg<'a>(args: &'a [Value], i: usize, method: &str) -> Result<&'a str, Error> 
 
 /// Handles `value.method(args)` for flowc's built-in methods.
 pub fn call(_: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if let Some(want) = method.strip_prefix("as_") {
+        return as_kind(value, want);
+    }
     if let Some(s) = value.as_str() {
         return Ok(match method {
             "len" => Value::from(s.chars().count()),
@@ -63,6 +66,26 @@ pub fn call(_: &mut State, value: &Value, method: &str, args: &[Value]) -> Resul
     }
 }
 
+/// `as_string()`, `as_int()`, …: the value itself when it is of that kind.
+fn as_kind(value: &Value, want: &str) -> Result<Value, Error> {
+    let (ok, word) = match want {
+        "string" => (value.kind() == ValueKind::String, "a string"),
+        "int" => (value.is_integer(), "an int"),
+        "float" => (value.kind() == ValueKind::Number, "a number"),
+        "bool" => (value.kind() == ValueKind::Bool, "a bool"),
+        "list" => (value.kind() == ValueKind::Seq, "a list"),
+        _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+    };
+    if ok {
+        Ok(value.clone())
+    } else {
+        Err(bad(format!(
+            "as_{want}(): the value is {}, not {word}",
+            kind_word(value)
+        )))
+    }
+}
+
 /// JSON → template value.
 pub fn json_to_value(v: &serde_json::Value) -> Value {
     use serde_json::Value as J;
@@ -80,5 +103,50 @@ pub fn json_to_value(v: &serde_json::Value) -> Value {
                 .map(|(k, v)| (k.clone(), json_to_value(v)))
                 .collect::<std::collections::BTreeMap<String, Value>>(),
         ),
+    }
+}
+
+/// The context variable through which the executor hands a template the
+/// run's memory (a map of key → value) for `recall`.
+pub const MEMORY_VAR: &str = "__flowc_memory";
+
+/// `recall(key)` and `recall(key, default)` in a template: the run's memory
+/// value of `key`; the default (else `none`) when nothing is remembered.
+pub fn recall(state: &State, key: &str, default: Option<Value>) -> Result<Value, Error> {
+    let found = state
+        .lookup(MEMORY_VAR)
+        .and_then(|m| m.get_attr(key).ok())
+        .filter(|v| !v.is_undefined());
+    match (found, default) {
+        (Some(v), Some(d)) => {
+            if same_kind(&v, &d) {
+                Ok(v)
+            } else {
+                Err(bad(format!(
+                    "recall(): memory `{key}` holds {}, not {} like its default",
+                    kind_word(&v),
+                    kind_word(&d)
+                )))
+            }
+        }
+        (Some(v), None) => Ok(v),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Ok(Value::from(())),
+    }
+}
+
+fn same_kind(v: &Value, d: &Value) -> bool {
+    d.is_none() || v.kind() == d.kind()
+}
+
+fn kind_word(v: &Value) -> &'static str {
+    match v.kind() {
+        ValueKind::String => "a string",
+        ValueKind::Number => "a number",
+        ValueKind::Bool => "a bool",
+        ValueKind::Seq => "a list",
+        ValueKind::Map => "a record",
+        ValueKind::None => "null",
+        _ => "a value",
     }
 }

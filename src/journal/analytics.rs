@@ -44,7 +44,7 @@ impl Journal {
                     EXISTS (SELECT 1 FROM events l WHERE l.run_id = e.run_id AND l.node = e.node
                        AND l.attempt = e.attempt AND l.kind = 'llm_call'
                        AND json_extract(l.data, '$.error') IS NOT NULL)
-             FROM events e JOIN runs r ON r.id = e.run_id
+             FROM events e CROSS JOIN runs r ON r.id = e.run_id
              LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
              WHERE e.kind = 'node_status' AND e.attempt IS NOT NULL AND e.at >= ?1
                AND json_extract(e.data, '$.status') IN ('rejected', 'failed')
@@ -66,14 +66,20 @@ impl Journal {
         for row in rows {
             out.push(row?);
         }
+        // Two halves, so each reads its own partial index (an `OR` of kinds
+        // would scan every event).
         let mut stmt = self.conn.prepare(
-            "SELECT e.run_id, r.skill, COALESCE(n.name, e.node, ''), e.at, e.data, e.kind
-             FROM events e JOIN runs r ON r.id = e.run_id
+            "SELECT e.run_id, r.skill, COALESCE(n.name, e.node, ''), e.at, e.data, e.kind, e.seq
+             FROM events e CROSS JOIN runs r ON r.id = e.run_id
              LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
-             WHERE e.at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
-               AND (e.kind = 'policy_violation'
-                    OR (e.kind = 'approval_decided' AND json_extract(e.data, '$.decision') = 'rejected'))
-             ORDER BY e.at, e.run_id, e.seq",
+             WHERE e.kind = 'policy_violation' AND e.at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
+             UNION ALL
+             SELECT e.run_id, r.skill, COALESCE(n.name, e.node, ''), e.at, e.data, e.kind, e.seq
+             FROM events e CROSS JOIN runs r ON r.id = e.run_id
+             LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
+             WHERE e.kind = 'approval_decided' AND e.at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
+               AND json_extract(e.data, '$.decision') = 'rejected'
+             ORDER BY 4, 1, 7",
         )?;
         let rows = stmt.query_map(params![since, skill], |r| {
             let kind: String = r.get(5)?;

@@ -162,6 +162,32 @@ impl Journal {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The last change of `key` made by anyone but run `run` (a person, or
+    /// another run): its value as JSON text (`None`: removed) and when.
+    pub fn memory_external(
+        &self,
+        key: &str,
+        run: &str,
+    ) -> Result<Option<(Option<String>, i64)>, JournalError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT value, at FROM memory_log
+                  WHERE key = ?1 AND (run_id IS NULL OR run_id != ?2) ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![key, run], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// The keys whose current value run `run` wrote.
+    pub fn memory_written_by(&self, run: &str) -> Result<Vec<String>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key FROM memory WHERE run_id = ?1 ORDER BY key")?;
+        let rows = stmt.query_map(params![run], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The run that last wrote `key`, if a run did.
     pub fn memory_writer(&self, key: &str) -> Result<Option<String>, JournalError> {
         Ok(self

@@ -71,3 +71,16 @@ CREATE TABLE memory_log (
   run_id TEXT
 );
 CREATE INDEX memory_log_key ON memory_log (key, id);
+
+-- Analytics (`flowc failures`, `flowc stats`): partial indexes, so each query
+-- reads only the events it counts, and an attempt's `output` and model calls
+-- are found directly instead of by scanning the run's events. An index costs
+-- an append only when the event is one it holds (a failed attempt, an
+-- output, a model call, a violation, a decision).
+CREATE INDEX events_failed_attempts ON events (at)
+  WHERE kind = 'node_status' AND attempt IS NOT NULL
+    AND json_extract(data, '$.status') IN ('rejected', 'failed');
+CREATE INDEX events_attempt_output ON events (run_id, node, attempt) WHERE kind = 'output';
+CREATE INDEX events_attempt_llm ON events (run_id, node, attempt) WHERE kind = 'llm_call';
+CREATE INDEX events_violations ON events (at) WHERE kind = 'policy_violation';
+CREATE INDEX events_decisions ON events (at) WHERE kind = 'approval_decided';
