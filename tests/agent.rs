@@ -684,3 +684,41 @@ fn an_interrupted_call_whose_step_says_ask_waits_for_a_person() {
     }
     panic!("no crash point fell inside the call");
 }
+
+#[test]
+fn an_agent_remembers_a_lesson_and_the_next_runs_agent_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("answers.yaml"),
+        "- step: work\n  tool_calls: [{ name: recall_notes }]\n\
+         - step: work\n  tool_calls: [{ name: remember, args: { note: \"the flaky test is t1; rerun it once\" } }]\n\
+         - step: work\n  text: done\n",
+    )
+    .unwrap();
+    let flow = dir.path().join("notes.flow");
+    std::fs::write(
+        &flow,
+        r#"import "std/tools.flow"
+model m { provider: "fake", script: "answers.yaml" }
+skill main() -> string {
+  step work: agent { model: m, prompt: "go", tools: [tools.remember, tools.recall_notes] }
+  return work.text
+}
+"#,
+    )
+    .unwrap();
+    let results = |dir: &Path| -> Vec<String> {
+        events(dir, "tool_call_finished")
+            .iter()
+            .map(|d| d["result"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let first = flowc(dir.path(), &["run", flow.to_str().unwrap()], &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(results(dir.path())[0], "", "nothing remembered yet");
+    let second = flowc(dir.path(), &["run", flow.to_str().unwrap()], &[]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let seen = results(dir.path());
+    assert_eq!(seen[0], "- the flaky test is t1; rerun it once\n");
+    assert_eq!(seen[1].matches("rerun it once").count(), 2, "{}", seen[1]);
+}
