@@ -3,7 +3,7 @@
 use super::accept::{FEEDBACK_CAP, first_line, tail};
 use super::attempt::AttemptEnd;
 use super::frame::{Settle, hash};
-use super::scheduler::{RunEnd, Runner, step_kind_word};
+use super::scheduler::{Runner, step_kind_word};
 use crate::ir::{Command, NodeKind, Skill, StepKind};
 use crate::journal::NewEvent;
 use serde_json::{Value as Json, json};
@@ -178,7 +178,6 @@ impl Runner<'_> {
         };
         let key = self.insts[inst].key.clone();
         let kind = step_kind_word(&step.kind);
-        let frame = self.insts[inst].frame;
         let inputs = match self.inputs(inst, 1, "") {
             Ok(i) => i,
             Err(e) if self.plan.is_some() => {
@@ -191,42 +190,10 @@ impl Runner<'_> {
                 return;
             }
         };
-        let f = &self.frames[frame];
-        let mut parts: Vec<String> = vec![
-            step.definition.clone(),
-            inputs.to_string(),
-            f.context_hash.clone(),
-        ];
-        for d in f.deps.get(&node).into_iter().flatten() {
-            parts.push(f.out_hash.get(d).cloned().unwrap_or_default());
-        }
-        parts.extend(self.eval.memory().hash_parts(&step.recalls));
-        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let input_hash = hash(&refs);
+        let input_hash = self.input_hash(inst, step, &inputs);
         self.insts[inst].input_hash = input_hash.clone();
-        if let Some(prior) = self.prior.get(&key) {
-            let same = prior.input_hash.as_deref() == Some(input_hash.as_str());
-            if same && prior.status == "succeeded" {
-                let result = prior.result.clone().unwrap_or(Json::Null);
-                self.observer
-                    .explain(&key, true, "finished earlier and its inputs are unchanged");
-                self.reused += 1;
-                self.eval.memory().reuse(&key);
-                self.frames[frame].vars.set(&n.name, result);
-                self.settle(inst, Settle::Done);
-                return;
-            }
-            let since = prior.finished_at.or(prior.started_at).unwrap_or(i64::MAX);
-            let recalled = self.eval.memory().changed_after(&step.recalls, since);
-            let why = if let (Some(k), false) = (recalled, same) {
-                format!("a recalled memory value changed (`{k}`)")
-            } else if prior.input_hash.is_some() && !same {
-                "its inputs changed (the step, its rendered fields or an upstream result)"
-                    .to_string()
-            } else {
-                format!("it had not finished (it was {})", prior.status)
-            };
-            self.observer.explain(&key, false, &why);
+        if self.reuse_prior(inst, step, &n.name, &input_hash) {
+            return;
         }
         // A step waiting for a person keeps waiting (or takes the recorded decision)
         // as long as its inputs are unchanged.
@@ -247,50 +214,18 @@ impl Runner<'_> {
         if waiting_kind.is_none() {
             self.ensure_ready(inst, kind);
         }
-        // The run's policy governs every step; a called skill's own policy
-        // adds its rules (it can only refuse more, never allow more).
-        let root = self.root_policy.clone();
-        let own = (!Arc::ptr_eq(&skill.policy, &root)).then(|| skill.policy.clone());
-        let policies = [Some(root), own];
-        let policies = policies.iter().flatten();
+        let policies = self.step_policies(&skill);
         // `step` as the rules see it; built only when there is a rule to read it.
         let info = if policies
-            .clone()
+            .iter()
             .any(|p| p.forbid.is_some() || p.require_approval.is_some())
         {
             self.step_info(inst, &inputs)
         } else {
             Json::Null
         };
-        // `tool` is a call of an agent's tool; before any call it is empty.
-        let no_tool = json!({ "name": "", "args": {}, "effect": "" });
-        let info_names = |name: &str| match name {
-            "step" => Some(info.clone()),
-            "tool" => Some(no_tool.clone()),
-            _ => None,
-        };
-        for policy in policies.clone() {
-            let Some(rule) = &policy.forbid else {
-                continue;
-            };
-            match self.eval.condition(rule, &info_names) {
-                Ok(false) => {}
-                Ok(true) => {
-                    let why = format!(
-                        "refused by `forbid` of policy `{}`: `{}`",
-                        policy.name, rule.source
-                    );
-                    self.set_status(&key, "failed", None, json!({ "error": why }));
-                    self.violation_of(&policy.name, Some(&key), "forbid", json!(rule.source), &why);
-                    self.insts[inst].done = true;
-                    self.stop_run(RunEnd::Failed, format!("step `{key}` {why}"));
-                    return;
-                }
-                Err(e) => {
-                    self.fail_now(inst, format!("policy `forbid` could not be evaluated: {e}"));
-                    return;
-                }
-            }
+        if self.forbidden(inst, &policies, &info) {
+            return;
         }
         if self.plan.is_some() {
             self.plan_step(inst, Ok(&inputs));
@@ -306,35 +241,66 @@ impl Runner<'_> {
             self.ask(inst, "approval", prompt);
             return;
         }
-        for policy in policies.clone() {
-            let Some(rule) = &policy.require_approval else {
-                continue;
-            };
-            match self.eval.condition(rule, &info_names) {
-                Ok(false) => {}
-                Ok(true) => {
-                    let mut what = match info["command"].as_str() {
-                        Some(c) if !c.is_empty() => format!("run `{c}`"),
-                        _ => format!("run {kind} step `{}`", n.name),
-                    };
-                    if let Some(why) = info["opaque_why"].as_str() {
-                        what.push_str(&format!(" (flowc cannot tell what it runs: {why})"));
-                    }
-                    let prompt = format!("policy `{}` requires approval to {what}", policy.name);
-                    self.ask(inst, "policy", prompt);
-                    return;
-                }
-                Err(e) => {
-                    self.fail_now(
-                        inst,
-                        format!("policy `require_approval` could not be evaluated: {e}"),
-                    );
-                    return;
-                }
-            }
+        if self.needs_approval(inst, &policies, &info, kind, &n.name) {
+            return;
         }
         self.insts[inst].first_inputs = Some(inputs);
         self.queue_attempt(inst);
+    }
+
+    /// The input hash: the normalised definition, the rendered inputs, the
+    /// frame's context, the upstream results and the memory values it recalls.
+    fn input_hash(&self, inst: usize, step: &crate::ir::Step, inputs: &Json) -> String {
+        let node = self.insts[inst].node;
+        let f = &self.frames[self.insts[inst].frame];
+        let mut parts: Vec<String> = vec![
+            step.definition.clone(),
+            inputs.to_string(),
+            f.context_hash.clone(),
+        ];
+        for d in f.deps.get(&node).into_iter().flatten() {
+            parts.push(f.out_hash.get(d).cloned().unwrap_or_default());
+        }
+        parts.extend(self.eval.memory().hash_parts(&step.recalls));
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        hash(&refs)
+    }
+
+    /// Reuses what an earlier session finished with the same input hash;
+    /// otherwise says why the step runs (for `--explain`). `true`: reused.
+    fn reuse_prior(
+        &mut self,
+        inst: usize,
+        step: &crate::ir::Step,
+        name: &str,
+        input_hash: &str,
+    ) -> bool {
+        let key = self.insts[inst].key.clone();
+        let Some(prior) = self.prior.get(&key) else {
+            return false;
+        };
+        let same = prior.input_hash.as_deref() == Some(input_hash);
+        if same && prior.status == "succeeded" {
+            let result = prior.result.clone().unwrap_or(Json::Null);
+            self.observer
+                .explain(&key, true, "finished earlier and its inputs are unchanged");
+            self.reused += 1;
+            self.eval.memory().reuse(&key);
+            self.frames[self.insts[inst].frame].vars.set(name, result);
+            self.settle(inst, Settle::Done);
+            return true;
+        }
+        let since = prior.finished_at.or(prior.started_at).unwrap_or(i64::MAX);
+        let recalled = self.eval.memory().changed_after(&step.recalls, since);
+        let why = if let (Some(k), false) = (recalled, same) {
+            format!("a recalled memory value changed (`{k}`)")
+        } else if prior.input_hash.is_some() && !same {
+            "its inputs changed (the step, its rendered fields or an upstream result)".to_string()
+        } else {
+            format!("it had not finished (it was {})", prior.status)
+        };
+        self.observer.explain(&key, false, &why);
+        false
     }
 
     pub fn queue_attempt(&mut self, inst: usize) {
@@ -370,39 +336,8 @@ impl Runner<'_> {
             AttemptEnd::Cancelled => self.mark_stopped(inst),
             AttemptEnd::Result(mut result) => {
                 self.log_output(inst, attempt, &mut result);
-                let verdict = match self.accept(inst, step, &result) {
-                    Ok(None) => self.remember(inst, step, &result).map(|()| None),
-                    other => other,
-                };
-                match verdict {
-                    Ok(None) => {
-                        self.store_result(inst, attempt, &result);
-                        let name = skill.nodes[node].name.clone();
-                        self.set_status(
-                            &key,
-                            "succeeded",
-                            Some(attempt),
-                            json!({ "result": result }),
-                        );
-                        self.frames[self.insts[inst].frame].vars.set(&name, result);
-                        self.settle(inst, Settle::Done);
-                    }
-                    Ok(Some(feedback)) => {
-                        self.set_status(&key, "rejected", Some(attempt), json!({ "result": result, "feedback": feedback, "error": "not accepted" }));
-                        self.insts[inst].result = Some(result);
-                        self.after_failure(inst, step, feedback);
-                    }
-                    Err(e) => {
-                        self.set_status(
-                            &key,
-                            "failed",
-                            Some(attempt),
-                            json!({ "result": result, "error": e, "feedback": e }),
-                        );
-                        self.insts[inst].result = Some(result);
-                        self.after_failure(inst, step, e);
-                    }
-                }
+                let name = skill.nodes[node].name.clone();
+                self.result_ended(inst, attempt, step, &name, result);
             }
             AttemptEnd::Rejected(result, feedback) => {
                 self.set_status(
@@ -465,6 +400,49 @@ impl Runner<'_> {
                 );
                 self.insts[inst].result = result;
                 self.after_failure(inst, step, feedback);
+            }
+        }
+    }
+
+    /// An attempt gave a result: `accept` (and `remember`) decide whether the
+    /// step succeeded, or the attempt was rejected or failed.
+    fn result_ended(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        step: &crate::ir::Step,
+        name: &str,
+        result: Json,
+    ) {
+        let key = self.insts[inst].key.clone();
+        let verdict = match self.accept(inst, step, &result) {
+            Ok(None) => self.remember(inst, step, &result).map(|()| None),
+            other => other,
+        };
+        match verdict {
+            Ok(None) => {
+                self.store_result(inst, attempt, &result);
+                self.set_status(
+                    &key,
+                    "succeeded",
+                    Some(attempt),
+                    json!({ "result": result }),
+                );
+                self.frames[self.insts[inst].frame].vars.set(name, result);
+                self.settle(inst, Settle::Done);
+            }
+            Ok(Some(feedback)) => {
+                let data =
+                    json!({ "result": result, "feedback": feedback, "error": "not accepted" });
+                self.set_status(&key, "rejected", Some(attempt), data);
+                self.insts[inst].result = Some(result);
+                self.after_failure(inst, step, feedback);
+            }
+            Err(e) => {
+                let data = json!({ "result": result, "error": e, "feedback": e });
+                self.set_status(&key, "failed", Some(attempt), data);
+                self.insts[inst].result = Some(result);
+                self.after_failure(inst, step, e);
             }
         }
     }

@@ -169,10 +169,7 @@ impl Runner<'_> {
     /// The policy rules for a call, with `step` and `tool` in scope.
     fn tool_rules(&self, inst: usize, call: &ToolCall, effect: Effect) -> Result<Rule, String> {
         let (skill, _) = self.step(inst);
-        let root = self.root_policy.clone();
-        let own = (!Arc::ptr_eq(&skill.policy, &root)).then(|| skill.policy.clone());
-        let policies: Vec<Arc<crate::ir::Policy>> =
-            [Some(root), own].into_iter().flatten().collect();
+        let policies = self.step_policies(&skill);
         let info = self
             .agents
             .get(&inst)
