@@ -693,3 +693,56 @@ fn the_run_page_shows_an_agents_tool_calls_as_text() {
         page.body
     );
 }
+
+/// Reads a server-sent event stream until `data: N` lines number `want`.
+fn live_ids(stream: &mut std::net::TcpStream, buf: &mut String, want: usize) -> Vec<i64> {
+    use std::io::Read;
+    let mut chunk = [0u8; 4096];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ids: Vec<i64> = buf
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: ")?.trim().parse().ok())
+            .collect();
+        if ids.len() >= want {
+            return ids;
+        }
+        assert!(std::time::Instant::now() < deadline, "no event: {buf}");
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("the stream ended: {buf}"),
+            Ok(n) => buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            Err(_) => {}
+        }
+    }
+}
+
+#[test]
+fn two_open_pages_hear_that_the_journal_moved_on() {
+    use std::io::Write;
+    let site = Site::start(vec![]);
+    let auth = site.bearer("alice");
+    let open = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", site.port())).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let req = format!(
+            "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        s
+    };
+    let (mut a, mut b) = (open(), open());
+    let (mut abuf, mut bbuf) = (String::new(), String::new());
+    let first_a = live_ids(&mut a, &mut abuf, 1)[0];
+    let first_b = live_ids(&mut b, &mut bbuf, 1)[0];
+    assert_eq!(
+        first_a, first_b,
+        "both pages start from the same journal state"
+    );
+    let run = site.submit("dora", "agent.flow");
+    site.wait(&run, "succeeded");
+    // Both streams say the journal moved on.
+    let later_a = *live_ids(&mut a, &mut abuf, 2).last().unwrap();
+    let later_b = *live_ids(&mut b, &mut bbuf, 2).last().unwrap();
+    assert!(later_a > first_a && later_b > first_b, "{abuf}\n{bbuf}");
+}

@@ -83,6 +83,8 @@ pub struct Service {
     pub public_url: Mutex<String>,
     /// The key that signs `webhook(…)` notifications, if the people file names one.
     pub notify_secret: Option<zeroize::Zeroizing<String>>,
+    /// The journal's newest event id, watched by one poller for every open page.
+    pub live: std::sync::OnceLock<tokio::sync::watch::Receiver<i64>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -171,6 +173,7 @@ pub fn serve(config: Config, triggers: Vec<Loaded>) -> Result<u8, String> {
         root: std::fs::canonicalize(&root).unwrap_or(root),
         public_url: Mutex::new(config.public_url.clone().unwrap_or_default()),
         notify_secret,
+        live: std::sync::OnceLock::new(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

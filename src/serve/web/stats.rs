@@ -40,8 +40,14 @@ impl StatsQuery {
     }
 }
 
-/// Everything the page and the API show, as JSON.
-fn figures(journal: &Journal, since: i64, skill: Option<&str>) -> Result<Json, JournalError> {
+/// Everything the page shows, as JSON; the failure groups only `with_groups`
+/// (`/api/stats` leaves them to `/api/failures`).
+fn figures(
+    journal: &Journal,
+    since: i64,
+    skill: Option<&str>,
+    with_groups: bool,
+) -> Result<Json, JournalError> {
     let failures = journal.failures(since, skill)?;
     let stats = crate::analytics::stats(
         &journal.run_rows(since, skill)?,
@@ -54,14 +60,17 @@ fn figures(journal: &Journal, since: i64, skill: Option<&str>) -> Result<Json, J
         .into_iter()
         .filter(|d| skill.is_none_or(|s| d.skill == s))
         .collect();
-    Ok(json!({
+    let mut out = json!({
         "since": since,
         "skills": stats,
         "prompts": crate::analytics::prompts(&journal.prompt_calls(since, skill)?),
         "runs_per_day": days,
         "cost_per_day": journal.day_costs(since)?,
-        "failures": crate::analytics::group(&failures),
-    }))
+    });
+    if with_groups {
+        out["failures"] = json!(crate::analytics::group(&failures));
+    }
+    Ok(out)
 }
 
 /// `GET /api/stats`.
@@ -78,13 +87,8 @@ pub async fn api_stats(
             Ok(s) => s,
             Err(why) => return json(StatusCode::BAD_REQUEST, json!({ "error": why })),
         };
-        match figures(&svc.journal(), since, q.skill()) {
-            Ok(mut v) => {
-                if let Some(map) = v.as_object_mut() {
-                    map.remove("failures");
-                }
-                json(StatusCode::OK, v)
-            }
+        match figures(&svc.journal(), since, q.skill(), false) {
+            Ok(v) => json(StatusCode::OK, v),
             Err(e) => json(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "error": e.to_string() }),
@@ -135,7 +139,7 @@ pub async fn show(
             Ok(s) => s,
             Err(why) => return problem(StatusCode::BAD_REQUEST, Some(&auth), "Stats", &why),
         };
-        let f = match figures(&svc.journal(), since, q.skill()) {
+        let f = match figures(&svc.journal(), since, q.skill(), true) {
             Ok(f) => f,
             Err(e) => {
                 return problem(
