@@ -407,3 +407,30 @@ fn garbage_does_not_stop_the_server() {
     assert_eq!(unknown["error"]["code"], -32601, "{unknown}");
     c.stop();
 }
+
+#[test]
+fn an_mcp_tool_in_an_agents_tools_jumps_to_its_allow_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "mcp git {\n  command: \"mcp-server-git\"\n  allow: [\"git_status\", \"git_log\"]\n}\n\nmodel m { provider: \"fake\", script: \"a.yaml\" }\n\nskill main() -> string {\n  step s: agent { model: m, prompt: \"go\", tools: [git.git_log] }\n  return s.text\n}\n";
+    std::fs::write(dir.path().join("main.flow"), text).unwrap();
+    let uri = uri_of(&dir.path().join("main.flow"));
+    let mut c = Client::start();
+    c.open(&uri, text);
+    let diags = c.diagnostics(&uri);
+    assert_eq!(diags["diagnostics"], json!([]), "{diags}");
+    // `git_log` in `tools: [git.git_log]` (line 8): its entry in `allow` (line 2).
+    let col = text.lines().nth(8).unwrap().find("git_log").unwrap() as u32;
+    let def = c.at("textDocument/definition", &uri, 8, col + 2);
+    assert_eq!(
+        def["range"]["start"],
+        json!({ "line": 2, "character": 24 }),
+        "{def}"
+    );
+    let hover = c.at("textDocument/hover", &uri, 8, col + 2);
+    let value = hover["contents"]["value"].as_str().unwrap();
+    assert!(
+        value.contains("tool `git_log` of `mcp` server `git` (allowed)"),
+        "{value}"
+    );
+    c.stop();
+}

@@ -81,6 +81,8 @@ pub enum Target<'a> {
     Item(&'a Item),
     /// An item of an imported file (its path and the item's name span there).
     Imported(PathBuf, Span, String),
+    /// A tool of a local `mcp` item: the item, and the tool's entry in `allow`.
+    McpTool(&'a ast::ConfigItem, Option<Span>, String),
 }
 
 /// The skill whose text holds `offset`.
@@ -137,6 +139,13 @@ fn import_stem(path: &str) -> String {
 /// What `word` refers to in `a`.
 pub fn resolve<'a>(a: &'a Analysis, word: &Word) -> Option<Target<'a>> {
     if let Some(q) = &word.qualifier {
+        if let Some(server) = mcp_item(&a.file, q) {
+            return Some(Target::McpTool(
+                server,
+                allow_entry(server, &word.text),
+                word.text.clone(),
+            ));
+        }
         return imported(a, q, &word.text).map(|(p, s)| Target::Imported(p, s, word.text.clone()));
     }
     if let Some(skill) = skill_at(&a.file, word.span.start) {
@@ -155,6 +164,30 @@ pub fn resolve<'a>(a: &'a Analysis, word: &Word) -> Option<Target<'a>> {
         .iter()
         .find(|i| item_name(i).is_some_and(|(n, _)| n == word.text))
         .map(Target::Item)
+}
+
+/// The `mcp` item of this file named `name`.
+fn mcp_item<'a>(file: &'a ast::File, name: &str) -> Option<&'a ast::ConfigItem> {
+    file.items.iter().find_map(|i| match i {
+        Item::Config(c) if c.kind == ast::ConfigKind::Mcp && c.name.name == name => Some(c),
+        _ => None,
+    })
+}
+
+/// Where `tool` is written in an `mcp` item's `allow` list.
+fn allow_entry(server: &ast::ConfigItem, tool: &str) -> Option<Span> {
+    let field = server.fields.iter().find(|f| f.key.name == "allow")?;
+    let ast::FieldValue::Expr(ast::Expr {
+        kind: ast::ExprKind::List(items),
+        ..
+    }) = &field.value
+    else {
+        return None;
+    };
+    items.iter().find_map(|e| match &e.kind {
+        ast::ExprKind::Str(s) if s.value == tool || s.value == "*" => Some(e.span),
+        _ => None,
+    })
 }
 
 /// The item `name` of the file imported as `namespace`, read from disk.
@@ -186,6 +219,7 @@ pub fn definition(a: &Analysis, offset: usize) -> Option<lsp::Location> {
         Target::Node(n) => (a.path.clone(), node_name(n).span),
         Target::Param(p) => (a.path.clone(), p.name.span),
         Target::Item(i) => (a.path.clone(), item_name(i)?.1),
+        Target::McpTool(server, entry, _) => (a.path.clone(), entry.unwrap_or(server.name.span)),
         Target::Imported(path, span, _) => {
             let text = std::fs::read_to_string(&path).ok()?;
             let index = super::position::LineIndex::new(&text);
@@ -271,6 +305,17 @@ fn describe(a: &Analysis, word: &Word, target: &Target) -> Option<String> {
         }
         Target::Item(item) => format!("```flow\n{}\n```", first_lines(&src(item_span(item)), 12)),
         Target::Imported(path, _, name) => format!("`{name}` from `{}`", path.display()),
+        Target::McpTool(server, entry, name) => {
+            let allowed = if entry.is_some() {
+                "allowed"
+            } else {
+                "not in `allow`"
+            };
+            format!(
+                "tool `{name}` of `mcp` server `{}` ({allowed})",
+                server.name.name
+            )
+        }
     })
 }
 
