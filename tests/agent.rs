@@ -722,3 +722,86 @@ skill main() -> string {
     assert_eq!(seen[0], "- the flaky test is t1; rerun it once\n");
     assert_eq!(seen[1].matches("rerun it once").count(), 2, "{}", seen[1]);
 }
+
+#[test]
+fn untrusted_replies_servers_and_tools_fail_clearly() {
+    // A reply whose tool call has no id: asked again three times, then the step fails naming why.
+    let bad = r#"{"choices":[{"message":{"content":null,"tool_calls":[{"type":"function","function":{"name":"note","arguments":"{}"}}]}}]}"#;
+    let (url, seen) = serve(
+        (0..4)
+            .map(|_| Answer(200, vec![], bad.to_string()))
+            .collect(),
+    );
+    let dir = counter_dir();
+    let flow = fixture("counter.flow");
+    let env = [
+        ("OPENAI_BASE_URL", url.as_str()),
+        ("OPENAI_API_KEY", "sk-x"),
+    ];
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a tool call has no `id`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 4);
+    assert!(effects(dir.path()).is_empty());
+
+    // An MCP server that cannot start: the attempt fails saying which and why.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("answers.yaml"),
+        "- step: work\n  text: never\n",
+    )
+    .unwrap();
+    let flow = dir.path().join("mcp.flow");
+    std::fs::write(
+        &flow,
+        r#"model m { provider: "fake", script: "answers.yaml" }
+mcp broken { argv: ["/nonexistent/mcp-server"], allow: ["x"] }
+skill main() -> string {
+  step work: agent { model: m, prompt: "go", tools: [broken.x] }
+  return work.text
+}
+"#,
+    )
+    .unwrap();
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`mcp` server `broken` could not be started"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A skill tool whose step fails: the model gets the failure as the result and goes on.
+    let dir = tempfile::tempdir().unwrap();
+    let answers = "- step: work\n  tool_calls: [{ name: fails }]\n- step: work\n  text: coped\n";
+    std::fs::write(dir.path().join("answers.yaml"), answers).unwrap();
+    let flow = dir.path().join("fails.flow");
+    std::fs::write(
+        &flow,
+        r#"model m { provider: "fake", script: "answers.yaml" }
+skill fails() -> string {
+  description: "Always fails"
+  step boom: run { command: "echo broken >&2; exit 3" }
+  return boom.stdout
+}
+skill main() -> string {
+  step work: agent { model: m, prompt: "go", tools: [fails] }
+  return work.text
+}
+"#,
+    )
+    .unwrap();
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let finished = events(dir.path(), "tool_call_finished");
+    assert_eq!(finished[0]["is_error"], true);
+    let text = finished[0]["result"].as_str().unwrap();
+    assert!(
+        text.contains("step `work/1.fails/boom` failed") && text.contains("broken"),
+        "{text}"
+    );
+}

@@ -365,7 +365,25 @@ impl Runner<'_> {
                 Err(e) => self.tool_finished(inst, e, true, json!({})),
             }
         } else if let Some((key, why)) = failure {
-            self.tool_finished(inst, format!("step `{key}` failed: {why}"), true, json!({}));
+            // What the failed step printed on stderr helps the model most.
+            let stderr = self
+                .insts
+                .iter()
+                .rev()
+                .find(|i| i.key == key)
+                .and_then(|i| i.result.as_ref())
+                .and_then(|r| r["stderr"].as_str())
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    let cut = s.len().saturating_sub(2000);
+                    let cut = (cut..s.len())
+                        .find(|&c| s.is_char_boundary(c))
+                        .unwrap_or(s.len());
+                    format!("\nits stderr:\n{}", &s[cut..])
+                })
+                .unwrap_or_default();
+            let text = format!("step `{key}` failed: {why}{stderr}");
+            self.tool_finished(inst, text, true, json!({}));
         } else {
             // Stopped from outside: the attempt is cancelled.
             self.end_agent(inst, AttemptEnd::Cancelled);
