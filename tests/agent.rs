@@ -122,6 +122,17 @@ fn no_orphans(seen: &[Seen]) {
     }
 }
 
+/// Runs the counter agent against a server answering `script`, with API key `key`.
+fn counter_run(script: Vec<Answer>, key: &str) -> (tempfile::TempDir, Output, Vec<Seen>) {
+    let (url, seen) = serve(script);
+    let dir = counter_dir();
+    let flow = fixture("counter.flow");
+    let env = [("OPENAI_BASE_URL", url.as_str()), ("OPENAI_API_KEY", key)];
+    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &env);
+    let seen = seen.lock().unwrap().clone();
+    (dir, out, seen)
+}
+
 fn counter_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("input.txt"), "hello from input\n").unwrap();
@@ -446,16 +457,9 @@ fn a_5_mb_result_is_cut_for_the_model_and_kept_whole_and_redacted() {
 
 #[test]
 fn openai_requests_carry_the_tool_schemas_and_the_calls_of_each_turn() {
-    let (url, seen) = serve(counter_script());
-    let dir = counter_dir();
-    let flow = fixture("counter.flow");
-    let env = [
-        ("OPENAI_BASE_URL", url.as_str()),
-        ("OPENAI_API_KEY", "sk-schema-test"),
-    ];
-    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &env);
+    let (dir, out, seen) = counter_run(counter_script(), "sk-schema-test");
     assert!(out.status.success(), "{}", stderr(&out));
-    let seen = seen.lock().unwrap().clone();
+    let flow = fixture("counter.flow");
     let tools = &seen[0].body["tools"];
     assert_eq!(tools[0]["type"], "function");
     assert_eq!(tools[0]["function"]["name"], "note");
@@ -604,18 +608,12 @@ fn the_command_provider_speaks_a_json_protocol() {
 #[test]
 fn a_passing_server_error_asks_the_same_turn_again_and_keeps_the_calls_done() {
     let busy = r#"{"error":{"message":"overloaded"}}"#.to_string();
-    let (url, seen) = serve(vec![
+    let script = vec![
         calls(1, &[("note", json!({ "text": "once" }))], 10),
         Answer(503, vec![("retry-after", "0".into())], busy),
         answer(r#"{"done": true}"#, 20),
-    ]);
-    let dir = counter_dir();
-    let flow = fixture("counter.flow");
-    let env = [
-        ("OPENAI_BASE_URL", url.as_str()),
-        ("OPENAI_API_KEY", "sk-x"),
     ];
-    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &env);
+    let (dir, out, seen) = counter_run(script, "sk-x");
     assert!(out.status.success(), "{}", stderr(&out));
     let got: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -623,7 +621,7 @@ fn a_passing_server_error_asks_the_same_turn_again_and_keeps_the_calls_done() {
         (Some(2), Some(1))
     );
     assert_eq!(effects(dir.path()), ["once"]);
-    let seen = seen.lock().unwrap().clone();
+
     assert_eq!(seen.len(), 3);
     // The retried request is the same conversation as the failed one.
     assert_eq!(seen[1].body["messages"], seen[2].body["messages"]);
@@ -727,25 +725,17 @@ skill main() -> string {
 fn untrusted_replies_servers_and_tools_fail_clearly() {
     // A reply whose tool call has no id: asked again three times, then the step fails naming why.
     let bad = r#"{"choices":[{"message":{"content":null,"tool_calls":[{"type":"function","function":{"name":"note","arguments":"{}"}}]}}]}"#;
-    let (url, seen) = serve(
-        (0..4)
-            .map(|_| Answer(200, vec![], bad.to_string()))
-            .collect(),
-    );
-    let dir = counter_dir();
-    let flow = fixture("counter.flow");
-    let env = [
-        ("OPENAI_BASE_URL", url.as_str()),
-        ("OPENAI_API_KEY", "sk-x"),
-    ];
-    let out = flowc(dir.path(), &["run", flow.to_str().unwrap()], &env);
+    let script = (0..4)
+        .map(|_| Answer(200, vec![], bad.to_string()))
+        .collect();
+    let (dir, out, seen) = counter_run(script, "sk-x");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("a tool call has no `id`"),
         "{}",
         stderr(&out)
     );
-    assert_eq!(seen.lock().unwrap().len(), 4);
+    assert_eq!(seen.len(), 4);
     assert!(effects(dir.path()).is_empty());
 
     // An MCP server that cannot start: the attempt fails saying which and why.
