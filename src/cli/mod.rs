@@ -10,6 +10,7 @@ mod doctor;
 mod error;
 mod explain;
 mod fmt;
+mod gc;
 mod graph;
 mod inspect;
 mod link;
@@ -178,6 +179,11 @@ pub enum Command {
         after_help = "Examples:\n  flowc memory list\n  flowc memory list lessons --json\n  flowc memory get lessons/flaky\n  flowc memory set lessons/flaky '\"rerun test_io once\"'\n  flowc memory history lessons/flaky\n  flowc memory rm lessons/flaky"
     )]
     Memory(memory::MemoryArgs),
+    /// Prune runs that ended long ago (the one way anything is deleted from the journal; recorded in it).
+    #[command(
+        after_help = "Runs still going, paused or interrupted are never pruned, nor the newest run.\n\nExamples:\n  flowc gc --older-than 30d --dry-run\n  flowc gc --older-than 90d"
+    )]
+    Gc(gc::GcArgs),
     /// Manage the people file that `approvers` are looked up in.
     #[command(
         after_help = "Examples:\n  flowc people add alice --group release --os-user alice --people people.yaml"
@@ -276,6 +282,7 @@ pub fn main() -> ExitCode {
         Command::Skip(args) => queue::skip(&args),
         Command::Secret(args) => secret::run(&args),
         Command::Memory(args) => memory::run(&args),
+        Command::Gc(args) => gc::run(&args),
         Command::People(args) => people::run(&args),
         Command::Link(args) => link::link(&args),
         Command::Submit(args) => submit::submit(&args, color),

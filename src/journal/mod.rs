@@ -11,6 +11,7 @@ mod chain;
 mod error;
 mod event;
 mod file;
+mod gc;
 mod lease;
 mod links;
 mod memory;
