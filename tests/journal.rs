@@ -328,7 +328,7 @@ fn a_new_journal_is_created_at_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fresh.db");
     let j = Journal::open(&path, Durability::Normal).unwrap();
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     let version: i64 = j
         .connection()
         .pragma_query_value(None, "user_version", |r| r.get(0))

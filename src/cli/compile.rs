@@ -7,6 +7,9 @@ use crate::ir::{Program, Skill};
 use std::path::Path;
 use std::sync::Arc;
 
+/// A compiled program, its chosen skill, and the files read (display path, text).
+pub type Compiled = (Arc<Program>, Arc<Skill>, Vec<(String, String)>);
+
 /// Compiles `file` and returns its program and the chosen skill; diagnostics
 /// are printed here, the error says what is left to say.
 pub fn compile_entry(
@@ -14,7 +17,17 @@ pub fn compile_entry(
     skill: Option<&str>,
     color: bool,
 ) -> Result<(Arc<Program>, Arc<Skill>), CliError> {
-    let out = check_files(&FsLoader, &[file.to_path_buf()]);
+    compile_from(&FsLoader, file, skill, color).map(|(p, s, _)| (p, s))
+}
+
+/// [`compile_entry`] through `loader`, with every file it read (display path, text).
+pub fn compile_from(
+    loader: &dyn crate::check::Loader,
+    file: &Path,
+    skill: Option<&str>,
+    color: bool,
+) -> Result<Compiled, CliError> {
+    let out = check_files(loader, &[file.to_path_buf()]);
     if let Some((path, reason)) = out.unreadable.first() {
         return Err(CliError::usage(format!("cannot read `{path}`: {reason}")));
     }
@@ -57,5 +70,10 @@ pub fn compile_entry(
         };
         return Err(CliError::new(EXIT_USAGE, message));
     };
-    Ok((Arc::new(program), chosen))
+    let sources = out
+        .sources
+        .iter()
+        .map(|f| (f.path.clone(), f.text.to_string()))
+        .collect();
+    Ok((Arc::new(program), chosen, sources))
 }

@@ -163,8 +163,26 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
             )
         }
     };
-    let (program, skill) = match super::compile::compile_entry(&file, skill_name.as_deref(), color)
-    {
+    // A resumed run whose files are gone compiles from the sources it journaled.
+    let stored = match &resume {
+        Some((id, _)) if !file.exists() => journal.sources_of(id).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let compiled = if stored.is_empty() {
+        super::compile::compile_from(&crate::check::FsLoader, &file, skill_name.as_deref(), color)
+    } else {
+        eprintln!(
+            "note: `{}` is not here; resuming from the {} file(s) the run journaled when it started",
+            file.display(),
+            stored.len()
+        );
+        let mut loader = crate::check::MemLoader::new();
+        for (path, text) in &stored {
+            loader.add(path, text.as_bytes().to_vec());
+        }
+        super::compile::compile_from(&loader, &file, skill_name.as_deref(), color)
+    };
+    let (program, skill, sources) = match compiled {
         Ok(p) => p,
         Err(e) => {
             return Err(CliError {
@@ -204,6 +222,7 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
         cache_dir: cache_dir(args, &journal_path, &program),
         cache_max_bytes: crate::cache::max_bytes_from_env().map_err(CliError::usage)?,
         plan: false,
+        sources,
     };
     let mut observer: Box<dyn Observer> = if args.json {
         Box::new(JsonLines::default())

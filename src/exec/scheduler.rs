@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub cache_max_bytes: u64,
     /// A dry run: no step runs and nothing is journaled; the report's `plan` says what would happen.
     pub plan: bool,
+    /// Every file compiled (display path, text), kept in the journal when the run starts.
+    pub sources: Vec<(String, String)>,
 }
 
 /// How a run ended.

@@ -102,11 +102,11 @@ pub async fn execute(
         runner.push(NewEvent::run(&run_id, "run_resumed", json!({})));
     } else {
         let initiator = initiator(&runner.journal, &run_id);
-        runner.push(NewEvent::run(
-            &run_id,
-            "run_started",
-            json!({ "skill": skill.name, "file": opts.file, "inputs": opts.inputs, "initiator": initiator }),
-        ));
+        let mut data = json!({ "skill": skill.name, "file": opts.file, "inputs": opts.inputs, "initiator": initiator });
+        if !opts.sources.is_empty() && !opts.plan {
+            data["sources"] = runner.journal.store_sources(&opts.sources)?;
+        }
+        runner.push(NewEvent::run(&run_id, "run_started", data));
     }
     let vars = Vars::child(None);
     for (k, v) in &opts.inputs {

@@ -19,6 +19,7 @@ mod notices;
 mod query;
 mod queue;
 mod replay;
+mod sources;
 mod stats;
 mod timeouts;
 mod triggers;
@@ -47,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version this flowc writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// One step of the schema: SQL, then code over the data, then more SQL.
 struct Migration {
@@ -75,6 +76,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         before: include_str!("schema_v4.sql"),
+        fill: None,
+        after: "",
+    },
+    Migration {
+        before: include_str!("schema_v5.sql"),
         fill: None,
         after: "",
     },
