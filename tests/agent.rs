@@ -5,13 +5,13 @@
 
 mod common;
 
+use common::flowc_env as flowc;
+
 use common::model_server::{Answer, Seen, serve};
 use flowc::journal::Journal;
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_flowc");
+use std::process::{Command, Output};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -19,22 +19,6 @@ fn root() -> &'static Path {
 
 fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures/agent").join(name)
-}
-
-fn flowc(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("FLOWC_JOURNAL")
-        .env_remove("FLOWC_LLM_PROVIDER")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("FLOWC_DEBUG_CRASH_AFTER_COMMITS")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {

@@ -6,13 +6,14 @@
 
 mod common;
 
+use common::flowc_env as flowc;
+
 use common::model_server::{Answer, chat, serve};
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Instant;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flowc");
 const KEY: &str = "sk-test-key-5f1c9a";
 
 fn workflows() -> PathBuf {
@@ -27,21 +28,6 @@ fn sample(dir: &Path) -> PathBuf {
         std::fs::copy(workflows().join("agent_fix").join(f), repo.join(f)).unwrap();
     }
     repo
-}
-
-fn flowc(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("FLOWC_JOURNAL")
-        .env_remove("FLOWC_LLM_PROVIDER")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {

@@ -174,7 +174,7 @@ impl<'a> ModuleCx<'a> {
             Some(f) => self.tools(f, id, sk),
             None => Vec::new(),
         };
-        StepKind::Agent(Box::new(ir::AgentStep {
+        StepKind::Agent(Arc::new(ir::AgentStep {
             model: m.model,
             system: m.system,
             prompt: m.prompt,
@@ -209,8 +209,10 @@ impl<'a> ModuleCx<'a> {
             return Vec::new();
         };
         let mut out: Vec<(Tool, crate::span::Span)> = Vec::new();
+        // One server per step, however many of its tools are listed.
+        let mut servers: Vec<Arc<McpServer>> = Vec::new();
         for item in items {
-            let Some(tool) = self.tool(item, id, sk) else {
+            let Some(tool) = self.tool(item, id, sk, &mut servers) else {
                 continue;
             };
             if let Some((_, prev)) = out.iter().find(|(t, _)| t.name == tool.name) {
@@ -233,7 +235,13 @@ impl<'a> ModuleCx<'a> {
     }
 
     /// One entry of `tools`.
-    fn tool(&mut self, item: &ast::Expr, id: usize, sk: &mut SkillCx<'a>) -> Option<Tool> {
+    fn tool(
+        &mut self,
+        item: &ast::Expr,
+        id: usize,
+        sk: &mut SkillCx<'a>,
+        servers: &mut Vec<Arc<McpServer>>,
+    ) -> Option<Tool> {
         let q = self.qualified_of(item, "a tool")?;
         // `server.tool` or `server`, when `server` is an `mcp` item of this file.
         let server_name = q.namespace.as_ref().map_or(&q.name.name, |ns| &ns.name);
@@ -241,7 +249,14 @@ impl<'a> ModuleCx<'a> {
             && ix.kind == ItemKind::Mcp
             && let ast::Item::Config(c) = &self.m.ast.items[ix.index]
         {
-            let server = Arc::new(self.mcp_server(c, id, sk));
+            let server = match servers.iter().find(|s| s.name == c.name.name) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(self.mcp_server(c, id, sk));
+                    servers.push(s.clone());
+                    s
+                }
+            };
             let tool = q.namespace.as_ref().map(|_| q.name.name.clone());
             if let Some(t) = &tool
                 && !server.allows(t)

@@ -33,6 +33,32 @@ pub enum AttemptEnd {
     /// A passing failure (HTTP 429, 5xx, connection trouble): the next
     /// attempt waits at least the given milliseconds and the feedback is kept.
     Transient(String, Option<u64>),
+    /// The process never started, for a reason that is not the step's (the
+    /// spawner died after the `running` event): the attempt does not count,
+    /// and the next one starts at once.
+    NotStarted(String),
+}
+
+/// A rendered JSON list of strings (`argv`) as strings.
+pub fn strings(v: &Json) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A rendered JSON map of strings (`env`) as (name, value) pairs.
+pub fn string_pairs(v: &Json) -> Vec<(String, String)> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A `run` step attempt, fully rendered.
@@ -158,8 +184,31 @@ type Stream = Box<dyn AsyncRead + Unpin + Send>;
 /// Why a start failed when the spawner died between the `running` event (which
 /// says the step runs with its own /proc) and the start: the step never ran, so
 /// the attempt is not spent (`Runner::attempt_ended` adds it back).
-pub const SPAWNER_GONE: &str =
+const SPAWNER_GONE: &str =
     "the process spawner exited before the step started; the next attempt starts without it";
+
+/// Why a process did not start.
+enum StartFailure {
+    /// The spawner died after the `running` event said the step has it.
+    SpawnerGone,
+    /// Anything else, as the message to show.
+    Other(String),
+}
+
+impl From<String> for StartFailure {
+    fn from(why: String) -> StartFailure {
+        StartFailure::Other(why)
+    }
+}
+
+impl From<StartFailure> for String {
+    fn from(f: StartFailure) -> String {
+        match f {
+            StartFailure::SpawnerGone => SPAWNER_GONE.into(),
+            StartFailure::Other(why) => why,
+        }
+    }
+}
 
 /// A started process, however it was started.
 struct Proc {
@@ -206,7 +255,7 @@ impl Proc {
 
 /// Starts the process of `spec`: through the spawner when there is one,
 /// otherwise by forking flowc with the sandbox applied before exec.
-async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
+async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, StartFailure> {
     use crate::sandbox::NotSpawned;
     match crate::sandbox::spawn_process(
         &spec.argv,
@@ -225,12 +274,12 @@ async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
                 handle: Handle::Spawned(s.child),
             });
         }
-        Err(NotSpawned::Failed(e)) => return Err(spawn_error(spec, program, &e)),
+        Err(NotSpawned::Failed(e)) => return Err(spawn_error(spec, program, &e).into()),
         Err(NotSpawned::Unavailable) => {
             if spec.sandbox.as_ref().is_some_and(|p| p.has("own_proc")) {
                 // It died after `settle_start`: the fork could not give what
                 // the journal already says this attempt has.
-                return Err(SPAWNER_GONE.into());
+                return Err(StartFailure::SpawnerGone);
             }
         }
     }
@@ -251,7 +300,7 @@ async fn start(spec: &ProcessSpec, program: &str) -> Result<Proc, String> {
         None => (spec.argv.clone(), None),
     };
     let Some((first, args)) = argv.split_first() else {
-        return Err("`argv` is empty".into());
+        return Err(StartFailure::Other("`argv` is empty".into()));
     };
     let mut cmd = tokio::process::Command::new(first);
     cmd.args(args)
@@ -304,7 +353,7 @@ impl Drop for Piped {
 pub async fn start_piped(mut spec: ProcessSpec) -> Result<Piped, String> {
     let program = spec.argv.first().cloned().unwrap_or_default();
     spec.stdin = Some(String::new());
-    let mut proc = start(&spec, &program).await?;
+    let mut proc = start(&spec, &program).await.map_err(String::from)?;
     let (Some(stdin), Some(stdout)) = (proc.stdin.take(), proc.stdout.take()) else {
         return Err(format!("`{program}` started without its pipes"));
     };
@@ -346,8 +395,8 @@ pub async fn run_process(
     let started = Instant::now();
     let mut child = match start(&spec, &program).await {
         Ok(c) => c,
-        Err(what) if what == SPAWNER_GONE => return AttemptEnd::Transient(what, Some(0)),
-        Err(what) => return AttemptEnd::Error(what, None),
+        Err(StartFailure::SpawnerGone) => return AttemptEnd::NotStarted(SPAWNER_GONE.into()),
+        Err(StartFailure::Other(what)) => return AttemptEnd::Error(what, None),
     };
     let pid = child.id();
     let stdin_task = match (child.stdin.take(), spec.stdin) {

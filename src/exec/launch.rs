@@ -162,14 +162,7 @@ impl Runner<'_> {
     ) -> Option<Task> {
         let key = self.insts[inst].key.clone();
         let idem = hash(&[&self.run_id, &key, &self.insts[inst].input_hash]);
-        let mut env: Vec<(String, String)> = inputs["env"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut env = attempt::string_pairs(&inputs["env"]);
         env.push(("FLOWC_RUN_ID".into(), self.run_id.clone()));
         env.push(("FLOWC_STEP".into(), key.clone()));
         env.push(("FLOWC_ATTEMPT".into(), attempt.to_string()));
@@ -184,14 +177,7 @@ impl Runner<'_> {
             }
         };
         let mut spec = ProcessSpec {
-            argv: inputs["argv"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|s| s.as_str().unwrap_or_default().to_string())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            argv: attempt::strings(&inputs["argv"]),
             stdin: inputs["stdin"].as_str().map(str::to_string),
             cwd: match (
                 &self.frames[self.insts[inst].frame].dir,

@@ -171,7 +171,12 @@ pub struct Exchange {
 
 /// The rendered inputs of an `llm` step (what its input hash covers).
 pub fn inputs(llm: &LlmStep, prompt: String, system: Option<String>) -> Result<Json, String> {
-    let m = &llm.model;
+    model_inputs(&llm.model, prompt, system)
+}
+
+/// The model as it is for this run and the rendered prompts: the inputs every
+/// model step's input hash covers (an `agent` adds its tools).
+pub fn model_inputs(m: &Model, prompt: String, system: Option<String>) -> Result<Json, String> {
     let r = resolve(m)?;
     Ok(json!({
         "model": m.name,
@@ -279,20 +284,14 @@ impl Runner<'_> {
             &mut journaled,
         )?;
         Ok(Box::pin(async move {
-            if wait > 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                    () = cancel.notified() => {
-                        return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
-                    }
-                }
-            }
-            let started = Instant::now();
-            let (outcome, source, fake_answer) = tokio::select! {
-                r = call => r,
-                () = cancel.notified() => {
-                    return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
-                }
+            let Some(((outcome, source, fake_answer), duration_ms)) =
+                after_rate_limit(wait, &cancel, call).await
+            else {
+                return Msg::Attempt {
+                    inst,
+                    attempt,
+                    end: AttemptEnd::Cancelled,
+                };
             };
             Msg::Llm {
                 inst,
@@ -300,7 +299,7 @@ impl Runner<'_> {
                 call: Box::new(Exchange {
                     request: journaled,
                     outcome,
-                    duration_ms: started.elapsed().as_millis() as u64,
+                    duration_ms,
                     source,
                     fake_answer,
                 }),
@@ -326,13 +325,7 @@ impl Runner<'_> {
                 crate::ir::format_ms(wait),
                 model.name
             );
-            self.push(NewEvent::node(
-                &self.run_id,
-                "note",
-                key,
-                Some(attempt),
-                json!({ "text": text }),
-            ));
+            self.note(key, attempt, json!({ "text": text }));
         }
         wait
     }
@@ -640,6 +633,26 @@ impl Runner<'_> {
             Ok(reply) => reply_end(llm, reply, cost_usd),
         };
         self.attempt_ended(inst, attempt, end);
+    }
+}
+
+/// Waits `wait` ms for the rate limit, then awaits `call`: its output and how
+/// long it took (ms), or `None` when the attempt was cancelled first.
+pub(super) async fn after_rate_limit<T>(
+    wait: u64,
+    cancel: &Notify,
+    call: impl std::future::Future<Output = T>,
+) -> Option<(T, u64)> {
+    if wait > 0 {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            () = cancel.notified() => return None,
+        }
+    }
+    let started = Instant::now();
+    tokio::select! {
+        r = call => Some((r, started.elapsed().as_millis() as u64)),
+        () = cancel.notified() => None,
     }
 }
 

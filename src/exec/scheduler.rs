@@ -269,6 +269,12 @@ impl Runner<'_> {
         self.events.push(event);
     }
 
+    /// Journals a trace line about attempt `attempt` of step `key` (`data` holds its `text`).
+    pub fn note(&mut self, key: &str, attempt: u32, data: Json) {
+        let event = NewEvent::node(&self.run_id, "note", key, Some(attempt), data);
+        self.push(event);
+    }
+
     /// A policy rule was violated: journals which rule, its value and the
     /// policy (`flowc status` lists these). The caller stops the run.
     pub fn violation(&mut self, node: Option<&str>, rule: &str, value: Json, why: &str) {

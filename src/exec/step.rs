@@ -363,22 +363,12 @@ impl Runner<'_> {
                     self.exhausted(inst, error);
                 }
             }
+            AttemptEnd::NotStarted(error) => {
+                self.insts[inst].budget = self.insts[inst].budget.saturating_add(1);
+                self.passing_failure(inst, attempt, step, error, Some(0));
+            }
             AttemptEnd::Transient(error, wait) => {
-                if error == super::attempt::SPAWNER_GONE {
-                    // The step never started: this attempt does not count.
-                    self.insts[inst].budget = self.insts[inst].budget.saturating_add(1);
-                }
-                // The feedback of the last real rejection is kept: a busy
-                // server says nothing about the reply.
-                let feedback = self.insts[inst].feedback.clone();
-                self.set_status(
-                    &key,
-                    "failed",
-                    Some(attempt),
-                    json!({ "error": error, "feedback": feedback, "transient": true }),
-                );
-                self.insts[inst].retry_after_ms = wait;
-                self.after_failure_because(inst, step, feedback, &error);
+                self.passing_failure(inst, attempt, step, error, wait)
             }
             AttemptEnd::Error(error, mut result) => {
                 if let Some(r) = &mut result {
@@ -447,6 +437,24 @@ impl Runner<'_> {
         }
     }
 
+    /// A failure that says nothing about the step (a busy server, a start that
+    /// never happened): the feedback of the last real rejection is kept.
+    fn passing_failure(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        step: &crate::ir::Step,
+        error: String,
+        wait: Option<u64>,
+    ) {
+        let key = self.insts[inst].key.clone();
+        let feedback = self.insts[inst].feedback.clone();
+        let data = json!({ "error": error, "feedback": feedback, "transient": true });
+        self.set_status(&key, "failed", Some(attempt), data);
+        self.insts[inst].retry_after_ms = wait;
+        self.after_failure_because(inst, step, feedback, &error);
+    }
+
     /// Journals an attempt's output, moving its sandbox outcome out of the result.
     pub fn log_output(&mut self, inst: usize, attempt: u32, result: &mut Json) {
         let outcome = result.as_object_mut().and_then(|m| m.remove("outcome"));
@@ -476,6 +484,7 @@ pub fn redact_end(end: AttemptEnd) -> AttemptEnd {
         AttemptEnd::Rejected(r, f) => AttemptEnd::Rejected(json(r), redact(f)),
         AttemptEnd::Fatal(e) => AttemptEnd::Fatal(redact(e)),
         AttemptEnd::Transient(e, w) => AttemptEnd::Transient(redact(e), w),
+        AttemptEnd::NotStarted(e) => AttemptEnd::NotStarted(redact(e)),
         AttemptEnd::Cancelled => AttemptEnd::Cancelled,
     }
 }

@@ -292,7 +292,7 @@ pub enum StepKind {
     /// Ask a model.
     Llm(LlmStep),
     /// A model that calls tools until it answers.
-    Agent(Box<AgentStep>),
+    Agent(Arc<AgentStep>),
     /// Ask a person.
     Approval {
         /// The question.

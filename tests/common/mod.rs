@@ -18,6 +18,24 @@ pub fn flowc(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `flowc ARGS` in `dir` with `env` set and nothing from the caller's
+/// environment that would pick a journal, a provider, a model server or a crash point.
+pub fn flowc_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("FLOWC_JOURNAL")
+        .env_remove("FLOWC_LLM_PROVIDER")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("FLOWC_DEBUG_CRASH_AFTER_COMMITS")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
 /// The id of the newest run in `dir`'s default journal.
 pub fn latest_run(dir: &Path) -> String {
     let journal = flowc::journal::Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();

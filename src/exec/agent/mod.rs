@@ -14,7 +14,6 @@ use super::attempt::AttemptEnd;
 use super::eval::{Evaluator, Names};
 use super::scheduler::Runner;
 use crate::ir::{AgentStep, Effect, NodeKind, OnInterrupt, Skill, StepKind, ToolKind};
-use crate::journal::NewEvent;
 use crate::llm::agent::{Message, ToolCall, ToolResult, ToolSpec};
 use serde_json::{Value as Json, json};
 use std::collections::{HashMap, VecDeque};
@@ -147,8 +146,6 @@ pub fn inputs(
         .as_ref()
         .map(|v| ev.text(skill, v, names))
         .transpose()?;
-    let m = &agent.model;
-    let r = super::llm::resolve(m)?;
     let dir = agent
         .cwd
         .as_ref()
@@ -183,18 +180,17 @@ pub fn inputs(
             json!({ "argv": argv, "env": env, "cwd": cwd }),
         );
     }
-    Ok(json!({
-        "model": m.name,
-        "model_key": m.key,
-        "provider": r.provider.word(),
-        "name": m.model,
-        "base_url": r.base_url,
-        "prompt": prompt,
-        "system": system,
-        "tools": agent.tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
-        "cwd": dir,
-        "servers": servers,
-    }))
+    let mut out = super::llm::model_inputs(&agent.model, prompt, system)?;
+    out["tools"] = json!(
+        agent
+            .tools
+            .iter()
+            .map(|t| t.name.clone())
+            .collect::<Vec<_>>()
+    );
+    out["cwd"] = json!(dir);
+    out["servers"] = Json::Object(servers);
+    Ok(out)
 }
 
 /// `path` taken relative to `dir` (unless it is absolute, or there is no `dir`).
@@ -254,32 +250,30 @@ pub fn skill_effect(program: &crate::ir::Program, key: &str, depth: u32) -> Effe
 }
 
 impl Runner<'_> {
-    /// The agent step of instance `inst`.
-    pub fn agent_of(&self, inst: usize) -> Option<(Arc<Skill>, usize)> {
+    /// The agent step of instance `inst`: its skill, the step (shared), its timeout.
+    pub fn agent_step(&self, inst: usize) -> Option<(Arc<Skill>, Arc<AgentStep>, u64)> {
         let (skill, node) = self.step(inst);
-        match &skill.nodes[node].kind {
-            NodeKind::Step(s) if matches!(s.kind, StepKind::Agent(_)) => Some((skill, node)),
-            _ => None,
-        }
+        let NodeKind::Step(step) = &skill.nodes[node].kind else {
+            return None;
+        };
+        let StepKind::Agent(agent) = &step.kind else {
+            return None;
+        };
+        let (agent, timeout) = (agent.clone(), step.timeout_ms);
+        Some((skill, agent, timeout))
     }
 
     /// Starts an `agent` attempt: its tools, its conversation (rebuilt from the
     /// journal when the attempt was begun before), its servers, then the loop.
     pub fn launch_agent(&mut self, inst: usize, attempt: u32, inputs: &Json, data: Json) {
         let key = self.insts[inst].key.clone();
-        let Some((skill, node)) = self.agent_of(inst) else {
-            return;
-        };
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return;
-        };
-        let StepKind::Agent(agent) = &step.kind else {
+        let Some((skill, agent, timeout_ms)) = self.agent_step(inst) else {
             return;
         };
         self.set_status(&key, "running", Some(attempt), data);
-        let mut run = self.new_agent_run(inst, attempt, agent, &skill, inputs);
+        let mut run = self.new_agent_run(inst, attempt, &agent, &skill, inputs);
         let started = std::time::Instant::now();
-        if let Err(e) = self.rebuild_agent(&key, agent, &mut run) {
+        if let Err(e) = self.rebuild_agent(&key, &agent, &mut run) {
             self.attempt_ended(inst, attempt, AttemptEnd::Error(e, None));
             return;
         }
@@ -291,13 +285,7 @@ impl Runner<'_> {
                 crate::ir::format_ms(started.elapsed().as_millis() as u64)
             );
             let data = json!({ "text": text, "rebuilt_us": started.elapsed().as_micros() as u64 });
-            self.push(NewEvent::node(
-                &self.run_id,
-                "note",
-                &key,
-                Some(attempt),
-                data,
-            ));
+            self.note(&key, attempt, data);
         }
         self.agents.insert(inst, run);
         let mut servers: Vec<String> = Vec::new();
@@ -311,7 +299,7 @@ impl Runner<'_> {
         if servers.is_empty() {
             self.agent_next(inst);
         } else {
-            self.start_servers(inst, attempt, &servers, inputs, step.timeout_ms);
+            self.start_servers(inst, attempt, &servers, inputs, timeout_ms);
         }
     }
 
@@ -432,13 +420,7 @@ impl Runner<'_> {
         let Some(run) = self.agents.remove(&inst) else {
             return;
         };
-        let Some((skill, node)) = self.agent_of(inst) else {
-            return;
-        };
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return;
-        };
-        let StepKind::Agent(agent) = &step.kind else {
+        let Some((_, agent, _)) = self.agent_step(inst) else {
             return;
         };
         let result = json!({

@@ -4,7 +4,6 @@
 use super::{AgentRun, Current, Route, signature};
 use crate::exec::scheduler::Runner;
 use crate::ir::{AgentStep, Effect, OnInterrupt};
-use crate::journal::NewEvent;
 use crate::llm::agent::{Message, ToolCall, ToolResult, cut};
 use serde_json::json;
 
@@ -13,7 +12,7 @@ impl Runner<'_> {
     /// stopped mid-attempt continues that attempt (its conversation is in the
     /// journal) instead of starting over.
     pub fn continue_agent_attempt(&mut self, inst: usize) {
-        if self.insts[inst].attempt != 0 || self.agent_of(inst).is_none() {
+        if self.insts[inst].attempt != 0 || self.agent_step(inst).is_none() {
             return;
         }
         let key = &self.insts[inst].key;
@@ -156,13 +155,7 @@ impl Runner<'_> {
                 });
                 let key = self.insts[inst].key.clone();
                 let attempt = run.attempt;
-                self.push(NewEvent::node(
-                    &self.run_id,
-                    "note",
-                    &key,
-                    Some(attempt),
-                    json!({ "text": format!("tool call `{}` ({}) was interrupted; it is safe to repeat, so it runs again", call.id, call.name) }),
-                ));
+                self.note(&key, attempt, json!({ "text": format!("tool call `{}` ({}) was interrupted; it is safe to repeat, so it runs again", call.id, call.name) }));
                 self.run_tool(inst, call, number);
             }
             false => {

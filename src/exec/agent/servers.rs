@@ -5,8 +5,7 @@ use super::McpConn;
 use super::Route;
 use crate::exec::attempt::{self, AttemptEnd, ProcessSpec};
 use crate::exec::scheduler::{Msg, Runner};
-use crate::ir::{AgentStep, NodeKind, StepKind, ToolKind};
-use crate::journal::NewEvent;
+use crate::ir::{AgentStep, ToolKind};
 use crate::llm::agent::ToolSpec;
 use crate::llm::mcp::{self, McpTool};
 use serde_json::{Value as Json, json};
@@ -97,24 +96,9 @@ impl Runner<'_> {
         let mut specs = Vec::new();
         for name in servers {
             let s = &inputs["servers"][name];
-            let argv: Vec<String> = s["argv"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|v| v.as_str().unwrap_or_default().to_string())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let env: Vec<(String, String)> = s["env"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let env = attempt::string_pairs(&s["env"]);
             let mut spec = ProcessSpec {
-                argv,
+                argv: attempt::strings(&s["argv"]),
                 stdin: None,
                 cwd: s["cwd"].as_str().map(str::to_string),
                 env,
@@ -149,13 +133,7 @@ impl Runner<'_> {
         if self.agents.get(&inst).is_none_or(|r| r.attempt != attempt) {
             return;
         }
-        let Some((skill, node)) = self.agent_of(inst) else {
-            return;
-        };
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return;
-        };
-        let StepKind::Agent(agent) = &step.kind else {
+        let Some((_, agent, _)) = self.agent_step(inst) else {
             return;
         };
         for (name, result) in started {
@@ -167,14 +145,8 @@ impl Runner<'_> {
                 }
             };
             let key = self.insts[inst].key.clone();
-            self.push(NewEvent::node(
-                &self.run_id,
-                "note",
-                &key,
-                Some(attempt),
-                json!({ "text": format!("`mcp` server `{name}` ({}) lists {} tools", conn.client.server, tools.len()) }),
-            ));
-            if let Err(e) = self.add_server_tools(inst, agent, &name, &tools) {
+            self.note(&key, attempt, json!({ "text": format!("`mcp` server `{name}` ({}) lists {} tools", conn.client.server, tools.len()) }));
+            if let Err(e) = self.add_server_tools(inst, &agent, &name, &tools) {
                 return self.end_agent(inst, AttemptEnd::Error(e, None));
             }
             if let Some(run) = self.agents.get_mut(&inst) {

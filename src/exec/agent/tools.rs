@@ -5,7 +5,7 @@ use super::{Current, McpConn, Route, signature};
 use crate::exec::attempt::AttemptEnd;
 use crate::exec::frame::Owner;
 use crate::exec::scheduler::{Decision, Msg, Runner};
-use crate::ir::{Effect, NodeKind, StepKind, Ty};
+use crate::ir::{Effect, Ty};
 use crate::journal::NewEvent;
 use crate::llm::agent::{ToolCall, ToolResult, cut};
 use crate::llm::mcp;
@@ -93,13 +93,7 @@ impl Runner<'_> {
 
     /// `max_tool_calls` and `max_repeats` before a call; `false`: a cap ended the attempt.
     fn call_within_caps(&mut self, inst: usize, call: &ToolCall) -> bool {
-        let Some((skill, node)) = self.agent_of(inst) else {
-            return false;
-        };
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return false;
-        };
-        let StepKind::Agent(agent) = &step.kind else {
+        let Some((_, agent, _)) = self.agent_step(inst) else {
             return false;
         };
         let (max_calls, max_repeats) = (agent.max_tool_calls, agent.max_repeats);
@@ -392,13 +386,7 @@ impl Runner<'_> {
 
     /// A call ended: its whole result (redacted) in the journal, a cut one in the conversation.
     pub fn tool_finished(&mut self, inst: usize, text: String, is_error: bool, extra: Json) {
-        let Some((skill, node)) = self.agent_of(inst) else {
-            return;
-        };
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return;
-        };
-        let StepKind::Agent(agent) = &step.kind else {
+        let Some((_, agent, _)) = self.agent_step(inst) else {
             return;
         };
         let max = agent.tool_result_max as usize;

@@ -4,14 +4,14 @@
 use super::AgentRun;
 use crate::exec::attempt::{self, AttemptEnd};
 use crate::exec::scheduler::{Msg, Runner};
-use crate::ir::{AgentStep, NodeKind, Provider, StepKind};
+use crate::ir::{AgentStep, Provider};
 use crate::journal::NewEvent;
 use crate::llm::agent::{self as wire, Message, ToolSpec, TurnReply};
 use crate::llm::limits::cost;
 use crate::llm::{CallError, Request, estimate_tokens, schema};
 use serde_json::{Value as Json, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often one turn is asked again after a passing trouble before the attempt ends.
 pub const TURN_RETRIES: u32 = 3;
@@ -39,18 +39,6 @@ type TurnFuture = std::pin::Pin<
 >;
 
 impl Runner<'_> {
-    fn agent_step(&self, inst: usize) -> Option<(Arc<crate::ir::Skill>, Box<AgentStep>, u64)> {
-        let (skill, node) = self.agent_of(inst)?;
-        let NodeKind::Step(step) = &skill.nodes[node].kind else {
-            return None;
-        };
-        let StepKind::Agent(agent) = &step.kind else {
-            return None;
-        };
-        let (agent, timeout) = (agent.clone(), step.timeout_ms);
-        Some((skill, agent, timeout))
-    }
-
     /// Asks the model for the next turn, unless a cap says no.
     pub fn request_turn(&mut self, inst: usize) {
         let Some((_, agent, timeout_ms)) = self.agent_step(inst) else {
@@ -160,20 +148,14 @@ impl Runner<'_> {
         self.insts[inst].cancel = Some(cancel.clone());
         self.running += 1;
         self.spawn.push(Box::pin(async move {
-            if wait > 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                    () = cancel.notified() => {
-                        return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
-                    }
-                }
-            }
-            let started = Instant::now();
-            let (outcome, source, fake_answer) = tokio::select! {
-                r = call => r,
-                () = cancel.notified() => {
-                    return Msg::Attempt { inst, attempt, end: AttemptEnd::Cancelled };
-                }
+            let Some(((outcome, source, fake_answer), duration_ms)) =
+                crate::exec::llm::after_rate_limit(wait, &cancel, call).await
+            else {
+                return Msg::Attempt {
+                    inst,
+                    attempt,
+                    end: AttemptEnd::Cancelled,
+                };
             };
             Msg::AgentTurn {
                 inst,
@@ -181,7 +163,7 @@ impl Runner<'_> {
                 turn: Box::new(Turn {
                     request: journaled,
                     outcome,
-                    duration_ms: started.elapsed().as_millis() as u64,
+                    duration_ms,
                     source,
                     fake_answer,
                 }),
@@ -340,13 +322,7 @@ impl Runner<'_> {
             crate::ir::format_ms(wait)
         );
         let key = self.insts[inst].key.clone();
-        self.push(NewEvent::node(
-            &self.run_id,
-            "note",
-            &key,
-            Some(attempt),
-            json!({ "text": text }),
-        ));
+        self.note(&key, attempt, json!({ "text": text }));
         self.timers += 1;
         self.spawn.push(Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(wait)).await;
