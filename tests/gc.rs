@@ -85,19 +85,24 @@ fn gc_prunes_old_finished_runs_and_keeps_the_rest_working() {
     let orphans: i64 = c
         .query_row(
             "SELECT count(*) FROM events WHERE run_id NOT IN (SELECT id FROM runs)",
-            [],
+            flowc::journal::params![],
             |r| r.get(0),
         )
         .unwrap();
     assert_eq!(orphans, 0);
     // The guard is back: a delete is refused again.
-    let refused = c.execute("DELETE FROM events WHERE run_id = ?1", [&newest]);
+    let refused = c.execute(
+        "DELETE FROM events WHERE run_id = ?1",
+        flowc::journal::params![newest],
+    );
     assert!(refused.unwrap_err().to_string().contains("append-only"));
     // What was pruned, by whom and why, is recorded.
     let record: String = c
-        .query_row("SELECT value FROM meta WHERE key LIKE 'gc:%'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM meta WHERE key LIKE 'gc:%'",
+            flowc::journal::params![],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(
         record.contains("--older-than 0s") && record.contains("\"events\""),

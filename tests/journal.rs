@@ -1,19 +1,22 @@
 #![allow(clippy::unwrap_used)]
 //! The journal's guarantees, tested against the library API.
 
+use flowc::journal::params;
 use flowc::journal::{
     Difference, Durability, Journal, JournalError, LEASE_HEARTBEAT_MS, LEASE_STALE_MS, NewEvent,
     OUTPUT_CAP, SCHEMA_VERSION, now_ms,
 };
-use rusqlite::params;
 use serde_json::json;
+
+#[macro_use]
+mod common;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 // ---------------------------------------------------------------- helpers
 
-fn new_journal(dir: &Path) -> Journal {
-    Journal::open(&dir.join("journal.db"), Durability::Normal).unwrap()
+fn new_journal(store: &common::store::TestStore) -> Journal {
+    Journal::open(&store.path, Durability::Normal).unwrap()
 }
 
 fn start_run(j: &mut Journal, run: &str) {
@@ -48,7 +51,7 @@ fn set_status(j: &mut Journal, run: &str, key: &str, status: &str) -> Result<(),
 
 fn event_count(j: &Journal) -> i64 {
     j.connection()
-        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM events", params![], |r| r.get(0))
         .unwrap()
 }
 
@@ -63,14 +66,15 @@ fn node_status(j: &Journal, run: &str, key: &str) -> String {
 }
 
 fn legal_transitions(j: &Journal) -> BTreeSet<(String, String)> {
-    let mut stmt = j
-        .connection()
-        .prepare("SELECT from_status, to_status FROM transitions")
-        .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    j.connection()
+        .query_map(
+            "SELECT from_status, to_status FROM transitions",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// Shortest legal path of statuses from `pending` to every reachable status.
@@ -97,10 +101,9 @@ fn message(err: &JournalError) -> String {
 
 // ---------------------------------------------------- 1. state machine
 
-#[test]
-fn every_illegal_transition_is_refused_and_every_legal_one_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = new_journal(dir.path());
+on_both_stores! {
+fn every_illegal_transition_is_refused_and_every_legal_one_accepted(store) {
+    let mut j = new_journal(store);
     let legal = legal_transitions(&j);
     let statuses: BTreeSet<String> = legal
         .iter()
@@ -208,13 +211,13 @@ fn every_illegal_transition_is_refused_and_every_legal_one_accepted() {
         2
     );
 }
+}
 
-#[test]
-fn terminal_statuses_only_leave_through_stale_retrying_or_waiting() {
+on_both_stores! {
+fn terminal_statuses_only_leave_through_stale_retrying_or_waiting(store) {
     // succeeded, skipped and cancelled are terminal: the only way out is `stale`
     // (an input changed on resume). `failed` can also be retried or escalated.
-    let dir = tempfile::tempdir().unwrap();
-    let j = new_journal(dir.path());
+    let j = new_journal(store);
     let legal = legal_transitions(&j);
     for terminal in ["succeeded", "skipped", "cancelled"] {
         let out: Vec<&str> = legal
@@ -231,44 +234,43 @@ fn terminal_statuses_only_leave_through_stale_retrying_or_waiting() {
         .collect();
     assert_eq!(failed, ["retrying", "stale", "waiting"]);
 }
+}
 
 // --------------------------------------------------- 2. append-only events
 
-#[test]
-fn events_refuse_update_and_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = new_journal(dir.path());
+on_both_stores! {
+fn events_refuse_update_and_delete(store) {
+    let mut j = new_journal(store);
     start_run(&mut j, "r");
     let conn = j.connection();
     let err = conn
-        .execute("UPDATE events SET kind = 'note' WHERE run_id = 'r'", [])
+        .execute("UPDATE events SET kind = 'note' WHERE run_id = 'r'", params![])
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     let err = conn
-        .execute("DELETE FROM events WHERE run_id = 'r'", [])
+        .execute("DELETE FROM events WHERE run_id = 'r'", params![])
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     let kind: String = conn
-        .query_row("SELECT kind FROM events WHERE run_id = 'r'", [], |r| {
+        .query_row("SELECT kind FROM events WHERE run_id = 'r'", params![], |r| {
             r.get(0)
         })
         .unwrap();
     assert_eq!(kind, "run_started");
     assert_eq!(event_count(&j), 1);
 }
+}
 
 // ------------------------------------------------ 3. node insertion rules
 
-#[test]
-fn nodes_start_pending_and_unknown_nodes_leave_no_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = new_journal(dir.path());
+on_both_stores! {
+fn nodes_start_pending_and_unknown_nodes_leave_no_event(store) {
+    let mut j = new_journal(store);
     start_run(&mut j, "r");
     let err = j
         .connection()
         .execute(
-            "INSERT INTO nodes (run_id, key, name, kind, status) VALUES ('r', 'x', 'x', 'run', 'running')",
-            [],
+            "INSERT INTO nodes (run_id, key, name, kind, status) VALUES ('r', 'x', 'x', 'run', 'running')", params![],
         )
         .unwrap_err();
     assert!(err.to_string().contains("must start as pending"), "{err}");
@@ -320,6 +322,7 @@ fn nodes_start_pending_and_unknown_nodes_leave_no_event() {
         (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>()
     );
 }
+}
 
 // ------------------------------------------------------ 4. schema versions
 
@@ -331,14 +334,14 @@ fn a_new_journal_is_created_at_the_current_version() {
     assert_eq!(SCHEMA_VERSION, 5);
     let version: i64 = j
         .connection()
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .query_row("PRAGMA user_version", params![], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
     let meta: String = j
         .connection()
         .query_row(
             "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
+            params![],
             |r| r.get(0),
         )
         .unwrap();
@@ -356,7 +359,7 @@ fn a_new_journal_is_created_at_the_current_version() {
     let j = Journal::open(&empty, Durability::Normal).unwrap();
     let version: i64 = j
         .connection()
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .query_row("PRAGMA user_version", params![], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
 }
@@ -388,7 +391,7 @@ fn a_journal_from_a_newer_flowc_is_refused() {
     // Refusing did not touch it.
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .query_row("PRAGMA user_version", params![], |r| r.get(0))
         .unwrap();
     assert_eq!(version, 99);
 }
@@ -412,13 +415,13 @@ fn a_foreign_sqlite_database_is_refused_and_left_alone() {
     // Not converted to WAL, not migrated.
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .query_row("PRAGMA journal_mode", params![], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "delete");
     let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-            [],
+            params![],
             |r| r.get(0),
         )
         .unwrap();
@@ -762,10 +765,9 @@ fn realistic_run(j: &mut Journal, run: &str) {
     .unwrap();
 }
 
-#[test]
-fn replay_verifies_an_untouched_run_and_reports_tampering() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = new_journal(dir.path());
+on_both_stores! {
+fn replay_verifies_an_untouched_run_and_reports_tampering(store) {
+    let mut j = new_journal(store);
     realistic_run(&mut j, "r");
     realistic_run(&mut j, "other");
     assert_eq!(j.replay("r").unwrap(), Vec::<Difference>::new());
@@ -775,15 +777,13 @@ fn replay_verifies_an_untouched_run_and_reports_tampering() {
     let stored: String = j
         .connection()
         .query_row(
-            "SELECT result FROM nodes WHERE run_id = 'r' AND key = 'build'",
-            [],
+            "SELECT result FROM nodes WHERE run_id = 'r' AND key = 'build'", params![],
             |r| r.get(0),
         )
         .unwrap();
     j.connection()
         .execute(
-            "UPDATE nodes SET result = '{\"exit\":1}' WHERE run_id = 'r' AND key = 'build'",
-            [],
+            "UPDATE nodes SET result = '{\"exit\":1}' WHERE run_id = 'r' AND key = 'build'", params![],
         )
         .unwrap();
     assert_eq!(
@@ -799,11 +799,15 @@ fn replay_verifies_an_untouched_run_and_reports_tampering() {
     assert!(j.replay("other").unwrap().is_empty());
 
     // A status tamper that bypasses the state machine is caught as well.
+    let on = match store.kind {
+        common::store::Kind::Sqlite => "",
+        common::store::Kind::Postgres => " ON nodes",
+    };
     j.connection()
-        .execute_batch(
-            "DROP TRIGGER nodes_legal_transition;
-             UPDATE nodes SET status = 'failed' WHERE run_id = 'r' AND key = 'review';",
-        )
+        .execute_batch(&format!(
+            "DROP TRIGGER nodes_legal_transition{on};
+             UPDATE nodes SET status = 'failed' WHERE run_id = 'r' AND key = 'review';"
+        ))
         .unwrap();
     let diffs = j.replay("r").unwrap();
     assert_eq!(diffs.len(), 2, "{diffs:?}");
@@ -816,7 +820,7 @@ fn replay_verifies_an_untouched_run_and_reports_tampering() {
 
     // A missing projection row.
     j.connection()
-        .execute("DELETE FROM approvals WHERE run_id = 'other'", [])
+        .execute("DELETE FROM approvals WHERE run_id = 'other'", params![])
         .unwrap();
     assert_eq!(
         j.replay("other").unwrap(),
@@ -833,6 +837,7 @@ fn replay_verifies_an_untouched_run_and_reports_tampering() {
         JournalError::NoRun { .. }
     ));
 }
+}
 
 // ---------------------------------------------------------------- 7. leases
 
@@ -842,7 +847,7 @@ fn our_host(j: &mut Journal) -> String {
         .connection()
         .query_row(
             "SELECT host FROM leases WHERE run_id = 'host-probe'",
-            [],
+            params![],
             |r| r.get(0),
         )
         .unwrap();
@@ -853,7 +858,9 @@ fn our_host(j: &mut Journal) -> String {
 fn insert_lease(j: &Journal, run: &str, owner: &str, pid: u32, host: &str, heartbeat: i64) {
     j.connection()
         .execute(
-            "INSERT OR REPLACE INTO leases (run_id, owner, pid, host, heartbeat) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO leases (run_id, owner, pid, host, heartbeat) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, pid = excluded.pid,
+               host = excluded.host, heartbeat = excluded.heartbeat",
             params![run, owner, pid, host, heartbeat],
         )
         .unwrap();
@@ -869,12 +876,11 @@ fn lease_pid(j: &Journal, run: &str) -> Option<u32> {
         .ok()
 }
 
-#[test]
-fn leases_keep_a_second_driver_out_and_are_taken_over_when_stale() {
+on_both_stores! {
+fn leases_keep_a_second_driver_out_and_are_taken_over_when_stale(store) {
     assert_eq!(LEASE_HEARTBEAT_MS, 5_000);
     assert_eq!(LEASE_STALE_MS, 30_000);
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = new_journal(dir.path());
+    let mut j = new_journal(store);
     let me = std::process::id();
 
     // The same process may take its own lease again.
@@ -884,12 +890,12 @@ fn leases_keep_a_second_driver_out_and_are_taken_over_when_stale() {
     let holder = j.lease_holder("a").unwrap().unwrap();
     assert!(holder.owner.contains(&me.to_string()), "{}", holder.owner);
     j.connection()
-        .execute("UPDATE leases SET heartbeat = 0 WHERE run_id = 'a'", [])
+        .execute("UPDATE leases SET heartbeat = 0 WHERE run_id = 'a'", params![])
         .unwrap();
     j.heartbeat("a").unwrap();
     let beat: i64 = j
         .connection()
-        .query_row("SELECT heartbeat FROM leases WHERE run_id = 'a'", [], |r| {
+        .query_row("SELECT heartbeat FROM leases WHERE run_id = 'a'", params![], |r| {
             r.get(0)
         })
         .unwrap();
@@ -954,18 +960,19 @@ fn leases_keep_a_second_driver_out_and_are_taken_over_when_stale() {
     j.acquire_lease("c").unwrap();
     assert_eq!(lease_pid(&j, "c"), Some(me));
 }
+}
 
-#[test]
-fn a_live_process_on_this_host_keeps_its_lease_even_with_an_old_heartbeat_only_until_stale() {
+on_both_stores! {
+fn a_live_process_on_this_host_keeps_its_lease_even_with_an_old_heartbeat_only_until_stale(store) {
     // pid 1 always exists; a heartbeat just inside the window keeps the lease,
     // one just outside releases it.
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = new_journal(dir.path());
+    let mut j = new_journal(store);
     let host = our_host(&mut j);
     insert_lease(&j, "d", "init", 1, &host, now_ms() - LEASE_STALE_MS + 5_000);
     assert!(j.acquire_lease("d").is_err());
     insert_lease(&j, "d", "init", 1, &host, now_ms() - LEASE_STALE_MS - 1_000);
     j.acquire_lease("d").unwrap();
+}
 }
 
 // ----------------------------------------------------------- 8. concurrency
@@ -974,11 +981,10 @@ fn seqs(j: &Journal, run: &str) -> Vec<i64> {
     j.events(run).unwrap().iter().map(|e| e.seq).collect()
 }
 
-#[test]
-fn two_handles_append_to_different_runs_concurrently() {
+on_both_stores! {
+fn two_handles_append_to_different_runs_concurrently(store) {
     const N: i64 = 200;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal.db");
+    let path = store.path.clone();
     drop(Journal::open(&path, Durability::Normal).unwrap());
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let threads: Vec<_> = ["left", "right"]
@@ -1006,13 +1012,13 @@ fn two_handles_append_to_different_runs_concurrently() {
     }
     assert_eq!(event_count(&j), 2 * N);
 }
+}
 
-#[test]
-fn two_handles_appending_to_the_same_run_never_reuse_a_seq() {
+on_both_stores! {
+fn two_handles_appending_to_the_same_run_never_reuse_a_seq(store) {
     // `flowc approve` appends to a run from another process while its driver
     // may still be appending to it.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal.db");
+    let path = store.path.clone();
     let mut driver = Journal::open(&path, Durability::Normal).unwrap();
     let mut other = Journal::open(&path, Durability::Normal).unwrap();
     start_run(&mut driver, "r");
@@ -1034,11 +1040,11 @@ fn two_handles_appending_to_the_same_run_never_reuse_a_seq() {
     }
     assert_eq!(seqs(&driver, "r"), (1..=21).collect::<Vec<_>>());
 }
+}
 
-#[test]
-fn concurrent_first_opens_of_a_new_journal_all_succeed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("journal.db");
+on_both_stores! {
+fn concurrent_first_opens_of_a_new_journal_all_succeed(store) {
+    let path = store.path.clone();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
     let threads: Vec<_> = (0..4)
         .map(|_| {
@@ -1056,9 +1062,10 @@ fn concurrent_first_opens_of_a_new_journal_all_succeed() {
     let j = Journal::open_existing(&path).unwrap();
     let meta: i64 = j
         .connection()
-        .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM meta", params![], |r| r.get(0))
         .unwrap();
     assert_eq!(meta, 1);
+}
 }
 
 // ------------------------------------------------------------ 9. durability
@@ -1071,12 +1078,12 @@ fn both_durability_modes_open_in_wal_mode() {
         let mut j = Journal::open(&path, durability).unwrap();
         let mode: String = j
             .connection()
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .query_row("PRAGMA journal_mode", params![], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
         let sync: i64 = j
             .connection()
-            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .query_row("PRAGMA synchronous", params![], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, synchronous, "{durability:?}");
         let run = format!("{durability:?}");
@@ -1094,10 +1101,9 @@ fn output_cap_is_64_kib() {
     assert_eq!(OUTPUT_CAP, 65_536);
 }
 
-#[test]
-fn a_driver_whose_lease_was_taken_over_cannot_append_or_renew() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut j = new_journal(dir.path());
+on_both_stores! {
+fn a_driver_whose_lease_was_taken_over_cannot_append_or_renew(store) {
+    let mut j = new_journal(store);
     let run = "fenced";
     j.append(&[NewEvent::run(
         run,
@@ -1145,4 +1151,5 @@ fn a_driver_whose_lease_was_taken_over_cannot_append_or_renew() {
     assert_eq!(epoch(&j), first + 2);
     j.append(&[NewEvent::run(run, "note", json!({"text": "mine again"}))])
         .unwrap();
+}
 }

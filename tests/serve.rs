@@ -32,7 +32,7 @@ fn cursor(dir: &Path, trigger: &str) -> Option<i64> {
         .connection()
         .query_row(
             "SELECT slot FROM trigger_cursors WHERE trigger = ?1",
-            [trigger],
+            flowc::journal::params![trigger],
             |r| r.get(0),
         )
         .ok()
@@ -832,7 +832,7 @@ fn a_stalled_driver_that_lost_its_lease_cannot_write() {
             .connection()
             .query_row(
                 "SELECT heartbeat FROM leases WHERE run_id = ?1",
-                [&run],
+                flowc::journal::params![run],
                 |r| r.get(0),
             )
             .ok()?;

@@ -33,10 +33,7 @@ pub struct Store {
 
 /// The store's directory for a journal at `journal`.
 pub fn dir_for(journal: &Path) -> PathBuf {
-    match journal.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.join("cache"),
-        _ => PathBuf::from("cache"),
-    }
+    crate::journal::state_dir(journal).join("cache")
 }
 
 /// The size cap from `FLOWC_CACHE_MAX` (`500MiB`, `2GiB`, bytes), else [`DEFAULT_MAX_BYTES`].

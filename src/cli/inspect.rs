@@ -57,7 +57,7 @@ fn pick_run(journal: &Journal, run: Option<&str>) -> Result<String, CliError> {
         None => journal.latest_run()?.ok_or_else(|| {
             CliError::usage(format!(
                 "no runs yet in `{}` (start one with `flowc run FILE`)",
-                journal.path().display()
+                journal.name()
             ))
         }),
     }

@@ -309,8 +309,10 @@ pub fn main() -> ExitCode {
 /// Where the journal is: `--journal`, else `FLOWC_JOURNAL`, else `.flowc/journal.db`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct JournalArgs {
-    /// The journal database (default: `$FLOWC_JOURNAL`, else `.flowc/journal.db`).
-    #[arg(long, value_name = "PATH")]
+    /// The journal: an SQLite file, or a `postgres://user:password@host/db`
+    /// URL for a journal shared by many machines (default: `$FLOWC_JOURNAL`,
+    /// else `.flowc/journal.db`).
+    #[arg(long, value_name = "PATH|URL")]
     pub journal: Option<PathBuf>,
 }
 
@@ -352,6 +354,9 @@ impl JournalArgs {
     /// Creates `.flowc/` for the default location; other directories must exist.
     pub fn ensure_dir(&self) -> Result<(), String> {
         let path = self.path();
+        if crate::journal::postgres_url(&path).is_some() {
+            return Ok(());
+        }
         let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
             return Ok(());
         };
@@ -448,7 +453,7 @@ pub fn warn_lost(journal: Journal) -> Journal {
     if let Some(n) = journal.lost_events() {
         eprintln!(
             "warning: the journal `{}` lost its last {n} committed event(s): its write-ahead log was damaged or the machine lost power; runs may be missing steps they had finished",
-            journal.path().display()
+            journal.name()
         );
     }
     journal

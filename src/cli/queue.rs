@@ -191,7 +191,7 @@ fn decide_item(args: &Item, mut decision: Decision) -> CliResult {
     let flag = if args.journal.is_default() {
         String::new()
     } else {
-        format!(" --journal {}", args.journal.path().display())
+        format!(" --journal {}", journal.name())
     };
     match decide(&mut journal, &run, &args.step, decision) {
         Ok(Decided::Recorded) => {

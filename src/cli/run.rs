@@ -102,11 +102,14 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
         DurabilityArg::Normal => Durability::Normal,
         DurabilityArg::Full => Durability::Full,
     };
-    if args.resume.is_some() && !journal_path.exists() {
+    let shown = crate::journal::redact_url(&journal_path.display().to_string());
+    if args.resume.is_some()
+        && crate::journal::postgres_url(&journal_path).is_none()
+        && !journal_path.exists()
+    {
         // Resuming must not leave an empty journal behind.
         return Err(CliError::usage(format!(
-            "no journal at `{}`: there is no run to resume (start one with `flowc run FILE`, or pass `--journal PATH`)",
-            journal_path.display()
+            "no journal at `{shown}`: there is no run to resume (start one with `flowc run FILE`, or pass `--journal PATH`)",
         )));
     }
     args.journal.ensure_dir().map_err(CliError::usage)?;
@@ -126,8 +129,7 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
                     Ok(Some(row)) => row,
                     Ok(None) => {
                         return Err(CliError::usage(format!(
-                            "no unfinished run in `{}` to resume (see `flowc runs`)",
-                            journal_path.display()
+                            "no unfinished run in `{shown}` to resume (see `flowc runs`)",
                         )));
                     }
                     Err(e) => return Err(CliError::usage(e)),
@@ -263,7 +265,7 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
     for u in &usage {
         eprintln!("  {}", usage_line(u));
     }
-    let journal_shown = journal_path.display();
+    let journal_shown = crate::journal::redact_url(&journal_path.display().to_string());
     let resume_cmd = format!("flowc run --resume {}", report.run_id);
     let journal_flag = if args.journal.is_default() {
         String::new()

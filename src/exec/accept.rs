@@ -141,11 +141,7 @@ impl Runner<'_> {
 
     /// Where snapshots are kept: `snapshots/` beside the journal.
     pub fn snapshot_store(&self) -> std::path::PathBuf {
-        self.journal
-            .path()
-            .parent()
-            .map(|d| d.join("snapshots"))
-            .unwrap_or_else(|| std::path::PathBuf::from(".flowc/snapshots"))
+        crate::journal::state_dir(self.journal.path()).join("snapshots")
     }
 
     /// `rollback: true`: restores the files saved before the attempt that

@@ -33,7 +33,10 @@ impl Runner<'_> {
     /// the key file.
     fn state_paths(&self) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
         let mut paths = Vec::new();
-        if let Some(dir) = self.journal.path().parent() {
+        if self.journal.is_postgres() {
+            // The journal is on a server; flowc's files here are in `.flowc/`.
+            paths.push(crate::journal::state_dir(self.journal.path()));
+        } else if let Some(dir) = self.journal.path().parent() {
             let dir = if dir.as_os_str().is_empty() {
                 std::path::Path::new(".")
             } else {

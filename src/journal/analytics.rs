@@ -1,8 +1,8 @@
 //! Read-only queries for analytics: every failed attempt, rejected approval
 //! and policy violation since a time, with what the journal says about it.
 
+use super::db::params;
 use super::{Journal, JournalError};
-use rusqlite::params;
 
 /// One thing that went wrong, as journaled.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ impl Journal {
         skill: Option<&str>,
     ) -> Result<Vec<FailureRow>, JournalError> {
         let mut out = Vec::new();
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT e.run_id, r.skill, COALESCE(n.name, e.node), e.at, e.data,
                     (SELECT o.data FROM events o WHERE o.run_id = e.run_id AND o.node = e.node
                        AND o.attempt = e.attempt AND o.kind = 'output' LIMIT 1),
@@ -50,25 +50,24 @@ impl Journal {
                AND json_extract(e.data, '$.status') IN ('rejected', 'failed')
                AND (?2 IS NULL OR r.skill = ?2)
              ORDER BY e.at, e.run_id, e.seq",
+            params![since, skill],
+            |r| {
+                Ok(FailureRow {
+                    run_id: r.get(0)?,
+                    skill: r.get(1)?,
+                    step: r.get::<Option<String>>(2)?.unwrap_or_default(),
+                    what: "attempt",
+                    at: r.get(3)?,
+                    data: json(r.get(4)?).unwrap_or_default(),
+                    output: json(r.get(5)?),
+                    model_error: r.get(6)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![since, skill], |r| {
-            Ok(FailureRow {
-                run_id: r.get(0)?,
-                skill: r.get(1)?,
-                step: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                what: "attempt",
-                at: r.get(3)?,
-                data: json(r.get(4)?).unwrap_or_default(),
-                output: json(r.get(5)?),
-                model_error: r.get(6)?,
-            })
-        })?;
-        for row in rows {
-            out.push(row?);
-        }
+        out.extend(rows);
         // Two halves, so each reads its own partial index (an `OR` of kinds
         // would scan every event).
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT e.run_id, r.skill, COALESCE(n.name, e.node, ''), e.at, e.data, e.kind, e.seq
              FROM events e CROSS JOIN runs r ON r.id = e.run_id
              LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
@@ -80,27 +79,26 @@ impl Journal {
              WHERE e.kind = 'approval_decided' AND e.at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
                AND json_extract(e.data, '$.decision') = 'rejected'
              ORDER BY 4, 1, 7",
+            params![since, skill],
+            |r| {
+                let kind: String = r.get(5)?;
+                Ok(FailureRow {
+                    run_id: r.get(0)?,
+                    skill: r.get(1)?,
+                    step: r.get(2)?,
+                    what: if kind == "policy_violation" {
+                        "policy"
+                    } else {
+                        "approval"
+                    },
+                    at: r.get(3)?,
+                    data: json(r.get(4)?).unwrap_or_default(),
+                    output: None,
+                    model_error: false,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![since, skill], |r| {
-            let kind: String = r.get(5)?;
-            Ok(FailureRow {
-                run_id: r.get(0)?,
-                skill: r.get(1)?,
-                step: r.get(2)?,
-                what: if kind == "policy_violation" {
-                    "policy"
-                } else {
-                    "approval"
-                },
-                at: r.get(3)?,
-                data: json(r.get(4)?).unwrap_or_default(),
-                output: None,
-                model_error: false,
-            })
-        })?;
-        for row in rows {
-            out.push(row?);
-        }
+        out.extend(rows);
         out.sort_by_key(|r| r.at);
         Ok(out)
     }
@@ -196,37 +194,35 @@ pub struct DayCost {
 impl Journal {
     /// Runs started since `since`, per skill and day, by outcome.
     pub fn day_runs(&self, since: i64) -> Result<Vec<DayRuns>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT skill, started_at / 86400000, total(status = 'succeeded'), total(status = 'failed')
-             FROM runs WHERE started_at >= ?1 GROUP BY 1, 2 ORDER BY 1, 2",
-        )?;
-        let rows = stmt.query_map(params![since], |r| {
+        let rows = self.conn.query_map("SELECT skill, started_at / 86400000, total(status = 'succeeded'), total(status = 'failed')
+             FROM runs WHERE started_at >= ?1 GROUP BY 1, 2 ORDER BY 1, 2", params![since], |r| {
             Ok(DayRuns {
                 skill: r.get(0)?,
                 day: r.get(1)?,
-                succeeded: r.get::<_, f64>(2)? as i64,
-                failed: r.get::<_, f64>(3)? as i64,
+                succeeded: r.get::<f64>(2)? as i64,
+                failed: r.get::<f64>(3)? as i64,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Model spend since `since`, per model and day.
     pub fn day_costs(&self, since: i64) -> Result<Vec<DayCost>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT COALESCE(json_extract(data, '$.model'), ''), at / 86400000,
                     total(json_extract(data, '$.cost_usd')), count(*)
              FROM events WHERE kind = 'llm_call' AND at >= ?1 GROUP BY 1, 2 ORDER BY 1, 2",
+            params![since],
+            |r| {
+                Ok(DayCost {
+                    model: r.get(0)?,
+                    day: r.get(1)?,
+                    cost_usd: r.get(2)?,
+                    calls: r.get(3)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![since], |r| {
-            Ok(DayCost {
-                model: r.get(0)?,
-                day: r.get(1)?,
-                cost_usd: r.get(2)?,
-                calls: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Model calls of runs started since `since`, each with its prompt version
@@ -236,34 +232,32 @@ impl Journal {
         since: i64,
         skill: Option<&str>,
     ) -> Result<Vec<PromptCall>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT r.skill, COALESCE(n.name, e.node), COALESCE(json_extract(e.data, '$.prompt_version'), ''),
+        let rows = self.conn.query_map("SELECT r.skill, COALESCE(n.name, e.node), COALESCE(json_extract(e.data, '$.prompt_version'), ''),
                     json_extract(e.data, '$.model'), e.run_id || '/' || e.node || '/' || e.attempt,
                     EXISTS (SELECT 1 FROM events s WHERE s.run_id = e.run_id AND s.node = e.node
                        AND s.attempt = e.attempt AND s.kind = 'node_status'
                        AND json_extract(s.data, '$.status') = 'succeeded'),
-                    COALESCE(json_extract(e.data, '$.tokens_in'), 0), COALESCE(json_extract(e.data, '$.tokens_out'), 0),
-                    COALESCE(json_extract(e.data, '$.cost_usd'), 0.0), e.at
+                    COALESCE(CAST(json_extract(e.data, '$.tokens_in') AS DOUBLE PRECISION), 0),
+                    COALESCE(CAST(json_extract(e.data, '$.tokens_out') AS DOUBLE PRECISION), 0),
+                    COALESCE(CAST(json_extract(e.data, '$.cost_usd') AS DOUBLE PRECISION), 0.0), e.at
              FROM events e JOIN runs r ON r.id = e.run_id
              LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
              WHERE e.kind = 'llm_call' AND r.started_at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
-             ORDER BY e.at",
-        )?;
-        let rows = stmt.query_map(params![since, skill], |r| {
+             ORDER BY e.at", params![since, skill], |r| {
             Ok(PromptCall {
                 skill: r.get(0)?,
-                step: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                step: r.get::<Option<String>>(1)?.unwrap_or_default(),
                 version: r.get(2)?,
-                model: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-                attempt: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                model: r.get::<Option<String>>(3)?.unwrap_or_default(),
+                attempt: r.get::<Option<String>>(4)?.unwrap_or_default(),
                 succeeded: r.get(5)?,
-                tokens_in: r.get::<_, f64>(6)? as i64,
-                tokens_out: r.get::<_, f64>(7)? as i64,
+                tokens_in: r.get::<f64>(6)? as i64,
+                tokens_out: r.get::<f64>(7)? as i64,
                 cost_usd: r.get(8)?,
                 at: r.get(9)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Runs started since `since` (Unix ms): (skill, status, duration in ms when ended).
@@ -272,24 +266,20 @@ impl Journal {
         since: i64,
         skill: Option<&str>,
     ) -> Result<Vec<(String, String, Option<i64>)>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT skill, status, finished_at - started_at FROM runs
              WHERE started_at >= ?1 AND (?2 IS NULL OR skill = ?2)",
+            params![since, skill],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let rows = stmt.query_map(params![since, skill], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Step instances (not blocks) of runs started since `since`.
     pub fn step_rows(&self, since: i64, skill: Option<&str>) -> Result<Vec<StepRow>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT r.skill, n.name, n.kind, n.status, n.attempt, n.finished_at - n.started_at
+        let rows = self.conn.query_map("SELECT r.skill, n.name, n.kind, n.status, n.attempt, n.finished_at - n.started_at
              FROM nodes n JOIN runs r ON r.id = n.run_id
-             WHERE r.started_at >= ?1 AND (?2 IS NULL OR r.skill = ?2) AND n.kind NOT IN ('loop', 'for')",
-        )?;
-        let rows = stmt.query_map(params![since, skill], |r| {
+             WHERE r.started_at >= ?1 AND (?2 IS NULL OR r.skill = ?2) AND n.kind NOT IN ('loop', 'for')", params![since, skill], |r| {
             Ok(StepRow {
                 skill: r.get(0)?,
                 step: r.get(1)?,
@@ -299,31 +289,28 @@ impl Journal {
                 ms: r.get(5)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Model calls of runs started since `since`, summed by (skill, step, model).
     pub fn step_llm(&self, since: i64, skill: Option<&str>) -> Result<Vec<StepLlm>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT r.skill, COALESCE(n.name, e.node), json_extract(e.data, '$.model'), count(*),
+        let rows = self.conn.query_map("SELECT r.skill, COALESCE(n.name, e.node), json_extract(e.data, '$.model'), count(*),
                     total(json_extract(e.data, '$.tokens_in')), total(json_extract(e.data, '$.tokens_out')),
                     total(json_extract(e.data, '$.cost_usd'))
              FROM events e JOIN runs r ON r.id = e.run_id
              LEFT JOIN nodes n ON n.run_id = e.run_id AND n.key = e.node
              WHERE e.kind = 'llm_call' AND r.started_at >= ?1 AND (?2 IS NULL OR r.skill = ?2)
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        )?;
-        let rows = stmt.query_map(params![since, skill], |r| {
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 NULLS FIRST", params![since, skill], |r| {
             Ok(StepLlm {
                 skill: r.get(0)?,
-                step: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                model: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                step: r.get::<Option<String>>(1)?.unwrap_or_default(),
+                model: r.get::<Option<String>>(2)?.unwrap_or_default(),
                 calls: r.get(3)?,
-                tokens_in: r.get::<_, f64>(4)? as i64,
-                tokens_out: r.get::<_, f64>(5)? as i64,
+                tokens_in: r.get::<f64>(4)? as i64,
+                tokens_out: r.get::<f64>(5)? as i64,
                 cost_usd: r.get(6)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 }

@@ -7,8 +7,8 @@
 //! key: it catches corruption and edits that do not recompute it, and the
 //! sandbox keeps steps from writing the journal at all (docs/security.md).
 
+use super::db::{Db, DbError, params};
 use super::{Journal, JournalError};
-use rusqlite::{Connection, params};
 use std::collections::HashSet;
 
 /// One thing wrong with a run's stored history.
@@ -81,37 +81,39 @@ impl Row {
     }
 }
 
-fn rows(conn: &Connection, run: &str) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare(
+fn rows(conn: &Db, run: &str) -> Result<Vec<Row>, DbError> {
+    conn.query_map(
         "SELECT seq, at, kind, node, attempt, CAST(data AS TEXT), hash FROM events \
          WHERE run_id = ?1 ORDER BY seq",
-    )?;
-    stmt.query_map(params![run], |r| {
-        Ok(Row {
-            seq: r.get(0)?,
-            at: r.get(1)?,
-            kind: r.get(2)?,
-            node: r.get(3)?,
-            attempt: r.get(4)?,
-            data: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
-            hash: r.get(6)?,
-        })
-    })?
-    .collect()
+        params![run],
+        |r| {
+            Ok(Row {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                kind: r.get(2)?,
+                node: r.get(3)?,
+                attempt: r.get(4)?,
+                data: r.get::<Option<String>>(5)?.unwrap_or_default(),
+                hash: r.get(6)?,
+            })
+        },
+    )
 }
 
 /// Fills the chain of every run (the v1 → v2 migration: events had no hash).
-pub fn fill(conn: &Connection) -> rusqlite::Result<()> {
-    let runs: Vec<String> = conn
-        .prepare("SELECT DISTINCT run_id FROM events")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut update = conn.prepare("UPDATE events SET hash = ?3 WHERE run_id = ?1 AND seq = ?2")?;
+pub fn fill(conn: &Db) -> Result<(), DbError> {
+    let runs: Vec<String> =
+        conn.query_map("SELECT DISTINCT run_id FROM events", params![], |r| {
+            r.get(0)
+        })?;
     for run in runs {
         let mut prev = String::new();
         for row in rows(conn, &run)? {
             prev = row.link(&prev, &run);
-            update.execute(params![run, row.seq, prev])?;
+            conn.execute(
+                "UPDATE events SET hash = ?3 WHERE run_id = ?1 AND seq = ?2",
+                params![run, row.seq, prev],
+            )?;
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! Journal errors, each with a message a user can act on.
 
+use super::db::DbError;
 use std::path::{Path, PathBuf};
 
 /// Something went wrong with the journal.
@@ -132,16 +133,16 @@ pub enum JournalError {
 
 impl JournalError {
     /// A failed integrity check: SQLite could not even read the file.
-    pub(super) fn corrupt(path: &Path, err: &rusqlite::Error) -> JournalError {
+    pub(super) fn corrupt(path: &Path, err: &DbError) -> JournalError {
         JournalError::Corrupt {
             path: path.to_path_buf(),
             detail: describe(err),
         }
     }
 
-    /// An open error with SQLite's message translated.
-    pub fn open(path: &Path, err: rusqlite::Error) -> JournalError {
-        let detail = describe(&err);
+    /// An open error with the database's message translated.
+    pub fn open(path: &Path, err: impl Into<DbError>) -> JournalError {
+        let detail = describe(&err.into());
         JournalError::Open {
             path: path.to_path_buf(),
             detail,
@@ -149,8 +150,11 @@ impl JournalError {
     }
 }
 
-fn describe(err: &rusqlite::Error) -> String {
+fn describe(err: &DbError) -> String {
     use rusqlite::ErrorCode;
+    let DbError::Sqlite(err) = err else {
+        return err.to_string();
+    };
     match err.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => {
             "the file is not an SQLite database (truncated or overwritten?)".to_string()
@@ -171,8 +175,14 @@ fn describe(err: &rusqlite::Error) -> String {
     }
 }
 
+impl From<DbError> for JournalError {
+    fn from(err: DbError) -> JournalError {
+        JournalError::Sql(describe(&err))
+    }
+}
+
 impl From<rusqlite::Error> for JournalError {
     fn from(err: rusqlite::Error) -> JournalError {
-        JournalError::Sql(describe(&err))
+        JournalError::Sql(describe(&DbError::Sqlite(err)))
     }
 }

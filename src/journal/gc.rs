@@ -7,8 +7,8 @@
 //! run that holds the journal's newest event is always kept, so event row ids
 //! never go back (notification cursors, `/live` and the head mark read them).
 
+use super::db::{Db, DbError, params};
 use super::{Journal, JournalError};
-use rusqlite::params;
 
 /// The tables that hold rows of a run, besides `events`.
 const RUN_TABLES: &[&str] = &[
@@ -32,16 +32,16 @@ pub struct Pruned {
 
 /// Runs that ended (succeeded, failed or cancelled) before `before` (Unix
 /// ms), oldest first, without the run holding the newest event.
-fn prunable(conn: &rusqlite::Connection, before: i64) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare(
+fn prunable(conn: &Db, before: i64) -> Result<Vec<String>, DbError> {
+    conn.query_map(
         "SELECT id FROM runs
          WHERE status IN ('succeeded', 'failed', 'cancelled')
            AND finished_at IS NOT NULL AND finished_at < ?1
            AND id <> COALESCE((SELECT run_id FROM events ORDER BY rowid DESC LIMIT 1), '')
          ORDER BY finished_at, id",
-    )?;
-    let rows = stmt.query_map(params![before], |r| r.get::<_, String>(0))?;
-    rows.collect()
+        params![before],
+        |r| r.get::<String>(0),
+    )
 }
 
 impl Journal {
@@ -54,9 +54,7 @@ impl Journal {
         by: &str,
         rule: &str,
     ) -> Result<Pruned, JournalError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction(super::db::Lock::Write)?;
         let runs = prunable(&tx, before)?;
         let mut events = 0u64;
         for run in &runs {
@@ -70,24 +68,34 @@ impl Journal {
         if dry_run || runs.is_empty() {
             return Ok(Pruned { runs, events });
         }
-        let trigger: Option<String> = tx
-            .query_row(
-                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'events_append_only_delete'",
-                [],
-                |r| r.get(0),
-            )
-            .ok();
-        tx.execute_batch("DROP TRIGGER IF EXISTS events_append_only_delete")?;
+        // The one deletion of events: SQLite's trigger is lifted inside this
+        // transaction; Postgres's lets a transaction that says so through.
+        let trigger: Option<String> = if tx.is_postgres() {
+            tx.execute_batch("SET LOCAL flowc.gc = 'on'")?;
+            None
+        } else {
+            let sql = tx
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'events_append_only_delete'",
+                    params![],
+                    |r| r.get(0),
+                )
+                .ok();
+            tx.execute_batch("DROP TRIGGER IF EXISTS events_append_only_delete")?;
+            sql
+        };
         let tables: Vec<&str> = RUN_TABLES
             .iter()
             .copied()
             .filter(|t| {
-                tx.query_row(
-                    "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                    params![t],
-                    |r| r.get(0),
-                )
-                .unwrap_or(false)
+                tx.is_postgres()
+                    || tx
+                        .query_row(
+                            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                            params![t],
+                            |r| r.get(0),
+                        )
+                        .unwrap_or(false)
             })
             .collect();
         for run in &runs {

@@ -1,8 +1,8 @@
 //! Leases: at most one process drives a run at a time, and a driver that lost
 //! its lease can never append again (epochs, checked in every append).
 
+use super::db::{Db, Lock, params};
 use super::{Journal, JournalError, now_ms};
-use rusqlite::{OptionalExtension, Transaction, params};
 
 /// How often a driving process renews its lease.
 pub const LEASE_HEARTBEAT_MS: i64 = 5_000;
@@ -58,13 +58,12 @@ pub fn process_alive(pid: i64) -> bool {
 /// A lease row: owner, pid, host, heartbeat, epoch.
 type Row = (String, i64, String, i64, i64);
 
-fn lease_row(tx: &rusqlite::Connection, run: &str) -> Result<Option<Row>, JournalError> {
-    Ok(tx
-        .prepare_cached("SELECT owner, pid, host, heartbeat, epoch FROM leases WHERE run_id = ?1")?
-        .query_row(params![run], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()?)
+fn lease_row(tx: &Db, run: &str) -> Result<Option<Row>, JournalError> {
+    Ok(tx.query_opt(
+        "SELECT owner, pid, host, heartbeat, epoch FROM leases WHERE run_id = ?1",
+        params![run],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?)
 }
 
 /// Whether a lease row is held by a live driver other than this process.
@@ -80,7 +79,7 @@ fn held_by_other(row: &Row, now: i64) -> bool {
 }
 
 /// Refuses the append when this process's `epoch` is no longer the lease's.
-pub(super) fn check_fence(tx: &Transaction<'_>, run: &str, epoch: i64) -> Result<(), JournalError> {
+pub(super) fn check_fence(tx: &Db, run: &str, epoch: i64) -> Result<(), JournalError> {
     match lease_row(tx, run)? {
         Some((_, pid, their_host, _, e))
             if e == epoch && pid == i64::from(std::process::id()) && their_host == host() =>
@@ -101,9 +100,7 @@ impl Journal {
         let me = std::process::id();
         let host = host();
         let now = now_ms();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction(Lock::Write)?;
         let held = lease_row(&tx, run)?;
         if let Some(row) = &held
             && held_by_other(row, now)
@@ -116,7 +113,9 @@ impl Journal {
         }
         let epoch = held.map_or(0, |r| r.4) + 1;
         tx.execute(
-            "INSERT OR REPLACE INTO leases (run_id, owner, pid, host, heartbeat, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO leases (run_id, owner, pid, host, heartbeat, epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, pid = excluded.pid,
+               host = excluded.host, heartbeat = excluded.heartbeat, epoch = excluded.epoch",
             params![run, format!("flowc (pid {me}) on {host}"), me, host, now, epoch],
         )?;
         tx.commit()?;
@@ -159,10 +158,7 @@ impl Journal {
 }
 
 /// The live holder of `run`'s lease (this process included), if any.
-pub(super) fn live_holder(
-    conn: &rusqlite::Connection,
-    run: &str,
-) -> Result<Option<LeaseHolder>, JournalError> {
+pub(super) fn live_holder(conn: &Db, run: &str) -> Result<Option<LeaseHolder>, JournalError> {
     let now = now_ms();
     Ok(lease_row(conn, run)?.and_then(|row| {
         let live = row.1 != 0 && {

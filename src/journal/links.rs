@@ -1,7 +1,7 @@
 //! One-time approval links: stored by their token's hash, claimed once.
 
+use super::db::params;
 use super::{Journal, JournalError};
-use rusqlite::{OptionalExtension, params};
 
 /// A row of `approval_links`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,28 +26,25 @@ impl Journal {
 
     /// The link whose token hashes to `token_hash`, if any.
     pub fn link(&self, token_hash: &str) -> Result<Option<LinkRow>, JournalError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT token_hash, run_id, node, asked_seq, input_hash, approver, expires_at, used_at
+        Ok(self.conn.query_opt(
+            "SELECT token_hash, run_id, node, asked_seq, input_hash, approver, expires_at, used_at
                    FROM approval_links WHERE token_hash = ?1",
-                params![token_hash],
-                |r| {
-                    Ok(LinkRow {
-                        token_hash: r.get(0)?,
-                        link: crate::approvals::Link {
-                            run: r.get(1)?,
-                            node: r.get(2)?,
-                            asked_seq: r.get(3)?,
-                            input_hash: r.get(4)?,
-                            approver: r.get(5)?,
-                            expires_at: r.get(6)?,
-                            used_at: r.get(7)?,
-                        },
-                    })
-                },
-            )
-            .optional()?)
+            params![token_hash],
+            |r| {
+                Ok(LinkRow {
+                    token_hash: r.get(0)?,
+                    link: crate::approvals::Link {
+                        run: r.get(1)?,
+                        node: r.get(2)?,
+                        asked_seq: r.get(3)?,
+                        input_hash: r.get(4)?,
+                        approver: r.get(5)?,
+                        expires_at: r.get(6)?,
+                        used_at: r.get(7)?,
+                    },
+                })
+            },
+        )?)
     }
 
     /// Marks a link used; false when it was used already (someone else won).

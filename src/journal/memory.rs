@@ -1,7 +1,7 @@
 //! Memory that outlives runs: keys and their JSON values, written by runs (`memory_set` events) and by `flowc memory`, with every change kept.
 
+use super::db::params;
 use super::{Journal, JournalError, now_ms};
-use rusqlite::{OptionalExtension, params};
 use serde_json::Value as Json;
 use std::collections::HashMap;
 
@@ -68,20 +68,21 @@ fn parse(text: &str) -> Json {
 impl Journal {
     /// Every key (of one namespace, when given), in key order.
     pub fn memory_list(&self, namespace: Option<&str>) -> Result<Vec<MemoryRow>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(
+        let rows = self.conn.query_map(
             "SELECT key, value, version, updated_at, updated_by FROM memory
               WHERE ?1 IS NULL OR namespace = ?1 ORDER BY key",
+            params![namespace],
+            |r| {
+                Ok(MemoryRow {
+                    key: r.get(0)?,
+                    value: parse(&r.get::<String>(1)?),
+                    version: r.get(2)?,
+                    updated_at: r.get(3)?,
+                    updated_by: r.get(4)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![namespace], |r| {
-            Ok(MemoryRow {
-                key: r.get(0)?,
-                value: parse(&r.get::<_, String>(1)?),
-                version: r.get(2)?,
-                updated_at: r.get(3)?,
-                updated_by: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Every key's value, for a run to read.
@@ -114,11 +115,11 @@ impl Journal {
     pub fn memory_set(&mut self, key: &str, value: &Json, by: &str) -> Result<(), JournalError> {
         let text = value.to_string();
         let at = now_ms();
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction(super::db::Lock::Write)?;
         tx.execute(
             "INSERT INTO memory (key, namespace, value, version, updated_at, updated_by)
              VALUES (?1, ?2, ?3, 1, ?4, ?5)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = version + 1,
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = memory.version + 1,
                updated_at = excluded.updated_at, updated_by = excluded.updated_by, run_id = NULL",
             params![key, memory_namespace(key), text, at, by],
         )?;
@@ -132,7 +133,7 @@ impl Journal {
 
     /// Removes a key by hand; false when it had no value.
     pub fn memory_remove(&mut self, key: &str, by: &str) -> Result<bool, JournalError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction(super::db::Lock::Write)?;
         let gone = tx.execute("DELETE FROM memory WHERE key = ?1", params![key])?;
         if gone > 0 {
             tx.execute(
@@ -146,20 +147,21 @@ impl Journal {
 
     /// Every change of a key, oldest first.
     pub fn memory_history(&self, key: &str) -> Result<Vec<MemoryChange>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(
+        let rows = self.conn.query_map(
             "SELECT value, at, by, run_id FROM memory_log WHERE key = ?1 ORDER BY id",
+            params![key],
+            |r| {
+                let value: Option<String> = r.get(0)?;
+                Ok(MemoryChange {
+                    removed: value.is_none(),
+                    value: value.as_deref().map(parse),
+                    at: r.get(1)?,
+                    by: r.get(2)?,
+                    run_id: r.get(3)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![key], |r| {
-            let value: Option<String> = r.get(0)?;
-            Ok(MemoryChange {
-                removed: value.is_none(),
-                value: value.as_deref().map(parse),
-                at: r.get(1)?,
-                by: r.get(2)?,
-                run_id: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// The last change of `key` made by anyone but run `run` (a person, or
@@ -169,35 +171,33 @@ impl Journal {
         key: &str,
         run: &str,
     ) -> Result<Option<(Option<String>, i64)>, JournalError> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT value, at FROM memory_log
+        Ok(self.conn.query_opt(
+            "SELECT value, at FROM memory_log
                   WHERE key = ?1 AND (run_id IS NULL OR run_id != ?2) ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![key, run], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+            params![key, run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
     }
 
     /// The keys whose current value run `run` wrote.
     pub fn memory_written_by(&self, run: &str) -> Result<Vec<String>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT key FROM memory WHERE run_id = ?1 ORDER BY key")?;
-        let rows = stmt.query_map(params![run], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.conn.query_map(
+            "SELECT key FROM memory WHERE run_id = ?1 ORDER BY key",
+            params![run],
+            |r| r.get(0),
+        )?;
+        Ok(rows)
     }
 
     /// The run that last wrote `key`, if a run did.
     pub fn memory_writer(&self, key: &str) -> Result<Option<String>, JournalError> {
         Ok(self
             .conn
-            .query_row(
+            .query_opt(
                 "SELECT run_id FROM memory WHERE key = ?1",
                 params![key],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()?
+                |r| r.get::<Option<String>>(0),
+            )?
             .flatten())
     }
 }

@@ -8,6 +8,7 @@
 mod analytics;
 mod apply;
 mod chain;
+mod db;
 mod error;
 mod event;
 mod file;
@@ -26,6 +27,7 @@ mod triggers;
 
 pub use analytics::{DayCost, DayRuns, FailureRow, PromptCall, StepLlm, StepRow};
 pub use chain::Problem;
+pub use db::{Db, DbError, Row, params};
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
 pub use lease::{
@@ -43,17 +45,21 @@ pub use replay::Difference;
 pub use stats::Stats;
 pub use triggers::FireRow;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use db::Lock;
+use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version this flowc writes.
 pub const SCHEMA_VERSION: i64 = 5;
 
+/// Code run over the data between a migration's two SQL halves.
+type Fill = fn(&Db) -> Result<(), DbError>;
+
 /// One step of the schema: SQL, then code over the data, then more SQL.
 struct Migration {
     before: &'static str,
-    fill: Option<fn(&Connection) -> rusqlite::Result<()>>,
+    fill: Option<Fill>,
     after: &'static str,
 }
 
@@ -103,7 +109,7 @@ fn refuse_lost(path: &Path) -> Result<(), JournalError> {
 }
 
 /// Creates the current schema in an empty database (replay's scratch copy).
-fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+fn create_schema(conn: &Db) -> Result<(), DbError> {
     for m in MIGRATIONS {
         conn.execute_batch(m.before)?;
         if let Some(fill) = m.fill {
@@ -129,8 +135,10 @@ pub enum Durability {
 
 /// An open journal.
 pub struct Journal {
-    conn: Connection,
+    conn: Db,
     path: PathBuf,
+    /// How the journal is named to people: the path, or the URL without its password.
+    name: String,
     commits: u64,
     crash_after: Option<u64>,
     /// The head mark beside the journal (see [`Journal::lost_events`]), once opened.
@@ -184,8 +192,14 @@ fn uri_path(path: &Path) -> String {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal at `path` for writing.
+    /// Opens (creating if needed) the journal at `path` for writing: an SQLite
+    /// file, or a Postgres database when `path` is a `postgres://` URL.
     pub fn open(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
+        if let Some(url) = postgres_url(path) {
+            let mut journal = Journal::connect(url)?;
+            journal.migrate()?;
+            return Ok(journal);
+        }
         file::check_journal_file(path)?;
         refuse_lost(path)?;
         let conn = Connection::open_with_flags(
@@ -203,11 +217,12 @@ impl Journal {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
         };
+        let conn = journal.conn.sqlite().expect("an SQLite journal");
         // Switching to WAL can fail with SQLITE_BUSY without waiting on the busy
         // handler when another process opens a new journal at the same moment.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            match journal.conn.pragma_update(None, "journal_mode", "WAL") {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
                 Ok(()) => break,
                 Err(e)
                     if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
@@ -218,9 +233,7 @@ impl Journal {
                 Err(e) => return Err(JournalError::open(path, e)),
             }
         }
-        journal
-            .conn
-            .pragma_update(None, "synchronous", sync)
+        conn.pragma_update(None, "synchronous", sync)
             .map_err(|e| JournalError::open(path, e))?;
         journal.migrate()?;
         journal.crash_after = std::env::var("FLOWC_DEBUG_CRASH_AFTER_COMMITS")
@@ -230,9 +243,43 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Connects to the Postgres journal at `url` (the schema is not touched).
+    fn connect(url: &str) -> Result<Journal, JournalError> {
+        let name = redact_url(url);
+        let conn =
+            Db::connect_postgres(url).map_err(|e| JournalError::open(Path::new(&name), e))?;
+        Ok(Journal {
+            conn,
+            path: PathBuf::from(url),
+            name,
+            commits: 0,
+            crash_after: None,
+            mark: None,
+            fence: None,
+        })
+    }
+
+    /// Opens a Postgres journal that must already hold a current schema.
+    fn connect_existing(url: &str) -> Result<Journal, JournalError> {
+        let journal = Journal::connect(url)?;
+        match journal.check_version()? {
+            0 => Err(JournalError::Missing {
+                path: PathBuf::from(&journal.name),
+            }),
+            v if v < SCHEMA_VERSION => Err(JournalError::Outdated {
+                path: PathBuf::from(&journal.name),
+                found: v,
+            }),
+            _ => Ok(journal),
+        }
+    }
+
     /// Opens an existing journal for reading and appending (the decision commands,
     /// `rollback`); a missing journal is an error, never created.
     pub fn open_existing(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(url) = postgres_url(path) {
+            return Journal::connect_existing(url);
+        }
         refuse_lost(path)?;
         Journal::open_existing_with(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
     }
@@ -240,6 +287,9 @@ impl Journal {
     /// Opens an existing journal read-only (`runs`, `status`, `log`, `approvals`,
     /// `replay`): a journal this user may read but not write can still be inspected.
     pub fn open_read_only(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(url) = postgres_url(path) {
+            return Journal::connect_existing(url);
+        }
         Journal::open_existing_with(path, OpenFlags::SQLITE_OPEN_READ_ONLY).or_else(|e| {
             // Reading a WAL database needs its `-shm` file, which a reader
             // without write access to the directory cannot create. When the
@@ -255,6 +305,7 @@ impl Journal {
                     )
                     .map(|mut j| {
                         j.path = path.to_path_buf();
+                        j.name = path.display().to_string();
                         j
                     })
                     .map_err(|_| e)
@@ -318,8 +369,9 @@ impl Journal {
         )
         .map_err(|e| JournalError::open(path, e))?;
         Ok(Journal {
-            conn,
+            conn: Db::Sqlite(conn),
             path: path.to_path_buf(),
+            name: path.display().to_string(),
             commits: 0,
             crash_after: None,
             mark: None,
@@ -327,26 +379,60 @@ impl Journal {
         })
     }
 
-    /// The journal's file.
+    /// The journal's file, or its Postgres URL (password included: show [`Journal::name`]).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The journal as people see it named: its path, or its URL without the password.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this journal lives in Postgres.
+    pub fn is_postgres(&self) -> bool {
+        self.conn.is_postgres()
+    }
+
     fn version(&self) -> Result<i64, JournalError> {
+        let open = |e| JournalError::open(Path::new(&self.name), e);
         // One statement, so one snapshot: read separately, a journal created by
         // another process in between would look like a foreign database.
-        let (version, tables): (i64, i64) = self
-            .conn
-            .query_row(
+        let (version, tables): (i64, i64) = match &self.conn {
+            Db::Sqlite(_) => self.conn.query_row(
                 "SELECT (SELECT user_version FROM pragma_user_version),
                         (SELECT count(*) FROM sqlite_master WHERE type = 'table')",
-                [],
+                params![],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|e| JournalError::open(&self.path, e))?;
+            ),
+            Db::Postgres(_) => self
+                .conn
+                .query_row(
+                    "SELECT to_regclass('meta') IS NOT NULL,
+                            (SELECT count(*) FROM pg_tables WHERE schemaname = current_schema())",
+                    params![],
+                    |r| Ok((r.get::<bool>(0)?, r.get::<i64>(1)?)),
+                )
+                .and_then(|(meta, tables)| {
+                    // Read apart: the table is known to exist (DDL commits whole).
+                    let version = if meta {
+                        self.conn
+                            .query_opt(
+                                "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'schema_version'",
+                                params![],
+                                |r| r.get::<i64>(0),
+                            )?
+                            .unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    Ok((version, tables))
+                }),
+        }
+        .map_err(open)?;
         if version == 0 && tables > 0 {
             return Err(JournalError::Foreign {
-                path: self.path.clone(),
+                path: PathBuf::from(&self.name),
             });
         }
         Ok(version)
@@ -357,7 +443,7 @@ impl Journal {
         let version = self.version()?;
         if version > SCHEMA_VERSION {
             return Err(JournalError::Newer {
-                path: self.path.clone(),
+                path: PathBuf::from(&self.name),
                 found: version,
             });
         }
@@ -370,25 +456,26 @@ impl Journal {
         if found == SCHEMA_VERSION {
             return Ok(());
         }
+        if self.conn.is_postgres() {
+            return self.migrate_postgres();
+        }
         let path = self.path.clone();
+        let open = |e| JournalError::open(&path, e);
         if found > 0 {
             // A copy of the journal as it was, beside it, before anything changes.
             let backup = PathBuf::from(format!("{}.v{found}.bak", path.display()));
             if !backup.exists() {
                 self.conn
                     .execute("VACUUM INTO ?1", params![backup.display().to_string()])
-                    .map_err(|e| JournalError::open(&path, e))?;
+                    .map_err(open)?;
             }
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
-            .map_err(|e| JournalError::open(&path, e))?;
+        let tx = self.conn.transaction(Lock::Exclusive).map_err(open)?;
         // Read the version again under the lock: another process may have
         // created or migrated the journal since the check above.
         let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| JournalError::open(&path, e))?;
+            .query_row("PRAGMA user_version", params![], |r| r.get(0))
+            .map_err(open)?;
         if version > SCHEMA_VERSION {
             return Err(JournalError::Newer {
                 path,
@@ -397,22 +484,45 @@ impl Journal {
         }
         let from_version = usize::try_from(version).unwrap_or(0);
         for (from, m) in MIGRATIONS.iter().enumerate().skip(from_version) {
-            let step = |r: rusqlite::Result<()>| r.map_err(|e| JournalError::open(&path, e));
-            step(tx.execute_batch(m.before))?;
+            tx.execute_batch(m.before).map_err(open)?;
             if let Some(fill) = m.fill {
-                step(fill(&tx))?;
+                fill(&tx).map_err(open)?;
             }
-            step(tx.execute_batch(m.after))?;
+            tx.execute_batch(m.after).map_err(open)?;
             let to = from as i64 + 1;
             tx.execute_batch(&format!("PRAGMA user_version = {to}"))
-                .map_err(|e| JournalError::open(&path, e))?;
+                .map_err(open)?;
             tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 params![to.to_string()],
             )
-            .map_err(|e| JournalError::open(&path, e))?;
+            .map_err(open)?;
         }
-        tx.commit().map_err(|e| JournalError::open(&path, e))?;
+        tx.commit().map_err(open)?;
+        Ok(())
+    }
+
+    /// Creates the schema in an empty Postgres database, once however many
+    /// processes try at the same moment (an advisory lock serialises them).
+    fn migrate_postgres(&mut self) -> Result<(), JournalError> {
+        let name = PathBuf::from(&self.name);
+        let open = |e| JournalError::open(&name, e);
+        let tx = self.conn.transaction(Lock::Exclusive).map_err(open)?;
+        tx.execute_batch("SELECT pg_advisory_xact_lock(7460236771)")
+            .map_err(open)?;
+        let version = self.check_version()?;
+        if version == 0 {
+            tx.execute_batch(include_str!("postgres.sql"))
+                .map_err(open)?;
+        } else if version < SCHEMA_VERSION {
+            // The first Postgres schema is version 5: nothing older exists there.
+            return Err(JournalError::Outdated {
+                path: name.clone(),
+                found: version,
+            });
+        }
+        tx.commit().map_err(open)?;
         Ok(())
     }
 
@@ -421,9 +531,7 @@ impl Journal {
         if events.is_empty() {
             return Ok(());
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction(Lock::Write)?;
         if let Some((run, epoch)) = &self.fence
             && events.iter().any(|e| e.run_id == *run)
         {
@@ -437,7 +545,9 @@ impl Journal {
 
     /// After a commit that appended events up to `rowid`.
     fn committed(&mut self, rowid: i64) {
-        self.write_mark(rowid);
+        if !self.conn.is_postgres() {
+            self.write_mark(rowid);
+        }
         self.commits += 1;
         if self.crash_after.is_some_and(|n| self.commits >= n) {
             // Debug-only crash hook for the crash tests: die like SIGKILL would.
@@ -473,6 +583,9 @@ impl Journal {
     /// mark says more were committed than it has (a damaged write-ahead log,
     /// or the last commits lost to a power cut); `None` when nothing is missing.
     pub fn lost_events(&self) -> Option<i64> {
+        if self.conn.is_postgres() {
+            return None;
+        }
         let mark: i64 = std::fs::read_to_string(self.mark_path())
             .ok()?
             .trim()
@@ -480,24 +593,25 @@ impl Journal {
             .ok()?;
         let have: i64 = self
             .conn
-            .query_row("SELECT COALESCE(max(rowid), 0) FROM events", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT COALESCE(max(rowid), 0) FROM events",
+                params![],
+                |r| r.get(0),
+            )
             .ok()?;
         (mark > have).then_some(mark - have)
     }
 
-    /// Runs `PRAGMA integrity_check`; `Ok(())` when the database is sound.
+    /// Runs `PRAGMA integrity_check`; `Ok(())` when the database is sound
+    /// (Postgres checks its own pages: nothing to ask it here).
     pub fn integrity_check(&self) -> Result<(), JournalError> {
-        let corrupt = |e: rusqlite::Error| JournalError::corrupt(&self.path, &e);
-        let mut stmt = self
+        let corrupt = |e: DbError| JournalError::corrupt(&self.path, &e);
+        if self.conn.is_postgres() {
+            return Ok(());
+        }
+        let lines: Vec<String> = self
             .conn
-            .prepare("PRAGMA integrity_check(20)")
-            .map_err(corrupt)?;
-        let lines: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(corrupt)?
-            .collect::<Result<_, _>>()
+            .query_map("PRAGMA integrity_check(20)", params![], |r| r.get(0))
             .map_err(corrupt)?;
         if lines.len() == 1 && lines[0] == "ok" {
             Ok(())
@@ -510,14 +624,14 @@ impl Journal {
     }
 
     /// The underlying connection, for queries in tests.
-    pub fn connection(&self) -> &Connection {
+    pub fn connection(&self) -> &Db {
         &self.conn
     }
 }
 
 /// Appends `events` inside `tx` (sequence numbers, hash chain, projection);
 /// returns the last event's row id.
-fn append_in(tx: &rusqlite::Transaction<'_>, events: &[NewEvent]) -> Result<i64, JournalError> {
+fn append_in(tx: &Db, events: &[NewEvent]) -> Result<i64, JournalError> {
     let at = now_ms();
     let mut last_rowid = 0;
     // Per run in this commit: the last sequence number and hash.
@@ -528,12 +642,11 @@ fn append_in(tx: &rusqlite::Transaction<'_>, events: &[NewEvent]) -> Result<i64,
             None => {
                 // Read under the write lock, never from a cache: another
                 // process (`flowc approve`, …) may have appended to this run.
-                let last: Option<(i64, Option<String>)> = tx
-                    .prepare_cached(
-                        "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
-                    )?
-                    .query_row(params![event.run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
+                let last: Option<(i64, Option<String>)> = tx.query_opt(
+                    "SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1",
+                    params![event.run_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
                 let (seq, hash) = last.unwrap_or((0, None));
                 heads.push((event.run_id.clone(), seq, hash.unwrap_or_default()));
                 heads.len() - 1
@@ -552,13 +665,13 @@ fn append_in(tx: &rusqlite::Transaction<'_>, events: &[NewEvent]) -> Result<i64,
             &data,
         );
         // Cached statements: a step's few events cost one prepare per session, not per event.
-        tx.prepare_cached(
-            "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![event.run_id, seq, at, event.kind, event.node, event.attempt, data, hash])?;
+        last_rowid = tx.query_row(
+            "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING rowid",
+            params![event.run_id, seq, at, event.kind, event.node, event.attempt, data, hash],
+            |r| r.get(0),
+        )?;
         heads[i].1 = seq;
         heads[i].2 = hash;
-        last_rowid = tx.last_insert_rowid();
         apply::apply(
             tx,
             &event.run_id,
@@ -570,4 +683,44 @@ fn append_in(tx: &rusqlite::Transaction<'_>, events: &[NewEvent]) -> Result<i64,
         )?;
     }
     Ok(last_rowid)
+}
+
+/// The directory for flowc's files beside a journal (snapshots, the cache):
+/// the SQLite file's directory, or `.flowc` here for a Postgres journal,
+/// whose database holds nothing of this machine's.
+pub fn state_dir(journal: &Path) -> PathBuf {
+    if postgres_url(journal).is_some() {
+        return PathBuf::from(".flowc");
+    }
+    match journal.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The URL when `path` names a Postgres database rather than an SQLite file.
+pub fn postgres_url(path: &Path) -> Option<&str> {
+    path.to_str()
+        .filter(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"))
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut out = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    };
+    // A password given as a query parameter.
+    if let Some(at) = out.find("password=") {
+        let end = out[at..].find('&').map_or(out.len(), |e| at + e);
+        out.replace_range(at + "password=".len()..end, "***");
+    }
+    out
 }

@@ -1,7 +1,7 @@
 //! The notification outbox: messages to send, their attempts, and the cursor over the events that cause them.
 
+use super::db::{DbError, Row, params};
 use super::{Event, Journal, JournalError};
-use rusqlite::{OptionalExtension, params};
 use serde_json::Value as Json;
 
 /// A notification to queue.
@@ -51,8 +51,8 @@ pub struct NoticeRow {
 const COLS: &str =
     "id, run_id, node, event, target, message, status, attempts, next_at, last_error, delivered_at";
 
-fn notice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NoticeRow> {
-    let json = |i: usize| -> rusqlite::Result<Json> {
+fn notice_row(r: &Row<'_>) -> Result<NoticeRow, DbError> {
+    let json = |i: usize| -> Result<Json, DbError> {
         let text: String = r.get(i)?;
         Ok(serde_json::from_str(&text).unwrap_or(Json::Null))
     };
@@ -74,11 +74,11 @@ fn notice_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<NoticeRow> {
 impl Journal {
     /// The rowid of the newest event (0 for an empty journal): it changes with every change of any run.
     pub fn last_event_rowid(&self) -> Result<i64, JournalError> {
-        Ok(self
-            .conn
-            .query_row("SELECT COALESCE(MAX(rowid), 0) FROM events", [], |r| {
-                r.get(0)
-            })?)
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(MAX(rowid), 0) FROM events",
+            params![],
+            |r| r.get(0),
+        )?)
     }
 
     /// The events after `rowid` that may cause a notification (asks with a
@@ -88,38 +88,38 @@ impl Journal {
         rowid: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Event)>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(
+        let rows = self.conn.query_map(
             "SELECT rowid, run_id, seq, at, kind, node, attempt, data FROM events
               WHERE rowid > ?1 AND kind IN ('approval_requested', 'run_status')
                 AND json_extract(data, '$.notify') IS NOT NULL
               ORDER BY rowid LIMIT ?2",
+            params![rowid, limit],
+            |r| {
+                let data: String = r.get(7)?;
+                Ok((
+                    r.get(0)?,
+                    Event {
+                        run_id: r.get(1)?,
+                        seq: r.get(2)?,
+                        at: r.get(3)?,
+                        kind: r.get(4)?,
+                        node: r.get(5)?,
+                        attempt: r.get(6)?,
+                        data: serde_json::from_str(&data).unwrap_or(Json::Null),
+                    },
+                ))
+            },
         )?;
-        let rows = stmt.query_map(params![rowid, limit], |r| {
-            let data: String = r.get(7)?;
-            Ok((
-                r.get(0)?,
-                Event {
-                    run_id: r.get(1)?,
-                    seq: r.get(2)?,
-                    at: r.get(3)?,
-                    kind: r.get(4)?,
-                    node: r.get(5)?,
-                    attempt: r.get(6)?,
-                    data: serde_json::from_str(&data).unwrap_or(Json::Null),
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// The last event rowid the notifier has looked at (the newest event when it never has).
     pub fn notify_cursor(&self) -> Result<Option<i64>, JournalError> {
-        Ok(self
-            .conn
-            .query_row("SELECT rowid FROM notify_cursor WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        Ok(self.conn.query_opt(
+            "SELECT rowid FROM notify_cursor WHERE id = 1",
+            params![],
+            |r| r.get(0),
+        )?)
     }
 
     /// Queues `notices` and moves the cursor to `rowid`, in one transaction.
@@ -129,17 +129,17 @@ impl Journal {
         rowid: i64,
         now: i64,
     ) -> Result<(), JournalError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction(super::db::Lock::Write)?;
         for n in notices {
             tx.execute(
-                "INSERT OR IGNORE INTO notifications (run_id, node, event, source_seq, target, message, status, next_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                "INSERT INTO notifications (run_id, node, event, source_seq, target, message, status, next_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7) ON CONFLICT DO NOTHING",
                 params![n.run, n.node, n.event, n.source_seq, n.target.to_string(), n.message.to_string(), now],
             )?;
         }
         tx.execute(
             "INSERT INTO notify_cursor (id, rowid) VALUES (1, ?1)
-             ON CONFLICT (id) DO UPDATE SET rowid = max(rowid, excluded.rowid)",
+             ON CONFLICT (id) DO UPDATE SET rowid = CASE WHEN excluded.rowid > notify_cursor.rowid THEN excluded.rowid ELSE notify_cursor.rowid END",
             params![rowid],
         )?;
         tx.commit()?;
@@ -148,20 +148,24 @@ impl Journal {
 
     /// Notifications due at `now`, oldest first.
     pub fn due_notices(&self, now: i64, limit: i64) -> Result<Vec<NoticeRow>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLS} FROM notifications WHERE status = 'pending' AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![now, limit], notice_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.conn.query_map(
+            &format!(
+                "SELECT {COLS} FROM notifications WHERE status = 'pending' AND next_at <= ?1 ORDER BY next_at, id LIMIT ?2"
+            ),
+            params![now, limit],
+            notice_row,
+        )?;
+        Ok(rows)
     }
 
     /// The notifications about one run.
     pub fn notices_of(&self, run: &str) -> Result<Vec<NoticeRow>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLS} FROM notifications WHERE run_id = ?1 ORDER BY id"
-        ))?;
-        let rows = stmt.query_map(params![run], notice_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.conn.query_map(
+            &format!("SELECT {COLS} FROM notifications WHERE run_id = ?1 ORDER BY id"),
+            params![run],
+            notice_row,
+        )?;
+        Ok(rows)
     }
 
     /// Records one delivery attempt: delivered, to be retried at `retry_at`, or given up (`None`).

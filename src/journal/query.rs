@@ -1,7 +1,7 @@
 //! Reading runs, nodes, approvals and events back.
 
+use super::db::{DbError, Row, params};
 use super::{Event, Journal, JournalError};
-use rusqlite::{OptionalExtension, Row, params};
 use std::collections::{HashMap, HashSet};
 
 /// A row of `runs`.
@@ -87,7 +87,7 @@ fn parse_json(text: Option<String>) -> Option<serde_json::Value> {
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
-fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+fn run_row(r: &Row<'_>) -> Result<RunRow, DbError> {
     Ok(RunRow {
         id: r.get(0)?,
         skill: r.get(1)?,
@@ -108,22 +108,22 @@ const RUN_COLS: &str =
 impl Journal {
     /// Every run, newest first.
     pub fn runs(&self) -> Result<Vec<RunRow>, JournalError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {RUN_COLS} FROM runs ORDER BY started_at DESC, id DESC"
-        ))?;
-        let rows = stmt.query_map([], run_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = self.conn.query_map(
+            &format!("SELECT {RUN_COLS} FROM runs ORDER BY started_at DESC, id DESC"),
+            params![],
+            run_row,
+        )?;
+        Ok(rows)
     }
 
     /// One run.
     pub fn run(&self, id: &str) -> Result<RunRow, JournalError> {
         self.conn
-            .query_row(
+            .query_opt(
                 &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
                 params![id],
                 run_row,
-            )
-            .optional()?
+            )?
             .ok_or_else(|| JournalError::NoRun {
                 run: id.to_string(),
             })
@@ -131,38 +131,30 @@ impl Journal {
 
     /// The id of the newest run, if any.
     pub fn latest_run(&self) -> Result<Option<String>, JournalError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?)
+        Ok(self.conn.query_opt(
+            "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT 1",
+            params![],
+            |r| r.get(0),
+        )?)
     }
 
     /// The newest run that has not finished (running, paused or interrupted).
     pub fn latest_unfinished(&self) -> Result<Option<RunRow>, JournalError> {
         Ok(self
             .conn
-            .query_row(
+            .query_opt(
                 &format!(
                     "SELECT {RUN_COLS} FROM runs WHERE status IN ('running', 'paused', 'interrupted', 'failed')
                      ORDER BY CASE WHEN status = 'failed' THEN 1 ELSE 0 END, started_at DESC, id DESC LIMIT 1"
-                ),
-                [],
+                ), params![],
                 run_row,
-            )
-            .optional()?)
+            )?)
     }
 
     /// Every node instance of a run, in the order they were added.
     pub fn nodes(&self, run: &str) -> Result<Vec<NodeRow>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT key, name, kind, status, attempt, input_hash, started_at, finished_at, result, error, feedback, data
-             FROM nodes WHERE run_id = ?1 ORDER BY rowid",
-        )?;
-        let rows = stmt.query_map(params![run], |r| {
+        let rows = self.conn.query_map("SELECT key, name, kind, status, attempt, input_hash, started_at, finished_at, result, error, feedback, data
+             FROM nodes WHERE run_id = ?1 ORDER BY rowid", params![run], |r| {
             Ok(NodeRow {
                 key: r.get(0)?,
                 name: r.get(1)?,
@@ -178,25 +170,24 @@ impl Journal {
                 data: parse_json(r.get(11)?),
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// The definition hash each step instance of a run last became `ready`
     /// with (its `ready` events' `definition_hash`); instances journaled before
     /// the hash was recorded have none.
     pub fn definition_hashes(&self, run: &str) -> Result<HashMap<String, String>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT node, CASE WHEN json_type(data, '$.definition_hash') = 'text' \
              THEN json_extract(data, '$.definition_hash') END FROM events \
              WHERE run_id = ?1 AND kind = 'node_status' AND node IS NOT NULL \
              AND json_valid(data) AND json_extract(data, '$.status') = 'ready' ORDER BY seq",
+            params![run],
+            |r| Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?)),
         )?;
-        let rows = stmt.query_map(params![run], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-        })?;
         let mut out = HashMap::new();
         for row in rows {
-            match row? {
+            match row {
                 (node, Some(h)) => out.insert(node, h),
                 // A later `ready` without a hash (an older flowc resumed the run) forgets it.
                 (node, None) => out.remove(&node),
@@ -210,8 +201,7 @@ impl Journal {
         let sql = "SELECT run_id, node, kind, prompt, input_hash, status, requested_at, decided_by, comment, output
                    FROM approvals WHERE (?1 IS NULL AND status = 'pending') OR run_id = ?1
                    ORDER BY requested_at, run_id, node";
-        let mut stmt = self.conn.prepare(sql)?;
-        let rows = stmt.query_map(params![run], |r| {
+        let rows = self.conn.query_map(sql, params![run], |r| {
             Ok(ApprovalRow {
                 run_id: r.get(0)?,
                 node: r.get(1)?,
@@ -225,7 +215,7 @@ impl Journal {
                 output: parse_json(r.get(9)?),
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Every event of a run, in order.
@@ -235,12 +225,13 @@ impl Journal {
 
     /// The events of a run, of one kind or all, in order.
     pub fn events_of(&self, run: &str, kind: Option<&str>) -> Result<Vec<Event>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT run_id, seq, at, kind, node, attempt, data FROM events \
              WHERE run_id = ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY seq",
+            params![run, kind],
+            event_row,
         )?;
-        let rows = stmt.query_map(params![run, kind], event_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// The turns and tool calls of one agent attempt, in order.
@@ -250,30 +241,30 @@ impl Journal {
         node: &str,
         attempt: u32,
     ) -> Result<Vec<Event>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT run_id, seq, at, kind, node, attempt, data FROM events \
              WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 \
                AND kind IN ('llm_call', 'tool_call_started', 'tool_call_finished') ORDER BY seq",
+            params![run, node, attempt],
+            event_row,
         )?;
-        let rows = stmt.query_map(params![run, node, attempt], event_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// How long the run has been driven so far, in ms: each session counts
     /// from its `run_started`/`run_resumed` to its last own event. Time while
     /// paused or stopped, and decisions recorded from outside, do not count.
     pub fn active_ms(&self, run: &str) -> Result<i64, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT kind, at FROM events WHERE run_id = ?1 \
              AND kind IN ('run_started', 'run_resumed', 'run_status', 'node_status') ORDER BY seq",
+            params![run],
+            |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
         )?;
-        let rows = stmt.query_map(params![run], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
         let mut total = 0i64;
         let mut session: Option<(i64, i64)> = None;
         for row in rows {
-            let (kind, at) = row?;
+            let (kind, at) = row;
             if kind == "run_started" || kind == "run_resumed" {
                 if let Some((start, end)) = session {
                     total += (end - start).max(0);
@@ -308,21 +299,22 @@ impl Journal {
     /// Node instances that ran again after an interruption (a crash, Ctrl-C):
     /// when that last run began. Their durations count from there.
     pub fn restarts(&self, run: &str) -> Result<HashMap<String, i64>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.conn.query_map(
             "SELECT node, at, json_extract(data, '$.status') FROM events \
              WHERE run_id = ?1 AND kind = 'node_status' ORDER BY seq",
+            params![run],
+            |r| {
+                Ok((
+                    r.get::<Option<String>>(0)?,
+                    r.get::<i64>(1)?,
+                    r.get::<Option<String>>(2)?,
+                ))
+            },
         )?;
-        let rows = stmt.query_map(params![run], |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?;
         let mut interrupted: HashSet<String> = HashSet::new();
         let mut out = HashMap::new();
         for row in rows {
-            let (Some(node), at, Some(status)) = row? else {
+            let (Some(node), at, Some(status)) = row else {
                 continue;
             };
             match status.as_str() {
@@ -351,22 +343,19 @@ impl Journal {
 
     /// Model calls of a run, summed per model (from the `llm_call` events).
     pub fn llm_usage(&self, run: &str) -> Result<Vec<LlmUsage>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT json_extract(data, '$.model'), count(*), \
+        let rows = self.conn.query_map("SELECT json_extract(data, '$.model'), count(*), \
                     total(json_extract(data, '$.tokens_in')), total(json_extract(data, '$.tokens_out')), \
                     total(json_extract(data, '$.cost_usd')) \
-             FROM events WHERE run_id = ?1 AND kind = 'llm_call' GROUP BY 1 ORDER BY 1",
-        )?;
-        let rows = stmt.query_map(params![run], |r| {
+             FROM events WHERE run_id = ?1 AND kind = 'llm_call' GROUP BY 1 ORDER BY 1 NULLS FIRST", params![run], |r| {
             Ok(LlmUsage {
-                model: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                calls: r.get::<_, i64>(1)? as u64,
-                tokens_in: r.get::<_, f64>(2)? as u64,
-                tokens_out: r.get::<_, f64>(3)? as u64,
+                model: r.get::<Option<String>>(0)?.unwrap_or_default(),
+                calls: r.get::<i64>(1)? as u64,
+                tokens_in: r.get::<f64>(2)? as u64,
+                tokens_out: r.get::<f64>(3)? as u64,
                 cost_usd: r.get(4)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Resolves a run id or a unique prefix of one.
@@ -376,17 +365,16 @@ impl Journal {
                 "a run id is needed (see `flowc runs`)".to_string(),
             ));
         }
-        let mut stmt = self.conn.prepare(
-            "SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ESCAPE '\\'
-             ORDER BY id = ?1 DESC, started_at DESC, id DESC LIMIT 11",
-        )?;
         let escaped = id
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        let ids: Vec<String> = stmt
-            .query_map(params![id, format!("{escaped}%")], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let ids: Vec<String> = self.conn.query_map(
+            "SELECT id FROM runs WHERE id = ?1 OR id LIKE ?2 ESCAPE '\\'
+             ORDER BY id = ?1 DESC, started_at DESC, id DESC LIMIT 11",
+            params![id, format!("{escaped}%")],
+            |r| r.get(0),
+        )?;
         match ids.as_slice() {
             [one] => Ok(one.clone()),
             _ if ids.iter().any(|i| i == id) => Ok(id.to_string()),
@@ -418,7 +406,7 @@ pub struct LlmUsage {
 }
 
 /// An `events` row selected as `run_id, seq, at, kind, node, attempt, data`.
-fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+fn event_row(r: &Row<'_>) -> Result<Event, DbError> {
     let data: String = r.get(6)?;
     Ok(Event {
         run_id: r.get(0)?,

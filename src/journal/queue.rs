@@ -1,8 +1,8 @@
 //! The run queue: runs waiting for a driver, claims by supervisors, cancel requests.
 
+use super::db::params;
 use super::lease::{host, process_alive};
 use super::{Journal, JournalError, NewEvent, append_in, now_ms};
-use rusqlite::{OptionalExtension, params};
 use serde_json::Value as Json;
 
 /// A run id: the UTC time it was made and a random-looking suffix.
@@ -94,12 +94,11 @@ impl Journal {
     ) -> Result<Option<String>, JournalError> {
         let run = new_run_id();
         let now = now_ms();
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction(super::db::Lock::Write)?;
         if let Some(f) = fire {
             let fresh = tx.execute(
-                "INSERT OR IGNORE INTO trigger_events (trigger, key, at, run_id, outcome, data) VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+                "INSERT INTO trigger_events (trigger, key, at, run_id, outcome, data) VALUES (?1, ?2, ?3, ?4, 'queued', ?5)
+                 ON CONFLICT DO NOTHING",
                 params![f.trigger, f.key, now, run, f.data.to_string()],
             )?;
             if fresh == 0 {
@@ -135,7 +134,8 @@ impl Journal {
     /// when this `(trigger, key)` was recorded before.
     pub fn record_fire(&mut self, fire: &Fire, outcome: &str) -> Result<bool, JournalError> {
         Ok(self.conn.execute(
-            "INSERT OR IGNORE INTO trigger_events (trigger, key, at, outcome, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO trigger_events (trigger, key, at, outcome, data) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
             params![fire.trigger, fire.key, now_ms(), outcome, fire.data.to_string()],
         )? == 1)
     }
@@ -145,15 +145,14 @@ impl Journal {
     pub fn claim_next(&mut self, owner: &str, until: i64) -> Result<Option<String>, JournalError> {
         Ok(self
             .conn
-            .query_row(
+            .query_opt(
                 "UPDATE run_queue SET owner = ?1, lease_until = ?2
                  WHERE run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?3
                                  ORDER BY priority DESC, ready_at, run_id LIMIT 1)
                  RETURNING run_id",
                 params![owner, until, now_ms()],
                 |r| r.get(0),
-            )
-            .optional()?)
+            )?)
     }
 
     /// Extends the claims `owner` holds.
@@ -169,11 +168,11 @@ impl Journal {
     /// queue; the runs they name are resumed by the next claim.
     pub fn reclaim_stale(&mut self) -> Result<Vec<String>, JournalError> {
         let now = now_ms();
-        let claimed: Vec<(String, String, i64)> = self
-            .conn
-            .prepare("SELECT run_id, owner, lease_until FROM run_queue WHERE owner IS NOT NULL")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
+        let claimed: Vec<(String, String, i64)> = self.conn.query_map(
+            "SELECT run_id, owner, lease_until FROM run_queue WHERE owner IS NOT NULL",
+            params![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         let mut back = Vec::new();
         for (run, owner, until) in claimed {
             if until < now || owner_dead(&owner) {
@@ -231,12 +230,8 @@ impl Journal {
     pub fn wake_decided(&mut self) -> Result<Vec<String>, JournalError> {
         let decided: Vec<String> = self
             .conn
-            .prepare_cached(
-                "SELECT q.run_id FROM run_queue q WHERE q.waiting = 'approval' AND EXISTS
-                   (SELECT 1 FROM approvals a WHERE a.run_id = q.run_id AND a.decided_at >= q.paused_at)",
-            )?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+            .query_map("SELECT q.run_id FROM run_queue q WHERE q.waiting = 'approval' AND EXISTS
+                   (SELECT 1 FROM approvals a WHERE a.run_id = q.run_id AND a.decided_at >= q.paused_at)", params![], |r| r.get(0))?;
         for run in &decided {
             self.requeue(run, now_ms(), "decided", false)?;
         }
@@ -246,17 +241,15 @@ impl Journal {
     /// Makes runs held behind their trigger's previous run ready once no
     /// other run of that trigger is going.
     pub fn wake_after_previous(&mut self) -> Result<Vec<String>, JournalError> {
-        let free: Vec<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT q.run_id FROM run_queue q JOIN trigger_events t ON t.run_id = q.run_id
+        let free: Vec<String> = self.conn.query_map(
+            "SELECT q.run_id FROM run_queue q JOIN trigger_events t ON t.run_id = q.run_id
                  WHERE q.waiting = 'previous' AND NOT EXISTS (
                    SELECT 1 FROM trigger_events t2 JOIN runs r ON r.id = t2.run_id
                    WHERE t2.trigger = t.trigger AND r.id <> q.run_id
                      AND r.status IN ('running', 'paused', 'interrupted'))",
-            )?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+            params![],
+            |r| r.get(0),
+        )?;
         for run in &free {
             self.requeue(run, now_ms(), "previous ended", false)?;
         }
@@ -267,20 +260,13 @@ impl Journal {
     pub fn any_ready(&self, now: i64) -> Result<bool, JournalError> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT 1 FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?1 LIMIT 1",
-            )?
-            .query_row(params![now], |_| Ok(()))
-            .optional()?
+            .query_opt("SELECT 1 FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?1 LIMIT 1", params![now], |_| Ok(()))?
             .is_some())
     }
 
     /// Every row of the queue.
     pub fn queue(&self) -> Result<Vec<QueueRow>, JournalError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT run_id, ready_at, owner, restarts, waiting, reason FROM run_queue ORDER BY ready_at, run_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = self.conn.query_map("SELECT run_id, ready_at, owner, restarts, waiting, reason FROM run_queue ORDER BY ready_at NULLS FIRST, run_id", params![], |r| {
             Ok(QueueRow {
                 run_id: r.get(0)?,
                 ready_at: r.get(1)?,
@@ -290,16 +276,16 @@ impl Journal {
                 reason: r.get(5)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(rows)
     }
 
     /// Who asked to cancel `run`, if anyone did.
     pub fn cancel_request(&self, run: &str) -> Result<Option<String>, JournalError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT by FROM cancel_requests WHERE run_id = ?1")?
-            .query_row(params![run], |r| r.get(0))
-            .optional()?)
+        Ok(self.conn.query_opt(
+            "SELECT by FROM cancel_requests WHERE run_id = ?1",
+            params![run],
+            |r| r.get(0),
+        )?)
     }
 
     /// Cancels `run`. When no process drives it (queued, paused, interrupted,
@@ -307,21 +293,21 @@ impl Journal {
     /// it leaves the queue: `Ok(true)`. When a live process drives it, that
     /// process is asked to (it kills its running steps): `Ok(false)`.
     pub fn cancel(&mut self, run: &str, by: &str) -> Result<bool, JournalError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction(super::db::Lock::Write)?;
         if super::lease::live_holder(&tx, run)?.is_some() {
             tx.execute(
-                "INSERT OR REPLACE INTO cancel_requests (run_id, at, by) VALUES (?1, ?2, ?3)",
+                "INSERT INTO cancel_requests (run_id, at, by) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (run_id) DO UPDATE SET at = excluded.at, by = excluded.by",
                 params![run, now_ms(), by],
             )?;
             tx.commit()?;
             return Ok(false);
         }
-        let pending: Vec<String> = tx
-            .prepare("SELECT node FROM approvals WHERE run_id = ?1 AND status = 'pending'")?
-            .query_map(params![run], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let pending: Vec<String> = tx.query_map(
+            "SELECT node FROM approvals WHERE run_id = ?1 AND status = 'pending'",
+            params![run],
+            |r| r.get(0),
+        )?;
         let mut events: Vec<NewEvent> = pending
             .iter()
             .map(|node| {
@@ -335,11 +321,7 @@ impl Journal {
             })
             .collect();
         let open: Vec<String> = tx
-            .prepare(
-                "SELECT key FROM nodes WHERE run_id = ?1 AND status IN ('pending', 'ready', 'waiting', 'retrying', 'running')",
-            )?
-            .query_map(params![run], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+            .query_map("SELECT key FROM nodes WHERE run_id = ?1 AND status IN ('pending', 'ready', 'waiting', 'retrying', 'running')", params![run], |r| r.get(0))?;
         events.extend(open.iter().map(|node| {
             NewEvent::node(
                 run,

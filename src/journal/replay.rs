@@ -1,7 +1,7 @@
 //! `flowc replay`: rebuild a run's projection from its events and compare.
 
+use super::db::{Db, DbError, params};
 use super::{Journal, JournalError, apply::apply, create_schema};
-use rusqlite::{Connection, params, types::Value as SqlValue};
 
 /// One way the stored state differs from the state rebuilt from events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,34 +25,22 @@ const TABLES: &[(&str, &str, &str)] = &[
 /// Column names, and each row as its key and its values rendered as text.
 type Rows = (Vec<String>, Vec<(String, Vec<String>)>);
 
-fn rows(
-    conn: &Connection,
-    table: &str,
-    run_col: &str,
-    key_col: &str,
-    run: &str,
-) -> rusqlite::Result<Rows> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT * FROM {table} WHERE {run_col} = ?1 ORDER BY {key_col}"
-    ))?;
-    let cols: Vec<String> = stmt.column_names().map(str::to_string).collect();
+fn rows(conn: &Db, table: &str, run_col: &str, key_col: &str, run: &str) -> Result<Rows, DbError> {
+    let (cols, rows) = conn.text_rows(
+        &format!("SELECT * FROM {table} WHERE {run_col} = ?1 ORDER BY {key_col}"),
+        params![run],
+    )?;
+    // Postgres spells SQLite's hidden `rowid` as a column: not state to compare.
+    let keep: Vec<usize> = (0..cols.len()).filter(|i| cols[*i] != "rowid").collect();
+    let cols: Vec<String> = keep.iter().map(|i| cols[*i].clone()).collect();
     let key_ix = cols.iter().position(|c| c == key_col).unwrap_or(0);
-    let rows = stmt
-        .query_map(params![run], |r| {
-            let mut values = Vec::with_capacity(cols.len());
-            for i in 0..cols.len() {
-                let v: SqlValue = r.get(i)?;
-                values.push(match v {
-                    SqlValue::Null => "NULL".to_string(),
-                    SqlValue::Integer(n) => n.to_string(),
-                    SqlValue::Real(f) => f.to_string(),
-                    SqlValue::Text(t) => t,
-                    SqlValue::Blob(b) => format!("<{} bytes>", b.len()),
-                });
-            }
-            Ok((values[key_ix].clone(), values))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = rows
+        .into_iter()
+        .map(|values| {
+            let values: Vec<String> = keep.iter().map(|i| values[*i].clone()).collect();
+            (values[key_ix].clone(), values)
+        })
+        .collect();
     Ok((cols, rows))
 }
 
@@ -62,7 +50,7 @@ impl Journal {
     pub fn replay(&self, run: &str) -> Result<Vec<Difference>, JournalError> {
         self.run(run)?;
         let events = self.events(run)?;
-        let mem = Connection::open_in_memory()?;
+        let mem = Db::Sqlite(rusqlite::Connection::open_in_memory()?);
         create_schema(&mem)?;
         for e in &events {
             apply(

@@ -1,7 +1,7 @@
 //! The sources of runs: every file a run compiled, stored once by content hash.
 
+use super::db::params;
 use super::{Journal, JournalError};
-use rusqlite::params;
 use serde_json::{Value as Json, json};
 
 impl Journal {
@@ -9,12 +9,12 @@ impl Journal {
     /// `run_started` event carries.
     pub fn store_sources(&self, files: &[(String, String)]) -> Result<Json, JournalError> {
         let mut out = Vec::new();
-        let mut stmt = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO sources (hash, text) VALUES (?1, ?2)")?;
         for (path, text) in files {
             let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
-            stmt.execute(params![hash, text])?;
+            self.conn.execute(
+                "INSERT INTO sources (hash, text) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![hash, text],
+            )?;
             out.push(json!({ "path": path, "hash": hash }));
         }
         Ok(Json::Array(out))

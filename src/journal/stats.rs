@@ -1,5 +1,6 @@
 //! Counts over the whole journal, for the service's `/metrics`.
 
+use super::db::params;
 use super::{Journal, JournalError};
 
 /// What `/metrics` reports, read in one pass over the journal's tables.
@@ -34,25 +35,23 @@ impl Journal {
     pub fn stats(&self) -> Result<Stats, JournalError> {
         let c = &self.conn;
         let triples = |sql: &str| -> Result<Vec<(String, String, u64)>, JournalError> {
-            let mut stmt = c.prepare(sql)?;
-            let rows = stmt.query_map([], |r| {
+            let rows = c.query_map(sql, params![], |r| {
                 Ok((
-                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    r.get::<Option<String>>(0)?.unwrap_or_default(),
+                    r.get::<Option<String>>(1)?.unwrap_or_default(),
                     count(r.get(2)?),
                 ))
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            Ok(rows)
         };
         let pairs = |sql: &str| -> Result<Vec<(String, u64)>, JournalError> {
-            let mut stmt = c.prepare(sql)?;
-            let rows = stmt.query_map([], |r| {
+            let rows = c.query_map(sql, params![], |r| {
                 Ok((
-                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    count(r.get::<_, f64>(1)? as i64),
+                    r.get::<Option<String>>(0)?.unwrap_or_default(),
+                    count(r.get::<f64>(1)? as i64),
                 ))
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            Ok(rows)
         };
         let mut stats = Stats {
             runs: triples(
@@ -75,40 +74,49 @@ impl Journal {
             )?,
             ..Stats::default()
         };
-        let mut stmt = c.prepare(
+        stats.step_seconds = c.query_map(
             "SELECT kind, (finished_at - started_at) / 1000.0 FROM nodes
              WHERE finished_at IS NOT NULL AND started_at IS NOT NULL",
+            params![],
+            |r| Ok((r.get(0)?, r.get::<f64>(1)?.max(0.0))),
         )?;
-        stats.step_seconds = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, f64>(1)?.max(0.0))))?
-            .collect::<Result<_, _>>()?;
         stats.approvals_pending = count(c.query_row(
             "SELECT count(*) FROM approvals a JOIN runs r ON r.id = a.run_id
              WHERE a.status = 'pending' AND r.status NOT IN ('succeeded', 'failed', 'cancelled')",
-            [],
+            params![],
             |r| r.get(0),
         )?);
-        let mut stmt = c.prepare(
+        stats.llm = c.query_map(
             "SELECT json_extract(data, '$.model'), total(json_extract(data, '$.tokens_in')),
                     total(json_extract(data, '$.tokens_out')), total(json_extract(data, '$.cost_usd'))
-             FROM events WHERE kind = 'llm_call' GROUP BY 1 ORDER BY 1",
-        )?;
-        stats.llm = stmt
-            .query_map([], |r| {
+             FROM events WHERE kind = 'llm_call' GROUP BY 1 ORDER BY 1 NULLS FIRST",
+            params![],
+            |r| {
                 Ok((
-                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    r.get::<_, f64>(1)? as u64,
-                    r.get::<_, f64>(2)? as u64,
-                    r.get::<_, f64>(3)?,
+                    r.get::<Option<String>>(0)?.unwrap_or_default(),
+                    r.get::<f64>(1)? as u64,
+                    r.get::<f64>(2)? as u64,
+                    r.get::<f64>(3)?,
                 ))
-            })?
-            .collect::<Result<_, _>>()?;
+            },
+        )?;
         Ok(stats)
     }
 
     /// Whether the journal takes writes now (`/readyz`): a write lock is taken and given back.
     pub fn writable(&self) -> Result<(), JournalError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        if self.conn.is_postgres() {
+            let standby: bool =
+                self.conn
+                    .query_row("SELECT pg_is_in_recovery()", params![], |r| r.get(0))?;
+            if standby {
+                return Err(JournalError::Sql(
+                    "the Postgres server is a read-only standby".into(),
+                ));
+            }
+        } else {
+            self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        }
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! The live approval timer: a parked run's approval whose `timeout` passed is decided by its `default`.
 
+use super::db::params;
 use super::{Journal, JournalError, NewEvent};
-use rusqlite::params;
 use serde_json::json;
 
 /// A pending approval of a parked run whose deadline has passed.
@@ -19,23 +19,19 @@ impl Journal {
     pub fn decide_timed_out(&mut self, now: i64) -> Result<Vec<String>, JournalError> {
         let due: Vec<Due> = self
             .conn
-            .prepare_cached(
-                "SELECT a.run_id, a.node, json_extract(e.data, '$.default') FROM run_queue q
+            .query_map("SELECT a.run_id, a.node, json_extract(e.data, '$.default') FROM run_queue q
                    JOIN approvals a ON a.run_id = q.run_id AND a.status = 'pending' AND a.kind = 'approval'
                    JOIN events e ON e.run_id = a.run_id AND e.node = a.node
                         AND e.kind = 'approval_requested' AND e.at = a.requested_at
                   WHERE q.waiting = 'approval'
                     AND json_extract(e.data, '$.timeout_ms') IS NOT NULL
-                    AND a.requested_at + json_extract(e.data, '$.timeout_ms') <= ?1",
-            )?
-            .query_map(params![now], |r| {
+                    AND a.requested_at + CAST(json_extract(e.data, '$.timeout_ms') AS BIGINT) <= ?1", params![now], |r| {
                 Ok(Due {
                     run: r.get(0)?,
                     node: r.get(1)?,
-                    approve: r.get::<_, Option<String>>(2)?.as_deref() == Some("approve"),
+                    approve: r.get::<Option<String>>(2)?.as_deref() == Some("approve"),
                 })
-            })?
-            .collect::<Result<_, _>>()?;
+            })?;
         let mut decided = Vec::new();
         for d in due {
             // The same words as a decision taken when a run resumes after the deadline.

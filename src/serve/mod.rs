@@ -203,7 +203,12 @@ async fn run(svc: Arc<Service>, config: Config) -> Result<u8, String> {
             ("listen", json!(addr)),
             ("workers", json!(config.workers)),
             ("triggers", json!(svc.triggers.len())),
-            ("journal", json!(svc.journal_path.display().to_string())),
+            (
+                "journal",
+                json!(crate::journal::redact_url(
+                    &svc.journal_path.display().to_string()
+                )),
+            ),
             ("recovered", json!(recovered)),
             ("fake_clock", json!(svc.clock.is_fake())),
         ],

@@ -49,4 +49,5 @@ pub fn stderr(o: &Output) -> String {
 
 pub mod model_server;
 pub mod service;
+pub mod store;
 pub mod web;
