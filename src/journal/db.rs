@@ -369,8 +369,12 @@ impl ToSql for Param {
     to_sql_checked!();
 }
 
-/// `?N` (and bare `?`) placeholders as Postgres's `$N`, leaving string literals alone.
+/// The journal's SQL as Postgres takes it: `?N` (and bare `?`) placeholders
+/// as `$N`, leaving string literals alone, and SQLite's join-order hint
+/// `CROSS JOIN … ON` as a plain `JOIN` (Postgres plans the order itself).
 pub fn postgres_sql(sql: &str) -> String {
+    let sql = sql.replace(" CROSS JOIN runs r ON ", " JOIN runs r ON ");
+    let sql = sql.as_str();
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
     let mut next = 1;

@@ -142,7 +142,12 @@ impl JournalError {
 
     /// An open error with the database's message translated.
     pub fn open(path: &Path, err: impl Into<DbError>) -> JournalError {
-        let detail = describe(&err.into());
+        let err = err.into();
+        let detail = match &err {
+            // Not yet connected: what the server or the network said.
+            DbError::Postgres(_) => err.to_string(),
+            _ => describe(&err),
+        };
         JournalError::Open {
             path: path.to_path_buf(),
             detail,
@@ -153,6 +158,11 @@ impl JournalError {
 fn describe(err: &DbError) -> String {
     use rusqlite::ErrorCode;
     let DbError::Sqlite(err) = err else {
+        if err.is_connection() {
+            return format!(
+                "lost the connection to the Postgres journal ({err}); nothing half-written stays: once the server is back, `flowc run --resume` goes on"
+            );
+        }
         return err.to_string();
     };
     match err.sqlite_error_code() {

@@ -143,16 +143,23 @@ impl Journal {
     /// Claims the next ready run for `owner` until `until`; one statement, so
     /// two supervisors never claim the same run.
     pub fn claim_next(&mut self, owner: &str, until: i64) -> Result<Option<String>, JournalError> {
+        // Postgres: concurrent claimers skip the row another is taking
+        // rather than queue behind it; the outer `owner IS NULL` makes a
+        // claim that lost the race change nothing (SQLite: one writer).
+        let sql = if self.conn.is_postgres() {
+            "UPDATE run_queue SET owner = ?1, lease_until = ?2
+             WHERE owner IS NULL AND run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?3
+                             ORDER BY priority DESC, ready_at, run_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING run_id"
+        } else {
+            "UPDATE run_queue SET owner = ?1, lease_until = ?2
+             WHERE owner IS NULL AND run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?3
+                             ORDER BY priority DESC, ready_at, run_id LIMIT 1)
+             RETURNING run_id"
+        };
         Ok(self
             .conn
-            .query_opt(
-                "UPDATE run_queue SET owner = ?1, lease_until = ?2
-                 WHERE run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?3
-                                 ORDER BY priority DESC, ready_at, run_id LIMIT 1)
-                 RETURNING run_id",
-                params![owner, until, now_ms()],
-                |r| r.get(0),
-            )?)
+            .query_opt(sql, params![owner, until, now_ms()], |r| r.get(0))?)
     }
 
     /// Extends the claims `owner` holds.

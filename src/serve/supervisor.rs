@@ -36,12 +36,10 @@ pub struct Exit {
     pub signal: Option<i32>,
 }
 
-/// The directory run processes write their output to, beside the journal.
+/// The directory run processes write their output to, beside the journal
+/// (`.flowc/logs` here for a journal on Postgres).
 pub fn log_dir(journal: &std::path::Path) -> PathBuf {
-    journal
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("logs"), |p| p.join("logs"))
+    crate::journal::state_dir(journal).join("logs")
 }
 
 /// Starts a run process for `run`; its end is sent on `exits`.

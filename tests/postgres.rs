@@ -1,0 +1,261 @@
+#![allow(clippy::unwrap_used)]
+//! The journal on a real PostgreSQL server (`FLOWC_TEST_POSTGRES`, started
+//! by `.ci/postgres`): the CLI's main job, errors a server can give, a
+//! connection dropped mid-run, and two services sharing one database with
+//! one of them killed.
+
+#[macro_use]
+mod common;
+
+use common::service::{PATIENCE, Serve, ServeOpts, fixture, lines, poll};
+use common::store::{Kind, TestStore};
+use common::{BIN, stderr};
+use flowc::journal::Journal;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// `flowc ARGS` in `dir` on the journal at `store`.
+fn flowc(dir: &Path, store: &TestStore, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("FLOWC_JOURNAL", store.location())
+        .env_remove("FLOWC_DEBUG_CRASH_AFTER_COMMITS")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn open(store: &TestStore) -> Journal {
+    Journal::open_read_only(&store.path).unwrap()
+}
+
+fn status(store: &TestStore, run: &str) -> String {
+    Journal::open_read_only(&store.path)
+        .ok()
+        .and_then(|j| j.run(run).ok())
+        .map(|r| r.status)
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_main_job_pauses_is_approved_resumes_and_replays_on_postgres() {
+    let store = TestStore::new(Kind::Postgres);
+    let d = store.dir.path();
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/source_release.flow");
+    let out_dir = d.join("dist");
+    let out = flowc(
+        d,
+        &store,
+        &[
+            "run",
+            flow.to_str().unwrap(),
+            "-i",
+            &format!("out={}", out_dir.display()),
+            "--no-input",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    // The URL's password is never shown.
+    assert!(
+        !stderr(&out).contains(&password(&store)),
+        "{}",
+        stderr(&out)
+    );
+    let runs = open(&store).runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].id.clone();
+    assert_eq!(runs[0].status, "paused");
+    let out = flowc(d, &store, &["approve", &run, "publish_gate"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = flowc(d, &store, &["run", "--resume", &run, "--no-input"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out_dir.join("published/SHA256SUMS").is_file());
+    let out = flowc(d, &store, &["replay", &run], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verifies"));
+    // Nothing of the journal is on this machine but the state directory.
+    assert!(!d.join(".flowc/journal.db").exists());
+    for cmd in [
+        &["stats"][..],
+        &["failures"],
+        &["runs", "--json"],
+        &["status", &run],
+    ] {
+        let out = flowc(d, &store, cmd, &[]);
+        assert!(out.status.success(), "{cmd:?}: {}", stderr(&out));
+    }
+}
+
+/// The password in the test server's URL.
+fn password(store: &TestStore) -> String {
+    let url = store.location();
+    let auth = url.split('@').next().unwrap();
+    auth.rsplit(':').next().unwrap().to_string()
+}
+
+#[test]
+fn a_wrong_password_or_a_server_that_is_not_there_is_a_clear_error() {
+    let store = TestStore::new(Kind::Postgres);
+    let d = store.dir.path();
+    let url = store.location();
+    let secret = password(&store);
+    let wrong = url.replacen(&format!(":{secret}@"), ":not-the-password@", 1);
+    let out = Command::new(BIN)
+        .args(["runs", "--journal", &wrong])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(
+        !err.contains("not-the-password") && !err.contains(&secret),
+        "{err}"
+    );
+
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = format!("postgres://flowc:x@127.0.0.1:{port}/flowc_test");
+    let out = Command::new(BIN)
+        .args(["runs", "--journal", &gone])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot open the journal") && err.contains("refused"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// How many times each line occurs in the `marks` files of `dirs`.
+fn counts(dirs: &[&Path]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for d in dirs {
+        for line in lines(d, "marks") {
+            *out.entry(line).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_connection_dropped_mid_run_stops_the_run_cleanly_and_it_resumes() {
+    let store = TestStore::new(Kind::Postgres);
+    let d = store.dir.path();
+    let flow = fixture("steps.flow");
+    let child = Command::new(BIN)
+        .args(["run", flow.to_str().unwrap(), "--no-input"])
+        .current_dir(d)
+        .env("FLOWC_JOURNAL", store.location())
+        .env("NAP", "2")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    poll("step b to start", PATIENCE, String::new, || {
+        lines(d, "marks")
+            .contains(&"b-start".to_string())
+            .then_some(())
+    });
+    // The server drops every connection to this database (a restart, a
+    // failover, a network cut, as the client sees it).
+    store.drop_connections();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "the run went on without its journal: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("journal"), "{err}");
+    let runs = open(&store).runs().unwrap();
+    let run = runs[0].id.clone();
+    // Nothing half-written: the journal verifies, and the run resumes.
+    let out = flowc(d, &store, &["replay", &run], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = flowc(
+        d,
+        &store,
+        &["run", "--resume", &run, "--no-input"],
+        &[("NAP", "0")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(status(&store, &run), "succeeded");
+    let marks = counts(&[d]);
+    assert_eq!(
+        marks.get("a"),
+        Some(&1),
+        "a finished step ran again: {marks:?}"
+    );
+    assert_eq!(marks.get("c"), Some(&1), "{marks:?}");
+}
+
+#[test]
+fn two_services_share_the_queue_and_one_killed_leaves_its_runs_to_the_other() {
+    let store = TestStore::new(Kind::Postgres);
+    // Two "machines": separate working directories, nothing shared but the database.
+    let (ma, mb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flow = fixture("steps.flow");
+    let n = 6;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let out = flowc(ma.path(), &store, &["submit", flow.to_str().unwrap()], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    let opts = || ServeOpts {
+        flows: vec![flow.clone()],
+        args: vec!["--workers", "2"],
+        env: vec![
+            ("FLOWC_JOURNAL", store.location()),
+            ("NAP", "1".to_string()),
+            ("FLOWC_LEASE_STALE_MS", "1500".to_string()),
+        ],
+        ..Default::default()
+    };
+    let mut a = Serve::start(ma.path(), opts());
+    let b = Serve::start(mb.path(), opts());
+    let both = || format!("{}{}", a.log(), b.log());
+    // Both take work: each has a step of its own running.
+    poll("both services to be running steps", PATIENCE, both, || {
+        (lines(ma.path(), "marks").contains(&"b-start".to_string())
+            && lines(mb.path(), "marks").contains(&"b-start".to_string()))
+        .then_some(())
+    });
+    a.kill();
+    poll(
+        "every run to succeed on the service left",
+        PATIENCE * 2,
+        || b.log(),
+        || {
+            ids.iter()
+                .all(|id| status(&store, id) == "succeeded")
+                .then_some(())
+        },
+    );
+    let marks = counts(&[ma.path(), mb.path()]);
+    assert_eq!(
+        marks.get("a"),
+        Some(&n),
+        "a finished step ran again: {marks:?}"
+    );
+    assert_eq!(marks.get("b"), Some(&n), "{marks:?}");
+    assert_eq!(marks.get("c"), Some(&n), "{marks:?}");
+    let j = open(&store);
+    for id in &ids {
+        assert!(j.verify(id).unwrap().is_empty(), "run {id}");
+        assert!(j.replay(id).unwrap().is_empty(), "run {id}");
+    }
+}
