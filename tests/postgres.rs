@@ -259,3 +259,54 @@ fn two_services_share_the_queue_and_one_killed_leaves_its_runs_to_the_other() {
         assert!(j.replay(id).unwrap().is_empty(), "run {id}");
     }
 }
+
+#[test]
+fn a_cron_trigger_fires_each_slot_once_across_two_services_on_postgres() {
+    use common::service::{FakeClock, fixture as serve_fixture};
+    let store = TestStore::new(Kind::Postgres);
+    let (ma, mb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clock = FakeClock::new(store.dir.path(), "2026-05-31T23:59:00Z");
+    let day: jiff::Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+    let opts = || ServeOpts {
+        flows: vec![serve_fixture("hourly.flow")],
+        clock: Some(&clock),
+        env: vec![("FLOWC_JOURNAL", store.location())],
+        ..Default::default()
+    };
+    let a = Serve::start(ma.path(), opts());
+    let b = Serve::start(mb.path(), opts());
+    let both = || format!("{}{}", a.log(), b.log());
+    let fires = || {
+        Journal::open_read_only(&store.path)
+            .ok()
+            .and_then(|j| j.fires(Some("hourly"), 1000).ok())
+            .unwrap_or_default()
+    };
+    // Both services have looked at the clock (their cursor is set) before it moves.
+    poll("both services to tick", PATIENCE, both, || {
+        (a.events("serve.started").len() == 1 && b.events("serve.started").len() == 1).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let slots = 4;
+    for h in 0..slots {
+        let slot = day + jiff::SignedDuration::from_hours(h);
+        clock.set_ts(slot + jiff::SignedDuration::from_secs(5));
+        let key = flowc::serve::rfc3339(slot.as_millisecond());
+        poll(&format!("slot {key}"), PATIENCE, both, || {
+            fires().iter().any(|f| f.key == key).then_some(())
+        });
+    }
+    poll("every run to end", PATIENCE, both, || {
+        let runs = open(&store).runs().unwrap();
+        (runs.len() == slots as usize && runs.iter().all(|r| r.status == "succeeded")).then_some(())
+    });
+    let all = fires();
+    assert_eq!(all.len(), slots as usize, "{all:#?}");
+    assert!(all.iter().all(|f| f.outcome == "queued"), "{all:#?}");
+    let marks = counts(&[ma.path(), mb.path()]);
+    assert_eq!(marks.len(), slots as usize, "{marks:?}");
+    assert!(
+        marks.values().all(|n| *n == 1),
+        "a slot ran twice: {marks:?}"
+    );
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The journal's cost per step on each store (issue 16), side by side, A B A B …
+# (ROUNDS rounds), medians: a fan-out of N `true` steps (default 2,000,
+# `parallel: 2`, the default sandbox) journaled in an SQLite file vs in a
+# PostgreSQL database on this machine (loopback TCP), each round on a fresh
+# journal. Also the journal's size after the run on each.
+#
+#   benches/store.sh [FLOWC] [ROUNDS] [N]     (default: target/release/flowc, 5, 2000)
+#
+# Needs a server: FLOWC_TEST_POSTGRES, else a throw-away one from .ci/postgres.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+flowc=$(realpath "${1:-target/release/flowc}")
+rounds=${2:-5}
+n=${3:-2000}
+work=$(mktemp -d)
+started=""
+cleanup() {
+  [ -n "$started" ] && bash "$root/.ci/postgres" stop "$FLOWC_TEST_POSTGRES_DIR"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+if [ -z "${FLOWC_TEST_POSTGRES:-}" ]; then
+  eval "$(bash "$root/.ci/postgres" start)"
+  started=1
+fi
+cd "$work"
+{
+  echo 'policy bench {'
+  echo '  max_parallel: 2'
+  echo '  max_steps: 100000'
+  echo '  run_timeout: 2h'
+  echo '}'
+  echo 'skill main() {'
+  echo '  policy: bench'
+  echo '  for i in [' "$(seq -s, 0 $((n - 1)))" '] {'
+  echo '    parallel: 2'
+  echo '    step s: run { argv: ["true"] }'
+  echo '  }'
+  echo '}'
+} > fan.flow
+base=${FLOWC_TEST_POSTGRES%/*}
+
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+declare -a lite pg
+for r in $(seq "$rounds"); do
+  rm -rf j.db*
+  t0=$(ms); "$flowc" run fan.flow --no-input --journal "$work/j.db" > /dev/null 2>&1; t1=$(ms)
+  lite+=($((t1 - t0)))
+  lite_bytes=$(( $(stat -c %s j.db) + $(stat -c %s j.db-wal 2>/dev/null || echo 0) ))
+  db="bench_$$_$r"
+  psql -qX "$FLOWC_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" > /dev/null
+  t0=$(ms); "$flowc" run fan.flow --no-input --journal "$base/$db" > /dev/null 2>&1; t1=$(ms)
+  pg+=($((t1 - t0)))
+  pg_bytes=$(psql -qXAt "$base/$db" -c "SELECT pg_database_size(current_database())")
+  psql -qX "$FLOWC_TEST_POSTGRES" -c "DROP DATABASE $db" > /dev/null
+done
+l=$(printf '%s\n' "${lite[@]}" | median)
+p=$(printf '%s\n' "${pg[@]}" | median)
+echo "fan-out of $n true steps, $rounds rounds (A B A B), medians"
+printf '%-10s %8s ms  %6.2f ms/step  journal %s bytes\n' sqlite "$l" "$(awk -v t="$l" -v n="$n" 'BEGIN { print t / n }')" "$lite_bytes"
+printf '%-10s %8s ms  %6.2f ms/step  journal %s bytes (database size)\n' postgres "$p" "$(awk -v t="$p" -v n="$n" 'BEGIN { print t / n }')" "$pg_bytes"
+printf 'ratio postgres/sqlite: %.2f\n' "$(awk -v a="$p" -v b="$l" 'BEGIN { print a / b }')"
