@@ -1,0 +1,254 @@
+//! The Postgres connection: its own thread (the driver blocks on a runtime of
+//! its own), prepared statements, and the journal's SQL as Postgres takes it.
+
+use super::value::Param;
+use super::{DbError, Params};
+use postgres::types::{ToSql, Type};
+use std::collections::HashMap;
+use std::sync::mpsc;
+
+/// A Postgres connection, owned by a thread of its own: the driver blocks
+/// on a runtime of its own, which must not happen on a thread that drives
+/// the executor's (a runtime cannot start inside another). Each call sends
+/// the statement there and waits for the rows.
+pub struct Pg {
+    jobs: mpsc::Sender<Job>,
+    /// Whether a transaction is open (a failed prepare must not abort it).
+    pub(super) in_tx: std::cell::Cell<bool>,
+}
+
+/// Rows and their column names.
+pub(super) type Rows = (Vec<String>, Vec<postgres::Row>);
+
+/// One call for the connection's thread, with where to send the answer.
+pub(super) enum Job {
+    Batch(String, mpsc::SyncSender<Result<(), postgres::Error>>),
+    Execute(
+        String,
+        Vec<Param>,
+        bool,
+        mpsc::SyncSender<Result<u64, postgres::Error>>,
+    ),
+    Query(
+        String,
+        Vec<Param>,
+        bool,
+        mpsc::SyncSender<Result<Rows, postgres::Error>>,
+    ),
+}
+
+/// Connects to a Postgres server at `url`, on a thread of the connection's own.
+pub(super) fn connect(url: &str) -> Result<Pg, DbError> {
+    let mut config: postgres::Config = url.parse()?;
+    if config.get_application_name().is_none() {
+        config.application_name("flowc");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    let (jobs, inbox) = mpsc::channel::<Job>();
+    let (ready, connected) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("flowc-postgres".into())
+        .spawn(move || match config.connect(postgres::NoTls) {
+            Ok(client) => {
+                let _ = ready.send(Ok(()));
+                serve_jobs(client, &inbox);
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+            }
+        })
+        .map_err(|e| {
+            DbError::Value(format!(
+                "cannot start the Postgres connection's thread: {e}"
+            ))
+        })?;
+    match connected.recv() {
+        Ok(Ok(())) => Ok(Pg {
+            jobs,
+            in_tx: std::cell::Cell::new(false),
+        }),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(DbError::Value(
+            "the Postgres connection's thread died".into(),
+        )),
+    }
+}
+
+/// The journal's SQL as Postgres takes it: `?N` (and bare `?`) placeholders
+/// as `$N`, leaving string literals alone, and SQLite's join-order hint
+/// `CROSS JOIN … ON` as a plain `JOIN` (Postgres plans the order itself).
+pub fn postgres_sql(sql: &str) -> String {
+    let sql = sql.replace(" CROSS JOIN runs r ON ", " JOIN runs r ON ");
+    let sql = sql.as_str();
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut next = 1;
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            (Some(_), c) => out.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                out.push(c);
+            }
+            (None, '?') => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if digits.is_empty() {
+                    digits = next.to_string();
+                }
+                next = digits.parse::<usize>().unwrap_or(next) + 1;
+                out.push('$');
+                out.push_str(&digits);
+            }
+            (None, c) => out.push(c),
+        }
+    }
+    out
+}
+
+pub(super) fn pg_params(params: Params<'_>) -> Result<Vec<Param>, DbError> {
+    params.iter().map(|p| Param::from_sqlite(*p)).collect()
+}
+
+pub(super) fn pg_refs(values: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+impl Pg {
+    /// Sends a job to the connection's thread and waits for its answer.
+    pub(super) fn call<T>(
+        &self,
+        job: impl FnOnce(mpsc::SyncSender<Result<T, postgres::Error>>) -> Job,
+    ) -> Result<T, DbError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let gone = || DbError::Value("the connection to the Postgres server was lost".into());
+        self.jobs.send(job(reply)).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?.map_err(DbError::from)
+    }
+}
+
+/// The connection's thread: runs jobs until the [`Pg`] is dropped, each
+/// statement prepared once.
+fn serve_jobs(mut client: postgres::Client, inbox: &mpsc::Receiver<Job>) {
+    let mut statements = Statements::default();
+    while let Ok(job) = inbox.recv() {
+        match job {
+            Job::Batch(sql, reply) => {
+                let _ = reply.send(client.batch_execute(&sql));
+            }
+            Job::Execute(sql, values, in_tx, reply) => {
+                let refs = pg_refs(&values);
+                let r = statements
+                    .get(&mut client, &sql, &values, in_tx)
+                    .and_then(|stmt| client.execute(&stmt, &refs));
+                let _ = reply.send(r);
+            }
+            Job::Query(sql, values, in_tx, reply) => {
+                let refs = pg_refs(&values);
+                let r = statements
+                    .get(&mut client, &sql, &values, in_tx)
+                    .and_then(|stmt| {
+                        let cols = stmt
+                            .columns()
+                            .iter()
+                            .map(|c| c.name().to_string())
+                            .collect();
+                        client.query(&stmt, &refs).map(|rows| (cols, rows))
+                    });
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+/// Prepared statements of one connection. Postgres infers each parameter's
+/// type from where it stands; where it cannot (`?1 IS NULL OR skill = ?1`
+/// gives the same parameter two types), the statement is prepared again
+/// with the types of the values bound, once per combination of them.
+#[derive(Default)]
+struct Statements {
+    inferred: HashMap<String, postgres::Statement>,
+    typed: HashMap<(String, Vec<Type>), postgres::Statement>,
+    needs_types: std::collections::HashSet<String>,
+}
+
+impl Statements {
+    fn get(
+        &mut self,
+        client: &mut postgres::Client,
+        sql: &str,
+        values: &[Param],
+        in_tx: bool,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if !self.needs_types.contains(sql) {
+            if let Some(s) = self.inferred.get(sql) {
+                return Ok(s.clone());
+            }
+            // Inside a transaction a failed prepare would abort it: try
+            // under a savepoint, given back either way.
+            if in_tx {
+                client.batch_execute("SAVEPOINT flowc_prepare")?;
+            }
+            let tried = client.prepare(&postgres_sql(sql));
+            if in_tx {
+                client.batch_execute(if tried.is_ok() {
+                    "RELEASE SAVEPOINT flowc_prepare"
+                } else {
+                    "ROLLBACK TO SAVEPOINT flowc_prepare; RELEASE SAVEPOINT flowc_prepare"
+                })?;
+            }
+            match tried {
+                Ok(stmt) => {
+                    self.inferred.insert(sql.to_string(), stmt.clone());
+                    return Ok(stmt);
+                }
+                Err(e)
+                    if !e.as_db_error().is_some_and(|d| {
+                        matches!(d.code().code(), "42P18" | "42P08" | "42804" | "42883")
+                    }) =>
+                {
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.needs_types.insert(sql.to_string());
+                }
+            }
+        }
+        let types: Vec<Type> = values.iter().map(Param::natural_type).collect();
+        let key = (sql.to_string(), types);
+        if let Some(s) = self.typed.get(&key) {
+            return Ok(s.clone());
+        }
+        let stmt = client.prepare_typed(&postgres_sql(sql), &key.1)?;
+        self.typed.insert(key, stmt.clone());
+        Ok(stmt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollars_outside_literals() {
+        assert_eq!(
+            postgres_sql("SELECT a FROM t WHERE b = ?1 AND c = '?2' AND d = ?2"),
+            "SELECT a FROM t WHERE b = $1 AND c = '?2' AND d = $2"
+        );
+        assert_eq!(postgres_sql("VALUES (?, ?)"), "VALUES ($1, $2)");
+        assert_eq!(
+            postgres_sql("x LIKE ?2 ESCAPE '\\'"),
+            "x LIKE $2 ESCAPE '\\'"
+        );
+    }
+}
