@@ -310,3 +310,43 @@ fn a_cron_trigger_fires_each_slot_once_across_two_services_on_postgres() {
         "a slot ran twice: {marks:?}"
     );
 }
+
+#[test]
+fn a_service_outlives_a_dropped_connection_and_goes_on_claiming() {
+    let store = TestStore::new(Kind::Postgres);
+    let d = store.dir.path();
+    let flow = fixture("steps.flow");
+    let serve = Serve::start(
+        d,
+        ServeOpts {
+            flows: vec![flow.clone()],
+            env: vec![
+                ("FLOWC_JOURNAL", store.location()),
+                ("NAP", "0".to_string()),
+            ],
+            ..Default::default()
+        },
+    );
+    let submit = || {
+        let out = flowc(d, &store, &["submit", flow.to_str().unwrap()], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let first = submit();
+    poll(
+        "the first run to succeed",
+        PATIENCE,
+        || serve.log(),
+        || (status(&store, &first) == "succeeded").then_some(()),
+    );
+    store.drop_connections();
+    // The service's next calls connect again; a run submitted now is claimed and driven.
+    let second = submit();
+    poll(
+        "the second run to succeed",
+        PATIENCE,
+        || serve.log(),
+        || (status(&store, &second) == "succeeded").then_some(()),
+    );
+    assert!(serve.events("serve.stopped").is_empty(), "{}", serve.log());
+}

@@ -38,6 +38,9 @@ pub enum DbError {
     /// Postgres said so (or its connection broke).
     #[error("{}", describe_pg(.0))]
     Postgres(#[from] postgres::Error),
+    /// The connection's thread or socket went away.
+    #[error("the connection to the Postgres server was lost")]
+    Lost,
     /// A query that must return a row returned none.
     #[error("query returned no rows")]
     NoRows,
@@ -63,7 +66,8 @@ impl DbError {
 
     /// Whether the database connection itself failed (a server gone, a dropped socket).
     pub fn is_connection(&self) -> bool {
-        matches!(self, DbError::Postgres(e) if e.is_closed() || e.as_db_error().is_none_or(|d| d.code().code().starts_with("08") || d.code().code().starts_with("57P")))
+        matches!(self, DbError::Lost)
+            || matches!(self, DbError::Postgres(e) if e.is_closed() || e.as_db_error().is_none_or(|d| d.code().code().starts_with("08") || d.code().code().starts_with("57P")))
     }
 }
 

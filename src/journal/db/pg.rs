@@ -12,9 +12,15 @@ use std::sync::mpsc;
 /// the executor's (a runtime cannot start inside another). Each call sends
 /// the statement there and waits for the rows.
 pub struct Pg {
-    jobs: mpsc::Sender<Job>,
+    jobs: std::cell::RefCell<mpsc::Sender<Job>>,
     /// Whether a transaction is open (a failed prepare must not abort it).
     pub(super) in_tx: std::cell::Cell<bool>,
+    /// Where to connect again after the connection broke.
+    url: String,
+    /// The connection broke: the next call connects again first. The call
+    /// that met the break fails (it may or may not have happened), so a
+    /// run stops there and resumes; a service's next tick just goes on.
+    broken: std::cell::Cell<bool>,
 }
 
 /// Rows and their column names.
@@ -66,8 +72,10 @@ pub(super) fn connect(url: &str) -> Result<Pg, DbError> {
         })?;
     match connected.recv() {
         Ok(Ok(())) => Ok(Pg {
-            jobs,
+            jobs: std::cell::RefCell::new(jobs),
             in_tx: std::cell::Cell::new(false),
+            url: url.to_string(),
+            broken: std::cell::Cell::new(false),
         }),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(DbError::Value(
@@ -130,10 +138,25 @@ impl Pg {
         &self,
         job: impl FnOnce(mpsc::SyncSender<Result<T, postgres::Error>>) -> Job,
     ) -> Result<T, DbError> {
+        if self.broken.get() {
+            let fresh = connect(&self.url)?;
+            *self.jobs.borrow_mut() = fresh.jobs.into_inner();
+            self.in_tx.set(false);
+            self.broken.set(false);
+        }
         let (reply, answer) = mpsc::sync_channel(1);
-        let gone = || DbError::Value("the connection to the Postgres server was lost".into());
-        self.jobs.send(job(reply)).map_err(|_| gone())?;
-        answer.recv().map_err(|_| gone())?.map_err(DbError::from)
+        let sent = self.jobs.borrow().send(job(reply));
+        let result = match sent {
+            Ok(()) => answer
+                .recv()
+                .map_err(|_| DbError::Lost)
+                .and_then(|r| r.map_err(DbError::from)),
+            Err(_) => Err(DbError::Lost),
+        };
+        if result.as_ref().is_err_and(DbError::is_connection) {
+            self.broken.set(true);
+        }
+        result
     }
 }
 
