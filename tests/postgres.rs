@@ -117,6 +117,17 @@ fn a_wrong_password_or_a_server_that_is_not_there_is_a_clear_error() {
         "{err}"
     );
 
+    // The password can stay out of the URL (and command lines): `PGPASSWORD`.
+    drop(Journal::open(&store.path, flowc::journal::Durability::Normal).unwrap());
+    let bare = url.replacen(&format!(":{secret}@"), "@", 1);
+    let out = Command::new(BIN)
+        .args(["runs", "--journal", &bare])
+        .current_dir(d)
+        .env("PGPASSWORD", &secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
     // A port nothing listens on (bound, then released).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -62,13 +62,15 @@ pub fn spawn(
     };
     let (out, err) = (open()?, open()?);
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("run")
-        .arg("--resume")
-        .arg(run)
-        .arg("--no-input")
-        .arg("--journal")
-        .arg(&svc.journal_path)
-        .stdin(Stdio::null())
+    cmd.arg("run").arg("--resume").arg(run).arg("--no-input");
+    if crate::journal::postgres_url(&svc.journal_path).is_some() {
+        // A URL may carry a password: the environment, unlike the command
+        // line, is not readable by other users of the machine.
+        cmd.env("FLOWC_JOURNAL", &svc.journal_path);
+    } else {
+        cmd.arg("--journal").arg(&svc.journal_path);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .env("FLOWC_SUPERVISOR_PID", std::process::id().to_string())

@@ -49,6 +49,13 @@ pub(super) fn connect(url: &str) -> Result<Pg, DbError> {
     if config.get_application_name().is_none() {
         config.application_name("flowc");
     }
+    // As libpq does: a password kept out of the URL (and so out of
+    // command lines and logs) comes from `PGPASSWORD`.
+    if config.get_password().is_none()
+        && let Some(pw) = std::env::var_os("PGPASSWORD")
+    {
+        config.password(pw.as_encoded_bytes());
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
