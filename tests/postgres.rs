@@ -361,3 +361,47 @@ fn a_service_outlives_a_dropped_connection_and_goes_on_claiming() {
     );
     assert!(serve.events("serve.stopped").is_empty(), "{}", serve.log());
 }
+
+#[test]
+fn tls_is_used_and_verified_when_the_url_asks_for_it() {
+    let store = TestStore::new(Kind::Postgres);
+    let d = store.dir.path();
+    drop(Journal::open(&store.path, flowc::journal::Durability::Normal).unwrap());
+    let ca = std::env::var("FLOWC_TEST_POSTGRES_CA")
+        .expect("FLOWC_TEST_POSTGRES_CA: the test cluster's CA (set by .ci/postgres start)");
+    let encoded = ca.replace('/', "%2F");
+    // Verified against the cluster's CA: the session is encrypted.
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={encoded}",
+        store.location()
+    );
+    let j = Journal::open_read_only(Path::new(&url)).unwrap();
+    let ssl: bool = j
+        .connection()
+        .query_row(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            flowc::journal::params![],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(ssl, "the session is not encrypted");
+    // Without that CA the certificate is not trusted: a clear error, not a fallback.
+    let url = format!("{}?sslmode=require", store.location());
+    let out = Command::new(BIN)
+        .args(["runs", "--journal", &url])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
+    // Without asking, the connection is plain (as the server also allows).
+    let plain: bool = open(&store)
+        .connection()
+        .query_row(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            flowc::journal::params![],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!plain);
+}

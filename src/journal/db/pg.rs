@@ -45,7 +45,8 @@ pub(super) enum Job {
 
 /// Connects to a Postgres server at `url`, on a thread of the connection's own.
 pub(super) fn connect(url: &str) -> Result<Pg, DbError> {
-    let mut config: postgres::Config = url.parse()?;
+    let (plain_url, tls) = tls_options(url);
+    let mut config: postgres::Config = plain_url.parse()?;
     if config.get_application_name().is_none() {
         config.application_name("flowc");
     }
@@ -63,13 +64,18 @@ pub(super) fn connect(url: &str) -> Result<Pg, DbError> {
     let (ready, connected) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("flowc-postgres".into())
-        .spawn(move || match config.connect(postgres::NoTls) {
-            Ok(client) => {
-                let _ = ready.send(Ok(()));
-                serve_jobs(client, &inbox);
-            }
-            Err(e) => {
-                let _ = ready.send(Err(e));
+        .spawn(move || {
+            match tls_connector(&config, &tls).and_then(|t| match t {
+                Some(t) => config.connect(t).map_err(DbError::from),
+                None => config.connect(postgres::NoTls).map_err(DbError::from),
+            }) {
+                Ok(client) => {
+                    let _ = ready.send(Ok(()));
+                    serve_jobs(client, &inbox);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
             }
         })
         .map_err(|e| {
@@ -84,11 +90,117 @@ pub(super) fn connect(url: &str) -> Result<Pg, DbError> {
             url: url.to_string(),
             broken: std::cell::Cell::new(false),
         }),
-        Ok(Err(e)) => Err(e.into()),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(DbError::Value(
             "the Postgres connection's thread died".into(),
         )),
     }
+}
+
+/// What the URL asks of TLS, beyond what the driver parses itself.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct TlsAsk {
+    /// `sslmode=require` (or libpq's `verify-ca`/`verify-full`): TLS or nothing.
+    pub(super) required: bool,
+    /// `sslrootcert=PATH`: the CA certificates (PEM) to trust, beside the
+    /// public roots.
+    pub(super) root_cert: Option<std::path::PathBuf>,
+}
+
+/// `url` without the options the driver does not know (`sslrootcert`, and
+/// libpq's `verify-ca`/`verify-full` spelled as `require`), and what they asked.
+pub(super) fn tls_options(url: &str) -> (String, TlsAsk) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), TlsAsk::default());
+    };
+    let mut ask = TlsAsk::default();
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (k, v) {
+            ("sslrootcert", path) => {
+                ask.root_cert = Some(std::path::PathBuf::from(percent_decode(path)))
+            }
+            ("sslmode", "require" | "verify-ca" | "verify-full") => {
+                ask.required = true;
+                kept.push("sslmode=require".to_string());
+            }
+            _ => kept.push(pair.to_string()),
+        }
+    }
+    if ask.root_cert.is_some() && !ask.required && !kept.iter().any(|p| p.starts_with("sslmode=")) {
+        // A CA given means TLS is wanted.
+        ask.required = true;
+        kept.push("sslmode=require".to_string());
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, ask)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(hex))
+                if std::str::from_utf8(hex).is_ok_and(|h| u8::from_str_radix(h, 16).is_ok()) =>
+            {
+                out.push(
+                    u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("0"), 16).unwrap_or(0),
+                );
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The TLS connector when the URL asks for TLS: the server's certificate is
+/// always verified (the public roots, and `sslrootcert`'s), stricter than
+/// libpq's `require`. Without `sslmode=require` (or a CA), plain TCP or a
+/// Unix socket, as before.
+fn tls_connector(
+    config: &postgres::Config,
+    ask: &TlsAsk,
+) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, DbError> {
+    use postgres::config::SslMode;
+    if !ask.required && config.get_ssl_mode() != SslMode::Require {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &ask.root_cert {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+            DbError::Value(format!(
+                "cannot read `sslrootcert` `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        for cert in certs {
+            let cert = cert
+                .map_err(|e| DbError::Value(format!("`sslrootcert` `{}`: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| DbError::Value(format!("`sslrootcert` `{}`: {e}", path.display())))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbError::Value(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls)))
 }
 
 /// The journal's SQL as Postgres takes it: `?N` (and bare `?`) placeholders
@@ -268,6 +380,27 @@ impl Statements {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_options_are_taken_out_of_the_url() {
+        let (url, ask) = tls_options(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&application_name=x",
+        );
+        assert_eq!(url, "postgres://u@h/db?sslmode=require&application_name=x");
+        assert!(ask.required);
+        assert_eq!(
+            ask.root_cert.as_deref(),
+            Some(std::path::Path::new("/tmp/ca.pem"))
+        );
+        let (url, ask) = tls_options("postgres://u@h/db");
+        assert_eq!(
+            (url.as_str(), ask),
+            ("postgres://u@h/db", TlsAsk::default())
+        );
+        let (url, ask) = tls_options("postgres://u@h/db?sslrootcert=/ca.pem");
+        assert_eq!(url, "postgres://u@h/db?sslmode=require");
+        assert!(ask.required);
+    }
 
     #[test]
     fn placeholders_become_dollars_outside_literals() {
