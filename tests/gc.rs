@@ -3,11 +3,14 @@
 //! append-only guard is back afterwards and the prune is recorded.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
-use common::{flowc, stderr};
+use common::stderr;
+use common::store::TestStore;
 use flowc::journal::Journal;
 use std::path::Path;
+use std::process::Output;
 
 const FLOW: &str = r#"
 skill ok() -> string {
@@ -25,8 +28,13 @@ skill gated() -> string {
 }
 "#;
 
-fn runs(dir: &Path) -> Vec<(String, String)> {
-    let j = Journal::open_existing(&dir.join(".flowc/journal.db")).unwrap();
+/// `flowc ARGS` in `dir` on the test's journal.
+fn flowc(store: &TestStore, dir: &Path, args: &[&str]) -> Output {
+    common::flowc_env(dir, args, &[("FLOWC_JOURNAL", &store.location())])
+}
+
+fn runs(store: &TestStore) -> Vec<(String, String)> {
+    let j = Journal::open_existing(&store.path).unwrap();
     j.runs()
         .unwrap()
         .into_iter()
@@ -34,21 +42,20 @@ fn runs(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn gc_prunes_old_finished_runs_and_keeps_the_rest_working() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+on_both_stores! {
+fn gc_prunes_old_finished_runs_and_keeps_the_rest_working(store) {
+    let d = store.dir.path();
     std::fs::write(d.join("f.flow"), FLOW).unwrap();
-    assert!(flowc(d, &["run", "f.flow", "ok"]).status.success());
-    assert_eq!(flowc(d, &["run", "f.flow", "bad"]).status.code(), Some(1));
+    assert!(flowc(store, d, &["run", "f.flow", "ok"]).status.success());
+    assert_eq!(flowc(store, d, &["run", "f.flow", "bad"]).status.code(), Some(1));
     assert_eq!(
-        flowc(d, &["run", "f.flow", "gated", "--no-input"])
+        flowc(store, d, &["run", "f.flow", "gated", "--no-input"])
             .status
             .code(),
         Some(75)
     );
-    assert!(flowc(d, &["run", "f.flow", "ok"]).status.success());
-    let before = runs(d);
+    assert!(flowc(store, d, &["run", "f.flow", "ok"]).status.success());
+    let before = runs(store);
     assert_eq!(before.len(), 4);
     let newest = before[0].0.clone();
     let paused = before
@@ -60,23 +67,23 @@ fn gc_prunes_old_finished_runs_and_keeps_the_rest_working() {
     std::thread::sleep(std::time::Duration::from_millis(20));
 
     // A dry run says which, and removes nothing.
-    let dry = flowc(d, &["gc", "--older-than", "0s", "--dry-run", "--json"]);
+    let dry = flowc(store, d, &["gc", "--older-than", "0s", "--dry-run", "--json"]);
     assert!(dry.status.success(), "{}", stderr(&dry));
     let said: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
     assert_eq!(said["runs"].as_array().unwrap().len(), 2, "{said}");
-    assert_eq!(runs(d).len(), 4);
+    assert_eq!(runs(store).len(), 4);
 
-    let out = flowc(d, &["gc", "--older-than", "0s"]);
+    let out = flowc(store, d, &["gc", "--older-than", "0s"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("pruned 2 run(s)"));
-    let after: Vec<String> = runs(d).into_iter().map(|(id, _)| id).collect();
+    let after: Vec<String> = runs(store).into_iter().map(|(id, _)| id).collect();
     assert_eq!(after.len(), 2);
     assert!(
         after.contains(&newest) && after.contains(&paused),
         "{after:?}"
     );
 
-    let j = Journal::open_existing(&d.join(".flowc/journal.db")).unwrap();
+    let j = Journal::open_existing(&store.path).unwrap();
     j.integrity_check().unwrap();
     for run in &after {
         assert!(j.replay(run).unwrap().is_empty(), "{run} does not replay");
@@ -111,16 +118,17 @@ fn gc_prunes_old_finished_runs_and_keeps_the_rest_working() {
     drop(j);
 
     // The paused run still goes on.
-    assert!(flowc(d, &["approve", &paused, "g"]).status.success());
-    let resumed = flowc(d, &["run", "--resume", &paused]);
+    assert!(flowc(store, d, &["approve", &paused, "g"]).status.success());
+    let resumed = flowc(store, d, &["run", "--resume", &paused]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
 
     // A bad bound is a usage error, and nothing is touched.
-    let bad = flowc(d, &["gc", "--older-than", "soon"]);
+    let bad = flowc(store, d, &["gc", "--older-than", "soon"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
         stderr(&bad).contains("is not a duration"),
         "{}",
         stderr(&bad)
     );
+}
 }
