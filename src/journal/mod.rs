@@ -368,6 +368,8 @@ impl Journal {
             true,
         )
         .map_err(|e| JournalError::open(path, e))?;
+        // Every statement the journal runs stays prepared (rusqlite keeps 16).
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(Journal {
             conn: Db::Sqlite(conn),
             path: path.to_path_buf(),
@@ -633,9 +635,10 @@ impl Journal {
 /// returns the last event's row id.
 fn append_in(tx: &Db, events: &[NewEvent]) -> Result<i64, JournalError> {
     let at = now_ms();
-    let mut last_rowid = 0;
     // Per run in this commit: the last sequence number and hash.
     let mut heads: Vec<(String, i64, String)> = Vec::new();
+    // The rows to insert: seq, data, hash per event.
+    let mut rows: Vec<(i64, String, String)> = Vec::with_capacity(events.len());
     for event in events {
         let i = match heads.iter().position(|(r, _, _)| *r == event.run_id) {
             Some(i) => i,
@@ -664,14 +667,9 @@ fn append_in(tx: &Db, events: &[NewEvent]) -> Result<i64, JournalError> {
             event.attempt,
             &data,
         );
-        // Cached statements: a step's few events cost one prepare per session, not per event.
-        last_rowid = tx.query_row(
-            "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING rowid",
-            params![event.run_id, seq, at, event.kind, event.node, event.attempt, data, hash],
-            |r| r.get(0),
-        )?;
         heads[i].1 = seq;
-        heads[i].2 = hash;
+        heads[i].2.clone_from(&hash);
+        // The projection first: it reads only its own tables, never `events`.
         apply::apply(
             tx,
             &event.run_id,
@@ -681,6 +679,61 @@ fn append_in(tx: &Db, events: &[NewEvent]) -> Result<i64, JournalError> {
             event.attempt,
             &event.data,
         )?;
+        rows.push((seq, data, hash));
+    }
+    insert_events(tx, events, &rows, at)
+}
+
+/// Most events one `INSERT` carries (each distinct count is one prepared statement).
+const INSERT_CHUNK: usize = 8;
+
+/// Inserts the events, several rows a statement: on Postgres each statement
+/// is a round trip, and a step's events travel together. Returns the last row id.
+fn insert_events(
+    tx: &Db,
+    events: &[NewEvent],
+    rows: &[(i64, String, String)],
+    at: i64,
+) -> Result<i64, JournalError> {
+    let mut last_rowid = 0;
+    for (chunk, row_chunk) in events.chunks(INSERT_CHUNK).zip(rows.chunks(INSERT_CHUNK)) {
+        let mut sql = String::from(
+            "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES ",
+        );
+        for k in 0..chunk.len() {
+            let b = k * 8;
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        sql.push_str(" RETURNING rowid");
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+        for (event, (seq, data, hash)) in chunk.iter().zip(row_chunk) {
+            values.extend_from_slice(&[
+                &event.run_id as &dyn rusqlite::ToSql,
+                seq,
+                &at,
+                &event.kind,
+                &event.node,
+                &event.attempt,
+                data,
+                hash,
+            ]);
+        }
+        for id in tx.query_map(&sql, &values, |r| r.get::<i64>(0))? {
+            last_rowid = last_rowid.max(id);
+        }
     }
     Ok(last_rowid)
 }
