@@ -7,6 +7,9 @@
 #
 #   benches/store.sh [FLOWC] [ROUNDS] [N]     (default: target/release/flowc, 5, 2000)
 #
+# AGAINST=/path/to/another/flowc runs that binary too, in the same rounds
+# (both stores), to compare two builds side by side.
+#
 # Needs a server: FLOWC_TEST_POSTGRES, else a throw-away one from .ci/postgres.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,18 +47,30 @@ base=${FLOWC_TEST_POSTGRES%/*}
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-declare -a lite pg
+declare -a lite pg olite opg
+# One fan-out: prints "wall_ms journal_bytes".
+fan() { # binary store round
+  local bin=$1 store=$2 r=$3 t0 t1 bytes db
+  if [ "$store" = sqlite ]; then
+    rm -rf j.db*
+    t0=$(ms); "$bin" run fan.flow --no-input --journal "$work/j.db" > /dev/null 2>&1; t1=$(ms)
+    bytes=$(( $(stat -c %s j.db) + $(stat -c %s j.db-wal 2>/dev/null || echo 0) ))
+  else
+    db="bench_$$_$r"
+    psql -qX "$FLOWC_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" > /dev/null 2>&1
+    t0=$(ms); "$bin" run fan.flow --no-input --journal "$base/$db" > /dev/null 2>&1; t1=$(ms)
+    bytes=$(psql -qXAt "$base/$db" -c "SELECT pg_database_size(current_database())")
+    psql -qX "$FLOWC_TEST_POSTGRES" -c "DROP DATABASE $db" > /dev/null
+  fi
+  echo "$((t1 - t0)) $bytes"
+}
 for r in $(seq "$rounds"); do
-  rm -rf j.db*
-  t0=$(ms); "$flowc" run fan.flow --no-input --journal "$work/j.db" > /dev/null 2>&1; t1=$(ms)
-  lite+=($((t1 - t0)))
-  lite_bytes=$(( $(stat -c %s j.db) + $(stat -c %s j.db-wal 2>/dev/null || echo 0) ))
-  db="bench_$$_$r"
-  psql -qX "$FLOWC_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" > /dev/null
-  t0=$(ms); "$flowc" run fan.flow --no-input --journal "$base/$db" > /dev/null 2>&1; t1=$(ms)
-  pg+=($((t1 - t0)))
-  pg_bytes=$(psql -qXAt "$base/$db" -c "SELECT pg_database_size(current_database())")
-  psql -qX "$FLOWC_TEST_POSTGRES" -c "DROP DATABASE $db" > /dev/null
+  read -r w lite_bytes < <(fan "$flowc" sqlite "$r"); lite+=("$w")
+  read -r w pg_bytes < <(fan "$flowc" postgres "$r"); pg+=("$w")
+  if [ -n "${AGAINST:-}" ]; then
+    read -r w _ < <(fan "$AGAINST" sqlite "$r"); olite+=("$w")
+    read -r w _ < <(fan "$AGAINST" postgres "$r"); opg+=("$w")
+  fi
 done
 l=$(printf '%s\n' "${lite[@]}" | median)
 p=$(printf '%s\n' "${pg[@]}" | median)
@@ -63,3 +78,9 @@ echo "fan-out of $n true steps, $rounds rounds (A B A B), medians"
 printf '%-10s %8s ms  %6.2f ms/step  journal %s bytes\n' sqlite "$l" "$(awk -v t="$l" -v n="$n" 'BEGIN { print t / n }')" "$lite_bytes"
 printf '%-10s %8s ms  %6.2f ms/step  journal %s bytes (database size)\n' postgres "$p" "$(awk -v t="$p" -v n="$n" 'BEGIN { print t / n }')" "$pg_bytes"
 printf 'ratio postgres/sqlite: %.2f\n' "$(awk -v a="$p" -v b="$l" 'BEGIN { print a / b }')"
+if [ -n "${AGAINST:-}" ]; then
+  ol=$(printf '%s\n' "${olite[@]}" | median)
+  op=$(printf '%s\n' "${opg[@]}" | median)
+  printf 'against %s: sqlite %s ms (%.2f ms/step), postgres %s ms (%.2f ms/step)\n' "$AGAINST" \
+    "$ol" "$(awk -v t="$ol" -v n="$n" 'BEGIN { print t / n }')" "$op" "$(awk -v t="$op" -v n="$n" 'BEGIN { print t / n }')"
+fi

@@ -687,6 +687,27 @@ fn append_in(tx: &Db, events: &[NewEvent]) -> Result<i64, JournalError> {
 /// Most events one `INSERT` carries (each distinct count is one prepared statement).
 const INSERT_CHUNK: usize = 8;
 
+/// The `INSERT` of 1 to [`INSERT_CHUNK`] events, built once.
+fn insert_sql() -> &'static [String] {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        (1..=INSERT_CHUNK)
+            .map(|n| {
+                let rows: Vec<String> = (0..n)
+                    .map(|k| {
+                        let p: Vec<String> = (1..=8).map(|c| format!("?{}", k * 8 + c)).collect();
+                        format!("({})", p.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES {} RETURNING rowid",
+                    rows.join(", ")
+                )
+            })
+            .collect()
+    })
+}
+
 /// Inserts the events, several rows a statement: on Postgres each statement
 /// is a round trip, and a step's events travel together. Returns the last row id.
 fn insert_events(
@@ -697,27 +718,7 @@ fn insert_events(
 ) -> Result<i64, JournalError> {
     let mut last_rowid = 0;
     for (chunk, row_chunk) in events.chunks(INSERT_CHUNK).zip(rows.chunks(INSERT_CHUNK)) {
-        let mut sql = String::from(
-            "INSERT INTO events (run_id, seq, at, kind, node, attempt, data, hash) VALUES ",
-        );
-        for k in 0..chunk.len() {
-            let b = k * 8;
-            if k > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
-        }
-        sql.push_str(" RETURNING rowid");
+        let sql = &insert_sql()[chunk.len() - 1];
         let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
         for (event, (seq, data, hash)) in chunk.iter().zip(row_chunk) {
             values.extend_from_slice(&[
@@ -731,7 +732,7 @@ fn insert_events(
                 hash,
             ]);
         }
-        for id in tx.query_map(&sql, &values, |r| r.get::<i64>(0))? {
+        for id in tx.query_map(sql, &values, |r| r.get::<i64>(0))? {
             last_rowid = last_rowid.max(id);
         }
     }
