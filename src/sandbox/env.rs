@@ -20,8 +20,11 @@ pub const STEP_VARS: &[&str] = &[
     "FLOWC_IDEMPOTENCY_KEY",
 ];
 
-/// API keys the built-in providers conventionally read: never inherited.
-pub const PROVIDER_KEYS: &[&str] = &["OPENAI_API_KEY", "ANTHROPIC_API_KEY"];
+/// Credentials flowc itself reads: the API keys the built-in providers
+/// conventionally use, and the Postgres journal's password (`PGPASSWORD`,
+/// read when the URL has none). Never inherited: a step that needs one names
+/// it (`env: { PGPASSWORD: secret(…) }`).
+pub const PROVIDER_KEYS: &[&str] = &["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "PGPASSWORD"];
 
 /// Whether an inherited variable named `name` is kept from steps.
 pub fn is_hidden(name: &OsStr) -> bool {
@@ -56,6 +59,7 @@ mod tests {
         assert!(is_hidden(OsStr::new("FLOWC_SECRETS_KEY_FILE")));
         assert!(is_hidden(OsStr::new("FLOWC_JOURNAL")));
         assert!(is_hidden(OsStr::new("OPENAI_API_KEY")));
+        assert!(is_hidden(OsStr::new("PGPASSWORD")));
         assert!(!is_hidden(OsStr::new("FLOWC_STEP")));
         assert!(!is_hidden(OsStr::new("PATH")));
     }
