@@ -17,14 +17,25 @@ use std::process::{Command, Output, Stdio};
 
 /// `flowc ARGS` in `dir` on the journal at `store`.
 fn flowc(dir: &Path, store: &TestStore, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("FLOWC_JOURNAL", store.location())
-        .env_remove("FLOWC_DEBUG_CRASH_AFTER_COMMITS")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
+    let location = store.location();
+    let mut all = vec![("FLOWC_JOURNAL", location.as_str())];
+    all.extend_from_slice(env);
+    common::flowc_env(dir, args, &all)
+}
+
+/// `flowc runs --journal JOURNAL` in `dir`, with `env`.
+fn runs_on(dir: &Path, journal: &str, env: &[(&str, &str)]) -> Output {
+    common::flowc_env(dir, &["runs", "--journal", journal], env)
+}
+
+/// Whether the journal's own session with the server is encrypted.
+fn encrypted(j: &Journal) -> bool {
+    j.connection()
+        .query_row(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            flowc::journal::params![],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
@@ -104,11 +115,7 @@ fn a_wrong_password_or_a_server_that_is_not_there_is_a_clear_error() {
     let url = store.location();
     let secret = password(&store);
     let wrong = url.replacen(&format!(":{secret}@"), ":not-the-password@", 1);
-    let out = Command::new(BIN)
-        .args(["runs", "--journal", &wrong])
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let out = runs_on(d, &wrong, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("password authentication failed"), "{err}");
@@ -120,12 +127,7 @@ fn a_wrong_password_or_a_server_that_is_not_there_is_a_clear_error() {
     // The password can stay out of the URL (and command lines): `PGPASSWORD`.
     drop(Journal::open(&store.path, flowc::journal::Durability::Normal).unwrap());
     let bare = url.replacen(&format!(":{secret}@"), "@", 1);
-    let out = Command::new(BIN)
-        .args(["runs", "--journal", &bare])
-        .current_dir(d)
-        .env("PGPASSWORD", &secret)
-        .output()
-        .unwrap();
+    let out = runs_on(d, &bare, &[("PGPASSWORD", &secret)]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // A port nothing listens on (bound, then released).
@@ -135,11 +137,7 @@ fn a_wrong_password_or_a_server_that_is_not_there_is_a_clear_error() {
         .unwrap()
         .port();
     let gone = format!("postgres://flowc:x@127.0.0.1:{port}/flowc_test");
-    let out = Command::new(BIN)
-        .args(["runs", "--journal", &gone])
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let out = runs_on(d, &gone, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -376,32 +374,12 @@ fn tls_is_used_and_verified_when_the_url_asks_for_it() {
         store.location()
     );
     let j = Journal::open_read_only(Path::new(&url)).unwrap();
-    let ssl: bool = j
-        .connection()
-        .query_row(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            flowc::journal::params![],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(ssl, "the session is not encrypted");
+    assert!(encrypted(&j), "the session is not encrypted");
     // Without that CA the certificate is not trusted: a clear error, not a fallback.
     let url = format!("{}?sslmode=require", store.location());
-    let out = Command::new(BIN)
-        .args(["runs", "--journal", &url])
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let out = runs_on(d, &url, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
     // Without asking, the connection is plain (as the server also allows).
-    let plain: bool = open(&store)
-        .connection()
-        .query_row(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            flowc::journal::params![],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(!plain);
+    assert!(!encrypted(&open(&store)));
 }

@@ -248,15 +248,19 @@ impl Journal {
         let name = redact_url(url);
         let conn =
             Db::connect_postgres(url).map_err(|e| JournalError::open(Path::new(&name), e))?;
-        Ok(Journal {
+        Ok(Journal::with(conn, PathBuf::from(url), name))
+    }
+
+    fn with(conn: Db, path: PathBuf, name: String) -> Journal {
+        Journal {
             conn,
-            path: PathBuf::from(url),
+            path,
             name,
             commits: 0,
             crash_after: None,
             mark: None,
             fence: None,
-        })
+        }
     }
 
     /// Opens a Postgres journal that must already hold a current schema.
@@ -370,15 +374,11 @@ impl Journal {
         .map_err(|e| JournalError::open(path, e))?;
         // Every statement the journal runs stays prepared (rusqlite keeps 16).
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(Journal {
-            conn: Db::Sqlite(conn),
-            path: path.to_path_buf(),
-            name: path.display().to_string(),
-            commits: 0,
-            crash_after: None,
-            mark: None,
-            fence: None,
-        })
+        Ok(Journal::with(
+            Db::Sqlite(conn),
+            path.to_path_buf(),
+            path.display().to_string(),
+        ))
     }
 
     /// The journal's file, or its Postgres URL (password included: show [`Journal::name`]).
@@ -506,13 +506,12 @@ impl Journal {
     }
 
     /// Creates the schema in an empty Postgres database, once however many
-    /// processes try at the same moment (an advisory lock serialises them).
+    /// processes try at the same moment (the writers' lock serialises them).
     fn migrate_postgres(&mut self) -> Result<(), JournalError> {
         let name = PathBuf::from(&self.name);
         let open = |e| JournalError::open(&name, e);
+        // The transaction takes the writers' lock: one creator at a time.
         let tx = self.conn.transaction(Lock::Exclusive).map_err(open)?;
-        tx.execute_batch("SELECT pg_advisory_xact_lock(7460236771)")
-            .map_err(open)?;
         let version = self.check_version()?;
         if version == 0 {
             tx.execute_batch(include_str!("postgres.sql"))

@@ -168,6 +168,15 @@ FOR EACH ROW EXECUTE FUNCTION flowc_events_append_only();
 CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
 FOR EACH ROW EXECUTE FUNCTION flowc_events_append_only();
 
+-- TRUNCATE skips row triggers: refused whole (gc deletes rows, never truncates).
+CREATE FUNCTION flowc_events_no_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'journal events are append-only: TRUNCATE refused';
+END $$;
+CREATE TRIGGER events_append_only_truncate BEFORE TRUNCATE ON events
+FOR EACH STATEMENT EXECUTE FUNCTION flowc_events_no_truncate();
+
 CREATE TABLE runs (
   id          TEXT PRIMARY KEY,
   skill       TEXT NOT NULL,

@@ -146,20 +146,20 @@ impl Journal {
         // Postgres: concurrent claimers skip the row another is taking
         // rather than queue behind it; the outer `owner IS NULL` makes a
         // claim that lost the race change nothing (SQLite: one writer).
-        let sql = if self.conn.is_postgres() {
-            "UPDATE run_queue SET owner = ?1, lease_until = ?2
-             WHERE owner IS NULL AND run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?3
-                             ORDER BY priority DESC, ready_at, run_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING run_id"
+        let skip_locked = if self.conn.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
         } else {
+            ""
+        };
+        let sql = format!(
             "UPDATE run_queue SET owner = ?1, lease_until = ?2
              WHERE owner IS NULL AND run_id = (SELECT run_id FROM run_queue WHERE owner IS NULL AND ready_at IS NOT NULL AND ready_at <= ?3
-                             ORDER BY priority DESC, ready_at, run_id LIMIT 1)
+                             ORDER BY priority DESC, ready_at, run_id LIMIT 1{skip_locked})
              RETURNING run_id"
-        };
+        );
         Ok(self
             .conn
-            .query_opt(sql, params![owner, until, now_ms()], |r| r.get(0))?)
+            .query_opt(&sql, params![owner, until, now_ms()], |r| r.get(0))?)
     }
 
     /// Extends the claims `owner` holds.

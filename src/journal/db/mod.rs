@@ -14,7 +14,6 @@ mod value;
 pub use value::{Column, Value};
 
 use pg::{Job, Pg, pg_params};
-use rusqlite::types::ValueRef;
 
 pub use rusqlite::params;
 
@@ -50,20 +49,6 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// Whether a trigger or constraint refused the change (never a broken connection).
-    pub fn is_constraint(&self) -> bool {
-        match self {
-            DbError::Sqlite(e) => {
-                e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
-            }
-            DbError::Postgres(e) => e.as_db_error().is_some_and(|d| {
-                let c = d.code().code();
-                c.starts_with("23") || c == "P0001"
-            }),
-            _ => false,
-        }
-    }
-
     /// Whether the database connection itself failed (a server gone, a dropped socket).
     pub fn is_connection(&self) -> bool {
         matches!(self, DbError::Lost)
@@ -257,15 +242,7 @@ impl Db {
                 while let Some(r) = rows.next()? {
                     let mut values = Vec::with_capacity(n);
                     for i in 0..n {
-                        values.push(render(match r.get_ref(i)? {
-                            ValueRef::Null => Value::Null,
-                            ValueRef::Integer(n) => Value::Int(n),
-                            ValueRef::Real(f) => Value::Real(f),
-                            ValueRef::Text(t) => {
-                                Value::Text(String::from_utf8_lossy(t).into_owned())
-                            }
-                            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-                        }));
+                        values.push(render(Value::from(r.get_ref(i)?)));
                     }
                     out.push(values);
                 }

@@ -91,9 +91,7 @@ pub(super) fn connect(url: &str) -> Result<Pg, DbError> {
             broken: std::cell::Cell::new(false),
         }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(DbError::Value(
-            "the Postgres connection's thread died".into(),
-        )),
+        Err(_) => Err(DbError::Lost),
     }
 }
 
@@ -142,22 +140,18 @@ pub(super) fn tls_options(url: &str) -> (String, TlsAsk) {
 }
 
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1..i + 3)) {
-            (b'%', Some(hex))
-                if std::str::from_utf8(hex).is_ok_and(|h| u8::from_str_radix(h, 16).is_ok()) =>
-            {
-                out.push(
-                    u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("0"), 16).unwrap_or(0),
-                );
-                i += 3;
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        let hex = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(byte) if b == b'%' => {
+                out.push(byte);
+                rest = &tail[2..];
             }
-            (b, _) => {
+            _ => {
                 out.push(b);
-                i += 1;
+                rest = tail;
             }
         }
     }
@@ -205,9 +199,10 @@ fn tls_connector(
 
 /// The journal's SQL as Postgres takes it: `?N` (and bare `?`) placeholders
 /// as `$N`, leaving string literals alone, and SQLite's join-order hint
-/// `CROSS JOIN … ON` as a plain `JOIN` (Postgres plans the order itself).
+/// `CROSS JOIN` as a plain `JOIN` (Postgres plans the order itself; every
+/// `CROSS JOIN` in the journal's SQL has its `ON`).
 pub fn postgres_sql(sql: &str) -> String {
-    let sql = sql.replace(" CROSS JOIN runs r ON ", " JOIN runs r ON ");
+    let sql = sql.replace(" CROSS JOIN ", " JOIN ");
     let sql = sql.as_str();
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();

@@ -21,6 +21,18 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
+impl From<ValueRef<'_>> for Value {
+    fn from(v: ValueRef<'_>) -> Value {
+        match v {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(n) => Value::Int(n),
+            ValueRef::Real(f) => Value::Real(f),
+            ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        }
+    }
+}
+
 /// A Rust type a column can be read as, from either engine.
 pub trait Column: rusqlite::types::FromSql + Sized {
     /// The value from a Postgres column.
@@ -167,35 +179,24 @@ fn numeric(raw: &[u8]) -> Result<Value, Box<dyn std::error::Error + Sync + Send>
 /// One parameter for Postgres, converted from what rusqlite would bind to
 /// whatever type the server expects in that place.
 #[derive(Debug)]
-pub(super) struct Param(rusqlite::types::Value);
+pub(super) struct Param(Value);
 
 impl Param {
     pub(super) fn from_sqlite(p: &dyn rusqlite::ToSql) -> Result<Param, DbError> {
-        use rusqlite::types::Value as V;
-        let owned = |v: ValueRef<'_>| match v {
-            ValueRef::Null => V::Null,
-            ValueRef::Integer(i) => V::Integer(i),
-            ValueRef::Real(f) => V::Real(f),
-            ValueRef::Text(t) => V::Text(String::from_utf8_lossy(t).into_owned()),
-            ValueRef::Blob(b) => V::Blob(b.to_vec()),
-        };
         Ok(Param(match p.to_sql()? {
-            ToSqlOutput::Borrowed(v) => owned(v),
-            ToSqlOutput::Owned(v) => v,
+            ToSqlOutput::Borrowed(v) => v.into(),
+            ToSqlOutput::Owned(v) => ValueRef::from(&v).into(),
             _ => return Err(DbError::Value("an unsupported parameter".into())),
         }))
     }
-}
 
-impl Param {
     /// The Postgres type this value has by itself (text for NULL).
     pub(super) fn natural_type(&self) -> Type {
-        use rusqlite::types::Value as V;
         match self.0 {
-            V::Integer(_) => Type::INT8,
-            V::Real(_) => Type::FLOAT8,
-            V::Blob(_) => Type::BYTEA,
-            V::Null | V::Text(_) => Type::TEXT,
+            Value::Int(_) => Type::INT8,
+            Value::Real(_) => Type::FLOAT8,
+            Value::Blob(_) => Type::BYTEA,
+            Value::Null | Value::Text(_) => Type::TEXT,
         }
     }
 }
@@ -206,7 +207,7 @@ impl ToSql for Param {
         ty: &Type,
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        use rusqlite::types::Value as V;
+        use Value as V;
         let text = |s: &str, out: &mut BytesMut| {
             if *ty == Type::JSONB {
                 out.put_u8(1);
@@ -215,13 +216,13 @@ impl ToSql for Param {
         };
         match (&self.0, ty) {
             (V::Null, _) => return Ok(IsNull::Yes),
-            (V::Integer(i), &Type::INT8) => out.put_i64(*i),
-            (V::Integer(i), &Type::INT4) => out.put_i32(i32::try_from(*i)?),
-            (V::Integer(i), &Type::INT2) => out.put_i16(i16::try_from(*i)?),
-            (V::Integer(i), &Type::FLOAT8) => out.put_f64(*i as f64),
-            (V::Integer(i), &Type::FLOAT4) => out.put_f32(*i as f32),
-            (V::Integer(i), &Type::BOOL) => out.put_u8(u8::from(*i != 0)),
-            (V::Integer(i), _) => text(&i.to_string(), out),
+            (V::Int(i), &Type::INT8) => out.put_i64(*i),
+            (V::Int(i), &Type::INT4) => out.put_i32(i32::try_from(*i)?),
+            (V::Int(i), &Type::INT2) => out.put_i16(i16::try_from(*i)?),
+            (V::Int(i), &Type::FLOAT8) => out.put_f64(*i as f64),
+            (V::Int(i), &Type::FLOAT4) => out.put_f32(*i as f32),
+            (V::Int(i), &Type::BOOL) => out.put_u8(u8::from(*i != 0)),
+            (V::Int(i), _) => text(&i.to_string(), out),
             (V::Real(f), &Type::FLOAT8) => out.put_f64(*f),
             (V::Real(f), &Type::FLOAT4) => out.put_f32(*f as f32),
             (V::Real(f), &Type::INT8) if f.fract() == 0.0 => out.put_i64(*f as i64),
