@@ -270,10 +270,40 @@ fn nodes_start_pending_and_unknown_nodes_leave_no_event(store) {
     let err = j
         .connection()
         .execute(
-            "INSERT INTO nodes (run_id, key, name, kind, status) VALUES ('r', 'x', 'x', 'run', 'running')", params![],
+            "INSERT INTO nodes (run_id, key, name, kind, status) VALUES ('r', 'x', 'x', 'run', 'succeeded')", params![],
         )
         .unwrap_err();
     assert!(err.to_string().contains("must start as pending"), "{err}");
+
+    // A first status that adds its node (version 6) may only say ready or running.
+    let first = |status: &str| {
+        NewEvent::node(
+            "r",
+            "node_status",
+            "quick",
+            Some(1),
+            json!({ "status": status, "added": { "name": "quick", "kind": "run" } }),
+        )
+    };
+    let before = event_count(&j);
+    let err = j.append(&[first("succeeded")]).unwrap_err();
+    assert!(message(&err).contains("must be ready or running"), "{}", message(&err));
+    assert_eq!(event_count(&j), before);
+    j.append(&[first("running")]).unwrap();
+    assert_eq!(node_status(&j, "r", "quick"), "running");
+    // Without an attempt (an approval, a block): added ready.
+    j.append(&[NewEvent::node(
+        "r",
+        "node_status",
+        "gate",
+        None,
+        json!({ "status": "ready", "added": { "name": "gate", "kind": "approval" } }),
+    )])
+    .unwrap();
+    assert_eq!(node_status(&j, "r", "gate"), "ready");
+    // ... and adds it once: a second is refused like a second `node_added`.
+    assert!(j.append(&[first("running")]).is_err());
+    assert_eq!(event_count(&j), before + 2);
 
     let before = event_count(&j);
     assert!(set_status(&mut j, "r", "ghost", "ready").is_err());
@@ -331,7 +361,7 @@ fn a_new_journal_is_created_at_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fresh.db");
     let j = Journal::open(&path, Durability::Normal).unwrap();
-    assert_eq!(SCHEMA_VERSION, 5);
+    assert_eq!(SCHEMA_VERSION, 6);
     let version: i64 = j
         .connection()
         .query_row("PRAGMA user_version", params![], |r| r.get(0))

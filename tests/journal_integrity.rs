@@ -130,13 +130,19 @@ fn invalid_rows_are_each_reported() {
     }
 }
 
-#[test]
-fn a_v1_journal_is_migrated_with_a_backup_and_its_runs_go_on() {
+/// Migrates the fixture journal `vN.db` (written by the release of schema
+/// version N: a finished run and one paused at an approval), keeping a backup,
+/// then approves, resumes, and replays both runs.
+fn migrates_and_its_runs_go_on(from: i64) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let fixtures = Path::new("tests/fixtures/journal");
     std::fs::create_dir_all(d.join(".flowc")).unwrap();
-    std::fs::copy(fixtures.join("v1.db"), d.join(".flowc/journal.db")).unwrap();
+    std::fs::copy(
+        fixtures.join(format!("v{from}.db")),
+        d.join(".flowc/journal.db"),
+    )
+    .unwrap();
     for f in ["paused.flow", "done.flow"] {
         std::fs::copy(fixtures.join(f), d.join(f)).unwrap();
     }
@@ -145,7 +151,7 @@ fn a_v1_journal_is_migrated_with_a_backup_and_its_runs_go_on() {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap()
     };
-    assert_eq!(version(d), 1);
+    assert_eq!(version(d), from);
     let conn = db(d);
     let runs: Vec<(String, String)> = conn
         .prepare("SELECT id, status FROM runs ORDER BY started_at")
@@ -157,11 +163,15 @@ fn a_v1_journal_is_migrated_with_a_backup_and_its_runs_go_on() {
     drop(conn);
     let done = runs.iter().find(|r| r.1 == "succeeded").unwrap().0.clone();
     let paused = runs.iter().find(|r| r.1 == "paused").unwrap().0.clone();
+    // Inspection does not migrate: it asks for a resume first.
+    let out = flowc(d, &["status", &done]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
     // Resuming migrates; the run is still waiting for its gate.
     let out = flowc(d, &["run", "--resume", &paused, "--no-input"]);
     assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
     assert_eq!(version(d), flowc::journal::SCHEMA_VERSION);
-    assert!(d.join(".flowc/journal.db.v1.bak").exists());
+    assert!(d.join(format!(".flowc/journal.db.v{from}.bak")).exists());
     let out = flowc(d, &["approve", &paused, "gate"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = flowc(d, &["run", "--resume", &paused, "--no-input"]);
@@ -171,6 +181,32 @@ fn a_v1_journal_is_migrated_with_a_backup_and_its_runs_go_on() {
         let (code, text) = replay(d, run);
         assert_eq!(code, Some(0), "{run}: {text}");
     }
+    // The old run's output and the new steps' (folded into their status) both show.
+    let out = flowc(d, &["log", &paused]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("prepare attempt 1 output"), "{text}");
+    assert!(text.contains("ship attempt 1 output"), "{text}");
+    // The steps run after the migration each cost two events: start and end.
+    let conn = db(d);
+    let kinds: Vec<String> = conn
+        .prepare("SELECT kind FROM events WHERE run_id = ?1 AND node = 'ship' ORDER BY seq")
+        .unwrap()
+        .query_map([&paused], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(kinds, ["node_status", "node_status"], "{kinds:?}");
+}
+
+#[test]
+fn a_v1_journal_is_migrated_with_a_backup_and_its_runs_go_on() {
+    migrates_and_its_runs_go_on(1);
+}
+
+#[test]
+fn a_v5_journal_is_migrated_with_a_backup_and_its_runs_go_on() {
+    migrates_and_its_runs_go_on(5);
 }
 
 #[test]

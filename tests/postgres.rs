@@ -383,3 +383,104 @@ fn tls_is_used_and_verified_when_the_url_asks_for_it() {
     // Without asking, the connection is plain (as the server also allows).
     assert!(!encrypted(&open(&store)));
 }
+
+/// The first column of every row `sql` returns from an SQLite database, as text.
+fn texts(lite: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    lite.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// A version-5 Postgres journal holding what flowc 5 wrote to the SQLite
+/// fixture `v5.db` (a finished run, one paused at its gate): the first
+/// Postgres schema, then every row copied as it is, with the insert rule
+/// of version 5 (nodes start pending) switched off for the copy only, since
+/// the nodes are copied at the status their events brought them to.
+fn postgres_v5_copy_of_the_fixture(store: &TestStore) {
+    let url = store.location();
+    let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    pg.batch_execute(include_str!("../src/journal/postgres.sql"))
+        .unwrap();
+    let lite = rusqlite::Connection::open("tests/fixtures/journal/v5.db").unwrap();
+    let mut copy = String::from("ALTER TABLE nodes DISABLE TRIGGER nodes_insert_pending;\n");
+    for table in ["runs", "nodes", "approvals", "leases", "sources", "events"] {
+        let cols = texts(
+            &lite,
+            &format!("SELECT name FROM pragma_table_info('{table}')"),
+        );
+        let values = cols
+            .iter()
+            .map(|c| format!("quote({c})"))
+            .collect::<Vec<_>>()
+            .join(" || ',' || ");
+        let order = if table == "events" {
+            " ORDER BY rowid"
+        } else {
+            ""
+        };
+        let rows = texts(&lite, &format!("SELECT {values} FROM {table}{order}"));
+        for row in rows {
+            copy.push_str(&format!(
+                "INSERT INTO {table} ({}) VALUES ({row});\n",
+                cols.join(", ")
+            ));
+        }
+    }
+    copy.push_str("ALTER TABLE nodes ENABLE TRIGGER nodes_insert_pending;\n");
+    pg.batch_execute(&copy).unwrap();
+}
+
+#[test]
+fn a_version_5_journal_on_postgres_migrates_and_its_paused_run_finishes() {
+    let store = TestStore::new(Kind::Postgres);
+    postgres_v5_copy_of_the_fixture(&store);
+    let d = store.dir.path();
+    for f in ["paused.flow", "done.flow"] {
+        std::fs::copy(Path::new("tests/fixtures/journal").join(f), d.join(f)).unwrap();
+    }
+    let version = || -> String {
+        let mut pg = postgres::Client::connect(&store.location(), postgres::NoTls).unwrap();
+        pg.query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(version(), "5");
+    let runs = |status: &str| -> String {
+        let mut pg = postgres::Client::connect(&store.location(), postgres::NoTls).unwrap();
+        pg.query_one("SELECT id FROM runs WHERE status = $1", &[&status])
+            .unwrap()
+            .get(0)
+    };
+    let (done, paused) = (runs("succeeded"), runs("paused"));
+    // Inspection does not migrate; resuming does, in one transaction.
+    let out = flowc(d, &store, &["status", &done], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    assert_eq!(version(), "5");
+    let out = flowc(d, &store, &["run", "--resume", &paused, "--no-input"], &[]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert_eq!(version(), flowc::journal::SCHEMA_VERSION.to_string());
+    let out = flowc(d, &store, &["approve", &paused, "gate"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = flowc(d, &store, &["run", "--resume", &paused, "--no-input"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(d.join("shipped").exists());
+    for run in [&done, &paused] {
+        let out = flowc(d, &store, &["replay", run], &[]);
+        assert!(out.status.success(), "{run}: {}", stderr(&out));
+    }
+    // The new step's start and end are one event each, through the new insert rule.
+    let j = open(&store);
+    let kinds: Vec<String> = j
+        .events(&paused)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.node.as_deref() == Some("ship"))
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["node_status", "node_status"]);
+    assert_eq!(status(&store, &paused), "succeeded");
+}

@@ -100,6 +100,19 @@ fn trace(events: &[Event]) -> String {
         let detail = match e.kind.as_str() {
             "node_status" => {
                 let mut s = d["status"].as_str().unwrap_or_default().to_string();
+                // A folded start (version 6): added, then this status.
+                if d.get("added").is_some() {
+                    s.insert_str(0, "added→");
+                }
+                // A folded end: the attempt's output, then this status.
+                if let Some(log) = d.get("log") {
+                    let _ = write!(
+                        s,
+                        " log(exit={} stdout={:?})",
+                        log["exit_code"],
+                        log["stdout"].as_str().unwrap_or_default().trim()
+                    );
+                }
                 for k in ["error", "feedback"] {
                     if let Some(v) = d[k].as_str() {
                         let _ = write!(s, " {k}={:?}", v.lines().next().unwrap_or_default());

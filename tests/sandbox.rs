@@ -104,12 +104,10 @@ impl Run {
     }
 
     fn output(&self) -> &Json {
-        &self
-            .events
+        self.events
             .iter()
-            .find(|e| e.kind == "output")
+            .find_map(|e| e.output())
             .unwrap_or_else(|| panic!("no output event; stderr:\n{}", self.stderr))
-            .data
     }
 
     fn outcome(&self) -> &str {
@@ -381,15 +379,10 @@ fn unprivileged_users_get_every_layer_the_fork_bomb_hits_its_process_limit() {
         .unwrap();
     let layers = running.data["sandbox"]["layers"].as_array().unwrap();
     assert!(layers.iter().any(|l| l == "rlimit_nproc"), "{layers:?}");
-    let output = events.iter().find(|e| e.kind == "output").unwrap();
-    assert_eq!(output.data["outcome"], "process_limit", "{}", output.data);
+    let output = events.iter().find_map(|e| e.output()).unwrap();
+    assert_eq!(output["outcome"], "process_limit", "{output}");
     // The user-namespaced PID namespace started: no `uid_map` denial.
-    assert!(
-        !output.data["stderr"]
-            .as_str()
-            .unwrap_or("")
-            .contains("uid_map")
-    );
+    assert!(!output["stderr"].as_str().unwrap_or("").contains("uid_map"));
 }
 
 fn std_strict_runs_with_what_the_machine_enforces(how: Start) {

@@ -599,7 +599,7 @@ fn a_secret_the_service_knows_is_never_shown_even_when_a_step_printed_it() {
     let site = site_with_secret(&sink, secret);
     let run = site.submit("dora", "leak.flow");
     site.wait(&run, "succeeded");
-    let stored = site.events(&run, "output");
+    let stored = site.outputs(&run);
     assert!(
         stored[0]["stdout"].as_str().unwrap().contains(secret),
         "the run did not know it was a secret, so the journal has it"

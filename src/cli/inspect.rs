@@ -271,30 +271,7 @@ pub fn log(args: &LogArgs) -> CliResult {
         let node = e.node.as_deref().unwrap_or("-");
         let at = timestamp(e.at);
         match e.kind.as_str() {
-            "output" => {
-                let outcome = match (
-                    e.data["outcome"].as_str(),
-                    e.data["outcome_detail"].as_str(),
-                ) {
-                    (Some(kind), Some(detail)) if kind != "exit" => format!(", {kind}: {detail}"),
-                    _ => String::new(),
-                };
-                let _ = writeln!(
-                    out,
-                    "{at} {node} attempt {} output (exit {}{outcome}):",
-                    e.attempt.unwrap_or(0),
-                    e.data["exit_code"]
-                );
-                for (name, key) in [("stdout", "stdout"), ("stderr", "stderr")] {
-                    let text = e.data[key].as_str().unwrap_or_default();
-                    if !text.is_empty() {
-                        let _ = writeln!(out, "  --- {name}");
-                        for line in text.lines() {
-                            let _ = writeln!(out, "  {line}");
-                        }
-                    }
-                }
-            }
+            "output" => write_output(&mut out, &at, node, e.attempt, &e.data),
             "llm_call" if e.data.get("turn").is_some() => agent_turn(&mut out, &at, node, e),
             "tool_call_started" => {
                 let d = &e.data;
@@ -380,6 +357,14 @@ pub fn log(args: &LogArgs) -> CliResult {
                 }
             }
             "node_status" => {
+                // A start or an end folded into one status (schema version 6)
+                // reads as the events it replaced.
+                if let Some(added) = e.data.get("added") {
+                    let _ = writeln!(out, "{at} {node} node_added {added}");
+                }
+                if let Some(log) = e.data.get("log") {
+                    write_output(&mut out, &at, node, e.attempt, log);
+                }
                 let status = e.data["status"].as_str().unwrap_or_default();
                 let mut line = format!("{at} {node} {status}");
                 let again = match status {
@@ -413,6 +398,35 @@ pub fn log(args: &LogArgs) -> CliResult {
         }
     }
     write_stdout(out.as_bytes())
+}
+
+/// One attempt's output (an `output` event's data, or a status's `log`).
+fn write_output(
+    out: &mut String,
+    at: &str,
+    node: &str,
+    attempt: Option<u32>,
+    data: &serde_json::Value,
+) {
+    let outcome = match (data["outcome"].as_str(), data["outcome_detail"].as_str()) {
+        (Some(kind), Some(detail)) if kind != "exit" => format!(", {kind}: {detail}"),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "{at} {node} attempt {} output (exit {}{outcome}):",
+        attempt.unwrap_or(0),
+        data["exit_code"]
+    );
+    for name in ["stdout", "stderr"] {
+        let text = data[name].as_str().unwrap_or_default();
+        if !text.is_empty() {
+            let _ = writeln!(out, "  --- {name}");
+            for line in text.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
 }
 
 /// `flowc replay RUN`: exit 1 listing every difference.

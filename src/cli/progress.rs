@@ -18,9 +18,12 @@ struct Seen {
 /// One readable line for a node status change, or `None` for bookkeeping states.
 fn describe(event: &NewEvent, seen: &mut Seen) -> Option<String> {
     let key = event.node.as_deref().unwrap_or("");
-    if event.kind == "node_added"
-        && let Some(d) = event.data["description"].as_str()
-    {
+    // Added by `node_added`, or by its first status (`added`, schema version 6).
+    let added = match event.kind {
+        "node_added" => Some(&event.data),
+        _ => event.data.get("added"),
+    };
+    if let Some(d) = added.and_then(|a| a["description"].as_str()) {
         seen.descriptions.insert(key.to_string(), d.to_string());
     }
     let started = &mut seen.started;

@@ -263,6 +263,10 @@ pub(super) struct Runner<'o> {
     pub agents: HashMap<usize, super::agent::AgentRun>,
 }
 
+/// At most this many task messages are handled before one commit (a step's
+/// end waits for no more than the others that were already waiting).
+const GROUP_COMMIT_MAX: usize = 64;
+
 impl Runner<'_> {
     /// Queues an event for the next commit.
     pub fn push(&mut self, event: NewEvent) {
@@ -332,7 +336,7 @@ impl Runner<'_> {
             return Ok(());
         }
         if !self.events.is_empty() {
-            let mut events = std::mem::take(&mut self.events);
+            let mut events = crate::journal::fold(std::mem::take(&mut self.events));
             // Nothing a secret was resolved into reaches the journal or a view.
             for e in &mut events {
                 crate::secrets::redact_json(&mut e.data);
@@ -441,6 +445,17 @@ impl Runner<'_> {
                 },
             };
             self.handle(msg)?;
+            // Group commit: what other tasks have already reported joins this
+            // commit. A lone message is never held back (nothing is awaited).
+            for _ in 1..GROUP_COMMIT_MAX {
+                if self.root_done.is_some() {
+                    break;
+                }
+                let Ok(msg) = rx.try_recv() else {
+                    break;
+                };
+                self.handle(msg)?;
+            }
         }
     }
 

@@ -39,8 +39,9 @@ impl Journal {
         let mut out = Vec::new();
         let rows = self.conn.query_map(
             "SELECT e.run_id, r.skill, COALESCE(n.name, e.node), e.at, e.data,
-                    (SELECT o.data FROM events o WHERE o.run_id = e.run_id AND o.node = e.node
-                       AND o.attempt = e.attempt AND o.kind = 'output' LIMIT 1),
+                    COALESCE(json_extract(e.data, '$.log'),
+                      (SELECT o.data FROM events o WHERE o.run_id = e.run_id AND o.node = e.node
+                         AND o.attempt = e.attempt AND o.kind = 'output' LIMIT 1)),
                     EXISTS (SELECT 1 FROM events l WHERE l.run_id = e.run_id AND l.node = e.node
                        AND l.attempt = e.attempt AND l.kind = 'llm_call'
                        AND json_extract(l.data, '$.error') IS NOT NULL)

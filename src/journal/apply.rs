@@ -60,6 +60,31 @@ pub fn apply(
             conn.execute("INSERT INTO nodes (run_id, key, name, kind, status) VALUES (?1, ?2, ?3, ?4, 'pending')", params![run, node, text(data, "name"), text(data, "kind")],
             )?;
         }
+        // A step's first event in version 6: added and already `ready` or `running`.
+        "node_status" if data.get("added").is_some() => {
+            let status = text(data, "status").unwrap_or_default();
+            if status != "ready" && status != "running" {
+                return Err(DbError::Value(format!(
+                    "a node added by its first status must be ready or running, not `{status}`"
+                )));
+            }
+            let added = &data["added"];
+            conn.execute("INSERT INTO nodes (run_id, key, name, kind, status, attempt, input_hash, started_at, error, feedback, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?5 = 'running' THEN ?8 END, ?9, ?10, ?11)", params![
+                    run,
+                    node,
+                    text(added, "name"),
+                    text(added, "kind"),
+                    status,
+                    attempt.unwrap_or(0),
+                    text(data, "input_hash"),
+                    at,
+                    text(data, "error"),
+                    text(data, "feedback"),
+                    json(data, "data"),
+                ],
+            )?;
+        }
         "node_status" => {
             let status = text(data, "status").unwrap_or_default();
             let finished = FINISHED.contains(&status.as_str());

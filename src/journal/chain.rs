@@ -150,9 +150,13 @@ impl Journal {
                 }));
             }
             expect = row.seq + 1;
-            if serde_json::from_str::<serde_json::Value>(&row.data).is_err() {
+            let data = serde_json::from_str::<serde_json::Value>(&row.data);
+            if data.is_err() {
                 problems.push(at("its data is not valid JSON".into()));
             }
+            // A first status that adds its node (schema version 6) counts as `node_added`.
+            let adds = row.kind == "node_added"
+                || (row.kind == "node_status" && data.is_ok_and(|d| d.get("added").is_some()));
             if row.at <= 0 {
                 problems.push(at(format!("its time ({}) is not a time", row.at)));
             }
@@ -163,7 +167,7 @@ impl Journal {
                 )));
             }
             match (&row.node, row.kind.as_str()) {
-                (Some(n), "node_added") => {
+                (Some(n), _) if adds => {
                     nodes.insert(n.clone());
                 }
                 (Some(n), kind) if needs_node(kind) && !nodes.contains(n) => problems.push(at(

@@ -65,3 +65,15 @@ pub struct Event {
     /// Its data.
     pub data: Value,
 }
+
+impl Event {
+    /// The output of the attempt this event ends: an `output` event's data,
+    /// or the `log` folded into a status (schema version 6).
+    pub fn output(&self) -> Option<&Value> {
+        match self.kind.as_str() {
+            "output" => Some(&self.data),
+            "node_status" => self.data.get("log"),
+            _ => None,
+        }
+    }
+}

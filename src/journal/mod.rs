@@ -12,6 +12,7 @@ mod db;
 mod error;
 mod event;
 mod file;
+mod fold;
 mod gc;
 mod lease;
 mod links;
@@ -30,6 +31,7 @@ pub use chain::Problem;
 pub use db::{Db, DbError, Row, params};
 pub use error::JournalError;
 pub use event::{Event, NewEvent};
+pub use fold::fold;
 pub use lease::{
     LEASE_HEARTBEAT_MS, LEASE_STALE_MS, LeaseHolder, heartbeat_ms, host, process_alive, stale_ms,
 };
@@ -51,7 +53,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The schema version this flowc writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Code run over the data between a migration's two SQL halves.
 type Fill = fn(&Db) -> Result<(), DbError>;
@@ -90,7 +92,17 @@ const MIGRATIONS: &[Migration] = &[
         fill: None,
         after: "",
     },
+    Migration {
+        before: include_str!("schema_v6.sql"),
+        fill: None,
+        after: "",
+    },
 ];
+
+/// Postgres migrations from its first schema, version 5 (`postgres.sql`):
+/// entry `i` takes a database from version `5 + i` to `6 + i`, each script
+/// setting `meta.schema_version` itself.
+const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("postgres_v6.sql")];
 
 /// Refuses to open `path` for writing when it lost commits: a connection
 /// that may write could checkpoint the damaged log and make the loss final
@@ -512,16 +524,21 @@ impl Journal {
         let open = |e| JournalError::open(&name, e);
         // The transaction takes the writers' lock: one creator at a time.
         let tx = self.conn.transaction(Lock::Exclusive).map_err(open)?;
-        let version = self.check_version()?;
+        let mut version = self.check_version()?;
         if version == 0 {
             tx.execute_batch(include_str!("postgres.sql"))
                 .map_err(open)?;
-        } else if version < SCHEMA_VERSION {
+            version = 5;
+        } else if version < 5 {
             // The first Postgres schema is version 5: nothing older exists there.
             return Err(JournalError::Outdated {
                 path: name.clone(),
                 found: version,
             });
+        }
+        let from = usize::try_from(version - 5).unwrap_or(0);
+        for script in POSTGRES_MIGRATIONS.iter().skip(from) {
+            tx.execute_batch(script).map_err(open)?;
         }
         tx.commit().map_err(open)?;
         Ok(())

@@ -174,14 +174,16 @@ impl Journal {
     }
 
     /// The definition hash each step instance of a run last became `ready`
-    /// with (its `ready` events' `definition_hash`); instances journaled before
+    /// with (its `ready` events' `definition_hash`, or its first status's
+    /// when that added it already ready or running); instances journaled before
     /// the hash was recorded have none.
     pub fn definition_hashes(&self, run: &str) -> Result<HashMap<String, String>, JournalError> {
         let rows = self.conn.query_map(
             "SELECT node, CASE WHEN json_type(data, '$.definition_hash') = 'text' \
              THEN json_extract(data, '$.definition_hash') END FROM events \
              WHERE run_id = ?1 AND kind = 'node_status' AND node IS NOT NULL \
-             AND json_valid(data) AND json_extract(data, '$.status') = 'ready' ORDER BY seq",
+             AND json_valid(data) AND (json_extract(data, '$.status') = 'ready' \
+               OR json_type(data, '$.added') = 'object') ORDER BY seq",
             params![run],
             |r| Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?)),
         )?;

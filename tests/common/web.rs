@@ -185,6 +185,17 @@ impl Site {
             .collect()
     }
 
+    /// The output of each attempt of `run` (`output` events, or a status's folded `log`).
+    pub fn outputs(&self, run: &str) -> Vec<Json> {
+        let j =
+            flowc::journal::Journal::open_existing(&self.dir.join(".flowc/journal.db")).unwrap();
+        j.events(run)
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.output().cloned())
+            .collect()
+    }
+
     /// A one-time link for `who`, minted by `flowc link`.
     pub fn link(&self, run: &str, step: &str, who: &str) -> String {
         let base = self.origin();

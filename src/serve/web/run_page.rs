@@ -192,17 +192,17 @@ fn steps(nodes: &[NodeRow]) -> String {
 fn outputs(events: &[Event]) -> String {
     let mut out = String::from("<h2>Output</h2>");
     let mut any = false;
-    for e in events.iter().filter(|e| e.kind == "output") {
+    for (e, log) in events.iter().filter_map(|e| Some((e, e.output()?))) {
         any = true;
         let _ = write!(
             out,
             "<details class=\"output\"><summary>{} · attempt {} · exit {}</summary>",
             esc(e.node.as_deref().unwrap_or("-")),
             e.attempt.unwrap_or(0),
-            esc(&e.data["exit_code"].to_string())
+            esc(&log["exit_code"].to_string())
         );
         for key in ["stdout", "stderr"] {
-            let text = e.data[key].as_str().unwrap_or_default();
+            let text = log[key].as_str().unwrap_or_default();
             if !text.is_empty() {
                 let _ = write!(
                     out,
