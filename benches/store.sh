@@ -48,39 +48,48 @@ ms() { echo $(( $(date +%s%N) / 1000000 )); }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -a lite pg olite opg
-# One fan-out: prints "wall_ms journal_bytes".
+# One fan-out: prints "wall_ms journal_bytes events commits" (commits: the
+# database's `xact_commit` on Postgres, reads included; `-` on SQLite).
 fan() { # binary store round
-  local bin=$1 store=$2 r=$3 t0 t1 bytes db
+  local bin=$1 store=$2 r=$3 t0 t1 bytes db events commits=-
   if [ "$store" = sqlite ]; then
     rm -rf j.db*
     t0=$(ms); "$bin" run fan.flow --no-input --journal "$work/j.db" > /dev/null 2>&1; t1=$(ms)
     bytes=$(( $(stat -c %s j.db) + $(stat -c %s j.db-wal 2>/dev/null || echo 0) ))
+    events=$(sqlite3 j.db "SELECT count(*) FROM events")
   else
     db="bench_$$_$r"
     psql -qX "$FLOWC_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" > /dev/null 2>&1
     t0=$(ms); "$bin" run fan.flow --no-input --journal "$base/$db" > /dev/null 2>&1; t1=$(ms)
     bytes=$(psql -qXAt "$base/$db" -c "SELECT pg_database_size(current_database())")
+    events=$(psql -qXAt "$base/$db" -c "SELECT count(*) FROM events")
+    commits=$(psql -qXAt "$FLOWC_TEST_POSTGRES" -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'")
     psql -qX "$FLOWC_TEST_POSTGRES" -c "DROP DATABASE $db" > /dev/null
   fi
-  echo "$((t1 - t0)) $bytes"
+  echo "$((t1 - t0)) $bytes $events $commits"
 }
+declare -A shape
 for r in $(seq "$rounds"); do
-  read -r w lite_bytes < <(fan "$flowc" sqlite "$r"); lite+=("$w")
-  read -r w pg_bytes < <(fan "$flowc" postgres "$r"); pg+=("$w")
+  read -r w b e c < <(fan "$flowc" sqlite "$r"); lite+=("$w"); shape[lite]="$b $e $c"
+  read -r w b e c < <(fan "$flowc" postgres "$r"); pg+=("$w"); shape[pg]="$b $e $c"
   if [ -n "${AGAINST:-}" ]; then
-    read -r w _ < <(fan "$AGAINST" sqlite "$r"); olite+=("$w")
-    read -r w _ < <(fan "$AGAINST" postgres "$r"); opg+=("$w")
+    read -r w b e c < <(fan "$AGAINST" sqlite "$r"); olite+=("$w"); shape[olite]="$b $e $c"
+    read -r w b e c < <(fan "$AGAINST" postgres "$r"); opg+=("$w"); shape[opg]="$b $e $c"
   fi
 done
-l=$(printf '%s\n' "${lite[@]}" | median)
-p=$(printf '%s\n' "${pg[@]}" | median)
-echo "fan-out of $n true steps, $rounds rounds (A B A B), medians"
-printf '%-10s %8s ms  %6.2f ms/step  journal %s bytes\n' sqlite "$l" "$(awk -v t="$l" -v n="$n" 'BEGIN { print t / n }')" "$lite_bytes"
-printf '%-10s %8s ms  %6.2f ms/step  journal %s bytes (database size)\n' postgres "$p" "$(awk -v t="$p" -v n="$n" 'BEGIN { print t / n }')" "$pg_bytes"
-printf 'ratio postgres/sqlite: %.2f\n' "$(awk -v a="$p" -v b="$l" 'BEGIN { print a / b }')"
+echo "fan-out of $n true steps, $rounds rounds (A B A B), medians; journal bytes, events and commits (Postgres) of the last round"
+row() { # label walls… ; shape key
+  local label=$1 key=$2; shift 2
+  local m
+  m=$(printf '%s\n' "$@" | median)
+  read -r b e c <<< "${shape[$key]}"
+  printf '%-22s %8s ms  %6.2f ms/step  journal %10s bytes  %6s events (%.2f/step)  commits %s\n' \
+    "$label" "$m" "$(awk -v t="$m" -v n="$n" 'BEGIN { print t / n }')" "$b" "$e" \
+    "$(awk -v e="$e" -v n="$n" 'BEGIN { print e / n }')" "$c"
+}
+row "sqlite" lite "${lite[@]}"
+row "postgres" pg "${pg[@]}"
 if [ -n "${AGAINST:-}" ]; then
-  ol=$(printf '%s\n' "${olite[@]}" | median)
-  op=$(printf '%s\n' "${opg[@]}" | median)
-  printf 'against %s: sqlite %s ms (%.2f ms/step), postgres %s ms (%.2f ms/step)\n' "$AGAINST" \
-    "$ol" "$(awk -v t="$ol" -v n="$n" 'BEGIN { print t / n }')" "$op" "$(awk -v t="$op" -v n="$n" 'BEGIN { print t / n }')"
+  row "sqlite (against)" olite "${olite[@]}"
+  row "postgres (against)" opg "${opg[@]}"
 fi
