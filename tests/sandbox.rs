@@ -70,6 +70,7 @@ both_ways!(
     allocating_past_the_memory_limit_is_classified,
     a_process_ignoring_sigterm_dies_at_its_timeout,
     a_daemon_dies_with_its_step,
+    a_daemon_is_dead_before_the_next_step_starts,
     std_strict_runs_with_what_the_machine_enforces,
 );
 
@@ -303,6 +304,24 @@ fn a_daemon_dies_with_its_step(how: Start) {
     } else {
         // Without a PID namespace a `setsid` daemon escapes the process group:
         // that gap is what `flowc doctor` reports, so there is nothing to assert.
+    }
+}
+
+/// The spawner reports a step's end as soon as its namespace's init has
+/// killed and reaped the rest, before the namespaces' teardown: still,
+/// nothing of the step may run once the next one has started.
+fn a_daemon_is_dead_before_the_next_step_starts(how: Start) {
+    let run = Run::new(how, "daemon_next.flow", &[]);
+    let left = survivors_in(run.dir.path());
+    kill_all(&left);
+    if has("pid_namespace") {
+        assert_eq!(
+            run.code, 0,
+            "the heartbeat moved on after its step: {}",
+            run.stderr
+        );
+        assert!(run.path("beat").exists(), "{}", run.stderr);
+        assert!(left.is_empty(), "the daemon outlived its step");
     }
 }
 

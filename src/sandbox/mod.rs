@@ -4,9 +4,10 @@
 //! Architecture invariant: `unsafe` in flowc is confined to this module: the
 //! `pre_exec` hook in `spawn.rs` (everything the child does there is prepared
 //! in the parent), the spawner's fork, clone and descriptor handling in
-//! `spawner.rs` and `zygote.rs` (a single-threaded process), and the mount
-//! syscalls without a wrapper in `mounts.rs`.
+//! `spawner.rs`, `zygote.rs` (a single-threaded process) and `child.rs` (the
+//! process it clones), and the mount syscalls without a wrapper in `mounts.rs`.
 
+mod child;
 pub mod env;
 mod mounts;
 mod outcome;

@@ -6,8 +6,9 @@
 //! children are cheap to create because it stays small, whatever the size of
 //! the flowc process it serves.
 
+use super::child::{Child, raw_owned};
 use super::mounts::Mounts;
-use super::spawn::{STAGE_LANDLOCK, STAGE_MOUNT, STAGE_RLIMIT, STAGE_UNSHARE, ruleset, staged_raw};
+use super::spawn::{STAGE_LANDLOCK, STAGE_UNSHARE, ruleset, staged_raw};
 use super::spawner::{FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, MAX_REQUEST, Request};
 use landlock::RulesetCreated;
 use nix::errno::Errno;
@@ -35,6 +36,9 @@ struct Zygote {
     children: HashMap<i32, Option<OwnedFd>>,
     /// Children cloned whose command has not exec'd yet (namespace inits).
     starting: Vec<Starting>,
+    /// Namespace inits running their command: the pipe on which each says
+    /// how the command ended once nothing else of the step is left.
+    done: Vec<(i32, OwnedFd)>,
     rulesets: HashMap<String, RulesetCreated>,
     /// The environment flowc had when it forked this process, as `NAME=value`
     /// entries with the length of the name.
@@ -81,6 +85,7 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
         devnull,
         children: HashMap::new(),
         starting: Vec::new(),
+        done: Vec::new(),
         rulesets: HashMap::new(),
         // flowc's own variables are dropped here already; each request
         // names the rest (secrets read from the environment) in `unset`.
@@ -96,7 +101,7 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
     let mut stack = vec![0u8; STACK];
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {
-        let (sock_ready, sig_ready, started) = {
+        let (sock_ready, sig_ready, started, ended) = {
             let mut fds = vec![
                 PollFd::new(z.sock.as_fd(), PollFlags::POLLIN),
                 PollFd::new(z.signals.as_fd(), PollFlags::POLLIN),
@@ -106,15 +111,30 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
                     .iter()
                     .map(|s| PollFd::new(s.err.as_fd(), PollFlags::POLLIN)),
             );
+            fds.extend(
+                z.done
+                    .iter()
+                    .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+            );
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(_) => z.shutdown(),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            let started: Vec<bool> = fds[2..].iter().map(ready).collect();
-            (ready(&fds[0]), ready(&fds[1]), started)
+            let n = z.starting.len();
+            let started: Vec<bool> = fds[2..2 + n].iter().map(ready).collect();
+            let ended: Vec<bool> = fds[2 + n..].iter().map(ready).collect();
+            (ready(&fds[0]), ready(&fds[1]), started, ended)
         };
+        // Before reaping: an init that said how its command ended is
+        // answered from its pipe, and its reaping sends nothing more.
+        for i in (0..ended.len()).rev() {
+            if ended[i] {
+                let (pid, fd) = z.done.swap_remove(i);
+                z.early_end(pid, &fd);
+            }
+        }
         if sig_ready {
             while let Ok(Some(_)) = z.signals.read_signal() {}
             z.reap();
@@ -144,20 +164,14 @@ struct Starting {
     reply: OwnedFd,
     /// Its wait status, when it ended before the pipe said how it started.
     exited: Option<i32>,
+    /// A namespace init's end pipe (see [`Zygote::early_end`]).
+    done: Option<OwnedFd>,
 }
 
 enum Received {
     Request(Box<Request>, Vec<OwnedFd>),
     Nothing,
     Closed,
-}
-
-fn raw_owned(fd: RawFd) -> OwnedFd {
-    // SAFETY: used only for 0, 1 and 2 under ManuallyDrop (never closed through it).
-    #[allow(unsafe_code)]
-    unsafe {
-        OwnedFd::from_raw_fd(fd)
-    }
 }
 
 impl Zygote {
@@ -232,12 +246,13 @@ impl Zygote {
         };
         let stdin = take(FdRole::Stdin);
         match self.clone_child(req, stdin, stdout, stderr, reply.as_raw_fd(), stack) {
-            Ok((pid, err)) => {
+            Ok((pid, err, done)) => {
                 let starting = Starting {
                     pid,
                     err,
                     reply,
                     exited: None,
+                    done,
                 };
                 if req.ns.pid {
                     // Answered when the command has exec'd; meanwhile this
@@ -292,7 +307,33 @@ impl Zygote {
             }
             None => {
                 self.children.insert(s.pid, Some(s.reply));
+                if let Some(done) = s.done {
+                    self.done.push((s.pid, done));
+                }
             }
+        }
+    }
+
+    /// A namespace init's report: its command has ended and every other
+    /// process of the step is dead and reaped, so the step's end is told now,
+    /// before the namespaces are torn down (the init's own exit, which its
+    /// reaping then only collects). A pipe closed without a report (an init
+    /// that died otherwise) leaves the answer to the reaping.
+    fn early_end(&mut self, pid: i32, fd: &OwnedFd) {
+        let mut word = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match nix::unistd::read(fd, &mut word[got..]) {
+                Ok(0) => return,
+                Ok(n) => got += n,
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+        if let Some(slot) = self.children.get_mut(&pid)
+            && let Some(reply) = slot.take()
+        {
+            let _ = send_reply(reply.as_raw_fd(), KIND_EXITED, i32::from_le_bytes(word));
         }
     }
 
@@ -307,7 +348,7 @@ impl Zygote {
         stderr: OwnedFd,
         reply: RawFd,
         stack: &mut [u8],
-    ) -> Result<(i32, OwnedFd), (i32, Option<i32>)> {
+    ) -> Result<Cloned, (i32, Option<i32>)> {
         let no_child = |errno: i32| (errno, None);
         let argv = cstrings(req.argv.iter().map(|s| s.as_bytes())).map_err(no_child)?;
         let Some(program) = req.argv.first() else {
@@ -345,6 +386,14 @@ impl Zygote {
         let rlimits = req.rlimits();
         let (err_r, err_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?;
+        // A namespace init reports its command's end on this pipe (close-on-exec:
+        // the command never holds it).
+        let done = match req.ns.pid {
+            true => Some(
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?,
+            ),
+            false => None,
+        };
         let sync = match req.ns.user {
             true => Some(
                 nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?,
@@ -389,6 +438,16 @@ impl Zygote {
                 .iter()
                 .flat_map(|s| [s.err.as_raw_fd(), s.reply.as_raw_fd()]),
         );
+        foreign.extend(
+            self.starting
+                .iter()
+                .filter_map(|s| s.done.as_ref())
+                .chain(self.done.iter().map(|(_, fd)| fd))
+                .map(AsRawFd::as_raw_fd),
+        );
+        if let Some((r, _)) = &done {
+            foreign.push(r.as_raw_fd());
+        }
         // Its own reply socket too: flowc must see it close if this process dies.
         foreign.extend([
             self.sock.as_raw_fd(),
@@ -409,6 +468,7 @@ impl Zygote {
             stderr: stderr.as_raw_fd(),
             devnull: self.devnull.as_raw_fd(),
             err: err_w.as_raw_fd(),
+            done: done.as_ref().map(|(_, w)| w.as_raw_fd()),
             sync: sync.as_ref().map(|(r, _)| r.as_raw_fd()),
             foreign: &foreign,
             // Entered by its absolute path under the new mounts.
@@ -429,6 +489,10 @@ impl Zygote {
         #[allow(unsafe_code)]
         let cloned =
             unsafe { nix::sched::clone(cb, own_stack, flags, Some(Signal::SIGCHLD as i32)) };
+        let done = done.map(|(r, w)| {
+            drop(w);
+            r
+        });
         drop((err_w, stdin, stdout, stderr));
         let pid = match cloned {
             Ok(pid) => pid.as_raw(),
@@ -443,7 +507,7 @@ impl Zygote {
             }
             let _ = nix::unistd::write(&sync_w, &[1]);
         }
-        Ok((pid, err_r))
+        Ok((pid, err_r, done))
     }
 
     /// The step's variables (the last of each name), as `NAME=value`.
@@ -572,158 +636,8 @@ fn write_id_maps(pid: i32) -> Result<(), i32> {
     write("gid_map", format!("{gid} {gid} 1"))
 }
 
-/// Everything the cloned child needs, prepared before the clone.
-struct Child<'a> {
-    /// The stack the namespace's init starts the command on.
-    command_stack: &'a mut [u8],
-    stdin: RawFd,
-    stdout: RawFd,
-    stderr: RawFd,
-    devnull: RawFd,
-    err: RawFd,
-    sync: Option<RawFd>,
-    foreign: &'a [RawFd],
-    cwd: Option<&'a CStr>,
-    rlimits: &'a [(nix::sys::resource::Resource, u64, u64)],
-    /// The step's new mount namespace, set up before Landlock forbids it.
-    mounts: Option<&'a Mounts>,
-    /// The child is PID 1 of a new namespace: it runs the command as its own child.
-    init: bool,
-    argv: &'a [CString],
-    envp: &'a [&'a CStr],
-    candidates: &'a [CString],
-}
-
-impl Child<'_> {
-    /// Runs in the cloned child; returns only as the exit code.
-    fn run(&mut self, landlock: Option<RulesetCreated>) -> isize {
-        let errno = match self.setup(landlock) {
-            Ok(()) if self.init => return self.init(),
-            Ok(()) => self.exec(),
-            Err(raw) => raw,
-        };
-        self.fail(errno)
-    }
-
-    fn fail(&self, raw: i32) -> ! {
-        let _ = nix::unistd::write(borrowed(self.err), &raw.to_le_bytes());
-        exit_now(127)
-    }
-
-    fn setup(&self, landlock: Option<RulesetCreated>) -> Result<(), i32> {
-        if let Some(fd) = self.sync {
-            // Wait until the spawner has written this user namespace's id maps.
-            let mut byte = [0u8; 1];
-            while let Err(Errno::EINTR) = nix::unistd::read(borrowed(fd), &mut byte) {}
-        }
-        for s in [
-            Signal::SIGPIPE,
-            Signal::SIGINT,
-            Signal::SIGQUIT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-        ] {
-            // SAFETY: restoring the default disposition installs no handler code.
-            #[allow(unsafe_code)]
-            let _ = unsafe { signal(s, SigHandler::SigDfl) };
-        }
-        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-        for &fd in self.foreign {
-            let _ = nix::unistd::close(fd);
-        }
-        nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(|e| e as i32)?;
-        for (fd, target) in [(self.stdin, 0), (self.stdout, 1), (self.stderr, 2)] {
-            let mut target = std::mem::ManuallyDrop::new(raw_owned(target));
-            nix::unistd::dup2(borrowed(fd), &mut target).map_err(|e| e as i32)?;
-        }
-        if let Some(mounts) = self.mounts {
-            mounts
-                .apply()
-                .map_err(|e| staged_raw(STAGE_MOUNT, e as i32))?;
-        }
-        if let Some(cwd) = self.cwd {
-            nix::unistd::chdir(cwd).map_err(|e| e as i32)?;
-        }
-        for &(resource, soft, hard) in self.rlimits {
-            nix::sys::resource::setrlimit(resource, soft, hard)
-                .map_err(|e| staged_raw(STAGE_RLIMIT, e as i32))?;
-        }
-        if let Some(ruleset) = landlock {
-            ruleset.restrict_self().map_err(|_| {
-                let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                staged_raw(STAGE_LANDLOCK, errno)
-            })?;
-        }
-        Ok(())
-    }
-
-    /// PID 1 of the step's namespace: the command is its child, so it keeps
-    /// ordinary signal handling, and this process's exit ends the namespace.
-    fn init(&mut self) -> isize {
-        let stack = std::mem::take(&mut self.command_stack);
-        let this = &*self;
-        let start = Box::new(|| -> isize { this.fail(this.exec()) });
-        // SAFETY: as posix_spawn does: the command's process shares this one's
-        // memory, on its own stack, while this one is suspended until it has
-        // exec'd or exited (CLONE_VFORK); it only execs or reports and exits.
-        #[allow(unsafe_code)]
-        let cloned = unsafe {
-            nix::sched::clone(
-                start,
-                stack,
-                CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
-                Some(Signal::SIGCHLD as i32),
-            )
-        };
-        let command = match cloned {
-            Ok(pid) => pid,
-            Err(e) => self.fail(e as i32),
-        };
-        // Only the command holds the output pipes and the error pipe now.
-        for fd in [self.err, self.stdin, self.stdout, self.stderr, 0, 1, 2] {
-            if fd != self.devnull {
-                let _ = nix::unistd::close(fd);
-            }
-        }
-        loop {
-            match waitpid(None, None) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == command => exit_now(code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => {
-                    exit_now(128 + sig as i32)
-                }
-                Err(Errno::ECHILD) => exit_now(127),
-                _ => {}
-            }
-        }
-    }
-
-    /// Tries each candidate like `execvp`; returns the errno that explains the failure.
-    fn exec(&self) -> i32 {
-        let mut denied = false;
-        let mut last = Errno::ENOENT;
-        for path in self.candidates {
-            let Err(e) = nix::unistd::execve(path, self.argv, self.envp);
-            match e {
-                Errno::ENOEXEC => {
-                    // A script without `#!`: run it with sh, as execvp does.
-                    let mut argv = vec![c"/bin/sh".to_owned(), path.clone()];
-                    argv.extend(self.argv.iter().skip(1).cloned());
-                    let Err(e) = nix::unistd::execve(c"/bin/sh", &argv, self.envp);
-                    return e as i32;
-                }
-                Errno::EACCES => denied = true,
-                Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::ENAMETOOLONG => {}
-                other => return other as i32,
-            }
-            last = e;
-        }
-        if denied {
-            Errno::EACCES as i32
-        } else {
-            last as i32
-        }
-    }
-}
+/// A cloned child: its pid, its error pipe, and a namespace init's end pipe.
+type Cloned = (i32, OwnedFd, Option<OwnedFd>);
 
 /// Overwrites this process's original environment block (flowc's, from its
 /// exec) with zeros, once `base_env` holds what steps may inherit. Every
@@ -749,22 +663,5 @@ fn wipe_environ() {
             std::ptr::write_bytes(entry, 0, len);
             p = p.add(1);
         }
-    }
-}
-
-/// Ends a cloned child at once: no exit handlers of the spawner's copy run.
-fn exit_now(code: i32) -> ! {
-    // SAFETY: `_exit` only ends the process.
-    #[allow(unsafe_code)]
-    unsafe {
-        nix::libc::_exit(code)
-    }
-}
-
-fn borrowed(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: every descriptor passed here stays open for the child's whole life.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::os::fd::BorrowedFd::borrow_raw(fd)
     }
 }
