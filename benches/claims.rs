@@ -17,27 +17,20 @@
 //! Prints the median and p99 of each condition, all rounds pooled.
 #![allow(clippy::unwrap_used)]
 
+// The tests' throw-away database on the test server (created, then dropped).
+#[allow(dead_code)]
+#[path = "../tests/common/store.rs"]
+mod store;
+
 use flowc::journal::{Durability, Journal, Submission};
-use std::path::Path;
 use std::time::Instant;
+use store::{Kind, TestStore};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// `url` naming database `db` instead of its own.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let cut = base.rfind('/').unwrap();
-    let q = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{}/{db}{q}", &base[..cut])
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -53,16 +46,15 @@ enum Condition {
 }
 
 fn main() {
-    let Ok(server) = std::env::var("FLOWC_TEST_POSTGRES") else {
+    if std::env::var_os("FLOWC_TEST_POSTGRES").is_none() {
         eprintln!(
             "claims bench: FLOWC_TEST_POSTGRES is not set; start a server with \
              `eval \"$(bash .ci/postgres start)\"`"
         );
         std::process::exit(2);
-    };
+    }
     let n = env_usize("FLOWC_BENCH_CLAIMS", 500);
     let rounds = env_usize("FLOWC_BENCH_ROUNDS", 5);
-    let mut admin = postgres::Client::connect(&server, postgres::NoTls).unwrap();
     let conditions = [Condition::Quiet, Condition::Reader, Condition::Locker];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); conditions.len()];
     let sub = Submission {
@@ -73,14 +65,11 @@ fn main() {
         reason: "submitted".into(),
         wait_previous: false,
     };
-    for round in 0..rounds {
+    for _ in 0..rounds {
         for (c, cond) in conditions.iter().enumerate() {
-            let db = format!("bench_claims_{}_{round}_{c}", std::process::id());
-            admin
-                .batch_execute(&format!("CREATE DATABASE {db}"))
-                .unwrap();
-            let url = with_database(&server, &db);
-            let mut j = Journal::open(Path::new(&url), Durability::Normal).unwrap();
+            let db = TestStore::new(Kind::Postgres);
+            let url = db.location();
+            let mut j = Journal::open(&db.path, Durability::Normal).unwrap();
             for _ in 0..n {
                 j.enqueue(&sub, None).unwrap();
             }
@@ -123,11 +112,7 @@ fn main() {
             }
             assert_eq!(got, expect, "{cond:?}: claimed {got} of {expect}");
             drop(tx);
-            drop(other);
-            drop(j);
-            admin
-                .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-                .unwrap();
+            drop((other, j, db));
         }
     }
     println!("claim_next on Postgres: {rounds} rounds of {n} queued runs, every claim timed");

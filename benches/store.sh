@@ -3,14 +3,16 @@
 # (ROUNDS rounds), medians: a fan-out of N `true` steps (default 2,000,
 # `parallel: 2`, the default sandbox) journaled in an SQLite file vs in a
 # PostgreSQL database on this machine (loopback TCP), each round on a fresh
-# journal. Also the journal's size after the run on each.
+# journal. Also, from the last round: the journal's size, its event count
+# (events per step) and, on Postgres, the database's commits.
 #
 #   benches/store.sh [FLOWC] [ROUNDS] [N]     (default: target/release/flowc, 5, 2000)
 #
 # AGAINST=/path/to/another/flowc runs that binary too, in the same rounds
 # (both stores), to compare two builds side by side.
 #
-# Needs a server: FLOWC_TEST_POSTGRES, else a throw-away one from .ci/postgres.
+# Needs a server: FLOWC_TEST_POSTGRES, else a throw-away one from .ci/postgres;
+# and the sqlite3 and psql clients (`.ci/deps` installs them).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 flowc=$(realpath "${1:-target/release/flowc}")

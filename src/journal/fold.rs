@@ -17,11 +17,11 @@
 //! [`apply`](super::apply) applies it in one statement.
 
 use super::NewEvent;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 /// Where a node's foldable start is in the output, and how far it got.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Start {
     /// A lone `node_added`.
     Added(usize),
@@ -30,58 +30,62 @@ enum Start {
 }
 
 /// Folds `events` (one commit's, in order) into fewer that mean the same.
+/// Events are moved, never copied: this runs on every commit of a run.
 pub fn fold(events: Vec<NewEvent>) -> Vec<NewEvent> {
     let mut out: Vec<Option<NewEvent>> = Vec::with_capacity(events.len());
     let mut starts: HashMap<String, Start> = HashMap::new();
     // The last `output` of a node, by its index in `out`.
     let mut outputs: HashMap<String, usize> = HashMap::new();
     for event in events {
-        let Some(node) = event.node.clone() else {
+        let Some(node) = event.node.as_deref() else {
             // A run-level event: nothing folds across it.
             starts.clear();
             outputs.clear();
             out.push(Some(event));
             continue;
         };
-        let start = starts.remove(&node);
-        let output = outputs.remove(&node);
-        let status = status_of(&event);
-        match (event.kind, status) {
+        let start = starts.remove(node);
+        let output = outputs.remove(node);
+        let unfolded = match (event.kind, status_of(&event)) {
             ("node_added", _) => {
-                starts.insert(node, Start::Added(out.len()));
-                out.push(Some(event));
+                starts.insert(node.to_string(), Start::Added(out.len()));
+                Some(event)
             }
             ("node_status", Some("ready")) if event.attempt.is_none() => match start {
-                Some(Start::Added(i)) => match fold_start(&mut out[i], &event) {
-                    true => {
+                Some(Start::Added(i)) => {
+                    let node = node.to_string();
+                    let left = fold_start(&mut out[i], event);
+                    if left.is_none() {
                         starts.insert(node, Start::Ready(i));
                     }
-                    false => out.push(Some(event)),
-                },
-                _ => out.push(Some(event)),
+                    left
+                }
+                _ => Some(event),
             },
             ("node_status", Some("running")) => match start {
-                Some(Start::Ready(i)) if fold_into(&mut out[i], &event) => {}
-                _ => out.push(Some(event)),
+                Some(Start::Ready(i)) => fold_into(&mut out[i], event),
+                _ => Some(event),
             },
             ("output", _) => {
-                outputs.insert(node, out.len());
-                out.push(Some(event));
+                outputs.insert(node.to_string(), out.len());
+                Some(event)
             }
             ("node_status", Some(_)) => {
                 let mut event = event;
                 if let Some(i) = output
-                    && let Some(log) = out[i].as_ref()
-                    && log.attempt == event.attempt
+                    && out[i].as_ref().is_some_and(|o| o.attempt == event.attempt)
                     && event.data.get("log").is_none()
                     && let Value::Object(m) = &mut event.data
                     && let Some(log) = out[i].take()
                 {
                     m.insert("log".into(), log.data);
                 }
-                out.push(Some(event));
+                Some(event)
             }
-            _ => out.push(Some(event)),
+            _ => Some(event),
+        };
+        if unfolded.is_some() {
+            out.push(unfolded);
         }
     }
     out.into_iter().flatten().collect()
@@ -91,46 +95,45 @@ fn status_of(event: &NewEvent) -> Option<&str> {
     event.data.get("status").and_then(Value::as_str)
 }
 
-/// Turns the `node_added` in `slot` into a `node_status` `ready` with `added`.
-fn fold_start(slot: &mut Option<NewEvent>, ready: &NewEvent) -> bool {
+/// Turns the `node_added` in `slot` into a `node_status` `ready` with
+/// `added`; gives `ready` back when it cannot.
+fn fold_start(slot: &mut Option<NewEvent>, ready: NewEvent) -> Option<NewEvent> {
     let Some(added) = slot.as_mut() else {
-        return false;
+        return Some(ready);
     };
-    let Value::Object(fields) = &ready.data else {
-        return false;
+    let Value::Object(mut fields) = ready.data else {
+        return Some(ready);
     };
     if fields.contains_key("added") {
-        return false;
+        return Some(NewEvent {
+            data: Value::Object(fields),
+            ..ready
+        });
     }
-    let mut data = fields.clone();
-    data.insert("added".into(), std::mem::take(&mut added.data));
+    fields.insert("added".into(), std::mem::take(&mut added.data));
     added.kind = "node_status";
-    added.data = Value::Object(data);
-    true
+    added.data = Value::Object(fields);
+    None
 }
 
 /// Folds `later` (a status of the same node) into the event in `slot`, when
-/// no field of the two disagrees.
-fn fold_into(slot: &mut Option<NewEvent>, later: &NewEvent) -> bool {
+/// no field of the two disagrees; gives `later` back when it cannot.
+fn fold_into(slot: &mut Option<NewEvent>, later: NewEvent) -> Option<NewEvent> {
     let Some(first) = slot.as_mut() else {
-        return false;
+        return Some(later);
     };
     let (Value::Object(into), Value::Object(from)) = (&mut first.data, &later.data) else {
-        return false;
+        return Some(later);
     };
     let clash = |k: &String, v: &Value| k != "status" && into.get(k).is_some_and(|old| old != v);
     if from.iter().any(|(k, v)| clash(k, v)) || first.attempt.is_some() {
-        return false;
+        return Some(later);
     }
-    merge(into, from);
     first.attempt = later.attempt;
-    true
-}
-
-fn merge(into: &mut Map<String, Value>, from: &Map<String, Value>) {
-    for (k, v) in from {
-        into.insert(k.clone(), v.clone());
+    if let Value::Object(from) = later.data {
+        into.extend(from);
     }
+    None
 }
 
 #[cfg(test)]
