@@ -97,6 +97,12 @@ impl Browser {
 
     /// One WebDriver call; returns its `value`.
     fn call(&self, method: &str, path: &str, body: Option<Json>) -> Json {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    /// One WebDriver call: its `value`, or the error WebDriver answered.
+    fn try_call(&self, method: &str, path: &str, body: Option<Json>) -> Result<Json, Json> {
         let url = format!("{}{path}", self.base);
         let reply = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
@@ -112,9 +118,24 @@ impl Browser {
         let v: Json = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("WebDriver {method} {path}: {text}"));
         if v["value"]["error"].is_string() {
-            panic!("WebDriver {method} {path}: {}", v["value"]);
+            return Err(v["value"].clone());
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
+    }
+
+    /// `GET /element/E/{rest}` of the first element matching `css`, found
+    /// again when a page that refreshes itself replaced it in between
+    /// (WebDriver's `stale element reference`); `None` when none matches.
+    fn read(&self, css: &str, rest: &str) -> Option<Json> {
+        for _ in 0..5 {
+            let e = self.find_all(css).into_iter().next()?;
+            match self.try_call("GET", &self.at(&format!("/element/{e}/{rest}")), None) {
+                Ok(v) => return Some(v),
+                Err(err) if err["error"] == "stale element reference" => continue,
+                Err(err) => panic!("WebDriver GET {rest} of `{css}`: {err}"),
+            }
+        }
+        panic!("`{css}` went stale five times in a row")
     }
 
     fn at(&self, rest: &str) -> String {
@@ -166,22 +187,17 @@ impl Browser {
     }
 
     fn text(&self, css: &str) -> String {
-        let e = self.find(css);
-        self.call("GET", &self.at(&format!("/element/{e}/text")), None)
-            .as_str()
-            .unwrap()
-            .to_string()
+        // `find` first: it waits (the implicit timeout) for the element to appear.
+        self.find(css);
+        self.read(css, "text")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("`{css}` has no text"))
     }
 
     fn attribute(&self, css: &str, name: &str) -> Option<String> {
-        let e = self.find_all(css).into_iter().next()?;
-        self.call(
-            "GET",
-            &self.at(&format!("/element/{e}/attribute/{name}")),
-            None,
-        )
-        .as_str()
-        .map(str::to_string)
+        self.read(css, &format!("attribute/{name}"))?
+            .as_str()
+            .map(str::to_string)
     }
 
     /// Waits until the current URL contains `part` (a click's navigation may still be under way).
