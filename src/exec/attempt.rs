@@ -226,10 +226,11 @@ enum Handle {
 }
 
 impl Proc {
+    /// Its process group, when flowc kills it itself.
     fn id(&self) -> Option<u32> {
         match &self.handle {
             Handle::Forked(c) => c.id(),
-            Handle::Spawned(c) => Some(c.id()),
+            Handle::Spawned(c) => c.group(),
         }
     }
 

@@ -9,9 +9,12 @@
 
 mod child;
 pub mod env;
+mod init;
+mod job;
 mod mounts;
 mod outcome;
 mod plan;
+mod pool;
 mod spawn;
 mod spawner;
 mod support;

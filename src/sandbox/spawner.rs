@@ -35,6 +35,8 @@ pub(super) const MAX_REQUEST: usize = 160 * 1024;
 pub(super) const KIND_STARTED: i32 = 1;
 pub(super) const KIND_FAILED: i32 = 2;
 pub(super) const KIND_EXITED: i32 = 3;
+/// flowc to the spawner, on a step's reply socket: end this step now.
+pub(super) const KIND_KILL: i32 = 4;
 
 /// One process to start, as the spawner receives it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -394,6 +396,7 @@ pub async fn spawn_process(
             pid,
             reply,
             status: None,
+            namespaced: req.ns.pid,
         },
         stdin,
         stdout,
@@ -424,19 +427,31 @@ async fn next_message(sock: &AsyncFd<OwnedFd>) -> io::Result<Option<(i32, i32)>>
     }
 }
 
-/// A process the spawner started: its pid in flowc's namespace (also its
-/// process group), and the socket on which its end is reported.
+/// A process the spawner started: its pid in flowc's namespace, and the
+/// socket on which its end is reported.
+///
+/// A step in namespaces is its namespace init's job, and an init serves one
+/// step after another: flowc never signals it, it asks the spawner (which
+/// knows whether the job still runs) on the reply socket.
 #[derive(Debug)]
 pub struct SpawnedChild {
     pid: i32,
     reply: AsyncFd<OwnedFd>,
     status: Option<ExitStatus>,
+    namespaced: bool,
 }
 
 impl SpawnedChild {
-    /// Its pid (and process group id).
+    /// Its pid (the namespace init's, for a step in namespaces).
     pub fn id(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// The process group flowc may kill itself: `None` for a step in
+    /// namespaces (nothing of it is left when its end is reported, and its
+    /// init's group serves the next step).
+    pub fn group(&self) -> Option<u32> {
+        (!self.namespaced).then_some(self.pid as u32)
     }
 
     /// Waits until it has ended (cancel-safe).
@@ -461,9 +476,18 @@ impl SpawnedChild {
         }
     }
 
-    /// Sends SIGKILL (to the namespace's init, which ends the namespace).
+    /// Sends SIGKILL; a step in namespaces is killed by the spawner (its
+    /// init, which ends the namespace), asked on the reply socket.
     pub fn start_kill(&self) {
-        if self.status.is_none() {
+        if self.status.is_some() {
+            return;
+        }
+        if self.namespaced {
+            let mut msg = [0u8; 8];
+            msg[..4].copy_from_slice(&KIND_KILL.to_le_bytes());
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            let _ = nix::sys::socket::send(self.reply.get_ref().as_raw_fd(), &msg, flags);
+        } else {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -474,7 +498,9 @@ impl SpawnedChild {
 
 impl Drop for SpawnedChild {
     fn drop(&mut self) {
-        if self.status.is_none() {
+        // A step in namespaces: closing the reply socket (with this) tells
+        // the spawner to end it.
+        if self.status.is_none() && !self.namespaced {
             let pid = nix::unistd::Pid::from_raw(self.pid);
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
             self.start_kill();

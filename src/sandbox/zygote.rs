@@ -7,9 +7,13 @@
 //! the flowc process it serves.
 
 use super::child::{Child, raw_owned};
+use super::job::{Job, environment, landlock, ruleset_key};
 use super::mounts::Mounts;
+use super::pool::Pool;
 use super::spawn::{STAGE_LANDLOCK, STAGE_UNSHARE, ruleset, staged_raw};
-use super::spawner::{FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, MAX_REQUEST, Request};
+use super::spawner::{
+    FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, LandlockSpec, MAX_REQUEST, Request,
+};
 use landlock::RulesetCreated;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -20,10 +24,12 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, send};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::collections::HashMap;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+
+mod namespaces;
 
 /// The clone child's stack; untouched pages are never materialized.
 const STACK: usize = 1 << 20;
@@ -34,12 +40,9 @@ struct Zygote {
     devnull: OwnedFd,
     /// Live children: the reply socket of a started one (`None`: failed to start, only reaped).
     children: HashMap<i32, Option<OwnedFd>>,
-    /// Children cloned whose command has not exec'd yet (namespace inits).
-    starting: Vec<Starting>,
-    /// Namespace inits running their command: the pipe on which each says
-    /// how the command ended once nothing else of the step is left.
-    done: Vec<(i32, OwnedFd)>,
     rulesets: HashMap<String, RulesetCreated>,
+    /// The namespace inits, busy or idle.
+    pool: Pool,
     /// The environment flowc had when it forked this process, as `NAME=value`
     /// entries with the length of the name.
     base_env: Vec<(usize, CString)>,
@@ -84,9 +87,8 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
         signals,
         devnull,
         children: HashMap::new(),
-        starting: Vec::new(),
-        done: Vec::new(),
         rulesets: HashMap::new(),
+        pool: Pool::default(),
         // flowc's own variables are dropped here already; each request
         // names the rest (secrets read from the environment) in `unset`.
         base_env: std::env::vars_os()
@@ -101,54 +103,56 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
     let mut stack = vec![0u8; STACK];
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {
-        let (sock_ready, sig_ready, started, ended) = {
+        let (sock_ready, sig_ready, heard) = {
             let mut fds = vec![
                 PollFd::new(z.sock.as_fd(), PollFlags::POLLIN),
                 PollFd::new(z.signals.as_fd(), PollFlags::POLLIN),
             ];
-            fds.extend(
-                z.starting
-                    .iter()
-                    .map(|s| PollFd::new(s.err.as_fd(), PollFlags::POLLIN)),
-            );
-            fds.extend(
-                z.done
-                    .iter()
-                    .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
-            );
-            match poll(&mut fds, PollTimeout::NONE) {
+            // Each init's job socket, and the reply socket of each job (flowc
+            // asks there for the job's end, or closes it).
+            let mut whose = Vec::new();
+            for init in z.pool.all().iter().filter(|i| !i.gone) {
+                fds.push(PollFd::new(init.job.as_fd(), PollFlags::POLLIN));
+                whose.push((init.pid, false));
+                if let Some(reply) = init.reply.as_ref().filter(|_| !init.killed) {
+                    fds.push(PollFd::new(reply.as_fd(), PollFlags::POLLIN));
+                    whose.push((init.pid, true));
+                }
+            }
+            // Woken in time to end an idle init.
+            let timeout = z.pool.next_expiry().map_or(PollTimeout::NONE, |d| {
+                PollTimeout::try_from(d.as_millis() + 1).unwrap_or(PollTimeout::MAX)
+            });
+            match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(_) => z.shutdown(),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            let n = z.starting.len();
-            let started: Vec<bool> = fds[2..2 + n].iter().map(ready).collect();
-            let ended: Vec<bool> = fds[2 + n..].iter().map(ready).collect();
-            (ready(&fds[0]), ready(&fds[1]), started, ended)
+            let heard: Vec<(i32, bool)> = whose
+                .into_iter()
+                .zip(&fds[2..])
+                .filter(|(_, f)| ready(f))
+                .map(|(w, _)| w)
+                .collect();
+            (ready(&fds[0]), ready(&fds[1]), heard)
         };
-        // Before reaping: an init that said how its command ended is
-        // answered from its pipe, and its reaping sends nothing more.
-        for i in (0..ended.len()).rev() {
-            if ended[i] {
-                let (pid, fd) = z.done.swap_remove(i);
-                z.early_end(pid, &fd);
+        // Before reaping: an init's word on its job comes first.
+        for (pid, on_reply) in heard {
+            if on_reply {
+                z.kill_job(pid);
+            } else {
+                z.hear(pid);
             }
         }
         if sig_ready {
             while let Ok(Some(_)) = z.signals.read_signal() {}
             z.reap();
         }
-        // Newest first, so removing one keeps the earlier indices valid.
-        for i in (0..started.len()).rev() {
-            if started[i] {
-                let s = z.starting.swap_remove(i);
-                z.resolve(s);
-            }
-        }
+        z.expire();
         if sock_ready {
             match z.receive(&mut buf) {
-                Received::Request(req, fds) => z.start(&req, fds, &mut stack),
+                Received::Request(req, len, fds) => z.start(&req, &buf[..len], fds, &mut stack),
                 Received::Nothing => {}
                 Received::Closed => z.shutdown(),
             }
@@ -156,20 +160,9 @@ pub(super) fn serve(sock: OwnedFd) -> ! {
     }
 }
 
-/// A child whose start is not known yet: its error pipe closes when the
-/// command has exec'd, or carries the errno of the failure.
-struct Starting {
-    pid: i32,
-    err: OwnedFd,
-    reply: OwnedFd,
-    /// Its wait status, when it ended before the pipe said how it started.
-    exited: Option<i32>,
-    /// A namespace init's end pipe (see [`Zygote::early_end`]).
-    done: Option<OwnedFd>,
-}
-
 enum Received {
-    Request(Box<Request>, Vec<OwnedFd>),
+    /// The request, its length in the buffer and its descriptors.
+    Request(Box<Request>, usize, Vec<OwnedFd>),
     Nothing,
     Closed,
 }
@@ -218,7 +211,7 @@ impl Zygote {
         };
         match (parsed, reply) {
             (Some(req), Some(_)) if fds.len() == req.fds().len() => {
-                Received::Request(Box::new(req), fds)
+                Received::Request(Box::new(req), len, fds)
             }
             (_, Some(fd)) => {
                 // A malformed request: say so on its reply socket, if it has one.
@@ -229,8 +222,9 @@ impl Zygote {
         }
     }
 
-    /// Starts the process of `req`; replies `started` or `failed` on its socket.
-    fn start(&mut self, req: &Request, fds: Vec<OwnedFd>, stack: &mut [u8]) {
+    /// Starts the process of `req` (sent as `raw`), by a ready init when one
+    /// fits; replies `started` or `failed` on its socket.
+    fn start(&mut self, req: &Request, raw: &[u8], fds: Vec<OwnedFd>, stack: &mut [u8]) {
         let roles = req.fds();
         let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
         let mut take = |role: FdRole| -> Option<OwnedFd> {
@@ -245,39 +239,25 @@ impl Zygote {
             return;
         };
         let stdin = take(FdRole::Stdin);
+        if req.ns.pid {
+            self.start_in_namespaces(req, raw, reply, [Some(stdout), Some(stderr), stdin], stack);
+            return;
+        }
         match self.clone_child(req, stdin, stdout, stderr, reply.as_raw_fd(), stack) {
-            Ok((pid, err, done)) => {
-                let starting = Starting {
-                    pid,
-                    err,
-                    reply,
-                    exited: None,
-                    done,
-                };
-                if req.ns.pid {
-                    // Answered when the command has exec'd; meanwhile this
-                    // process serves other requests.
-                    self.starting.push(starting);
-                } else {
-                    // Cloned with CLONE_VFORK: it has exec'd or failed already.
-                    self.resolve(starting);
-                }
-            }
-            Err((errno, pid)) => {
+            Ok((pid, err)) => self.resolve(pid, &err, reply),
+            Err(errno) => {
                 let _ = send_reply(reply.as_raw_fd(), KIND_FAILED, errno);
-                if let Some(pid) = pid {
-                    self.children.insert(pid, None);
-                }
             }
         }
     }
 
-    /// Says how a child started, once its error pipe has closed or spoken.
-    fn resolve(&mut self, s: Starting) {
+    /// Says how a child cloned with CLONE_VFORK started: its error pipe has
+    /// closed (it exec'd) or carries the errno of the failure.
+    fn resolve(&mut self, pid: i32, err: &OwnedFd, reply: OwnedFd) {
         let mut word = [0u8; 4];
         let mut got = 0;
         while got < 4 {
-            match nix::unistd::read(&s.err, &mut word[got..]) {
+            match nix::unistd::read(err, &mut word[got..]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(Errno::EINTR) => {}
@@ -287,7 +267,7 @@ impl Zygote {
                 }
             }
         }
-        let fd = s.reply.as_raw_fd();
+        let fd = reply.as_raw_fd();
         if got > 0 {
             let errno = if got == 4 {
                 i32::from_le_bytes(word)
@@ -295,51 +275,16 @@ impl Zygote {
                 Errno::EIO as i32
             };
             let _ = send_reply(fd, KIND_FAILED, errno);
-            if s.exited.is_none() {
-                self.children.insert(s.pid, None);
-            }
+            self.children.insert(pid, None);
             return;
         }
-        let _ = send_reply(fd, KIND_STARTED, s.pid);
-        match s.exited {
-            Some(raw) => {
-                let _ = send_reply(fd, KIND_EXITED, raw);
-            }
-            None => {
-                self.children.insert(s.pid, Some(s.reply));
-                if let Some(done) = s.done {
-                    self.done.push((s.pid, done));
-                }
-            }
-        }
+        let _ = send_reply(fd, KIND_STARTED, pid);
+        self.children.insert(pid, Some(reply));
     }
 
-    /// A namespace init's report: its command has ended and every other
-    /// process of the step is dead and reaped, so the step's end is told now,
-    /// before the namespaces are torn down (the init's own exit, which its
-    /// reaping then only collects). A pipe closed without a report (an init
-    /// that died otherwise) leaves the answer to the reaping.
-    fn early_end(&mut self, pid: i32, fd: &OwnedFd) {
-        let mut word = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match nix::unistd::read(fd, &mut word[got..]) {
-                Ok(0) => return,
-                Ok(n) => got += n,
-                Err(Errno::EINTR) => {}
-                Err(_) => return,
-            }
-        }
-        if let Some(slot) = self.children.get_mut(&pid)
-            && let Some(reply) = slot.take()
-        {
-            let _ = send_reply(reply.as_raw_fd(), KIND_EXITED, i32::from_le_bytes(word));
-        }
-    }
-
-    /// Clones the child. Returns its pid and the error pipe that closes when
-    /// the command has exec'd (or carries the errno of a failure); errors are
-    /// raw staged errnos, with the pid when a child exists to reap.
+    /// Clones the child of a step without namespaces (CLONE_VFORK: it has
+    /// exec'd or failed when this returns). Returns its pid and its error
+    /// pipe; errors are raw staged errnos.
     fn clone_child(
         &mut self,
         req: &Request,
@@ -348,198 +293,83 @@ impl Zygote {
         stderr: OwnedFd,
         reply: RawFd,
         stack: &mut [u8],
-    ) -> Result<Cloned, (i32, Option<i32>)> {
-        let no_child = |errno: i32| (errno, None);
-        let argv = cstrings(req.argv.iter().map(|s| s.as_bytes())).map_err(no_child)?;
-        let Some(program) = req.argv.first() else {
-            return Err(no_child(Errno::ENOENT as i32));
-        };
+    ) -> Result<(i32, OwnedFd), i32> {
+        let job = Job::new(req, &self.base_env)?;
         let mut landlock = match &req.landlock {
             None => None,
-            Some(spec) => {
-                let key = serde_json::to_string(spec).unwrap_or_default();
-                if !self.rulesets.contains_key(&key) {
-                    let built = ruleset(spec.fs.as_ref(), spec.net)
-                        .map_err(|_| no_child(staged_raw(STAGE_LANDLOCK, Errno::EINVAL as i32)))?;
-                    self.rulesets.insert(key.clone(), built);
+            Some(spec) => Some(self.ruleset(spec)?),
+        };
+        let envp = environment(&self.base_env, &job.overrides, &req.unset);
+        let frame = Frame::new(req)?;
+        // Its own reply socket too: flowc must see it close if this process dies.
+        let foreign = self.foreign(&frame, &[reply]);
+        let child = Child {
+            stdin: stdin
+                .as_ref()
+                .map_or(self.devnull.as_raw_fd(), AsRawFd::as_raw_fd),
+            stdout: stdout.as_raw_fd(),
+            stderr: stderr.as_raw_fd(),
+            err: frame.err.1.as_raw_fd(),
+            foreign: &foreign,
+            cwd: job.cwd.as_deref(),
+            rlimits: &job.rlimits,
+            argv: &job.argv,
+            envp: &envp,
+            candidates: &job.candidates,
+        };
+        let cb = Box::new(move || child.run(landlock.take()));
+        // The child execs the command itself: it borrows this process's
+        // memory until then (as posix_spawn does), which spares copying it.
+        let flags = CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
+        // SAFETY: this process has a single thread; the child shares this
+        // memory on its own stack while this process is suspended until it
+        // has exec'd or exited (CLONE_VFORK), as posix_spawn does.
+        #[allow(unsafe_code)]
+        let cloned = unsafe { nix::sched::clone(cb, stack, flags, Some(Signal::SIGCHLD as i32)) };
+        drop((stdin, stdout, stderr));
+        match frame.cloned(cloned) {
+            Ok(done) => Ok(done),
+            Err((errno, pid)) => {
+                if let Some(pid) = pid {
+                    self.children.insert(pid, None);
                 }
-                let shared = self
-                    .rulesets
-                    .get(&key)
-                    .ok_or_else(|| no_child(Errno::EINVAL as i32))?;
-                Some(
-                    shared
-                        .try_clone()
-                        .map_err(|e| no_child(e.raw_os_error().unwrap_or(0)))?,
-                )
+                Err(errno)
             }
-        };
-        let overrides = Self::overrides(&req.env).map_err(no_child)?;
-        let envp = self.environment(&overrides, &req.unset);
-        let candidates = candidates(program, &envp, req.cwd.as_deref()).map_err(no_child)?;
-        let cwd = match &req.cwd {
-            Some(c) => {
-                Some(CString::new(c.as_bytes()).map_err(|_| no_child(Errno::EINVAL as i32))?)
-            }
-            None => None,
-        };
-        let rlimits = req.rlimits();
-        let (err_r, err_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?;
-        // A namespace init reports its command's end on this pipe (close-on-exec:
-        // the command never holds it).
-        let done = match req.ns.pid {
-            true => Some(
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?,
-            ),
-            false => None,
-        };
-        let sync = match req.ns.user {
-            true => Some(
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| no_child(e as i32))?,
-            ),
-            false => None,
-        };
-        let mut flags = CloneFlags::empty();
-        if req.ns.pid {
-            flags |= CloneFlags::CLONE_NEWPID;
         }
-        if req.ns.net {
-            flags |= CloneFlags::CLONE_NEWNET;
+    }
+
+    /// A copy of the Landlock ruleset of `spec`, built once and cached.
+    fn ruleset(&mut self, spec: &LandlockSpec) -> Result<RulesetCreated, i32> {
+        let key = ruleset_key(spec);
+        if !self.rulesets.contains_key(&key) {
+            let built = ruleset(spec.fs.as_ref(), spec.net)
+                .map_err(|_| staged_raw(STAGE_LANDLOCK, Errno::EINVAL as i32))?;
+            self.rulesets.insert(key, built);
         }
-        if req.ns.user {
-            flags |= CloneFlags::CLONE_NEWUSER;
-        }
-        let mounts = match &req.mounts {
-            Some(spec) if req.ns.pid => {
-                flags |= CloneFlags::CLONE_NEWNS;
-                Some(Mounts::new(spec, req.cwd.as_deref(), true).map_err(no_child)?)
-            }
-            _ => None,
-        };
-        let namespaces = flags;
-        if !req.ns.pid {
-            // The child execs the command itself: it may borrow this process's
-            // memory until then (as posix_spawn does), which spares copying it.
-            flags |= CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
-        }
-        let (own_stack, command_stack) = stack.split_at_mut(stack.len() / 2);
-        // Descriptors of this process the child must not keep (it may live as
-        // the namespace's init for as long as the command runs). The cached
-        // Landlock rulesets are close-on-exec and grant nothing by being open.
+        landlock(&self.rulesets, spec)
+    }
+
+    /// Descriptors of this process a new child must not keep (an init lives
+    /// for as long as its jobs), with `extra`. The cached Landlock rulesets
+    /// are close-on-exec and grant nothing by being open.
+    fn foreign(&self, frame: &Frame, extra: &[RawFd]) -> Vec<RawFd> {
         let mut foreign: Vec<RawFd> = self
             .children
             .values()
             .flatten()
             .map(AsRawFd::as_raw_fd)
             .collect();
-        foreign.extend(
-            self.starting
-                .iter()
-                .flat_map(|s| [s.err.as_raw_fd(), s.reply.as_raw_fd()]),
-        );
-        foreign.extend(
-            self.starting
-                .iter()
-                .filter_map(|s| s.done.as_ref())
-                .chain(self.done.iter().map(|(_, fd)| fd))
-                .map(AsRawFd::as_raw_fd),
-        );
-        if let Some((r, _)) = &done {
-            foreign.push(r.as_raw_fd());
-        }
-        // Its own reply socket too: flowc must see it close if this process dies.
+        foreign.extend(self.pool.fds());
         foreign.extend([
             self.sock.as_raw_fd(),
             self.signals.as_raw_fd(),
-            err_r.as_raw_fd(),
-            reply,
+            frame.err.0.as_raw_fd(),
         ]);
-        if let Some((_, w)) = &sync {
+        foreign.extend(extra);
+        if let Some((_, w)) = &frame.sync {
             foreign.push(w.as_raw_fd());
         }
-        let stdin_fd = stdin
-            .as_ref()
-            .map_or(self.devnull.as_raw_fd(), AsRawFd::as_raw_fd);
-        let mut child = Child {
-            command_stack,
-            stdin: stdin_fd,
-            stdout: stdout.as_raw_fd(),
-            stderr: stderr.as_raw_fd(),
-            devnull: self.devnull.as_raw_fd(),
-            err: err_w.as_raw_fd(),
-            done: done.as_ref().map(|(_, w)| w.as_raw_fd()),
-            sync: sync.as_ref().map(|(r, _)| r.as_raw_fd()),
-            foreign: &foreign,
-            // Entered by its absolute path under the new mounts.
-            cwd: mounts.as_ref().map_or(cwd.as_deref(), |m| Some(m.cwd())),
-            rlimits: &rlimits,
-            mounts: mounts.as_ref(),
-            init: req.ns.pid,
-            argv: &argv,
-            envp: &envp,
-            candidates: &candidates,
-        };
-        let cb = Box::new(move || child.run(landlock.take()));
-        // SAFETY: this process has a single thread, so the child may run any
-        // code; the stack is ours and large for what the child does (no
-        // recursion). Without namespaces the child shares this memory
-        // (CLONE_VM) while this process is suspended until it has exec'd or
-        // exited (CLONE_VFORK), as posix_spawn does.
-        #[allow(unsafe_code)]
-        let cloned =
-            unsafe { nix::sched::clone(cb, own_stack, flags, Some(Signal::SIGCHLD as i32)) };
-        let done = done.map(|(r, w)| {
-            drop(w);
-            r
-        });
-        drop((err_w, stdin, stdout, stderr));
-        let pid = match cloned {
-            Ok(pid) => pid.as_raw(),
-            Err(e) if namespaces.is_empty() => return Err(no_child(e as i32)),
-            Err(e) => return Err(no_child(staged_raw(STAGE_UNSHARE, e as i32))),
-        };
-        if let Some((sync_r, sync_w)) = sync {
-            drop(sync_r);
-            if let Err(e) = write_id_maps(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                return Err((staged_raw(STAGE_UNSHARE, e), Some(pid)));
-            }
-            let _ = nix::unistd::write(&sync_w, &[1]);
-        }
-        Ok((pid, err_r, done))
-    }
-
-    /// The step's variables (the last of each name), as `NAME=value`.
-    fn overrides(set: &[(String, String)]) -> Result<Vec<(usize, CString)>, i32> {
-        set.iter()
-            .enumerate()
-            .filter(|(i, (k, _))| !set[i + 1..].iter().any(|(later, _)| later == k))
-            .map(|(_, (k, v))| {
-                let entry = [k.as_bytes(), b"=", v.as_bytes()].concat();
-                CString::new(entry)
-                    .map(|c| (k.len(), c))
-                    .map_err(|_| Errno::EINVAL as i32)
-            })
-            .collect()
-    }
-
-    /// flowc's environment at fork time without `unset`, with `overrides` set over it.
-    fn environment<'a>(
-        &'a self,
-        overrides: &'a [(usize, CString)],
-        unset: &[String],
-    ) -> Vec<&'a CStr> {
-        fn name((len, entry): &(usize, CString)) -> &[u8] {
-            &entry.as_bytes()[..*len]
-        }
-        self.base_env
-            .iter()
-            .filter(|kv| !overrides.iter().any(|o| name(o) == name(kv)))
-            .filter(|kv| !unset.iter().any(|u| u.as_bytes() == name(kv)))
-            .chain(overrides)
-            .map(|(_, entry)| entry.as_c_str())
-            .collect()
+        foreign
     }
 
     fn reap(&mut self) {
@@ -552,20 +382,20 @@ impl Zygote {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
+            if self.init_ended(pid.as_raw(), raw) {
+                continue;
+            }
             if let Some(Some(reply)) = self.children.remove(&pid.as_raw()) {
                 let _ = send_reply(reply.as_raw_fd(), KIND_EXITED, raw);
-            } else if let Some(s) = self.starting.iter_mut().find(|s| s.pid == pid.as_raw()) {
-                s.exited = Some(raw);
             }
         }
     }
 
     /// flowc is gone or closed the socket: nothing it started may outlive it.
     fn shutdown(&mut self) -> ! {
-        for s in &self.starting {
-            if s.exited.is_none() {
-                self.children.insert(s.pid, None);
-            }
+        let inits: Vec<i32> = self.pool.all().iter().map(|i| i.pid).collect();
+        for pid in inits {
+            self.children.insert(pid, None);
         }
         for &pid in self.children.keys() {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
@@ -585,41 +415,6 @@ fn send_reply(fd: RawFd, kind: i32, value: i32) -> nix::Result<usize> {
     send(fd, &msg, MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT)
 }
 
-fn cstrings<'a>(items: impl Iterator<Item = &'a [u8]>) -> Result<Vec<CString>, i32> {
-    items
-        .map(|b| CString::new(b).map_err(|_| Errno::EINVAL as i32))
-        .collect()
-}
-
-/// The paths `execve` tries, in `PATH` order like `execvp`; absolute
-/// directories without the program are left out here rather than tried.
-fn candidates(program: &str, env: &[&CStr], cwd: Option<&str>) -> Result<Vec<CString>, i32> {
-    if program.contains('/') {
-        return cstrings(std::iter::once(program.as_bytes()));
-    }
-    let path = env
-        .iter()
-        .find_map(|kv| kv.to_bytes().strip_prefix(b"PATH="))
-        .unwrap_or(b"/bin:/usr/bin");
-    let mut out = Vec::new();
-    for dir in path.split(|&b| b == b':') {
-        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
-        let full = [dir, b"/", program.as_bytes()].concat();
-        if dir.starts_with(b"/") {
-            if !std::path::Path::new(OsStr::from_bytes(&full)).is_file() {
-                continue;
-            }
-        } else if cwd.is_none() && !std::path::Path::new(OsStr::from_bytes(&full)).exists() {
-            continue;
-        }
-        out.push(CString::new(full).map_err(|_| Errno::EINVAL as i32)?);
-    }
-    if out.is_empty() {
-        return Err(Errno::ENOENT as i32);
-    }
-    Ok(out)
-}
-
 /// Maps the user to itself in the user namespace of `pid`, as `unshare
 /// --map-current-user` does. Never to root there: a command that is root in
 /// its user namespace keeps capabilities over the step's mount namespace,
@@ -635,9 +430,6 @@ fn write_id_maps(pid: i32) -> Result<(), i32> {
     write("uid_map", format!("{uid} {uid} 1"))?;
     write("gid_map", format!("{gid} {gid} 1"))
 }
-
-/// A cloned child: its pid, its error pipe, and a namespace init's end pipe.
-type Cloned = (i32, OwnedFd, Option<OwnedFd>);
 
 /// Overwrites this process's original environment block (flowc's, from its
 /// exec) with zeros, once `base_env` holds what steps may inherit. Every
@@ -663,5 +455,68 @@ fn wipe_environ() {
             std::ptr::write_bytes(entry, 0, len);
             p = p.add(1);
         }
+    }
+}
+
+/// The pipes and namespaces of a child cloned for a request: the error pipe
+/// (closes when the command has exec'd, or carries the errno of a failure)
+/// and a user namespace's sync pipe.
+struct Frame {
+    err: (OwnedFd, OwnedFd),
+    sync: Option<(OwnedFd, OwnedFd)>,
+    flags: CloneFlags,
+    mounts: Option<Mounts>,
+}
+
+impl Frame {
+    fn new(req: &Request) -> Result<Frame, i32> {
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e as i32);
+        let err = pipe()?;
+        let sync = if req.ns.user { Some(pipe()?) } else { None };
+        let mut flags = CloneFlags::empty();
+        if req.ns.pid {
+            flags |= CloneFlags::CLONE_NEWPID;
+        }
+        if req.ns.net {
+            flags |= CloneFlags::CLONE_NEWNET;
+        }
+        if req.ns.user {
+            flags |= CloneFlags::CLONE_NEWUSER;
+        }
+        let mounts = match &req.mounts {
+            Some(spec) if req.ns.pid => {
+                flags |= CloneFlags::CLONE_NEWNS;
+                Some(Mounts::new(spec, req.cwd.as_deref(), true)?)
+            }
+            _ => None,
+        };
+        Ok(Frame {
+            err,
+            sync,
+            flags,
+            mounts,
+        })
+    }
+
+    /// After the clone: keeps the read ends, and writes a user namespace's id maps.
+    fn cloned(self, cloned: nix::Result<Pid>) -> Result<(i32, OwnedFd), (i32, Option<i32>)> {
+        let Frame {
+            err, sync, flags, ..
+        } = self;
+        drop(err.1);
+        let pid = match cloned {
+            Ok(pid) => pid.as_raw(),
+            Err(e) if flags.is_empty() => return Err((e as i32, None)),
+            Err(e) => return Err((staged_raw(STAGE_UNSHARE, e as i32), None)),
+        };
+        if let Some((sync_r, sync_w)) = sync {
+            drop(sync_r);
+            if let Err(e) = write_id_maps(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                return Err((staged_raw(STAGE_UNSHARE, e), Some(pid)));
+            }
+            let _ = nix::unistd::write(&sync_w, &[1]);
+        }
+        Ok((pid, err.0))
     }
 }
