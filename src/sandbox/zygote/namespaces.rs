@@ -26,8 +26,7 @@ impl Zygote {
         fds: [Option<OwnedFd>; 3],
         stack: &mut [u8],
     ) {
-        let mut job: Vec<RawFd> = fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
-        job.truncate(2 + usize::from(req.stdin));
+        let job: Vec<RawFd> = fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
         // A ruleset built here is inherited by the inits cloned after it.
         if let Some(spec) = &req.landlock
             && let Err(errno) = self.ruleset(spec)
@@ -59,8 +58,9 @@ impl Zygote {
         };
         // The init holds its own copies of the job's pipes now.
         drop(fds);
-        self.pool.begin(pid, reply, reusable(req));
-        if reusable(req) && self.pool.wants_spare(req) {
+        let again = reusable(req);
+        self.pool.begin(pid, reply, again);
+        if again && self.pool.wants_spare(req) {
             // Made while this job runs, so the next one need not wait.
             if let Ok(spare) = self.clone_init(req, stack) {
                 self.pool.add(spare);
