@@ -10,6 +10,7 @@ use nix::sys::resource::Resource;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 
 /// The parts of a request the child execs with (environment entries are
 /// `NAME=value` with the length of the name).
@@ -46,8 +47,20 @@ impl Job {
 }
 
 /// The key under which a Landlock ruleset is cached.
+/// The cache key of the ruleset for `spec`: the spec and the device and
+/// inode of each path it names. A ruleset holds the directories it was
+/// built from, so a path renamed away and made anew needs a new one.
 pub(super) fn ruleset_key(spec: &LandlockSpec) -> String {
-    serde_json::to_string(spec).unwrap_or_default()
+    let paths = spec.fs.iter().flat_map(|fs| {
+        fs.writable
+            .iter()
+            .flatten()
+            .chain(fs.readable.iter().flatten())
+    });
+    let ids: Vec<Option<(u64, u64)>> = paths
+        .map(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
+        .collect();
+    serde_json::to_string(&(spec, ids)).unwrap_or_default()
 }
 
 /// A copy of the ruleset for `spec` from `cache`, or one built now; a raw

@@ -33,6 +33,8 @@ mod namespaces;
 
 /// The clone child's stack; untouched pages are never materialized.
 const STACK: usize = 1 << 20;
+/// Landlock rulesets kept at most (a key per spec and identity of its paths).
+const MAX_RULESETS: usize = 64;
 
 struct Zygote {
     sock: OwnedFd,
@@ -342,6 +344,10 @@ impl Zygote {
     fn ruleset(&mut self, spec: &LandlockSpec) -> Result<RulesetCreated, i32> {
         let key = ruleset_key(spec);
         if !self.rulesets.contains_key(&key) {
+            // Keys of paths replaced over time must not pile up.
+            if self.rulesets.len() >= MAX_RULESETS {
+                self.rulesets.clear();
+            }
             let built = ruleset(spec.fs.as_ref(), spec.net)
                 .map_err(|_| staged_raw(STAGE_LANDLOCK, Errno::EINVAL as i32))?;
             self.rulesets.insert(key, built);

@@ -40,7 +40,10 @@ impl Zygote {
         let mut sent = idle.filter(|&pid| self.send_job(pid, raw, &job));
         if sent.is_none() {
             // None idle (or it had just died): one cloned for this job.
-            match self.clone_init(req, stack) {
+            // It must not keep the spawner's copies of this job's pipes
+            // (their ends would never close) nor of its reply socket.
+            let inherited: Vec<RawFd> = job.iter().copied().chain([reply.as_raw_fd()]).collect();
+            match self.clone_init(req, stack, &inherited) {
                 Ok(init) => {
                     let pid = init.pid;
                     self.pool.add(init);
@@ -62,7 +65,7 @@ impl Zygote {
         self.pool.begin(pid, reply, again);
         if again && self.pool.wants_spare(req) {
             // Made while this job runs, so the next one need not wait.
-            if let Ok(spare) = self.clone_init(req, stack) {
+            if let Ok(spare) = self.clone_init(req, stack, &[]) {
                 self.pool.add(spare);
             }
         }
@@ -91,7 +94,14 @@ impl Zygote {
     }
 
     /// Clones an init for requests like `req`, idle until its first job.
-    fn clone_init(&mut self, req: &Request, stack: &mut [u8]) -> Result<Init, i32> {
+    /// `inherited`: descriptors the spawner holds for a job, which the
+    /// init closes with the rest it must not keep.
+    fn clone_init(
+        &mut self,
+        req: &Request,
+        stack: &mut [u8],
+        inherited: &[RawFd],
+    ) -> Result<Init, i32> {
         let frame = Frame::new(req)?;
         let (mine, theirs) = socketpair(
             AddressFamily::Unix,
@@ -101,7 +111,9 @@ impl Zygote {
         )
         .map_err(|e| e as i32)?;
         // The error pipe is for a step's command, which the init clones itself.
-        let foreign = self.foreign(&frame, &[mine.as_raw_fd(), frame.err.1.as_raw_fd()]);
+        let mut extra = vec![mine.as_raw_fd(), frame.err.1.as_raw_fd()];
+        extra.extend(inherited);
+        let foreign = self.foreign(&frame, &extra);
         let (own_stack, command_stack) = stack.split_at_mut(stack.len() / 2);
         let mut body = Body {
             sync: frame.sync.as_ref().map(|(r, _)| r.as_raw_fd()),
