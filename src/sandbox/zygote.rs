@@ -7,7 +7,7 @@
 //! the flowc process it serves.
 
 use super::child::{Child, raw_owned};
-use super::job::{Job, environment, landlock, ruleset_key};
+use super::job::{Job, environment, ruleset_key};
 use super::mounts::Mounts;
 use super::pool::Pool;
 use super::spawn::{STAGE_LANDLOCK, STAGE_UNSHARE, ruleset, staged_raw};
@@ -24,6 +24,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, send};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::ffi::{CStr, CString};
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -343,16 +344,20 @@ impl Zygote {
     /// A copy of the Landlock ruleset of `spec`, built once and cached.
     fn ruleset(&mut self, spec: &LandlockSpec) -> Result<RulesetCreated, i32> {
         let key = ruleset_key(spec);
-        if !self.rulesets.contains_key(&key) {
+        if !self.rulesets.contains_key(&key) && self.rulesets.len() >= MAX_RULESETS {
             // Keys of paths replaced over time must not pile up.
-            if self.rulesets.len() >= MAX_RULESETS {
-                self.rulesets.clear();
-            }
-            let built = ruleset(spec.fs.as_ref(), spec.net)
-                .map_err(|_| staged_raw(STAGE_LANDLOCK, Errno::EINVAL as i32))?;
-            self.rulesets.insert(key, built);
+            self.rulesets.clear();
         }
-        landlock(&self.rulesets, spec)
+        let shared = match self.rulesets.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(
+                ruleset(spec.fs.as_ref(), spec.net)
+                    .map_err(|_| staged_raw(STAGE_LANDLOCK, Errno::EINVAL as i32))?,
+            ),
+        };
+        shared
+            .try_clone()
+            .map_err(|e| e.raw_os_error().unwrap_or(0))
     }
 
     /// Descriptors of this process a new child must not keep (an init lives
