@@ -4,13 +4,13 @@
 //! (see `flowc doctor --json`), the test asserts the refusal instead.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::BIN;
 use flowc::journal::{Event, Journal};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_flowc");
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,16 +20,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Layers this machine supports, from `flowc doctor --json`.
 fn has(layer: &str) -> bool {
-    let out = Command::new(BIN)
-        .args(["doctor", "--json"])
-        .output()
-        .unwrap();
-    let doc: Json = serde_json::from_slice(&out.stdout).unwrap();
-    doc["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|l| l["name"] == layer && l["available"] == true)
+    common::has_layer(layer)
 }
 
 struct Run {

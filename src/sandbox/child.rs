@@ -149,3 +149,23 @@ pub(super) fn borrowed(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
         std::os::fd::BorrowedFd::borrow_raw(fd)
     }
 }
+
+/// A word written on an error pipe, or `None` at its end (the command
+/// exec'd); a read error or a partial word is an errno too.
+pub(super) fn read_word(fd: &OwnedFd) -> Option<i32> {
+    let mut word = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match nix::unistd::read(fd, &mut word[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Some(e as i32),
+        }
+    }
+    match got {
+        0 => None,
+        4 => Some(i32::from_le_bytes(word)),
+        _ => Some(Errno::EIO as i32),
+    }
+}

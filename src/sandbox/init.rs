@@ -7,12 +7,12 @@
 //! It runs in a copy of the single-threaded spawner, so it may allocate; it
 //! never returns into the spawner's code.
 
-use super::child::{Child, enter, exit_now};
+use super::child::{Child, enter, exit_now, read_word};
 use super::job::{Job, environment, landlock};
 use super::mounts::Mounts;
 use super::pool::reusable;
 use super::spawn::{STAGE_MOUNT, staged_raw};
-use super::spawner::{KIND_EXITED, KIND_FAILED, KIND_STARTED, MAX_REQUEST, Request};
+use super::spawner::{KIND_EXITED, KIND_FAILED, KIND_STARTED, MAX_REQUEST, Request, encode};
 use landlock::RulesetCreated;
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -168,10 +168,7 @@ impl Init<'_> {
 
     /// One message to the spawner; false when it is gone.
     fn say(&self, kind: i32, value: i32) -> bool {
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&kind.to_le_bytes());
-        msg[4..].copy_from_slice(&value.to_le_bytes());
-        send(self.job, &msg, MsgFlags::MSG_NOSIGNAL).is_ok()
+        send(self.job, &encode(kind, value), MsgFlags::MSG_NOSIGNAL).is_ok()
     }
 }
 
@@ -197,25 +194,6 @@ fn wait_code(raw: i32) -> i32 {
     match raw & 0x7f {
         0 => (raw >> 8) & 0xff,
         sig => 128 + sig,
-    }
-}
-
-/// A word written on the pipe, or `None` at its end (the command exec'd).
-fn read_word(fd: &OwnedFd) -> Option<i32> {
-    let mut word = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match nix::unistd::read(fd, &mut word[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Some(e as i32),
-        }
-    }
-    match got {
-        0 => None,
-        4 => Some(i32::from_le_bytes(word)),
-        _ => Some(Errno::EIO as i32),
     }
 }
 

@@ -38,6 +38,20 @@ pub(super) const KIND_EXITED: i32 = 3;
 /// flowc to the spawner, on a step's reply socket: end this step now.
 pub(super) const KIND_KILL: i32 = 4;
 
+/// A message on the spawner's sockets: a kind and a value, little-endian.
+pub(super) fn encode(kind: i32, value: i32) -> [u8; 8] {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&kind.to_le_bytes());
+    msg[4..].copy_from_slice(&value.to_le_bytes());
+    msg
+}
+
+/// The kind and value of a message made by [`encode`].
+pub(super) fn decode(msg: &[u8; 8]) -> (i32, i32) {
+    let word = |i: usize| i32::from_le_bytes([msg[i], msg[i + 1], msg[i + 2], msg[i + 3]]);
+    (word(0), word(4))
+}
+
 /// One process to start, as the spawner receives it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Request {
@@ -415,11 +429,7 @@ async fn next_message(sock: &AsyncFd<OwnedFd>) -> io::Result<Option<(i32, i32)>>
         });
         match got {
             Ok(Ok((0, _))) => return Ok(None),
-            Ok(Ok((8, msg))) => {
-                let word =
-                    |i: usize| i32::from_le_bytes([msg[i], msg[i + 1], msg[i + 2], msg[i + 3]]);
-                return Ok(Some((word(0), word(4))));
-            }
+            Ok(Ok((8, msg))) => return Ok(Some(decode(&msg))),
             Ok(Ok(_)) => return Err(io::Error::other("malformed message from the spawner")),
             Ok(Err(e)) => return Err(e),
             Err(_would_block) => {}
@@ -483,9 +493,8 @@ impl SpawnedChild {
             return;
         }
         if self.namespaced {
-            let mut msg = [0u8; 8];
-            msg[..4].copy_from_slice(&KIND_KILL.to_le_bytes());
             let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            let msg = encode(KIND_KILL, 0);
             let _ = nix::sys::socket::send(self.reply.get_ref().as_raw_fd(), &msg, flags);
         } else {
             let _ = nix::sys::signal::kill(

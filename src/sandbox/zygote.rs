@@ -6,13 +6,13 @@
 //! children are cheap to create because it stays small, whatever the size of
 //! the flowc process it serves.
 
-use super::child::{Child, raw_owned};
+use super::child::{Child, raw_owned, read_word};
 use super::job::{Job, environment, ruleset_key};
 use super::mounts::Mounts;
 use super::pool::Pool;
 use super::spawn::{STAGE_LANDLOCK, STAGE_UNSHARE, ruleset, staged_raw};
 use super::spawner::{
-    FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, LandlockSpec, MAX_REQUEST, Request,
+    FdRole, KIND_EXITED, KIND_FAILED, KIND_STARTED, LandlockSpec, MAX_REQUEST, Request, encode,
 };
 use landlock::RulesetCreated;
 use nix::errno::Errno;
@@ -257,26 +257,8 @@ impl Zygote {
     /// Says how a child cloned with CLONE_VFORK started: its error pipe has
     /// closed (it exec'd) or carries the errno of the failure.
     fn resolve(&mut self, pid: i32, err: &OwnedFd, reply: OwnedFd) {
-        let mut word = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match nix::unistd::read(err, &mut word[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(Errno::EINTR) => {}
-                Err(e) => {
-                    word = (e as i32).to_le_bytes();
-                    got = 4;
-                }
-            }
-        }
         let fd = reply.as_raw_fd();
-        if got > 0 {
-            let errno = if got == 4 {
-                i32::from_le_bytes(word)
-            } else {
-                Errno::EIO as i32
-            };
+        if let Some(errno) = read_word(err) {
             let _ = send_reply(fd, KIND_FAILED, errno);
             self.children.insert(pid, None);
             return;
@@ -420,9 +402,7 @@ impl Zygote {
 }
 
 fn send_reply(fd: RawFd, kind: i32, value: i32) -> nix::Result<usize> {
-    let mut msg = [0u8; 8];
-    msg[..4].copy_from_slice(&kind.to_le_bytes());
-    msg[4..].copy_from_slice(&value.to_le_bytes());
+    let msg = encode(kind, value);
     send(fd, &msg, MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT)
 }
 

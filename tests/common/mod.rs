@@ -51,3 +51,17 @@ pub mod model_server;
 pub mod service;
 pub mod store;
 pub mod web;
+
+/// Whether this machine has sandbox layer `name`, from `flowc doctor --json`.
+pub fn has_layer(name: &str) -> bool {
+    let out = Command::new(BIN)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["name"] == name && l["available"] == true)
+}

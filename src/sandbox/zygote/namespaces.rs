@@ -4,7 +4,7 @@
 
 use super::super::init::Init as Body;
 use super::super::pool::{Init, reusable};
-use super::super::spawner::{KIND_EXITED, KIND_FAILED, KIND_STARTED, Request};
+use super::super::spawner::{KIND_EXITED, KIND_FAILED, KIND_STARTED, Request, decode};
 use super::{Frame, Zygote, send_reply};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
@@ -161,8 +161,7 @@ impl Zygote {
                 init.gone = true;
                 return;
             }
-            let word = |i: usize| i32::from_le_bytes([msg[i], msg[i + 1], msg[i + 2], msg[i + 3]]);
-            let (kind, value) = (word(0), word(4));
+            let (kind, value) = decode(&msg);
             let Some(reply) = init.reply.as_ref().map(AsRawFd::as_raw_fd) else {
                 continue;
             };
