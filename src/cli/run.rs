@@ -85,23 +85,7 @@ pub fn cache_dir(
 
 /// Whether any step of `program` may be cached (so a flow without one leaves no store behind).
 pub fn uses_cache(program: &crate::ir::Program) -> bool {
-    any_step(program, |st| st.cache.enabled)
-}
-
-/// Whether any step of `program` asks a model (so the run can have usage to show).
-fn asks_models(program: &crate::ir::Program) -> bool {
-    use crate::ir::StepKind;
-    any_step(program, |st| {
-        matches!(st.kind, StepKind::Llm(_) | StepKind::Agent(_))
-    })
-}
-
-fn any_step(program: &crate::ir::Program, f: impl Fn(&crate::ir::Step) -> bool) -> bool {
-    program.skills.values().any(|s| {
-        s.nodes
-            .iter()
-            .any(|n| matches!(&n.kind, crate::ir::NodeKind::Step(st) if f(st)))
-    })
+    program.any_step(|st| st.cache.enabled)
 }
 
 /// Runs or resumes a skill; returns the exit code.
@@ -260,7 +244,6 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
             )));
         }
     };
-    let models = asks_models(&program);
     let report = runtime.block_on(execute(
         program,
         skill.clone(),
@@ -272,16 +255,8 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
     // Attempts may still hold process handles; do not wait for them.
     runtime.shutdown_background();
     let report = report.map_err(CliError::failed)?;
-    // Reopening the journal costs a connection (its schema read) and a close:
-    // only a run that may have asked a model has usage to show.
-    let usage = if models {
-        Journal::open_existing(&journal_path)
-            .and_then(|j| j.llm_usage(&report.run_id))
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    for u in &usage {
+    let usage = &report.usage;
+    for u in usage {
         eprintln!("  {}", usage_line(u));
     }
     let journal_shown = crate::journal::redact_url(&journal_path.display().to_string());

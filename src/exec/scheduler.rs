@@ -72,6 +72,8 @@ pub struct RunReport {
     pub cache_hits: usize,
     /// For a dry run: what each node instance would do.
     pub plan: Vec<super::plan::PlanRow>,
+    /// Model calls of the whole run (all its sessions), per model.
+    pub usage: Vec<crate::journal::LlmUsage>,
 }
 
 /// A person's decision on a queued item.
@@ -545,6 +547,15 @@ impl Runner<'_> {
         self.push(event);
         self.flush()?;
         self.evict_cache();
+        // Read from the open journal (a reopen costs a connection and its
+        // schema read); only a program that asks models can have any.
+        let asks = |st: &crate::ir::Step| matches!(st.kind, StepKind::Llm(_) | StepKind::Agent(_));
+        let usage = if self.program.any_step(asks) {
+            // The run has ended and is committed: a failed read shows no usage.
+            self.journal.llm_usage(&self.run_id).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         Ok(RunReport {
             run_id: self.run_id.clone(),
             end,
@@ -554,6 +565,7 @@ impl Runner<'_> {
             attempts: self.steps_run,
             cache_hits: self.cache_hits,
             plan: self.plan.take().map(|p| p.rows).unwrap_or_default(),
+            usage,
         })
     }
 }

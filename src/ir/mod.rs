@@ -57,6 +57,15 @@ impl Program {
             }),
         }
     }
+
+    /// Whether any step of any skill meets `f`.
+    pub fn any_step(&self, f: impl Fn(&Step) -> bool) -> bool {
+        self.skills.values().any(|s| {
+            s.nodes
+                .iter()
+                .any(|n| matches!(&n.kind, NodeKind::Step(st) if f(st)))
+        })
+    }
 }
 
 /// A compiled expression: its source text, its type and its rhai form.
