@@ -2,29 +2,24 @@
 //! per run), and flowc's own state that no step may write.
 
 use super::scheduler::Runner;
-use crate::ir::{NodeId, Skill};
-use std::sync::Arc;
 
 impl Runner<'_> {
     /// The sandbox plan for `sandbox` (a step's, or its skill policy's)
     /// under the run's policy; refused when a written limit cannot be held.
     pub fn sandbox_plan(
         &mut self,
-        skill: &Arc<Skill>,
-        node: Option<NodeId>,
         sandbox: &crate::ir::Sandbox,
     ) -> Result<crate::sandbox::Plan, String> {
-        let key = (Arc::as_ptr(skill) as usize, node);
-        let run = &self.root_policy.sandbox;
-        if let Some(plan) = self.plans.get(&key) {
+        if let Some((_, plan)) = self.plans.iter().find(|(s, _)| s == sandbox) {
             return plan.clone();
         }
+        let run = &self.root_policy.sandbox;
         let plan = crate::sandbox::plan_for(sandbox, run).map(|mut plan| {
             let (state, secret) = self.state_paths();
             plan.protect_state(&state, &secret);
             plan
         });
-        self.plans.insert(key, plan.clone());
+        self.plans.push((sandbox.clone(), plan.clone()));
         plan
     }
 

@@ -66,9 +66,7 @@ impl Runner<'_> {
         let mut data = json!({ "input_hash": self.insts[inst].input_hash });
         let task: Option<Task> = match &step.kind {
             StepKind::Run(run) => {
-                let task = self.run_task(
-                    inst, attempt, &skill, node, run, &inputs, timeout, &cancel, &mut data,
-                );
+                let task = self.run_task(inst, attempt, run, &inputs, timeout, &cancel, &mut data);
                 // `None`: the attempt already ended (refused, or its snapshot failed).
                 let Some(task) = task else { return };
                 Some(task)
@@ -152,8 +150,6 @@ impl Runner<'_> {
         &mut self,
         inst: usize,
         attempt: u32,
-        skill: &Arc<Skill>,
-        node: usize,
         run: &RunStep,
         inputs: &Json,
         timeout: Duration,
@@ -167,7 +163,7 @@ impl Runner<'_> {
         env.push(("FLOWC_STEP".into(), key.clone()));
         env.push(("FLOWC_ATTEMPT".into(), attempt.to_string()));
         env.push(("FLOWC_IDEMPOTENCY_KEY".into(), idem));
-        let plan = self.sandbox_plan(skill, Some(node), &run.sandbox);
+        let plan = self.sandbox_plan(&run.sandbox);
         let plan = match plan {
             Ok(plan) => plan,
             Err(refused) => {

@@ -354,7 +354,7 @@ impl Runner<'_> {
         .concat();
         env.retain(|(_, v)| !v.is_empty());
         let skill = self.frames[self.insts[inst].frame].skill.clone();
-        let plan = self.sandbox_plan(&skill, None, &skill.policy.sandbox)?;
+        let plan = self.sandbox_plan(&skill.policy.sandbox)?;
         let mut spec = ProcessSpec {
             argv: vec![
                 "sh".into(),

@@ -251,10 +251,11 @@ pub(super) struct Runner<'o> {
     pub observer: &'o mut dyn Observer,
     pub root_done: Option<Result<Json, String>>,
     pub llm: super::llm::LlmState,
-    /// Sandbox plans by (skill, node; `None` for the skill's own policy): a
-    /// plan only depends on the definitions and this machine, so it is made
-    /// once per run rather than per attempt.
-    pub plans: HashMap<(usize, Option<NodeId>), Result<crate::sandbox::Plan, String>>,
+    /// Sandbox plans by the limits they were made for: a plan only depends on
+    /// those, the run's policy and this machine, so it is made once per run
+    /// for each distinct sandbox rather than per step or attempt (a chain of
+    /// steps under one policy resolves its paths once).
+    pub plans: Vec<(crate::ir::Sandbox, Result<crate::sandbox::Plan, String>)>,
     /// The step cache, when on.
     pub cache: Option<crate::cache::Store>,
     /// Steps reused from the cache in this session.

@@ -92,7 +92,7 @@ pub async fn execute(
         observer,
         root_done: None,
         llm,
-        plans: HashMap::new(),
+        plans: Vec::new(),
         cache: open_cache(&opts),
         cache_hits: 0,
         plan: opts.plan.then(super::plan::Plan::default),

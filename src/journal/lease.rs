@@ -32,11 +32,16 @@ pub struct LeaseHolder {
     pub age_ms: i64,
 }
 
-/// This machine's name.
-pub fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string())
+/// This machine's name, read once per process: every append checks the
+/// lease's fence against it, and a lease is taken under the name the process
+/// started with.
+pub fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".to_string())
+    })
 }
 
 /// Whether process `pid` exists on this host (signal 0: no signal is sent).

@@ -110,12 +110,8 @@ const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("postgres_v6.sql")];
 fn refuse_lost(path: &Path) -> Result<(), JournalError> {
     if PathBuf::from(format!("{}-head", path.display())).exists()
         && let Ok(reader) = Journal::open_read_only(path)
-        && let Some(lost) = reader.lost_events()
     {
-        return Err(JournalError::Lost {
-            path: path.to_path_buf(),
-            lost,
-        });
+        return reader.refuse_lost();
     }
     Ok(())
 }
@@ -213,7 +209,6 @@ impl Journal {
             return Ok(journal);
         }
         file::check_journal_file(path)?;
-        refuse_lost(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -225,6 +220,9 @@ impl Journal {
         // Refuse a foreign or newer database before changing anything in it
         // (setting `journal_mode` would convert someone else's file to WAL).
         journal.check_version()?;
+        // Asked on this connection before it writes anything: a second,
+        // read-only connection for it cost a schema parse on every run.
+        journal.refuse_lost()?;
         let sync = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
@@ -600,6 +598,18 @@ impl Journal {
     /// How many committed events the journal no longer holds, when its head
     /// mark says more were committed than it has (a damaged write-ahead log,
     /// or the last commits lost to a power cut); `None` when nothing is missing.
+    /// Refuses a journal that holds fewer events than its head mark
+    /// recorded (an older copy put back in its place).
+    fn refuse_lost(&self) -> Result<(), JournalError> {
+        match self.lost_events() {
+            Some(lost) => Err(JournalError::Lost {
+                path: self.path.clone(),
+                lost,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub fn lost_events(&self) -> Option<i64> {
         if self.conn.is_postgres() {
             return None;

@@ -38,7 +38,13 @@ pub fn plan_for(step: &Sandbox, run: &Sandbox) -> Result<Plan, String> {
 /// the layers available. Refusals are left to the steps that meet them.
 pub fn unenforced<'a>(steps: impl IntoIterator<Item = &'a Sandbox>, run: &Sandbox) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    // Most steps share a sandbox: each distinct one is planned once.
+    let mut seen: Vec<&Sandbox> = Vec::new();
     for step in steps {
+        if seen.contains(&step) {
+            continue;
+        }
+        seen.push(step);
         if let Ok(plan) = plan_for(step, run) {
             for m in plan.missing {
                 if !out.contains(&m) {

@@ -87,8 +87,8 @@ impl Runner<'_> {
         inputs: &Json,
         timeout_ms: u64,
     ) {
-        let (skill, node) = self.step(inst);
-        let plan = match self.sandbox_plan(&skill, Some(node), &skill.policy.sandbox) {
+        let (skill, _) = self.step(inst);
+        let plan = match self.sandbox_plan(&skill.policy.sandbox) {
             Ok(p) => p,
             Err(e) => return self.end_agent(inst, AttemptEnd::Error(e, None)),
         };
