@@ -8,13 +8,21 @@
 #
 # flowc runs with the default sandbox (PID namespace and the rest) and the
 # journal on (`--durability` default, or DURABILITY=full). Wall and CPU
-# (user+sys) from bash's `times` around each command.
+# (user+sys of the command and all under it) from `perf stat` (see `timed`).
+#
+# W1 is also timed against the bare serial floor, `seq 200 | xargs -I{} sh -c
+# true` (the chain's 200 processes one after another, no state). PIN=1 runs
+# every command pinned to CPU 0 (`taskset -c 0`, children included): on a
+# small VM this takes out the wake-up of an idle virtual CPU, which makes a
+# chain's wall time swing 2x between rounds.
 #
 #   benches/latency.sh [FLOWC] [ROUNDS]      (default: target/release/flowc, 5)
 set -euo pipefail
 flowc=$(realpath "${1:-target/release/flowc}")
 rounds=${2:-5}
 durability=${DURABILITY:-}
+pin=()
+[ "${PIN:-}" = 1 ] && pin=(taskset -c 0)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -65,8 +73,19 @@ policy='policy bench {
   echo '}'
 } > w3.flow
 
-# One timed command: prints "wall_ms cpu_ms".
+# One timed command: prints "wall_ms cpu_ms". CPU is the task clock of the
+# command and every process under it, with `perf stat` where it is installed:
+# flowc never waits for its spawner (nor the spawner for flowc), so the
+# spawner, its namespace inits and the steps' processes are missing from
+# the rusage of waited-for children that bash's `times` and `/proc` report.
+# Without perf the CPU column is that rusage, and flowc's is too low.
 timed() {
+  if command -v perf > /dev/null; then
+    perf stat -e task-clock -o "$work/stat" -- "$@" > /dev/null 2>&1 || true
+    awk '/task-clock/ { cpu = $1 } /seconds time elapsed/ { wall = $1 * 1000 }
+         END { printf "%d %d\n", wall, cpu }' "$work/stat"
+    return
+  fi
   local start end c0 c1 me=$BASHPID
   c0=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$me/stat")
   start=$(date +%s%N)
@@ -78,28 +97,27 @@ timed() {
   echo "$(((end - start) / 1000000)) $(((c1 - c0) * 1000 / hz))"
 }
 
-run_flowc() {
-  rm -rf .flowc
-  if [ -n "$durability" ]; then
-    "$flowc" run "$1" --no-input --durability "$durability"
-  else
-    "$flowc" run "$1" --no-input
-  fi
-}
+flowc_args=(run --no-input)
+[ -n "$durability" ] && flowc_args+=(--durability "$durability")
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A wall cpu
 for _ in $(seq "$rounds"); do
   for case in w1 w2 w3; do
-    read -r w c < <(timed run_flowc "$case.flow")
+    rm -rf .flowc
+    read -r w c < <(timed "${pin[@]}" "$flowc" "${flowc_args[@]}" "$case.flow")
     wall[flowc_$case]+="$w "; cpu[flowc_$case]+="$c "
     if [ "$case" = w3 ]; then
-      read -r w c < <(timed sh -c 'seq 2000 | xargs -P2 -I{} sh -c true')
+      read -r w c < <(timed "${pin[@]}" sh -c 'seq 2000 | xargs -P2 -I{} sh -c true')
     else
-      read -r w c < <(timed make -s -j2 -f "$case.mk")
+      read -r w c < <(timed "${pin[@]}" make -s -j2 -f "$case.mk")
     fi
     wall[base_$case]+="$w "; cpu[base_$case]+="$c "
+    if [ "$case" = w1 ]; then
+      read -r w c < <(timed "${pin[@]}" sh -c 'seq 200 | xargs -I{} sh -c true')
+      wall[loop_w1]+="$w "; cpu[loop_w1]+="$c "
+    fi
   done
 done
 printf '%-4s %-28s %10s %10s %8s\n' case against "flowc ms" "base ms" ratio
@@ -112,4 +130,10 @@ for case in w1 w2 w3; do
   [ "$case" = w3 ] && against="xargs -P2 sh -c true"
   printf '%-4s %-28s %10s %10s %8s   (cpu %s vs %s ms)\n' "$case" "$against" "$f" "$b" \
     "$(awk -v f="$f" -v b="$b" 'BEGIN { printf "%.2f", f / b }')" "$fc" "$bc"
+  if [ "$case" = w1 ]; then
+    l=$(echo "${wall[loop_w1]}" | tr ' ' '\n' | grep . | median)
+    lc=$(echo "${cpu[loop_w1]}" | tr ' ' '\n' | grep . | median)
+    printf '%-4s %-28s %10s %10s %8s   (cpu %s vs %s ms)\n' w1 "xargs sh -c true (serial)" "$f" "$l" \
+      "$(awk -v f="$f" -v b="$l" 'BEGIN { printf "%.2f", f / b }')" "$fc" "$lc"
+  fi
 done

@@ -68,7 +68,7 @@ impl Support {
         let (pid_ns, pid_why) = probe_pid_ns(root);
         let net_ns = pid_ns
             .as_ref()
-            .filter(|args| probe_unshare(args, Some("--net")))
+            .filter(|args| probe_net_ns(args))
             .map(|_| "--net".to_string());
         let user = pid_ns
             .as_ref()
@@ -204,45 +204,103 @@ fn has_resource_caps() -> bool {
 }
 
 /// The `unshare` arguments that work here for a PID namespace, or why none do.
+///
+/// Probed with the namespace syscalls themselves (a forked child unshares
+/// and forks the namespace's first process), not by running `unshare … true`:
+/// that started four processes and two programs on every run, about a third
+/// of a one-step run's start-up. The `unshare` program must still be on
+/// PATH, since a step the spawner cannot take is started through it.
 fn probe_pid_ns(root: bool) -> (Option<Vec<String>>, String) {
+    if !on_path("unshare") {
+        return (None, "`unshare` (util-linux) is not on PATH".to_string());
+    }
     let base = ["--pid", "--fork", "--kill-child"];
-    let mut candidates: Vec<Vec<&str>> = Vec::new();
-    if root {
-        candidates.push(base.to_vec());
-    }
-    // Without root, a user namespace grants the right to make a PID namespace
-    // (the second form for util-linux before 2.38; flowc writes the maps
-    // itself, always mapping the user to itself).
-    candidates.push([&["--user", "--map-current-user"][..], &base].concat());
-    candidates.push([&["--user", "--map-root-user"][..], &base].concat());
-    for c in candidates {
-        let args: Vec<String> = c.iter().map(|s| s.to_string()).collect();
-        if probe_unshare(&args, None) {
-            return (Some(args), String::new());
-        }
-    }
-    let why = if Command::new("unshare")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        "`unshare` (util-linux) is not on PATH".to_string()
+    let args = if root && probe_namespaces(false, false) {
+        base.to_vec()
+    } else if probe_namespaces(true, false) {
+        // Without root, a user namespace grants the right to make a PID
+        // namespace (the second form for util-linux before 2.38; the spawner
+        // writes the maps itself, always mapping the user to itself).
+        let map = if maps_current_user() {
+            "--map-current-user"
+        } else {
+            "--map-root-user"
+        };
+        [&["--user", map][..], &base].concat()
     } else {
-        "`unshare --pid --fork` is not permitted here (no root, no user namespaces)".to_string()
+        return (
+            None,
+            "`unshare --pid --fork` is not permitted here (no root, no user namespaces)"
+                .to_string(),
+        );
     };
-    (None, why)
+    (
+        Some(args.iter().map(|s| s.to_string()).collect()),
+        String::new(),
+    )
 }
 
-fn probe_unshare(args: &[String], extra: Option<&str>) -> bool {
-    Command::new("unshare")
-        .args(args)
-        .args(extra)
-        .args(["--", "true"])
+/// Whether a network namespace can be made beside the PID namespace of `args`.
+fn probe_net_ns(args: &[String]) -> bool {
+    probe_namespaces(args.iter().any(|a| a == "--user"), true)
+}
+
+/// Whether a child can unshare a PID namespace (in a user namespace of its
+/// own with `user`, with a network namespace with `net`) and start the
+/// namespace's first process in it.
+fn probe_namespaces(user: bool, net: bool) -> bool {
+    use nix::libc;
+    use nix::sched::CloneFlags;
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::ForkResult;
+    let mut flags = CloneFlags::CLONE_NEWPID;
+    if user {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    if net {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let exited_zero = |pid| matches!(waitpid(pid, None), Ok(WaitStatus::Exited(_, 0)));
+    // SAFETY: the child only makes syscalls (no allocation, no locks: this
+    // process may have other threads) and ends with `_exit`; so does its child.
+    #[allow(unsafe_code)]
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            let works = nix::sched::unshare(flags).is_ok()
+                && match unsafe { nix::unistd::fork() } {
+                    Ok(ForkResult::Child) => unsafe { libc::_exit(0) },
+                    Ok(ForkResult::Parent { child }) => exited_zero(child),
+                    Err(_) => false,
+                };
+            // SAFETY: `_exit` only ends the process.
+            unsafe { libc::_exit(if works { 0 } else { 1 }) }
+        }
+        Ok(ForkResult::Parent { child }) => exited_zero(child),
+        Err(_) => false,
+    }
+}
+
+/// Whether `program` is an executable file in a directory of PATH.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Whether this `unshare` knows `--map-current-user` (util-linux 2.38 and
+/// later; asked only without root, where the fallback path needs the form).
+fn maps_current_user() -> bool {
+    let Ok(out) = Command::new("unshare")
+        .arg("--help")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .output()
+    else {
+        return false;
+    };
+    String::from_utf8_lossy(&out.stdout).contains("--map-current-user")
 }
