@@ -222,7 +222,18 @@ impl Journal {
         journal.check_version()?;
         // Asked on this connection before it writes anything: a second,
         // read-only connection for it cost a schema parse on every run.
-        journal.refuse_lost()?;
+        if let Err(lost) = journal.refuse_lost() {
+            // Closing the last connection checkpoints the log: that would
+            // write the damaged log's remains over the database and make the
+            // loss final, so this one closes without.
+            if let Some(conn) = journal.conn.sqlite() {
+                let _ = conn.set_db_config(
+                    rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                    true,
+                );
+            }
+            return Err(lost);
+        }
         let sync = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
