@@ -1,8 +1,9 @@
 //! The run queue: runs waiting for a driver, claims by supervisors, cancel requests.
 
+use super::append::append_in;
 use super::db::params;
 use super::lease::{host, process_alive};
-use super::{Journal, JournalError, NewEvent, append_in, now_ms};
+use super::{Journal, JournalError, NewEvent, now_ms};
 use serde_json::Value as Json;
 
 /// A run id: the UTC time it was made and a random-looking suffix.
