@@ -1,18 +1,21 @@
-//! `llm` steps: resolving the model, caps, rate limits, the call itself,
-//! journaling every request and reply, and what a reply means for the attempt.
+//! `llm` steps: resolving the model, caps, rate limits, launching the call
+//! (`llm_call.rs`) and journaling every request and reply (what a reply
+//! means and what of it is kept: `llm_reply.rs`).
 
-use super::attempt::{self, AttemptEnd, ProcessSpec};
-use super::eval::validate;
+use super::attempt::{AttemptEnd, ProcessSpec};
+use super::llm_call::after_rate_limit;
+pub use super::llm_reply::typed_end;
+use super::llm_reply::{cap, journaled_body, reply_end};
 use super::scheduler::{Msg, RunEnd, Runner, Task};
 use crate::ir::{LlmStep, Model, Provider, SecretSource, Setting, Value};
-use crate::journal::{Journal, JournalError, NewEvent, OUTPUT_CAP, now_ms};
+use crate::journal::{Journal, JournalError, NewEvent, now_ms};
 use crate::llm::fake::Script;
 use crate::llm::limits::{RateWindow, cost};
 use crate::llm::{self, CallError, Reply, Request, estimate_tokens, schema};
 use serde_json::{Value as Json, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Default request timeout when neither the model nor the step sets one.
@@ -372,134 +375,6 @@ impl Runner<'_> {
         Ok(spec)
     }
 
-    /// The future that asks the model through its provider.
-    #[allow(clippy::too_many_arguments)]
-    fn provider_call(
-        &mut self,
-        inst: usize,
-        attempt: u32,
-        model: &Arc<Model>,
-        provider: Provider,
-        request: Request,
-        est_in: u64,
-        cancel: &Arc<Notify>,
-        journaled: &mut Json,
-    ) -> Result<CallFuture, Option<AttemptEnd>> {
-        let key = self.insts[inst].key.clone();
-        let model = model.clone();
-        Ok(match provider {
-            Provider::Fake => {
-                let path = model.script.clone().unwrap_or_default();
-                let name = self.frames[self.insts[inst].frame].skill.nodes[self.insts[inst].node]
-                    .name
-                    .clone();
-                let picked = self.llm.script(&path).and_then(|script| {
-                    let used = self.llm.fake_used.entry(model.key.clone()).or_default();
-                    match script.pick(&key, &name, attempt, used) {
-                        Some(i) => {
-                            let in_order = script.answers[i].step.is_none()
-                                && script.answers[i].attempt.is_none();
-                            if in_order {
-                                used.push(i);
-                            }
-                            Ok((script, i, in_order))
-                        }
-                        None => Err(format!(
-                            "the fake model `{}` has no answer left for step `{key}`, attempt {attempt} \
-                             (answers file `{path}`)",
-                            model.name
-                        )),
-                    }
-                });
-                match picked {
-                    Err(e) => Box::pin(async move { (Err(CallError::fatal(e)), "fake", None) }),
-                    Ok((script, i, in_order)) => {
-                        let text = format!(
-                            "{}\n{}",
-                            request.system.as_deref().unwrap_or_default(),
-                            request.prompt
-                        );
-                        Box::pin(
-                            async move { (script.answer(i, &text), "fake", Some((i, in_order))) },
-                        )
-                    }
-                }
-            }
-            Provider::Command => {
-                let mut env = Vec::new();
-                if let Some(s) =
-                    llm::system_prompt(request.system.as_deref(), request.schema.as_ref())
-                {
-                    env.push(("FLOWC_LLM_SYSTEM".to_string(), s));
-                }
-                if let Some(s) = &request.schema {
-                    env.push(("FLOWC_LLM_SCHEMA".to_string(), s.to_string()));
-                }
-                let spec = match self.command_process(
-                    inst,
-                    attempt,
-                    &model,
-                    request.prompt.clone(),
-                    env,
-                    request.timeout,
-                ) {
-                    Ok(spec) => spec,
-                    Err(refused) => return Err(Some(AttemptEnd::Fatal(refused))),
-                };
-                if let Some(plan) = &spec.sandbox {
-                    journaled["sandbox"] = plan.record();
-                }
-                let c = cancel.clone();
-                let who = model.name.clone();
-                let prompt_tokens = est_in;
-                Box::pin(async move {
-                    let outcome = match attempt::run_process(spec, c, None).await {
-                        AttemptEnd::Result(r) if r["exit_code"] == 0 => {
-                            let text = r["stdout"].as_str().unwrap_or_default().to_string();
-                            Ok(Reply {
-                                tokens_in: prompt_tokens,
-                                tokens_out: estimate_tokens(&text),
-                                text,
-                            })
-                        }
-                        AttemptEnd::Result(r) => Err(CallError::transient(format!(
-                            "the command of model `{who}` exited with code {}: {}",
-                            r["exit_code"],
-                            r["stderr"].as_str().unwrap_or_default().trim()
-                        ))),
-                        AttemptEnd::Error(e, _) => Err(CallError::transient(format!(
-                            "the command of model `{who}`: {e}"
-                        ))),
-                        other => Err(CallError::transient(format!(
-                            "the command of model `{who}` did not finish: {other:?}"
-                        ))),
-                    };
-                    (outcome, "command", None)
-                })
-            }
-            Provider::OpenAi | Provider::Anthropic => {
-                let mut request = request;
-                match api_key(&model) {
-                    Err(e) => Box::pin(async move { (Err(CallError::fatal(e)), "http", None) }),
-                    Ok(k) => {
-                        request.api_key = k;
-                        Box::pin(async move {
-                            let outcome =
-                                tokio::task::spawn_blocking(move || llm::http::call(&request))
-                                    .await
-                                    .unwrap_or_else(|e| {
-                                        Err(CallError::transient(format!(
-                                            "the request crashed: {e}"
-                                        )))
-                                    });
-                            (outcome, "http", None)
-                        })
-                    }
-                }
-            }
-        })
-    }
-
     /// The spend cap a call of about `est_in` + `est_out` tokens would pass:
     /// (rule, its value, the message).
     pub(super) fn over_cap(
@@ -636,77 +511,6 @@ impl Runner<'_> {
     }
 }
 
-/// Waits `wait` ms for the rate limit, then awaits `call`: its output and how
-/// long it took (ms), or `None` when the attempt was cancelled first.
-pub(super) async fn after_rate_limit<T>(
-    wait: u64,
-    cancel: &Notify,
-    call: impl std::future::Future<Output = T>,
-) -> Option<(T, u64)> {
-    if wait > 0 {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(wait)) => {}
-            () = cancel.notified() => return None,
-        }
-    }
-    let started = Instant::now();
-    tokio::select! {
-        r = call => Some((r, started.elapsed().as_millis() as u64)),
-        () = cancel.notified() => None,
-    }
-}
-
-type CallFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = (
-                    Result<Reply, CallError>,
-                    &'static str,
-                    Option<(usize, bool)>,
-                ),
-            > + Send,
-    >,
->;
-
-/// Longest prompt text kept in the journal per message (the tail is kept).
-const PROMPT_CAP: usize = 4 * OUTPUT_CAP;
-
-/// The request body as journaled: each message's text within `PROMPT_CAP`.
-pub(super) fn journaled_body(mut body: Json) -> Json {
-    let clip = |v: &mut Json| {
-        if let Some(text) = v.as_str()
-            && text.len() > PROMPT_CAP
-        {
-            // Redacted before the cut, which could fall inside a secret.
-            let text = &crate::secrets::redact(text.to_string());
-            let cut = super::accept::tail_cut(text, PROMPT_CAP);
-            *v = json!(format!("[flowc: {cut} bytes dropped]{}", &text[cut..]));
-        }
-    };
-    if let Some(messages) = body["messages"].as_array_mut() {
-        for m in messages {
-            clip(&mut m["content"]);
-        }
-    }
-    if body.get("system").is_some() {
-        clip(&mut body["system"]);
-    }
-    body
-}
-
-/// Keeps journaled reply text within the output cap (the tail is kept).
-pub(super) fn cap(text: &str) -> String {
-    if text.len() <= OUTPUT_CAP {
-        return text.to_string();
-    }
-    // Redacted before the cut, which could fall inside a secret.
-    let text = &crate::secrets::redact(text.to_string());
-    match super::accept::tail_cut(text, OUTPUT_CAP) {
-        0 => text.to_string(),
-        cut => format!("[flowc: {cut} bytes dropped]{}", &text[cut..]),
-    }
-}
-
 /// A recorded call, answered again.
 fn replayed(data: Json) -> Exchange {
     let outcome = match data["reply"].as_str() {
@@ -731,69 +535,5 @@ fn replayed(data: Json) -> Exchange {
         duration_ms: 0,
         source: "replay",
         fake_answer: None,
-    }
-}
-
-/// What a reply means: a result, or a rejection whose feedback re-prompts.
-fn reply_end(llm: &LlmStep, reply: Reply, cost_usd: f64) -> AttemptEnd {
-    let result = json!({
-        "text": reply.text,
-        "tokens_in": reply.tokens_in,
-        "tokens_out": reply.tokens_out,
-        "cost_usd": cost_usd,
-    });
-    typed_end(llm.output.as_ref(), result, &reply.text)
-}
-
-/// A model's final text against the step's declared `output` type: the result
-/// with `output` parsed, or a rejection whose feedback says what is wrong.
-pub fn typed_end(output: Option<&crate::ir::Ty>, mut result: Json, text: &str) -> AttemptEnd {
-    let Some(ty) = output else {
-        return AttemptEnd::Result(result);
-    };
-    let parsed: Json = match serde_json::from_str(schema::strip_fence(text)) {
-        Ok(v) => v,
-        Err(e) => {
-            result["output"] = Json::Null;
-            return AttemptEnd::Rejected(
-                result,
-                format!(
-                    "the reply is not valid JSON ({e}); reply with only a JSON value of type `{ty}`"
-                ),
-            );
-        }
-    };
-    if let Err(e) = validate(&parsed, ty) {
-        result["output"] = parsed;
-        return AttemptEnd::Rejected(
-            result,
-            format!("the reply does not match `output: {ty}`: {e}"),
-        );
-    }
-    result["output"] = parsed;
-    AttemptEnd::Result(result)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_prompts_are_clipped_in_the_journal_only() {
-        let long = "x".repeat(PROMPT_CAP + 10);
-        let body = json!({
-            "messages": [{ "role": "user", "content": long }, { "role": "user", "content": "short" }],
-            "system": "brief",
-        });
-        let j = journaled_body(body);
-        let first = j["messages"][0]["content"].as_str().unwrap_or_default();
-        assert!(
-            first.starts_with("[flowc: 10 bytes dropped]"),
-            "{}",
-            &first[..40]
-        );
-        assert_eq!(first.len(), PROMPT_CAP + "[flowc: 10 bytes dropped]".len());
-        assert_eq!(j["messages"][1]["content"], "short");
-        assert_eq!(j["system"], "brief");
     }
 }

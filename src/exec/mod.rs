@@ -18,6 +18,8 @@ pub mod inputs;
 mod instances;
 mod launch;
 mod llm;
+mod llm_call;
+mod llm_reply;
 mod memory;
 mod observer;
 mod plan;

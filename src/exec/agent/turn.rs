@@ -130,7 +130,7 @@ impl Runner<'_> {
         let journaled = json!({
             "provider": request.provider.word(),
             "url": http.then_some(url),
-            "body": crate::exec::llm::journaled_body(body),
+            "body": crate::exec::llm_reply::journaled_body(body),
         });
         (journaled, est_in)
     }
@@ -149,7 +149,7 @@ impl Runner<'_> {
         self.running += 1;
         self.spawn.push(Box::pin(async move {
             let Some(((outcome, source, fake_answer), duration_ms)) =
-                crate::exec::llm::after_rate_limit(wait, &cancel, call).await
+                crate::exec::llm_call::after_rate_limit(wait, &cancel, call).await
             else {
                 return Msg::Attempt {
                     inst,
@@ -464,7 +464,7 @@ fn turn_event(
     });
     match &turn.outcome {
         Ok(r) => {
-            data["reply"] = json!(crate::exec::llm::cap(&r.text));
+            data["reply"] = json!(crate::exec::llm_reply::cap(&r.text));
             data["agent_reply"] = r.to_json();
         }
         Err(e) => {
