@@ -23,6 +23,7 @@ mod llm_reply;
 mod memory;
 mod observer;
 mod plan;
+mod process;
 mod reuse;
 mod rules;
 mod scheduler;
