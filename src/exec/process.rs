@@ -350,80 +350,14 @@ pub async fn run_process(
         Err(StartFailure::SpawnerGone) => return AttemptEnd::NotStarted(SPAWNER_GONE.into()),
         Err(StartFailure::Other(what)) => return AttemptEnd::Error(what, None),
     };
-    let pid = child.id();
-    let stdin_task = match (child.stdin.take(), spec.stdin) {
-        (Some(mut w), Some(text)) => Some(tokio::spawn(async move {
-            let _ = w.write_all(text.as_bytes()).await;
-            let _ = w.shutdown().await;
-        })),
-        _ => None,
-    };
-    // Both streams are read in this task (no task per stream), while it waits.
-    let (out, err) = (child.stdout.take(), child.stderr.take());
-    let tail = tail.as_deref();
-    let read = |r: Option<Stream>| async move {
-        match r {
-            Some(r) => pump(r, tail).await,
-            None => Capture::default(),
-        }
-    };
-    let mut streams = std::pin::pin!(async { tokio::join!(read(out), read(err)) });
-    let mut captured = None;
-    enum Stop {
-        Exited(std::io::Result<std::process::ExitStatus>),
-        Timeout,
-        Cancel,
-    }
-    let timeout = tokio::time::sleep(spec.timeout);
-    let mut timeout = std::pin::pin!(timeout);
-    let cancelled = cancel.notified();
-    let mut cancelled = std::pin::pin!(cancelled);
-    let stop = loop {
-        tokio::select! {
-            status = child.wait() => break Stop::Exited(status),
-            () = &mut timeout => break Stop::Timeout,
-            () = &mut cancelled => break Stop::Cancel,
-            c = &mut streams, if captured.is_none() => captured = Some(c),
-        }
-    };
-    if !matches!(stop, Stop::Exited(_)) {
-        kill_group(pid);
-        let _ = child.kill().await;
-    } else {
-        // Reap stragglers the command left behind in its group.
-        kill_group(pid);
-    }
-    if let Some(t) = stdin_task {
-        t.abort();
-    }
-    let (out, err) = match captured {
-        Some(c) => c,
-        None => streams.await,
-    };
+    let (stop, out, err) = supervise(&mut child, &spec, &cancel, tail.as_deref()).await;
     let (stdout, out_trunc) = out.finish();
     let (stderr, _) = err.finish();
     let duration = started.elapsed().as_millis() as i64;
-    let exit_code = match &stop {
-        Stop::Exited(Ok(status)) => status.code().unwrap_or_else(|| {
-            use std::os::unix::process::ExitStatusExt;
-            128 + status.signal().unwrap_or(0)
-        }),
-        _ => -1,
-    };
-    let ended = match &stop {
-        Stop::Exited(Ok(status)) => {
-            use std::os::unix::process::ExitStatusExt;
-            status.signal().map_or(
-                crate::sandbox::Ended::Code(exit_code),
-                crate::sandbox::Ended::Signal,
-            )
-        }
-        Stop::Timeout => crate::sandbox::Ended::Timeout,
-        _ => crate::sandbox::Ended::Code(exit_code),
-    };
+    let (exit_code, ended) = exit_of(&stop);
     let outcome =
         crate::sandbox::Outcome::classify(spec.sandbox.as_ref(), ended, &stderr, duration as u64);
-    let mut result = json!({
+    let result = json!({
         "exit_code": exit_code,
         "stdout": stdout,
         "stderr": stderr,
@@ -433,47 +367,125 @@ pub async fn run_process(
         "outcome": outcome.record(),
     });
     match stop {
-        Stop::Cancel => return AttemptEnd::Cancelled,
-        Stop::Timeout => {
-            return AttemptEnd::Error(
-                format!(
-                    "timed out after {}",
-                    crate::ir::format_ms(spec.timeout.as_millis() as u64)
-                ),
-                Some(result),
-            );
-        }
+        Stop::Cancel => AttemptEnd::Cancelled,
+        Stop::Timeout => AttemptEnd::Error(
+            format!(
+                "timed out after {}",
+                crate::ir::format_ms(spec.timeout.as_millis() as u64)
+            ),
+            Some(result),
+        ),
         Stop::Exited(Err(e)) => {
-            return AttemptEnd::Error(format!("waiting for the process failed: {e}"), Some(result));
+            AttemptEnd::Error(format!("waiting for the process failed: {e}"), Some(result))
         }
-        Stop::Exited(Ok(_)) => {}
+        Stop::Exited(Ok(_)) => match &spec.output {
+            Some(ty) => typed_stdout(ty, out_trunc, result),
+            None => AttemptEnd::Result(result),
+        },
     }
-    if let Some(ty) = &spec.output {
-        if out_trunc {
-            return AttemptEnd::Error(
-                format!(
-                    "stdout is longer than {CAPTURE_CAP} bytes, so it cannot be parsed as the declared output"
-                ),
-                Some(result),
-            );
+}
+
+/// How the wait for a process ended.
+enum Stop {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Timeout,
+    Cancel,
+}
+
+/// Feeds the process its stdin and reads both its streams (in this task,
+/// while it waits) until it exits, times out or is cancelled; then kills
+/// its group (stragglers it left behind, or the whole of it).
+async fn supervise(
+    child: &mut Proc,
+    spec: &ProcessSpec,
+    cancel: &Notify,
+    tail: Option<&TailFn>,
+) -> (Stop, Capture, Capture) {
+    let pid = child.id();
+    let stdin_task = match (child.stdin.take(), spec.stdin.clone()) {
+        (Some(mut w), Some(text)) => Some(tokio::spawn(async move {
+            let _ = w.write_all(text.as_bytes()).await;
+            let _ = w.shutdown().await;
+        })),
+        _ => None,
+    };
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let read = |r: Option<Stream>| async move {
+        match r {
+            Some(r) => pump(r, tail).await,
+            None => Capture::default(),
         }
-        let parsed: Json = match serde_json::from_str(result["stdout"].as_str().unwrap_or_default())
-        {
-            Ok(v) => v,
-            Err(e) => {
-                return AttemptEnd::Error(
-                    format!("stdout is not valid JSON for `output: {ty}`: {e}"),
-                    Some(result),
-                );
+    };
+    let mut streams = std::pin::pin!(async { tokio::join!(read(out), read(err)) });
+    let mut captured = None;
+    let mut timeout = std::pin::pin!(tokio::time::sleep(spec.timeout));
+    let mut cancelled = std::pin::pin!(cancel.notified());
+    let stop = loop {
+        tokio::select! {
+            status = child.wait() => break Stop::Exited(status),
+            () = &mut timeout => break Stop::Timeout,
+            () = &mut cancelled => break Stop::Cancel,
+            c = &mut streams, if captured.is_none() => captured = Some(c),
+        }
+    };
+    kill_group(pid);
+    if !matches!(stop, Stop::Exited(_)) {
+        let _ = child.kill().await;
+    }
+    if let Some(t) = stdin_task {
+        t.abort();
+    }
+    let (out, err) = match captured {
+        Some(c) => c,
+        None => streams.await,
+    };
+    (stop, out, err)
+}
+
+/// The exit code a result records (128 + the signal, -1 without an exit)
+/// and how the process ended, for the outcome.
+fn exit_of(stop: &Stop) -> (i32, crate::sandbox::Ended) {
+    use crate::sandbox::Ended;
+    use std::os::unix::process::ExitStatusExt;
+    match stop {
+        Stop::Exited(Ok(status)) => match status.signal() {
+            Some(sig) => (status.code().unwrap_or(128 + sig), Ended::Signal(sig)),
+            None => {
+                let code = status.code().unwrap_or(128);
+                (code, Ended::Code(code))
             }
-        };
-        if let Err(e) = validate(&parsed, ty) {
+        },
+        Stop::Timeout => (-1, Ended::Timeout),
+        _ => (-1, Ended::Code(-1)),
+    }
+}
+
+/// The result with stdout parsed as the declared `output` type, or the error
+/// that says why it cannot be.
+fn typed_stdout(ty: &Ty, truncated: bool, mut result: Json) -> AttemptEnd {
+    if truncated {
+        return AttemptEnd::Error(
+            format!(
+                "stdout is longer than {CAPTURE_CAP} bytes, so it cannot be parsed as the declared output"
+            ),
+            Some(result),
+        );
+    }
+    let parsed: Json = match serde_json::from_str(result["stdout"].as_str().unwrap_or_default()) {
+        Ok(v) => v,
+        Err(e) => {
             return AttemptEnd::Error(
-                format!("stdout does not match `output: {ty}`: {e}"),
+                format!("stdout is not valid JSON for `output: {ty}`: {e}"),
                 Some(result),
             );
         }
-        result["output"] = parsed;
+    };
+    if let Err(e) = validate(&parsed, ty) {
+        return AttemptEnd::Error(
+            format!("stdout does not match `output: {ty}`: {e}"),
+            Some(result),
+        );
     }
+    result["output"] = parsed;
     AttemptEnd::Result(result)
 }
