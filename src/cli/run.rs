@@ -1,5 +1,6 @@
 //! `flowc run`: compile, type the inputs, execute with live progress, print the result.
 
+use super::compile::Compiled;
 use super::progress::{JsonLines, Lines, Live};
 use super::{CliError, CliResult, EXIT_FAILED, EXIT_OK, EXIT_USAGE, JournalArgs, write_stdout};
 use crate::exec::{Observer, RunEnd, RunOptions, execute, inputs};
@@ -110,7 +111,100 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
     }
     args.journal.ensure_dir().map_err(CliError::usage)?;
     let journal = Journal::open(&journal_path, durability).map_err(CliError::usage)?;
-    let (file, skill_name, resume, stored_inputs) = match &args.resume {
+    let Target {
+        file,
+        skill: skill_name,
+        resume,
+        inputs: stored_inputs,
+    } = target(args, &journal, &shown)?;
+    let (program, skill, sources) = compile_target(
+        &journal,
+        &file,
+        skill_name.as_deref(),
+        resume.as_ref(),
+        color,
+    )?;
+    let typed = match stored_inputs {
+        Some(serde_json::Value::Object(map)) => map,
+        Some(_) => serde_json::Map::new(),
+        None => typed_inputs(&skill, &args.inputs, args.inputs_file.as_deref())?,
+    };
+    let replay_llm = match &args.replay_llm {
+        None => None,
+        Some(id) => match journal.resolve_run(id) {
+            Ok(id) => Some(id),
+            Err(e) => return Err(CliError::usage(format!("--replay-llm: {e}"))),
+        },
+    };
+    let interactive = !args.no_input
+        && !args.json
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal();
+    let (resume, queued) = match resume {
+        Some((id, true)) => (None, Some(id)),
+        Some((id, false)) => (Some(id), None),
+        None => (None, None),
+    };
+    let opts = RunOptions {
+        resume,
+        queued,
+        inputs: typed,
+        interactive,
+        file: file.display().to_string(),
+        replay_llm,
+        cache_dir: cache_dir(args, &journal_path, &program),
+        cache_max_bytes: crate::cache::max_bytes_from_env().map_err(CliError::usage)?,
+        plan: false,
+        sources,
+    };
+    if !args.json {
+        note_unenforced(&program, &skill);
+    }
+    crate::secrets::guard_run(&program);
+    let report = drive(args, interactive, program, skill, journal, opts)?;
+    report_end(args, &journal_path, report)
+}
+
+/// Runs the program on a single-threaded runtime, its progress shown as
+/// `--json` lines, live on a terminal, or as plain lines.
+fn drive(
+    args: &RunArgs,
+    interactive: bool,
+    program: std::sync::Arc<crate::ir::Program>,
+    skill: std::sync::Arc<crate::ir::Skill>,
+    journal: Journal,
+    opts: RunOptions,
+) -> Result<crate::exec::RunReport, CliError> {
+    let mut observer: Box<dyn Observer> = if args.json {
+        Box::new(JsonLines::default())
+    } else if std::io::stderr().is_terminal() {
+        Box::new(Live::new(args.explain, interactive))
+    } else {
+        Box::new(Lines::new(args.explain))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime.block_on(execute(program, skill, journal, opts, observer.as_mut()));
+    drop(observer);
+    // Attempts may still hold process handles; do not wait for them.
+    runtime.shutdown_background();
+    report.map_err(CliError::failed)
+}
+
+/// What a `flowc run` is to run: a new run of `FILE`, or the run named by
+/// `--resume` (its file, skill, id and whether it was only queued, and the
+/// inputs it keeps).
+struct Target {
+    file: PathBuf,
+    skill: Option<String>,
+    resume: Option<(String, bool)>,
+    inputs: Option<serde_json::Value>,
+}
+
+fn target(args: &RunArgs, journal: &Journal, shown: &str) -> Result<Target, CliError> {
+    let (file, skill, resume, inputs) = match &args.resume {
         None => {
             let Some(file) = args.file.clone() else {
                 return Err(CliError::usage(
@@ -161,13 +255,29 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
             )
         }
     };
-    // A resumed run whose files are gone compiles from the sources it journaled.
-    let stored = match &resume {
+    Ok(Target {
+        file,
+        skill,
+        resume,
+        inputs,
+    })
+}
+
+/// The program to run: compiled from `file`, or, for a resumed run whose
+/// files are gone, from the sources it journaled when it started.
+fn compile_target(
+    journal: &Journal,
+    file: &std::path::Path,
+    skill_name: Option<&str>,
+    resume: Option<&(String, bool)>,
+    color: bool,
+) -> Result<Compiled, CliError> {
+    let stored = match resume {
         Some((id, _)) if !file.exists() => journal.sources_of(id).unwrap_or_default(),
         _ => Vec::new(),
     };
     let compiled = if stored.is_empty() {
-        super::compile::compile_from(&crate::check::FsLoader, &file, skill_name.as_deref(), color)
+        super::compile::compile_from(&crate::check::FsLoader, file, skill_name, color)
     } else {
         eprintln!(
             "note: `{}` is not here; resuming from the {} file(s) the run journaled when it started",
@@ -178,83 +288,21 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
         for (path, text) in &stored {
             loader.add(path, text.as_bytes().to_vec());
         }
-        super::compile::compile_from(&loader, &file, skill_name.as_deref(), color)
+        super::compile::compile_from(&loader, file, skill_name, color)
     };
-    let (program, skill, sources) = match compiled {
-        Ok(p) => p,
-        Err(e) => {
-            return Err(CliError {
-                code: EXIT_USAGE,
-                ..e
-            });
-        }
-    };
-    let typed = match stored_inputs {
-        Some(serde_json::Value::Object(map)) => map,
-        Some(_) => serde_json::Map::new(),
-        None => typed_inputs(&skill, &args.inputs, args.inputs_file.as_deref())?,
-    };
-    let replay_llm = match &args.replay_llm {
-        None => None,
-        Some(id) => match journal.resolve_run(id) {
-            Ok(id) => Some(id),
-            Err(e) => return Err(CliError::usage(format!("--replay-llm: {e}"))),
-        },
-    };
-    let interactive = !args.no_input
-        && !args.json
-        && std::io::stdin().is_terminal()
-        && std::io::stderr().is_terminal();
-    let (resume, queued) = match resume {
-        Some((id, true)) => (None, Some(id)),
-        Some((id, false)) => (Some(id), None),
-        None => (None, None),
-    };
-    let opts = RunOptions {
-        resume,
-        queued,
-        inputs: typed,
-        interactive,
-        file: file.display().to_string(),
-        replay_llm,
-        cache_dir: cache_dir(args, &journal_path, &program),
-        cache_max_bytes: crate::cache::max_bytes_from_env().map_err(CliError::usage)?,
-        plan: false,
-        sources,
-    };
-    let mut observer: Box<dyn Observer> = if args.json {
-        Box::new(JsonLines::default())
-    } else if std::io::stderr().is_terminal() {
-        Box::new(Live::new(args.explain, interactive))
-    } else {
-        Box::new(Lines::new(args.explain))
-    };
-    if !args.json {
-        note_unenforced(&program, &skill);
-    }
-    crate::secrets::guard_run(&program);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return Err(CliError::failed(format!(
-                "cannot start the async runtime: {e}"
-            )));
-        }
-    };
-    let report = runtime.block_on(execute(
-        program,
-        skill.clone(),
-        journal,
-        opts,
-        observer.as_mut(),
-    ));
-    drop(observer);
-    // Attempts may still hold process handles; do not wait for them.
-    runtime.shutdown_background();
-    let report = report.map_err(CliError::failed)?;
+    compiled.map_err(|e| CliError {
+        code: EXIT_USAGE,
+        ..e
+    })
+}
+
+/// What the run's end says on stderr (and its result on stdout), and the
+/// exit code it gives.
+fn report_end(
+    args: &RunArgs,
+    journal_path: &std::path::Path,
+    report: crate::exec::RunReport,
+) -> CliResult {
     let usage = &report.usage;
     for u in usage {
         eprintln!("  {}", usage_line(u));
@@ -297,21 +345,7 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
             Ok(EXIT_OK)
         }
         RunEnd::Failed => {
-            // A rejected gate is not fixed by resuming: say how to ask again.
-            let rejected: Vec<String> = Journal::open_existing(&journal_path)
-                .and_then(|j| j.approvals(Some(&report.run_id)))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|a| a.kind == "approval" && a.status == "rejected")
-                .map(|a| a.node)
-                .collect();
-            let next = match rejected.first() {
-                Some(gate) => format!(
-                    "`{gate}` was rejected: `flowc retry {} {gate}{journal_flag}` asks again, then `{resume_cmd}{journal_flag}`",
-                    report.run_id
-                ),
-                None => format!("fix the cause, then `{resume_cmd}{journal_flag}`"),
-            };
+            let next = after_failure(journal_path, &report.run_id, &resume_cmd, &journal_flag);
             eprintln!(
                 "run {} failed: {}\n  journal {journal_shown}; {next}",
                 report.run_id,
@@ -343,6 +377,29 @@ pub fn run(args: &RunArgs, color: bool) -> CliResult {
             );
             Ok(EXIT_INTERRUPTED)
         }
+    }
+}
+
+/// What to do after a failed run: ask a rejected gate again, or fix the
+/// cause, then resume (a rejected gate is not fixed by resuming).
+fn after_failure(
+    journal_path: &std::path::Path,
+    run_id: &str,
+    resume_cmd: &str,
+    journal_flag: &str,
+) -> String {
+    let rejected: Vec<String> = Journal::open_existing(journal_path)
+        .and_then(|j| j.approvals(Some(run_id)))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.kind == "approval" && a.status == "rejected")
+        .map(|a| a.node)
+        .collect();
+    match rejected.first() {
+        Some(gate) => format!(
+            "`{gate}` was rejected: `flowc retry {run_id} {gate}{journal_flag}` asks again, then `{resume_cmd}{journal_flag}`"
+        ),
+        None => format!("fix the cause, then `{resume_cmd}{journal_flag}`"),
     }
 }
 
