@@ -23,20 +23,7 @@ impl Runner<'_> {
         };
         self.steps_run += 1;
         self.continue_agent_attempt(inst);
-        if self.prior_steps + self.steps_run > self.root_policy.max_steps {
-            let why = format!(
-                "cap `max_steps` ({}) of policy `{}` reached: no more step attempts may start",
-                self.root_policy.max_steps, self.root_policy.name
-            );
-            let key = self.insts[inst].key.clone();
-            self.violation(
-                Some(&key),
-                "max_steps",
-                json!(self.root_policy.max_steps),
-                &why,
-            );
-            self.stop_run(RunEnd::Failed, why);
-            self.mark_stopped(inst);
+        if self.over_max_steps(inst) {
             return;
         }
         self.insts[inst].attempt += 1;
@@ -72,24 +59,15 @@ impl Runner<'_> {
                 Some(task)
             }
             StepKind::Script { ast, output, .. } => {
-                let values: HashMap<String, Json> = inputs["values"]
-                    .as_object()
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                    .unwrap_or_default();
-                let names: Vec<String> = values.keys().cloned().collect();
                 let job = attempt::ScriptJob {
                     evaluator: self.eval.clone(),
                     ast: ast.clone(),
-                    names,
-                    values,
+                    names: Vec::new(),
+                    values: HashMap::new(),
                     output: output.clone(),
                     timeout,
                 };
-                // Started by `flush` once `running` is committed: inline when small.
-                self.set_status(&key, "running", Some(attempt), data);
-                self.insts[inst].cancel = Some(cancel);
-                self.running += 1;
-                self.inline.push((inst, attempt, job));
+                self.queue_script(inst, attempt, job, &inputs, cancel, data);
                 return;
             }
             StepKind::Wait {
@@ -141,6 +119,51 @@ impl Runner<'_> {
             self.running += 1;
             self.spawn.push(task);
         }
+    }
+
+    /// Whether the run's `max_steps` is spent with this attempt: then the
+    /// violation is journaled, the run stops failed and the step is stopped.
+    fn over_max_steps(&mut self, inst: usize) -> bool {
+        if self.prior_steps + self.steps_run <= self.root_policy.max_steps {
+            return false;
+        }
+        let why = format!(
+            "cap `max_steps` ({}) of policy `{}` reached: no more step attempts may start",
+            self.root_policy.max_steps, self.root_policy.name
+        );
+        let key = self.insts[inst].key.clone();
+        self.violation(
+            Some(&key),
+            "max_steps",
+            json!(self.root_policy.max_steps),
+            &why,
+        );
+        self.stop_run(RunEnd::Failed, why);
+        self.mark_stopped(inst);
+        true
+    }
+
+    /// A `script` attempt with its input values, started by `flush` once
+    /// `running` is committed (inline when small).
+    fn queue_script(
+        &mut self,
+        inst: usize,
+        attempt: u32,
+        mut job: attempt::ScriptJob,
+        inputs: &Json,
+        cancel: Arc<tokio::sync::Notify>,
+        data: Json,
+    ) {
+        job.values = inputs["values"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        job.names = job.values.keys().cloned().collect();
+        let key = self.insts[inst].key.clone();
+        self.set_status(&key, "running", Some(attempt), data);
+        self.insts[inst].cancel = Some(cancel);
+        self.running += 1;
+        self.inline.push((inst, attempt, job));
     }
 
     /// The task of a `run` attempt: its environment, sandbox plan and
