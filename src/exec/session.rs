@@ -33,33 +33,18 @@ pub async fn execute(
         journal.check_untampered(&run_id)?;
     }
     journal.acquire_lease(&run_id)?;
-    let mut prior = HashMap::new();
-    let mut prior_approvals = HashMap::new();
-    let mut status = HashMap::new();
-    if resuming {
-        for row in journal.nodes(&run_id)? {
-            status.insert(row.key.clone(), row.status.clone());
-            prior.insert(row.key.clone(), row);
-        }
-        for row in journal.approvals(Some(&run_id))? {
-            prior_approvals.insert(row.node.clone(), row);
-        }
-    }
+    let Prior {
+        nodes: prior,
+        approvals: prior_approvals,
+        status,
+        spent_ms,
+        steps: prior_steps,
+    } = Prior::load(&journal, &run_id, resuming)?;
     let llm = super::llm::LlmState::load(
         &journal,
         resuming.then_some(run_id.as_str()),
         opts.replay_llm.as_deref(),
     )?;
-    let spent_ms = if resuming {
-        journal.active_ms(&run_id)?
-    } else {
-        0
-    };
-    let prior_steps = if resuming {
-        journal.attempts_started(&run_id)?
-    } else {
-        0
-    };
     let memory = super::memory::Memory::load(&journal, &program, &run_id, resuming)?;
     let mut runner = Runner {
         run_id: run_id.clone(),
@@ -98,30 +83,7 @@ pub async fn execute(
         plan: opts.plan.then(super::plan::Plan::default),
         agents: HashMap::new(),
     };
-    if resuming {
-        runner.push(NewEvent::run(&run_id, "run_resumed", json!({})));
-    } else {
-        let initiator = initiator(&runner.journal, &run_id);
-        let mut data = json!({ "skill": skill.name, "file": opts.file, "inputs": opts.inputs, "initiator": initiator });
-        if !opts.sources.is_empty() && !opts.plan {
-            data["sources"] = runner.journal.store_sources(&opts.sources)?;
-        }
-        runner.push(NewEvent::run(&run_id, "run_started", data));
-    }
-    let vars = Vars::child(None);
-    for (k, v) in &opts.inputs {
-        vars.set(k, v.clone());
-    }
-    let ctx = hash(&[&Json::Object(opts.inputs.clone()).to_string()]);
-    runner.new_frame(Frame::new(
-        skill.clone(),
-        None,
-        String::new(),
-        vars,
-        ctx,
-        Owner::Root,
-        0,
-    ));
+    runner.begin(&skill, &opts, resuming)?;
     spawn_signal_watch(tx.clone());
     let heartbeat = spawn_heartbeat(
         tx.clone(),
@@ -143,6 +105,82 @@ pub async fn execute(
     run_timer.abort();
     let _ = runner.journal.release_lease(&run_id);
     result
+}
+
+/// What a resumed run brings from its earlier sessions (all empty for a new run).
+struct Prior {
+    /// Its node instances by key, and their statuses.
+    nodes: HashMap<String, crate::journal::NodeRow>,
+    status: HashMap<String, String>,
+    /// Its approvals by node.
+    approvals: HashMap<String, crate::journal::ApprovalRow>,
+    /// The time it was driven, which `run_timeout` counts.
+    spent_ms: i64,
+    /// The step attempts it started, which `max_steps` counts.
+    steps: u64,
+}
+
+impl Prior {
+    fn load(journal: &Journal, run_id: &str, resuming: bool) -> Result<Prior, JournalError> {
+        let mut prior = Prior {
+            nodes: HashMap::new(),
+            status: HashMap::new(),
+            approvals: HashMap::new(),
+            spent_ms: 0,
+            steps: 0,
+        };
+        if !resuming {
+            return Ok(prior);
+        }
+        for row in journal.nodes(run_id)? {
+            prior.status.insert(row.key.clone(), row.status.clone());
+            prior.nodes.insert(row.key.clone(), row);
+        }
+        for row in journal.approvals(Some(run_id))? {
+            prior.approvals.insert(row.node.clone(), row);
+        }
+        prior.spent_ms = journal.active_ms(run_id)?;
+        prior.steps = journal.attempts_started(run_id)?;
+        Ok(prior)
+    }
+}
+
+impl Runner<'_> {
+    /// The run's first event of this session (`run_started` with its inputs,
+    /// initiator and sources, or `run_resumed`) and the root skill's frame.
+    fn begin(
+        &mut self,
+        skill: &Arc<Skill>,
+        opts: &RunOptions,
+        resuming: bool,
+    ) -> Result<(), JournalError> {
+        let run_id = self.run_id.clone();
+        if resuming {
+            self.push(NewEvent::run(&run_id, "run_resumed", json!({})));
+        } else {
+            let initiator = initiator(&self.journal, &run_id);
+            let mut data = json!({ "skill": skill.name, "file": opts.file, "inputs": opts.inputs, "initiator": initiator });
+            if !opts.sources.is_empty() && !opts.plan {
+                data["sources"] = self.journal.store_sources(&opts.sources)?;
+            }
+            self.push(NewEvent::run(&run_id, "run_started", data));
+        }
+        let vars = Vars::child(None);
+        for (k, v) in &opts.inputs {
+            vars.set(k, v.clone());
+        }
+        let ctx = hash(&[&Json::Object(opts.inputs.clone()).to_string()]);
+        self.new_frame(Frame::new(
+            skill.clone(),
+            None,
+            String::new(),
+            vars,
+            ctx,
+            Owner::Root,
+            0,
+        ));
+        Ok(())
+    }
 }
 
 /// The step cache of `opts`; one that cannot be opened leaves the cache off
