@@ -5,7 +5,8 @@
 //! `pre_exec` hook in `spawn.rs` (everything the child does there is prepared
 //! in the parent), the spawner's fork, clone and descriptor handling in
 //! `spawner.rs`, `zygote.rs` (a single-threaded process) and `child.rs` (the
-//! process it clones), and the mount syscalls without a wrapper in `mounts.rs`.
+//! process it clones), the mount syscalls without a wrapper in `mounts.rs`,
+//! and the forked probe child in `support.rs` (`in_child`).
 
 mod child;
 pub mod env;

@@ -211,31 +211,14 @@ pub(super) fn probe(user: bool) -> bool {
     if user {
         flags |= nix::sched::CloneFlags::CLONE_NEWUSER;
     }
-    // SAFETY: the child only makes syscalls (no allocation, no locks: this
-    // process may have other threads) and ends with `_exit`.
-    #[allow(unsafe_code)]
-    let forked = unsafe { nix::unistd::fork() };
-    match forked {
-        Ok(nix::unistd::ForkResult::Child) => {
-            let none: Option<&str> = None;
-            let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
-            let works = nix::sched::unshare(flags).is_ok()
-                && mount(none, "/", none, private, none).is_ok()
-                && open_tree(c"/").is_ok_and(|tree| {
-                    set_read_only(c"/").is_ok() && move_mount(tree, c"/").is_ok()
-                });
-            // SAFETY: `_exit` only ends the process.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::_exit(if works { 0 } else { 1 })
-            }
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => matches!(
-            nix::sys::wait::waitpid(child, None),
-            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
-        ),
-        Err(_) => false,
-    }
+    super::support::in_child(|| {
+        let none: Option<&str> = None;
+        let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+        nix::sched::unshare(flags).is_ok()
+            && mount(none, "/", none, private, none).is_ok()
+            && open_tree(c"/")
+                .is_ok_and(|tree| set_read_only(c"/").is_ok() && move_mount(tree, c"/").is_ok())
+    })
 }
 
 /// The paths as C strings, each with the flags of the mount it is on that

@@ -363,7 +363,7 @@ fn rule(
     created.add_rule(PathBeneath::new(fd, access))
 }
 
-fn program_exists(program: &str, cwd: Option<&str>, path_var: Option<&str>) -> bool {
+pub(super) fn program_exists(program: &str, cwd: Option<&str>, path_var: Option<&str>) -> bool {
     if program.contains('/') {
         return Path::new(cwd.unwrap_or(".")).join(program).exists();
     }

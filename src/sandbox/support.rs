@@ -207,11 +207,11 @@ fn has_resource_caps() -> bool {
 ///
 /// Probed with the namespace syscalls themselves (a forked child unshares
 /// and forks the namespace's first process), not by running `unshare … true`:
-/// that started four processes and two programs on every run, about a third
-/// of a one-step run's start-up. The `unshare` program must still be on
+/// that started four processes and two programs on every run, about a sixth
+/// of a one-step run. The `unshare` program must still be on
 /// PATH, since a step the spawner cannot take is started through it.
 fn probe_pid_ns(root: bool) -> (Option<Vec<String>>, String) {
-    if !on_path("unshare") {
+    if !super::spawn::program_exists("unshare", None, None) {
         return (None, "`unshare` (util-linux) is not on PATH".to_string());
     }
     let base = ["--pid", "--fork", "--kill-child"];
@@ -249,10 +249,7 @@ fn probe_net_ns(args: &[String]) -> bool {
 /// own with `user`, with a network namespace with `net`) and start the
 /// namespace's first process in it.
 fn probe_namespaces(user: bool, net: bool) -> bool {
-    use nix::libc;
     use nix::sched::CloneFlags;
-    use nix::sys::wait::{WaitStatus, waitpid};
-    use nix::unistd::ForkResult;
     let mut flags = CloneFlags::CLONE_NEWPID;
     if user {
         flags |= CloneFlags::CLONE_NEWUSER;
@@ -260,35 +257,29 @@ fn probe_namespaces(user: bool, net: bool) -> bool {
     if net {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    let exited_zero = |pid| matches!(waitpid(pid, None), Ok(WaitStatus::Exited(_, 0)));
-    // SAFETY: the child only makes syscalls (no allocation, no locks: this
-    // process may have other threads) and ends with `_exit`; so does its child.
+    in_child(|| nix::sched::unshare(flags).is_ok() && in_child(|| true))
+}
+
+/// Whether `check` holds when run in a forked child (which exits with it).
+/// `check` may only make syscalls: no allocation and no locks, since this
+/// process may have other threads.
+pub(super) fn in_child(check: impl FnOnce() -> bool) -> bool {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::ForkResult;
+    // SAFETY: the child runs only `check` (syscalls, by its contract) and
+    // ends with `_exit`.
     #[allow(unsafe_code)]
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
-            let works = nix::sched::unshare(flags).is_ok()
-                && match unsafe { nix::unistd::fork() } {
-                    Ok(ForkResult::Child) => unsafe { libc::_exit(0) },
-                    Ok(ForkResult::Parent { child }) => exited_zero(child),
-                    Err(_) => false,
-                };
+            let works = check();
             // SAFETY: `_exit` only ends the process.
-            unsafe { libc::_exit(if works { 0 } else { 1 }) }
+            unsafe { nix::libc::_exit(if works { 0 } else { 1 }) }
         }
-        Ok(ForkResult::Parent { child }) => exited_zero(child),
+        Ok(ForkResult::Parent { child }) => {
+            matches!(waitpid(child, None), Ok(WaitStatus::Exited(_, 0)))
+        }
         Err(_) => false,
     }
-}
-
-/// Whether `program` is an executable file in a directory of PATH.
-fn on_path(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
 }
 
 /// Whether this `unshare` knows `--map-current-user` (util-linux 2.38 and
