@@ -162,14 +162,12 @@ pub(super) async fn after_rate_limit<T>(
     }
 }
 
-pub(super) type CallFuture = std::pin::Pin<
+/// A call in flight: its reply (a model's, or an agent turn's), where the
+/// answer came from, and the `fake` answer it used.
+pub(super) type CallFuture<R = Reply> = std::pin::Pin<
     Box<
         dyn std::future::Future<
-                Output = (
-                    Result<Reply, CallError>,
-                    &'static str,
-                    Option<(usize, bool)>,
-                ),
+                Output = (Result<R, CallError>, &'static str, Option<(usize, bool)>),
             > + Send,
     >,
 >;

@@ -26,17 +26,7 @@ pub struct Turn {
     fake_answer: Option<(usize, bool)>,
 }
 
-type TurnFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = (
-                    Result<TurnReply, CallError>,
-                    &'static str,
-                    Option<(usize, bool)>,
-                ),
-            > + Send,
-    >,
->;
+type TurnFuture = crate::exec::llm_call::CallFuture<TurnReply>;
 
 impl Runner<'_> {
     /// Asks the model for the next turn, unless a cap says no.
